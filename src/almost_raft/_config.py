@@ -1,0 +1,129 @@
+"""Election timing and membership settings, validated when built."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ._errors import ConfigError
+
+__all__ = ["ElectionConfig"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ElectionConfig:
+    """How fast an election reacts, and how many nodes it needs.
+
+    All durations are in seconds. Every field is checked when the object is built; a bad
+    value raises :class:`ConfigError` naming the field and how to fix it.
+
+    Attributes:
+        election_timeout: the shortest time a follower waits without hearing from a
+            leader before it starts an election. Each wait is drawn afresh and uniformly
+            from ``[election_timeout, election_timeout_max)``.
+        election_timeout_max: the upper end of that range; ``None`` means twice
+            ``election_timeout``. A wider range makes split votes rarer and failover slower.
+        heartbeat_interval: how often a leader tells followers it is alive. It must be
+            well under ``election_timeout`` (at most half) or healthy leaders get deposed.
+        message_timeout: the longest one send to one peer may take before it is
+            abandoned, so a slow or dead peer never delays messages to the others.
+        min_peers: no election starts until this many peers (this node excluded) are
+            known. Guards a cluster that is still being assembled.
+        max_nodes: the largest cluster size, this node included; adding a further peer
+            is refused with a log line. ``None`` means no limit.
+        pre_vote: ask whether an election could be won before raising the term, so a
+            node returning from a partition does not depose a healthy leader (thesis 9.6).
+        check_quorum: a leader that has not heard from a majority for an election timeout
+            steps down, and a node that heard from a leader within ``election_timeout``
+            refuses to vote for anyone else (thesis 6.2).
+    """
+
+    election_timeout: float = 1.0
+    election_timeout_max: float | None = None
+    heartbeat_interval: float = 0.1
+    message_timeout: float = 0.5
+    min_peers: int = 0
+    max_nodes: int | None = None
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("election_timeout", self.election_timeout)
+        _positive("heartbeat_interval", self.heartbeat_interval)
+        _positive("message_timeout", self.message_timeout)
+        if self.election_timeout_max is not None:
+            _positive("election_timeout_max", self.election_timeout_max)
+            if self.election_timeout_max <= self.election_timeout:
+                raise ConfigError(
+                    "election_timeout_max",
+                    self.election_timeout_max,
+                    f"must be greater than election_timeout ({self.election_timeout}); "
+                    "leave it unset for twice election_timeout",
+                )
+        if self.heartbeat_interval * 2 > self.election_timeout:
+            raise ConfigError(
+                "heartbeat_interval",
+                self.heartbeat_interval,
+                f"must be at most half of election_timeout ({self.election_timeout}), "
+                "or followers time out between heartbeats; a tenth is typical",
+            )
+        _integer("min_peers", self.min_peers, minimum=0)
+        if self.max_nodes is not None:
+            _integer("max_nodes", self.max_nodes, minimum=1)
+            if self.min_peers + 1 > self.max_nodes:
+                raise ConfigError(
+                    "max_nodes",
+                    self.max_nodes,
+                    f"must be at least min_peers + 1 ({self.min_peers + 1}), "
+                    "or no election could ever start",
+                )
+        for name in ("pre_vote", "check_quorum"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(name, value, "must be True or False")
+
+    @property
+    def election_timeout_range(self) -> tuple[float, float]:
+        """The half-open range ``[low, high)`` election timeouts are drawn from."""
+        high = self.election_timeout_max
+        return (self.election_timeout, 2 * self.election_timeout if high is None else high)
+
+    @classmethod
+    def from_milliseconds(
+        cls,
+        *,
+        election_timeout: int,
+        heartbeat_interval: int,
+        message_timeout: int,
+        min_peers: int = 0,
+        max_nodes: int | None = None,
+    ) -> ElectionConfig:
+        """Build a config from integer milliseconds, as the Rust crate takes them."""
+        for name, value in (
+            ("election_timeout", election_timeout),
+            ("heartbeat_interval", heartbeat_interval),
+            ("message_timeout", message_timeout),
+        ):
+            _integer(name, value, minimum=1)
+        return cls(
+            election_timeout=election_timeout / 1000,
+            heartbeat_interval=heartbeat_interval / 1000,
+            message_timeout=message_timeout / 1000,
+            min_peers=min_peers,
+            max_nodes=max_nodes,
+        )
+
+
+def _positive(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(name, value, "must be a finite number of seconds greater than 0")
+
+
+def _integer(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer of at least {minimum}")

@@ -1,0 +1,538 @@
+"""The election state machine: Raft's leader election, pure and deterministic.
+
+This module contains no networking, no clock and no global randomness. Time arrives as
+an argument (``now``, in seconds on any monotonic scale), randomness from the
+``random.Random`` the caller passes in, and every effect leaves as an :class:`Output`
+batch. The same inputs in the same order give the same outputs, which is what lets the
+simulator replay a run from its seed.
+
+Theory of operation
+-------------------
+Every node starts as a follower with a randomized election deadline. A follower that
+reaches its deadline without hearing from a leader first asks its peers whether they
+*would* vote for it in the next term (a pre-vote, thesis 9.6); only if a majority says
+yes does it raise its term, vote for itself and ask for real votes (Raft paper 5.2). A
+candidate with a majority becomes leader and sends heartbeats; a follower that hears a
+current leader pushes its deadline back. A leader that has not heard from a majority
+for an election timeout steps down (CheckQuorum, thesis 6.2).
+
+Rules
+-----
+Rule 1 (terms first). Every message goes through :meth:`ElectionCore.receive`, which
+applies the term rules before anything looks at the message's kind: a higher term makes
+this node a follower of that term, a lower term is answered with the current term (so a
+stale sender catches up) or dropped. The exceptions are explained where they are made.
+
+Rule 2 (one vote per term). ``voted_for`` is set at most once per term and cleared only
+when the term changes. The batch that sets it carries it as ``hard_state``, and the
+caller makes it durable before sending the batch's messages.
+
+Rule 3 (votes by voter). Votes are recorded per voter, first answer wins, and counted
+only over the current voters, so a duplicated or forged response cannot count twice.
+
+Rule 4 (peer input never raises). A message from an unknown or impossible sender is
+dropped with a log line and a counter; it never changes state. A broken invariant inside
+the core is a bug and fails loudly with an assertion.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterable
+
+from ._config import ElectionConfig
+from ._messages import (
+    HeartBeat,
+    HeartBeatResponse,
+    PeerMessage,
+    RequestVote,
+    RequestVoteResponse,
+    check_node_id,
+)
+from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
+from ._quorum import VoteResult, has_quorum, vote_result
+from ._state import HardState, NodeState
+
+__all__ = ["ElectionCore"]
+
+logger = logging.getLogger("almost_raft.core")
+
+_CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
+
+
+class ElectionCore:
+    """One node's leader election, driven by explicit inputs.
+
+    Every public method that takes ``now`` is an input and returns the :class:`Output`
+    batch it caused; read its docstring for the order in which to carry it out. ``now``
+    must never go backwards between calls.
+
+    Args:
+        node_id: this node's id.
+        peers: the ids of the other voting members.
+        config: timings and membership limits.
+        rng: the only source of randomness (the election timeouts).
+        now: the current time, in seconds.
+        hard_state: the term and vote recovered from durable storage, if any.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        peers: Iterable[str],
+        config: ElectionConfig,
+        rng: random.Random,
+        now: float,
+        hard_state: HardState | None = None,
+    ) -> None:
+        check_node_id("node_id", node_id)
+        self.node_id = node_id
+        self.config = config
+        self.metrics = CoreMetrics()
+        self._rng = rng
+        self._now = now
+        self._peers: set[str] = set()
+        for peer in peers:
+            check_node_id("peers", peer)
+            if peer != node_id:
+                self._peers.add(peer)
+        state = hard_state or HardState()
+        self._term = state.term
+        self._voted_for = state.voted_for
+        self._role = NodeState.FOLLOWER
+        self._leader_id: str | None = None
+        self._votes: dict[str, bool] = {}
+        # When this node last had reason to believe a leader was alive: the last heartbeat
+        # from it, or, on the leader itself, the last time a majority answered.
+        self._leader_contact = -math.inf
+        self._heard_from: set[str] = set()
+        self._election_deadline = now + self._random_timeout()
+        self._heartbeat_deadline = math.inf
+        self._quorum_deadline = math.inf
+        # What the caller has already been told, so each batch reports only changes.
+        self._reported_hard_state = state
+        self._reported_leader: tuple[str | None, int | None] = (None, None)
+        self._reported_role = self._role
+        self._outbox: list[Outbound] = []
+
+    # ------------------------------------------------------------------ read-only status
+
+    @property
+    def term(self) -> int:
+        """The current term."""
+        return self._term
+
+    @property
+    def voted_for(self) -> str | None:
+        """Whom this node voted for in the current term, if anyone."""
+        return self._voted_for
+
+    @property
+    def role(self) -> NodeState:
+        """The role this node plays now."""
+        return self._role
+
+    @property
+    def leader_id(self) -> str | None:
+        """The leader of the current term as far as this node knows, or ``None``."""
+        return self._leader_id
+
+    @property
+    def peers(self) -> frozenset[str]:
+        """The other voting members."""
+        return frozenset(self._peers)
+
+    @property
+    def hard_state(self) -> HardState:
+        """The term and vote as they are now."""
+        return HardState(self._term, self._voted_for)
+
+    @property
+    def next_deadline(self) -> float:
+        """The time by which :meth:`tick` must be called next."""
+        if self._role is NodeState.LEADER:
+            return min(self._heartbeat_deadline, self._quorum_deadline)
+        if self._role is NodeState.TERMINATING:
+            return math.inf
+        return self._election_deadline
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self, now: float) -> Output:
+        """Time has advanced to ``now``: fire whichever deadlines have passed."""
+        self._now = now
+        if self._role is NodeState.LEADER:
+            if now >= self._quorum_deadline:
+                self._check_quorum()
+            if self._role is NodeState.LEADER and now >= self._heartbeat_deadline:
+                self._broadcast_heartbeat()
+        elif self._role is not NodeState.TERMINATING and now >= self._election_deadline:
+            self._on_election_timeout()
+        return self._finish()
+
+    def receive(self, message: PeerMessage, now: float) -> Output:
+        """A peer's message arrived. Applies the term rules, then the role's handler."""
+        self._now = now
+        if self._accept(message):
+            if isinstance(message, RequestVote):
+                # Every role answers vote requests the same way.
+                self._on_vote_request(message)
+            elif self._role is NodeState.LEADER:
+                self._step_leader(message)
+            elif self._role in _CAMPAIGNING:
+                self._step_candidate(message)
+            else:
+                self._step_follower(message)
+        return self._finish()
+
+    def add_peer(self, peer_id: str, now: float) -> Output:
+        """Make ``peer_id`` a voting member; refused past ``max_nodes``."""
+        self._now = now
+        check_node_id("peer_id", peer_id)
+        limit = self.config.max_nodes
+        if peer_id == self.node_id or peer_id in self._peers:
+            logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
+        elif limit is not None and len(self._peers) + 2 > limit:
+            logger.warning(
+                "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
+                self.node_id,
+                peer_id,
+                limit,
+            )
+        else:
+            self._peers.add(peer_id)
+            logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
+            if self._role is NodeState.LEADER:
+                self._send(peer_id, HeartBeat(self._term, self.node_id))
+            elif self._role in _CAMPAIGNING:
+                self._request_votes_from(peer_id)
+        return self._finish()
+
+    def remove_peer(self, peer_id: str, now: float) -> Output:
+        """Stop counting ``peer_id`` as a voting member."""
+        self._now = now
+        if peer_id in self._peers:
+            self._peers.discard(peer_id)
+            logger.info("%s: removed peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
+            if self._role in _CAMPAIGNING:
+                self._tally()
+        return self._finish()
+
+    def terminate(self, now: float) -> Output:
+        """Leave the election for good: no more messages, deadlines or votes."""
+        self._now = now
+        if self._role is not NodeState.TERMINATING:
+            logger.info("%s: terminating at term %d", self.node_id, self._term)
+            self._role = NodeState.TERMINATING
+            self._leader_id = None
+            self._votes.clear()
+        return self._finish()
+
+    # ------------------------------------------------------------------ the term rules
+
+    def _accept(self, message: PeerMessage) -> bool:
+        """Apply the term rules; return whether the role handler should see ``message``."""
+        sender = message.sender
+        if self._role is NodeState.TERMINATING:
+            return self._drop("terminating", message)
+        if sender == self.node_id:
+            return self._drop("from_self", message)
+        if sender not in self._peers:
+            return self._drop("unknown_sender", message)
+        if message.term > self._term:
+            if isinstance(message, RequestVote) and self._in_leader_lease():
+                # Leader stickiness (thesis 4.2.3): while this node believes a leader is
+                # alive, a vote request does not even raise its term, so a node that was
+                # cut off and comes back cannot depose a healthy leader.
+                return self._drop("vote_request_during_lease", message)
+            if isinstance(message, RequestVote) and message.pre_vote:
+                # A pre-vote is hypothetical: it never changes anyone's term.
+                return True
+            if isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted:
+                # A granted pre-vote carries the term the candidate *would* have; the
+                # candidate has not raised its term yet, and must not be deposed by it.
+                return True
+            leader = message.sender if isinstance(message, HeartBeat) else None
+            logger.info(
+                "%s: saw term %d from %s (was %d)", self.node_id, message.term, sender, self._term
+            )
+            self._become_follower(message.term, leader)
+            return True
+        if message.term < self._term:
+            if isinstance(message, HeartBeat):
+                # Tell a deposed leader the newer term, so it steps down as soon as it can
+                # hear anyone instead of waiting for CheckQuorum.
+                self._send(sender, HeartBeatResponse(self._term, self.node_id))
+            elif isinstance(message, RequestVote):
+                self._send(
+                    sender,
+                    RequestVoteResponse(
+                        self._term, self.node_id, granted=False, pre_vote=message.pre_vote
+                    ),
+                )
+            return self._drop("stale_term", message)
+        return True
+
+    def _on_vote_request(self, request: RequestVote) -> None:
+        candidate = request.candidate_id
+        if request.pre_vote:
+            # Would this node vote for the candidate in request.term? If that term is
+            # newer, yes (the lease was checked by the term rules); otherwise only if it
+            # has no vote and no leader in the current term.
+            grant = (
+                request.term > self._term
+                or self._voted_for == candidate
+                or (self._voted_for is None and self._leader_id is None)
+            )
+        else:
+            grant = self._voted_for == candidate or (
+                self._voted_for is None and self._leader_id is None
+            )
+        if grant and not request.pre_vote:
+            self._voted_for = candidate
+            # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
+            self._reset_election_deadline()
+        logger.debug(
+            "%s: %s %svote for %s in term %d",
+            self.node_id,
+            "granted" if grant else "refused",
+            "pre-" if request.pre_vote else "",
+            candidate,
+            request.term,
+        )
+        self._send(
+            candidate,
+            RequestVoteResponse(
+                request.term if grant else self._term,
+                self.node_id,
+                granted=grant,
+                pre_vote=request.pre_vote,
+            ),
+        )
+
+    # ------------------------------------------------------------------ role handlers
+
+    def _step_follower(self, message: PeerMessage) -> None:
+        if isinstance(message, HeartBeat):
+            self._on_heartbeat(message)
+        # Vote and heartbeat responses are late answers to a role this node left.
+
+    def _step_candidate(self, message: PeerMessage) -> None:
+        if isinstance(message, HeartBeat):
+            # A leader already exists for this term.
+            self._become_follower(self._term, message.leader_id)
+            self._on_heartbeat(message)
+        elif isinstance(message, RequestVoteResponse):
+            self._on_vote_response(message)
+
+    def _step_leader(self, message: PeerMessage) -> None:
+        if isinstance(message, HeartBeatResponse):
+            self._heard_from.add(message.follower_id)
+        elif isinstance(message, HeartBeat):
+            logger.error(
+                "%s: leader of term %d got a heartbeat from %s for the same term; are the "
+                "nodes configured with the same members?",
+                self.node_id,
+                self._term,
+                message.leader_id,
+            )
+            self._drop("conflicting_leader", message)
+
+    def _on_heartbeat(self, heartbeat: HeartBeat) -> None:
+        if self._leader_id not in (None, heartbeat.leader_id):
+            logger.error(
+                "%s: term %d has leader %s, but %s also claims it; are the nodes configured "
+                "with the same members?",
+                self.node_id,
+                self._term,
+                self._leader_id,
+                heartbeat.leader_id,
+            )
+            self._drop("conflicting_leader", heartbeat)
+            return
+        self._leader_id = heartbeat.leader_id
+        self._leader_contact = self._now
+        self._reset_election_deadline()
+        self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
+
+    def _on_vote_response(self, response: RequestVoteResponse) -> None:
+        pre_vote = self._role is NodeState.PRE_CANDIDATE
+        if response.pre_vote != pre_vote:
+            self._drop("stale_vote_response", response)
+            return
+        # A granted pre-vote carries the term this node would campaign in; a refusal
+        # carries the voter's own term, which the term rules have made ours.
+        expected = self._term + 1 if pre_vote and response.granted else self._term
+        if response.term != expected:
+            self._drop("stale_vote_response", response)
+            return
+        self._record_vote(response.voter_id, response.granted)
+        self._tally()
+
+    def _record_vote(self, voter: str, granted: bool) -> None:
+        """Record a voter's answer; the first answer from each voter wins."""
+        self._votes.setdefault(voter, granted)
+
+    def _tally(self) -> None:
+        result = vote_result(self._voters(), self._votes)
+        if result is VoteResult.WON:
+            if self._role is NodeState.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+        elif result is VoteResult.LOST:
+            logger.info(
+                "%s: lost the %selection for term %d",
+                self.node_id,
+                "pre-" if self._role is NodeState.PRE_CANDIDATE else "",
+                self._term + (self._role is NodeState.PRE_CANDIDATE),
+            )
+            self._become_follower(self._term, None)
+
+    # ------------------------------------------------------------------ timers
+
+    def _on_election_timeout(self) -> None:
+        if len(self._peers) < self.config.min_peers:
+            logger.debug(
+                "%s: %d of min_peers=%d peers known; not starting an election",
+                self.node_id,
+                len(self._peers),
+                self.config.min_peers,
+            )
+            self._reset_election_deadline()
+        elif self.config.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+
+    def _check_quorum(self) -> None:
+        self._heard_from.add(self.node_id)
+        if has_quorum(self._voters(), self._heard_from):
+            self._leader_contact = self._now
+            self._heard_from.clear()
+            self._quorum_deadline = self._now + self.config.election_timeout
+            return
+        logger.warning(
+            "%s: stepping down as leader of term %d: heard from %d of %d nodes in %.3fs",
+            self.node_id,
+            self._term,
+            len(self._heard_from & self._voters()),
+            len(self._voters()),
+            self.config.election_timeout,
+        )
+        self._become_follower(self._term, None)
+
+    def _broadcast_heartbeat(self) -> None:
+        heartbeat = HeartBeat(self._term, self.node_id)
+        for peer in sorted(self._peers):
+            self._send(peer, heartbeat)
+        self._heartbeat_deadline = self._now + self.config.heartbeat_interval
+
+    # ------------------------------------------------------------------ transitions
+
+    def _become_follower(self, term: int, leader_id: str | None) -> None:
+        assert term >= self._term, f"term would go back from {self._term} to {term}"
+        if term != self._term:
+            self._term = term
+            self._voted_for = None
+        self._role = NodeState.FOLLOWER
+        self._leader_id = leader_id
+        if leader_id is not None:
+            self._leader_contact = self._now
+        self._votes.clear()
+        self._heard_from.clear()
+        self._heartbeat_deadline = self._quorum_deadline = math.inf
+        self._reset_election_deadline()
+
+    def _become_pre_candidate(self) -> None:
+        assert self._role is not NodeState.LEADER, "a leader cannot pre-campaign"
+        self.metrics.pre_votes_started += 1
+        logger.info("%s: asking for pre-votes for term %d", self.node_id, self._term + 1)
+        self._role = NodeState.PRE_CANDIDATE
+        self._start_campaign()
+
+    def _become_candidate(self) -> None:
+        assert self._role is not NodeState.LEADER, "a leader cannot campaign"
+        self.metrics.elections_started += 1
+        self._term += 1
+        self._voted_for = self.node_id
+        logger.info("%s: campaigning for term %d", self.node_id, self._term)
+        self._role = NodeState.CANDIDATE
+        self._start_campaign()
+
+    def _start_campaign(self) -> None:
+        self._leader_id = None
+        self._votes = {self.node_id: True}
+        self._reset_election_deadline()
+        for peer in sorted(self._peers):
+            self._request_votes_from(peer)
+        self._tally()
+
+    def _request_votes_from(self, peer: str) -> None:
+        pre_vote = self._role is NodeState.PRE_CANDIDATE
+        term = self._term + 1 if pre_vote else self._term
+        self._send(peer, RequestVote(term, self.node_id, pre_vote=pre_vote))
+
+    def _become_leader(self) -> None:
+        assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"
+        assert self._voted_for == self.node_id, "a leader voted for itself"
+        self.metrics.elections_won += 1
+        logger.info("%s: became leader of term %d", self.node_id, self._term)
+        self._role = NodeState.LEADER
+        self._leader_id = self.node_id
+        self._leader_contact = self._now
+        self._votes.clear()
+        self._heard_from.clear()
+        self._quorum_deadline = self._now + self.config.election_timeout
+        self._broadcast_heartbeat()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _voters(self) -> set[str]:
+        return self._peers | {self.node_id}
+
+    def _in_leader_lease(self) -> bool:
+        """Whether this node heard from a live leader within the minimum election timeout."""
+        return (
+            self.config.check_quorum
+            and self._leader_id is not None
+            and self._now - self._leader_contact < self.config.election_timeout
+        )
+
+    def _random_timeout(self) -> float:
+        low, high = self.config.election_timeout_range
+        return low + (high - low) * self._rng.random()
+
+    def _reset_election_deadline(self) -> None:
+        self._election_deadline = self._now + self._random_timeout()
+
+    def _send(self, to: str, message: PeerMessage) -> None:
+        self._outbox.append(Outbound(to, message))
+
+    def _drop(self, reason: str, message: PeerMessage) -> bool:
+        self.metrics.dropped[reason] += 1
+        logger.debug("%s: dropped %r (%s)", self.node_id, message, reason)
+        return False
+
+    def _finish(self) -> Output:
+        """Collect what changed since the last batch into one :class:`Output`."""
+        messages = tuple(self._outbox)
+        self._outbox.clear()
+        hard_state = None
+        if (self._term, self._voted_for) != (
+            self._reported_hard_state.term,
+            self._reported_hard_state.voted_for,
+        ):
+            hard_state = self._reported_hard_state = HardState(self._term, self._voted_for)
+        leader_change = None
+        view = (self._leader_id, self._term if self._leader_id is not None else None)
+        if view != self._reported_leader:
+            self._reported_leader = view
+            self.metrics.leader_changes += 1
+            leader_change = LeaderChange(self._leader_id, self._term)
+        role = None
+        if self._role is not self._reported_role:
+            role = self._reported_role = self._role
+        return Output(messages, hard_state, leader_change, role, self.next_deadline)

@@ -1,0 +1,67 @@
+"""What the core returns: one batch of things to do, in a fixed order."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+from ._messages import PeerMessage
+from ._state import HardState, NodeState
+
+__all__ = ["CoreMetrics", "LeaderChange", "Outbound", "Output"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message to send to the peer ``to``."""
+
+    to: str
+    message: PeerMessage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaderChange:
+    """The leader this node knows of changed.
+
+    ``leader_id`` is ``None`` when this node no longer knows a leader. ``term`` is the
+    node's term at the change; while a leader is known it is that leader's term, a number
+    that only grows and can be used as a fencing token.
+    """
+
+    leader_id: str | None
+    term: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """One batch of effects of one input to the core.
+
+    Carry it out in this order:
+
+    1. If ``hard_state`` is set, make it durable (written and fsynced). Until it is,
+       nothing else of this batch may happen: a vote sent before it is on disk could be
+       cast twice after a crash (Raft paper 5.2, thesis 3.8).
+    2. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
+    3. Publish ``leader_change`` and ``role`` to whoever watches.
+    4. Call the core's ``tick`` again no later than ``next_deadline``.
+
+    Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
+    """
+
+    messages: tuple[Outbound, ...] = ()
+    hard_state: HardState | None = None
+    leader_change: LeaderChange | None = None
+    role: NodeState | None = None
+    next_deadline: float = math.inf
+
+
+@dataclasses.dataclass(slots=True)
+class CoreMetrics:
+    """Counters a core keeps about itself; read them, never write them."""
+
+    pre_votes_started: int = 0
+    elections_started: int = 0
+    elections_won: int = 0
+    leader_changes: int = 0
+    dropped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)

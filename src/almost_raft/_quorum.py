@@ -1,0 +1,47 @@
+"""Majority arithmetic, free of any election state (etcd keeps the same in ``quorum/``)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Mapping
+
+__all__ = ["VoteResult", "has_quorum", "majority", "vote_result"]
+
+
+class VoteResult(enum.Enum):
+    """Where a vote stands: not decided yet, won, or impossible to win."""
+
+    PENDING = "pending"
+    WON = "won"
+    LOST = "lost"
+
+
+def majority(voter_count: int) -> int:
+    """The smallest number of voters that is more than half of ``voter_count``."""
+    return voter_count // 2 + 1
+
+
+def vote_result(voters: Collection[str], votes: Mapping[str, bool]) -> VoteResult:
+    """Decide a vote from each voter's answer (``True`` granted, ``False`` refused).
+
+    Answers from ids outside ``voters`` do not count, and each voter counts once, since
+    ``votes`` holds one answer per voter.
+    """
+    granted = refused = 0
+    for voter in voters:
+        answer = votes.get(voter)
+        if answer is True:
+            granted += 1
+        elif answer is False:
+            refused += 1
+    needed = majority(len(voters))
+    if granted >= needed:
+        return VoteResult.WON
+    if len(voters) - refused < needed:
+        return VoteResult.LOST
+    return VoteResult.PENDING
+
+
+def has_quorum(voters: Collection[str], heard_from: Collection[str]) -> bool:
+    """Whether a majority of ``voters`` is among ``heard_from``."""
+    return sum(1 for voter in voters if voter in heard_from) >= majority(len(voters))

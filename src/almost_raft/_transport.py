@@ -1,0 +1,49 @@
+"""The narrow interface between the runtime and whatever carries messages."""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+from ._messages import PeerMessage
+
+__all__ = ["Inbox", "Transport"]
+
+
+class Inbox(Protocol):
+    """Where a transport hands what it receives. The runtime implements it.
+
+    Methods are called from the event loop's thread and never block. New optional
+    methods may be added here; a transport that does not call them keeps working.
+    """
+
+    def deliver(self, message: PeerMessage) -> None:
+        """A message arrived from a peer (already decoded and checked)."""
+
+
+class Transport(abc.ABC):
+    """Carries :class:`PeerMessage` values from this node to its peers and back.
+
+    The contract is weak on purpose: a message may be dropped, delayed, duplicated or
+    reordered, and the election stays safe regardless; it needs only that most messages
+    between live, connected nodes arrive for a leader to be elected. A transport never
+    delivers a message it could not decode, and never raises into the runtime because of
+    what a peer sent.
+    """
+
+    @abc.abstractmethod
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        """Begin receiving for ``node_id``: hand each incoming message to ``inbox``."""
+
+    @abc.abstractmethod
+    async def send(self, to: str, message: PeerMessage) -> None:
+        """Send ``message`` to the peer ``to``, best effort.
+
+        May return before the message is delivered. The runtime runs each call in its own
+        task and cancels it after ``message_timeout``; an exception counts as a failed
+        send and is logged, nothing more.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop receiving and release connections. Safe to call more than once."""
