@@ -32,11 +32,13 @@ class ConfigError(AlmostRaftError, ValueError):
     Attributes:
         field: the name of the offending field, as the caller spelled it.
         value: the value that was rejected.
+        fix: what a valid value looks like.
     """
 
     def __init__(self, field: str, value: object, fix: str) -> None:
         self.field = field
         self.value = value
+        self.fix = fix
         super().__init__(f"invalid {field}={value!r}: {fix}")
 
 

@@ -1,0 +1,181 @@
+"""The cluster file ``almost-raft run`` and ``almost-raft status`` read (TOML).
+
+Example::
+
+    cluster = "scheduler"             # checked on every connection between nodes
+    state_dir = "/var/lib/almost-raft" # this node keeps <state_dir>/<id>.state
+
+    [election]                        # optional; these are the defaults
+    election_timeout_ms = 1000        # drawn from [election_timeout_ms, election_timeout_max_ms)
+    election_timeout_max_ms = 2000
+    heartbeat_interval_ms = 100
+    message_timeout_ms = 500
+
+    [nodes.a]
+    address = "10.0.0.1:7000"         # where peers reach node a
+    http = "10.0.0.1:8000"            # optional: GET /status and /metrics
+
+    [nodes.b]
+    address = "10.0.0.2:7000"
+
+Every error names the field (``nodes.b.address``) and says what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._config import ElectionConfig
+from ._errors import ConfigError
+from ._messages import MAX_ID_LENGTH
+
+__all__ = ["ClusterConfig", "NodeEntry", "parse_host_port"]
+
+_ELECTION_FIELDS = {
+    "election_timeout_ms": "election_timeout",
+    "election_timeout_max_ms": "election_timeout_max",
+    "heartbeat_interval_ms": "heartbeat_interval",
+    "message_timeout_ms": "message_timeout",
+}
+_TOP_FIELDS = {"cluster", "state_dir", "election", "nodes"}
+_NODE_FIELDS = {"address", "http"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeEntry:
+    """One member of the cluster as the file describes it."""
+
+    node_id: str
+    address: tuple[str, int]
+    http: tuple[str, int] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A parsed, validated cluster file."""
+
+    cluster_id: str
+    nodes: Mapping[str, NodeEntry]
+    election: ElectionConfig
+    state_dir: Path | None = None
+    source: str = "<memory>"
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterConfig:
+        """Read and validate a cluster file.
+
+        Raises:
+            ConfigError: the file is missing, not TOML, or a field is invalid; the error
+                names the file and the field.
+        """
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError("--config", str(path), "no such file") from exc
+        except OSError as exc:
+            raise ConfigError("--config", str(path), f"cannot be read: {exc.strerror}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("--config", str(path), f"is not valid TOML: {exc}") from exc
+        try:
+            return cls.from_dict(raw, source=str(path), base_dir=path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.field}", exc.value, exc.fix) from None
+
+    @classmethod
+    def from_dict(
+        cls, raw: Mapping[str, Any], *, source: str = "<memory>", base_dir: Path | None = None
+    ) -> ClusterConfig:
+        """Validate an already parsed cluster file (see the module docstring for fields)."""
+        _no_unknown("", raw, _TOP_FIELDS)
+        cluster_id = raw.get("cluster")
+        if not isinstance(cluster_id, str) or not cluster_id:
+            raise ConfigError(
+                "cluster", cluster_id, 'must be a non-empty string naming the cluster, e.g. "jobs"'
+            )
+        nodes_raw = raw.get("nodes")
+        if not isinstance(nodes_raw, dict) or not nodes_raw:
+            raise ConfigError(
+                "nodes",
+                nodes_raw,
+                'must list the members, one table each: [nodes.a] address = "host:7000"',
+            )
+        nodes = {node_id: _node(node_id, entry) for node_id, entry in nodes_raw.items()}
+        state_dir = raw.get("state_dir")
+        if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
+            raise ConfigError("state_dir", state_dir, "must be a directory path string")
+        state_path = None
+        if state_dir is not None:
+            state_path = Path(state_dir)
+            if base_dir is not None and not state_path.is_absolute():
+                state_path = base_dir / state_path
+        return cls(cluster_id, nodes, _election(raw.get("election", {})), state_path, source)
+
+    def peers_of(self, node_id: str) -> dict[str, tuple[str, int]]:
+        """The addresses of every member but ``node_id``."""
+        return {n: e.address for n, e in self.nodes.items() if n != node_id}
+
+    def entry(self, node_id: str) -> NodeEntry:
+        """The entry of ``node_id``, or a ConfigError listing the known ids."""
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            known = ", ".join(sorted(self.nodes))
+            raise ConfigError(
+                "--id", node_id, f"is not a member in {self.source}; members are: {known}"
+            ) from None
+
+
+def parse_host_port(field: str, value: object) -> tuple[str, int]:
+    """Parse ``"host:port"`` (``"[::1]:7000"`` for IPv6) or raise ConfigError naming ``field``."""
+    fix = 'must be "HOST:PORT", e.g. "127.0.0.1:7000"'
+    if not isinstance(value, str):
+        raise ConfigError(field, value, fix)
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(field, value, fix)
+    return host, int(port_text)
+
+
+def _node(node_id: object, entry: object) -> NodeEntry:
+    field = f"nodes.{node_id}"
+    if not isinstance(node_id, str) or not 0 < len(node_id) <= MAX_ID_LENGTH:
+        raise ConfigError(field, node_id, f"a node id must have 1 to {MAX_ID_LENGTH} characters")
+    if not isinstance(entry, dict):
+        raise ConfigError(field, entry, 'must be a table: [nodes.a] address = "host:7000"')
+    _no_unknown(field, entry, _NODE_FIELDS)
+    address = parse_host_port(f"{field}.address", entry.get("address"))
+    http = entry.get("http")
+    return NodeEntry(
+        node_id, address, None if http is None else parse_host_port(f"{field}.http", http)
+    )
+
+
+def _election(raw: object) -> ElectionConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("election", raw, "must be a table: [election]")
+    _no_unknown("election", raw, set(_ELECTION_FIELDS))
+    values: dict[str, float] = {}
+    for key, name in _ELECTION_FIELDS.items():
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"election.{key}", value, "must be a whole number of ms above 0")
+            values[name] = value / 1000
+    try:
+        return ElectionConfig(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        key = next(k for k, n in _ELECTION_FIELDS.items() if n == exc.field)
+        raise ConfigError(f"election.{key}", raw.get(key), exc.fix) from None
+
+
+def _no_unknown(where: str, raw: Mapping[str, Any], known: set[str]) -> None:
+    for key in raw:
+        if key not in known:
+            field = f"{where}.{key}" if where else key
+            raise ConfigError(field, raw[key], f"unknown field; known: {', '.join(sorted(known))}")
