@@ -1,0 +1,110 @@
+"""A tiny HTTP/1.1 server for ``GET /status`` and ``GET /metrics``.
+
+It answers one request per connection and closes it; requests are bounded in size and
+time, so a slow or hostile client cannot hold the node's event loop or memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["StatusServer", "json_route"]
+
+logger = logging.getLogger("almost_raft.http")
+
+_MAX_HEAD_BYTES = 8192
+_READ_TIMEOUT = 5.0
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
+Route = Callable[[], tuple[int, str, bytes]]
+
+
+class StatusServer:
+    """Serves a fixed set of GET routes.
+
+    Args:
+        host, port: where to listen; port 0 picks a free port (see :attr:`address`).
+        routes: path -> function returning (status code, content type, body).
+    """
+
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
+        self._host = host
+        self._port = port
+        self._routes = dict(routes)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address actually bound (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the status server is not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        """Begin listening."""
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._port, limit=_MAX_HEAD_BYTES
+        )
+
+    async def close(self) -> None:
+        """Stop listening and wait for open requests to finish; safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, content_type, body = await self._answer(reader)
+            head = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode("ascii") + body)
+            await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass
+        except Exception:
+            logger.exception("status request failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+        try:
+            async with asyncio.timeout(_READ_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return _text(400, "bad request\n")
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3:
+            return _text(400, "bad request line\n")
+        method, target = parts[0], parts[1].decode("ascii", "replace").split("?", 1)[0]
+        route = self._routes.get(target)
+        if route is None:
+            return _text(404, f"no such path; try {', '.join(sorted(self._routes))}\n")
+        if method != b"GET":
+            return _text(405, "only GET\n")
+        return route()
+
+
+def json_route(produce: Callable[[], Any]) -> Route:
+    """A route answering with ``produce()`` as indented JSON."""
+
+    def route() -> tuple[int, str, bytes]:
+        body = json.dumps(produce(), indent=2, sort_keys=True) + "\n"
+        return 200, "application/json", body.encode()
+
+    return route
+
+
+def _text(status: int, text: str) -> tuple[int, str, bytes]:
+    return status, "text/plain; charset=utf-8", text.encode()

@@ -1,0 +1,122 @@
+"""Run a command only while this node is leader, as ``consul lock`` does.
+
+The command starts when leadership is won, with the term (the fencing token) in its
+environment, and is stopped when leadership is lost: SIGTERM to its whole process group,
+then SIGKILL after a grace period. It runs in a session of its own, so a shell command's
+children are stopped with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+__all__ = ["LeaderCommand"]
+
+logger = logging.getLogger("almost_raft.command")
+
+
+class LeaderCommand:
+    """One command, started and stopped as leadership comes and goes.
+
+    Args:
+        argv: the program and its arguments.
+        node_id: this node's id, passed as ``ALMOST_RAFT_NODE_ID``.
+        grace: seconds between SIGTERM and SIGKILL when stopping.
+        env: the base environment (default: this process's).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        node_id: str,
+        grace: float = 10.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if not argv:
+            raise ValueError("a leader command needs at least a program name")
+        self.argv = list(argv)
+        self.node_id = node_id
+        self.grace = grace
+        self._env = dict(os.environ if env is None else env)
+        self._process: asyncio.subprocess.Process | None = None
+        self.term: int | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether the command was started and has not exited yet."""
+        return self._process is not None and self._process.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        """The running command's process id, if it is running."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    async def start(self, term: int) -> None:
+        """Start the command for leadership of ``term``.
+
+        Raises:
+            OSError: the program could not be started (not found, not executable).
+        """
+        if self.running:
+            raise RuntimeError("the leader command is already running")
+        env = dict(self._env)
+        env.update(
+            ALMOST_RAFT_TERM=str(term),
+            ALMOST_RAFT_NODE_ID=self.node_id,
+            ALMOST_RAFT_LEADER=self.node_id,
+        )
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv, env=env, start_new_session=True
+        )
+        self.term = term
+        self.starts += 1
+        logger.info("started %s (pid %d) for term %d", self.argv[0], self._process.pid, term)
+
+    async def wait(self) -> int:
+        """Wait until the command exits by itself; return its exit status."""
+        if self._process is None:
+            raise RuntimeError("the leader command was never started")
+        return await self._process.wait()
+
+    async def stop(self) -> int | None:
+        """Stop the command: SIGTERM, then SIGKILL after the grace period.
+
+        Returns the exit status, or ``None`` if it was not running. Safe to call when the
+        command already exited. Finishes the stop even if the caller is cancelled.
+        """
+        process = self._process
+        if process is None or process.returncode is not None:
+            return None if process is None else process.returncode
+        stopping = asyncio.ensure_future(self._terminate(process))
+        try:
+            return await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            # The caller gave up waiting, but the command must not outlive leadership.
+            await stopping
+            raise
+
+    async def _terminate(self, process: asyncio.subprocess.Process) -> int:
+        logger.info("stopping pid %d (term %s) with SIGTERM", process.pid, self.term)
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.grace):
+                return await process.wait()
+        except TimeoutError:
+            logger.warning(
+                "pid %d ignored SIGTERM for %.1fs; sending SIGKILL", process.pid, self.grace
+            )
+            _signal_group(process.pid, signal.SIGKILL)
+            return await process.wait()
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    # The command leads its own session, so its process group id is its pid.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)

@@ -1,0 +1,101 @@
+"""The leader command: started with the fencing token, stopped with SIGTERM then SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from almost_raft._leader_command import LeaderCommand
+
+PY = sys.executable
+
+
+async def _wait_for_file(path: Path, timeout: float = 10.0) -> str:
+    async with asyncio.timeout(timeout):
+        while not path.exists() or not path.read_text().endswith("\n"):
+            await asyncio.sleep(0.01)
+    return path.read_text()
+
+
+def test_command_gets_term_and_ids_and_stops_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "env.txt"
+    script = (
+        "import os, time\n"
+        f"open({str(out)!r}, 'w').write(' '.join(os.environ[k] for k in "
+        "('ALMOST_RAFT_TERM', 'ALMOST_RAFT_NODE_ID', 'ALMOST_RAFT_LEADER')) + '\\n')\n"
+        "time.sleep(60)\n"
+    )
+
+    async def main() -> None:
+        command = LeaderCommand([PY, "-c", script], node_id="a", grace=5.0)
+        await command.start(7)
+        assert await _wait_for_file(out) == "7 a a\n"
+        assert command.running
+        status = await command.stop()
+        assert status == -15
+        assert not command.running
+
+    asyncio.run(main())
+
+
+def test_command_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(ready)!r}, 'w').write('ok\\n')\n"
+        "time.sleep(60)\n"
+    )
+
+    async def main() -> None:
+        command = LeaderCommand([PY, "-c", script], node_id="a", grace=0.3)
+        await command.start(1)
+        await _wait_for_file(ready)
+        assert await command.stop() == -9
+
+    asyncio.run(main())
+
+
+def test_children_of_the_command_are_stopped_too(tmp_path: Path) -> None:
+    child_pid = tmp_path / "child"
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(child_pid)!r}, 'w').write(str(p.pid) + '\\n')\n"
+        "time.sleep(60)\n"
+    )
+
+    async def main() -> int:
+        command = LeaderCommand([PY, "-c", script], node_id="a", grace=5.0)
+        await command.start(1)
+        pid = int(await _wait_for_file(child_pid))
+        await command.stop()
+        return pid
+
+    pid = asyncio.run(main())
+
+    async def gone() -> None:
+        async with asyncio.timeout(10):
+            while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
+                await asyncio.sleep(0.01)
+
+    asyncio.run(gone())
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
+def test_exit_is_reported_and_stop_after_exit_is_safe() -> None:
+    async def main() -> None:
+        command = LeaderCommand([PY, "-c", "raise SystemExit(3)"], node_id="a")
+        await command.start(2)
+        assert await command.wait() == 3
+        assert await command.stop() == 3
+        assert command.starts == 1
+
+    asyncio.run(main())
