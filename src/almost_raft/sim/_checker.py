@@ -1,0 +1,119 @@
+"""The invariants a simulated run must keep, checked as the run goes.
+
+The checker sees what the rest of the world would see: the terms nodes report for
+persisting, the roles they announce and the vote responses they actually send. It does
+not look inside a core, so it catches a bug wherever it is: in the core, in the order a
+batch is carried out, or in a store that forgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .._config import ElectionConfig
+
+__all__ = [
+    "CORE_ERROR",
+    "DOUBLE_VOTE",
+    "NO_LEADER_AFTER_HEAL",
+    "TERM_DECREASED",
+    "TWO_LEADERS_IN_TERM",
+    "Checker",
+    "Violation",
+    "liveness_bound",
+]
+
+TWO_LEADERS_IN_TERM = "two_leaders_in_term"
+TERM_DECREASED = "term_decreased"
+DOUBLE_VOTE = "double_vote"
+NO_LEADER_AFTER_HEAL = "no_leader_after_heal"
+CORE_ERROR = "core_error"
+
+# Enough to tell what went wrong without letting a broken core fill memory.
+_MAX_VIOLATIONS = 50
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant.
+
+    Attributes:
+        kind: ``two_leaders_in_term``, ``term_decreased``, ``double_vote``,
+            ``no_leader_after_heal`` or ``core_error`` (a core raised; the run stopped).
+        message: what happened, naming the nodes and terms.
+        time: the simulated time, in seconds, at which it was seen.
+    """
+
+    kind: str
+    message: str
+    time: float
+
+
+def liveness_bound(config: ElectionConfig, max_delay: float) -> float:
+    """How long after the final heal a correct cluster may take to agree on a leader.
+
+    The worst case has three parts: a node that heard from the old leader refuses to vote
+    for one election timeout (the leader lease); a leader cut off from the majority may
+    hold on for one more election timeout before CheckQuorum deposes it; then election
+    rounds, each at most ``election_timeout_max`` plus a request and a response. Rounds
+    repeat only on split votes, so their number is geometric; eight rounds leaves room
+    that 10,000 seeds with faults never came near, while a cluster that cannot elect
+    exceeds any bound.
+
+    Args:
+        config: the cluster's election config.
+        max_delay: the longest one-way message delay after the heal, in seconds.
+
+    Returns:
+        The bound in seconds.
+    """
+    low, high = config.election_timeout_range
+    return 2 * low + 8 * (high + 2 * max_delay + config.heartbeat_interval)
+
+
+class Checker:
+    """Collects :class:`Violation` s of the safety invariants over one whole run.
+
+    Safety is remembered across crashes: the leader of each term, the highest term each
+    node has reported and the vote each node has sent in each term outlive the node's
+    process, as they would in the real world.
+    """
+
+    __slots__ = ("_highest_term", "_leader_of_term", "_vote_in_term", "violations")
+
+    def __init__(self) -> None:
+        self.violations: list[Violation] = []
+        self._leader_of_term: dict[int, str] = {}
+        self._highest_term: dict[str, int] = {}
+        self._vote_in_term: dict[tuple[str, int], str] = {}
+
+    def report(self, kind: str, message: str, now: float) -> None:
+        """Record a violation (up to a fixed number per run)."""
+        if len(self.violations) < _MAX_VIOLATIONS:
+            self.violations.append(Violation(kind, message, now))
+
+    def term_seen(self, node: str, term: int, now: float) -> None:
+        """``node`` now has ``term``: it must not be lower than any term it had before."""
+        highest = self._highest_term.get(node, 0)
+        if term < highest:
+            self.report(TERM_DECREASED, f"{node} went from term {highest} back to term {term}", now)
+        else:
+            self._highest_term[node] = term
+
+    def became_leader(self, node: str, term: int, now: float) -> None:
+        """``node`` announced itself leader of ``term``: Election Safety (Raft 5.2)."""
+        earlier = self._leader_of_term.setdefault(term, node)
+        if earlier != node:
+            self.report(
+                TWO_LEADERS_IN_TERM, f"{earlier} and {node} both became leader of term {term}", now
+            )
+
+    def vote_sent(self, voter: str, candidate: str, term: int, now: float) -> None:
+        """``voter`` sent a granted vote to ``candidate`` in ``term``: one vote per term."""
+        earlier = self._vote_in_term.setdefault((voter, term), candidate)
+        if earlier != candidate:
+            self.report(
+                DOUBLE_VOTE,
+                f"{voter} voted for {earlier} and then for {candidate} in term {term}",
+                now,
+            )

@@ -1,0 +1,184 @@
+"""What goes wrong, and when: the fault schedule of one simulated run.
+
+The schedule decides; the simulation carries out. Every decision is drawn from the
+``random.Random`` handed in, so a seed replays the same faults. Some faults aim at the
+cluster's current state (crash the leader, crash a node that just voted), which is what
+finds bugs that only show in the middle of an election; the simulation passes a
+:class:`ClusterView` so those choices stay deterministic too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+
+__all__ = ["ClusterView", "Fault", "FaultProfile", "choose_fault"]
+
+#: Every fault kind a profile can weigh.
+FAULT_KINDS = (
+    "crash",
+    "crash_leader",
+    "crash_voter",
+    "isolate",
+    "isolate_leader",
+    "partition",
+    "cut",
+    "cut_one_way",
+    "weather",
+)
+
+_DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "crash": 2.0,
+    "crash_leader": 2.0,
+    "crash_voter": 1.0,
+    "isolate": 1.0,
+    "isolate_leader": 1.0,
+    "partition": 2.0,
+    "cut": 1.0,
+    "cut_one_way": 1.0,
+    "weather": 2.0,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FaultProfile:
+    """How hard a run is shaken before the final heal. Durations are in seconds.
+
+    Attributes:
+        mean_gap: the mean time between two faults (drawn exponentially).
+        weights: how often each kind of fault is chosen, relative to the others. Kinds:
+            ``crash`` (a random node), ``crash_leader``, ``crash_voter`` (a follower that
+            voted for another node in its current term, restarted quickly, to catch a
+            vote that was not durable), ``isolate``, ``isolate_leader``, ``partition``
+            (two random groups), ``cut`` (one link, both ways), ``cut_one_way`` and
+            ``weather`` (new drop, delay and duplicate rates).
+        downtime: how long a crashed node stays down.
+        quick_restart: how long a ``crash_voter`` victim stays down.
+        cut_time: how long an isolation, partition or cut lasts.
+        base_delay: the delay range of a healthy network, also used after the heal.
+        max_drop_rate: the highest drop rate bad weather brings.
+        max_delay: the highest one-way delay bad weather brings.
+        max_duplicate_rate: the highest duplicate rate bad weather brings.
+
+    Raises:
+        ValueError: a weight names an unknown kind, or a value is out of range.
+    """
+
+    mean_gap: float = 1.0
+    weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
+    downtime: tuple[float, float] = (0.05, 3.0)
+    quick_restart: tuple[float, float] = (0.001, 0.05)
+    cut_time: tuple[float, float] = (0.2, 5.0)
+    base_delay: tuple[float, float] = (0.0002, 0.002)
+    max_drop_rate: float = 0.3
+    max_delay: float = 0.1
+    max_duplicate_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        if any(weight < 0 for weight in self.weights.values()):
+            raise ValueError("fault weights must not be negative")
+        if self.mean_gap <= 0:
+            raise ValueError(f"mean_gap must be greater than 0, got {self.mean_gap}")
+        for name in ("downtime", "quick_restart", "cut_time", "base_delay"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
+        if not 0 <= self.max_drop_rate < 1 or not 0 <= self.max_duplicate_rate < 1:
+            raise ValueError("max_drop_rate and max_duplicate_rate must be in [0, 1)")
+        if self.max_delay < self.base_delay[1]:
+            raise ValueError("max_delay must be at least the upper end of base_delay")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault to carry out.
+
+    ``kind`` is ``crash``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
+    ``weather``. ``nodes`` names the crashed or isolated node, or a link's two ends
+    (sender first for a one-way cut); ``groups`` holds a partition's sides. The fault is
+    undone after ``lasts`` seconds (weather lasts until the next weather).
+    """
+
+    kind: str
+    nodes: tuple[str, ...] = ()
+    groups: tuple[tuple[str, ...], ...] = ()
+    lasts: float = 0.0
+    drop_rate: float = 0.0
+    delay: tuple[float, float] = (0.0, 0.0)
+    duplicate_rate: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What the schedule may know about the cluster when it picks a fault.
+
+    Attributes:
+        nodes: every node id, sorted.
+        up: the ids of nodes that are running, sorted.
+        leaders: the ids of running nodes that believe they lead, sorted.
+        voters: the ids of running followers that voted for another node in their
+            current term, sorted.
+    """
+
+    nodes: tuple[str, ...]
+    up: tuple[str, ...]
+    leaders: tuple[str, ...]
+    voters: tuple[str, ...]
+
+
+def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -> Fault | None:
+    """Draw the next fault, or ``None`` when the drawn kind has no target right now."""
+    kinds = [kind for kind in FAULT_KINDS if profile.weights.get(kind, 0.0) > 0]
+    if not kinds:
+        return None
+    kind = rng.choices(kinds, [profile.weights[kind] for kind in kinds])[0]
+    if kind == "weather":
+        return weather(rng, profile)
+    if kind.startswith("crash"):
+        if kind == "crash_voter":
+            victim = _pick(rng, view.voters)
+            downtime = profile.quick_restart
+        else:
+            victim = _pick(rng, view.leaders if kind == "crash_leader" else view.up)
+            downtime = profile.downtime
+        if victim is None:
+            return None
+        return Fault("crash", (victim,), lasts=rng.uniform(*downtime))
+    lasts = rng.uniform(*profile.cut_time)
+    if kind.startswith("isolate"):
+        victim = _pick(rng, view.leaders if kind == "isolate_leader" else view.nodes)
+        return None if victim is None else Fault("isolate", (victim,), lasts=lasts)
+    if kind == "partition":
+        shuffled = list(view.nodes)
+        rng.shuffle(shuffled)
+        split = rng.randint(1, len(shuffled) - 1) if len(shuffled) > 1 else 1
+        groups = (tuple(sorted(shuffled[:split])), tuple(sorted(shuffled[split:])))
+        return Fault("partition", groups=groups, lasts=lasts)
+    if len(view.nodes) < 2:
+        return None
+    ends = tuple(rng.sample(view.nodes, 2))
+    return Fault(kind, ends, lasts=lasts)
+
+
+def weather(rng: random.Random, profile: FaultProfile) -> Fault:
+    """Draw new network weather: calm about half the time, otherwise lossy and slow."""
+    low, high = profile.base_delay
+    if rng.random() < 0.4:
+        return Fault("weather", delay=(low, high))
+    drop_rate = 0.0 if rng.random() < 0.3 else rng.uniform(0.0, profile.max_drop_rate)
+    duplicate_rate = 0.0 if rng.random() < 0.5 else rng.uniform(0.0, profile.max_duplicate_rate)
+    slow = rng.uniform(high, profile.max_delay)
+    return Fault(
+        "weather",
+        drop_rate=drop_rate,
+        delay=(low, slow),
+        duplicate_rate=duplicate_rate,
+    )
+
+
+def _pick(rng: random.Random, candidates: Sequence[str]) -> str | None:
+    return rng.choice(candidates) if candidates else None
