@@ -1,0 +1,692 @@
+"""The TCP transport: framed, versioned messages between the nodes of a real cluster.
+
+Theory of operation
+-------------------
+Each node listens on one address and keeps one outbound connection to each peer, used
+only to send; what a peer sends arrives on the connection *it* opened to us, so every
+inbound connection only receives. Both directions start with the handshake of
+:mod:`._wire`: a connection from another protocol version, another cluster or an
+unknown node is refused, counted and closed.
+
+``send()`` never waits for the network: it encodes the message and appends it to the
+peer's bounded queue. A sender task per peer connects, writes the handshake, drains the
+queue and redials with exponential backoff and jitter when the connection fails. When a
+peer is slow or down its queue fills and its oldest messages are dropped; an election
+message that waited long is stale anyway, and nothing about one peer can hold up
+another.
+
+Rules
+-----
+Rule 1 (peer input never raises). Anything wrong in what a peer sends closes that one
+connection with a log line and a counter in :class:`TcpMetrics`; the transport keeps
+serving everyone else and the runtime never sees an exception.
+
+Rule 2 (bounded memory). Per peer, at most ``queue_size`` messages wait in Python, and
+at most ``send_buffer_bytes`` sit in each of the asyncio and kernel send buffers; frames
+larger than ``max_frame_bytes`` are refused before their body is read.
+
+Rule 3 (a connection speaks for one node). A message whose sender is not the node that
+opened the connection is refused as an impersonation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import enum
+import logging
+import random
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import ConfigError
+from ._messages import PeerMessage
+from ._transport import Inbox, Transport
+from ._wire import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER_BYTES,
+    MIN_MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    FrameProblem,
+    Handshake,
+    WireError,
+    check_handshake,
+    check_wire_id,
+    decode_handshake,
+    decode_message,
+    encode_handshake,
+    encode_message,
+    frame_length,
+    message_kind,
+    require_msgpack,
+)
+
+__all__ = ["ConnectFailure", "MessageCounts", "TcpMetrics", "TcpTransport"]
+
+logger = logging.getLogger("almost_raft.tcp")
+
+Address = tuple[str, int]
+
+# The longest exponent the backoff computes, so a peer down for days cannot overflow it.
+_MAX_BACKOFF_DOUBLINGS = 32
+
+
+@dataclasses.dataclass(slots=True)
+class MessageCounts:
+    """How many messages of each kind. Plain counters; read them, never write them."""
+
+    request_vote: int = 0
+    request_vote_response: int = 0
+    heartbeat: int = 0
+    heartbeat_response: int = 0
+
+    @property
+    def total(self) -> int:
+        """All kinds together."""
+        return (
+            self.request_vote
+            + self.request_vote_response
+            + self.heartbeat
+            + self.heartbeat_response
+        )
+
+    def add(self, kind: str) -> None:
+        """Count one message of ``kind`` (a name from :func:`._wire.message_kind`)."""
+        setattr(self, kind, getattr(self, kind) + 1)
+
+
+@dataclasses.dataclass(slots=True)
+class TcpMetrics:
+    """What a :class:`TcpTransport` has done since it was built. Plain ints, only growing.
+
+    Attributes:
+        sent: messages written to a peer's connection, by kind.
+        received: messages decoded, checked and handed to the inbox, by kind.
+        dropped_queue_full: oldest messages pushed out of a full peer queue.
+        dropped_not_connected: queued messages thrown away unsent because a connection
+            to their peer could not be made, the peer was removed, or the transport closed.
+        dropped_unknown_peer: messages for a node id with no configured address.
+        bad_oversized: frames longer than ``max_frame_bytes``.
+        bad_undecodable: frames that are not one valid msgpack value.
+        bad_unknown_kind: frames of a message kind this version does not know.
+        bad_field: frames of a known kind with a missing, extra or invalid field.
+        bad_impersonation: messages whose sender is not the node that opened the
+            connection they came on.
+        handshakes_refused: inbound connections refused at the handshake (another
+            protocol version or cluster, an unknown node id, no handshake in time).
+        accepted: inbound connections accepted (before their handshake).
+        connects: outbound connections made.
+        disconnects: outbound connections that ended, for whatever reason.
+        connect_refused: dials refused by the peer's host (nothing listens there).
+        connect_timeouts: dials that got no answer within ``connect_timeout``.
+        connect_errors: dials that failed otherwise (no route, unknown host...).
+    """
+
+    sent: MessageCounts = dataclasses.field(default_factory=MessageCounts)
+    received: MessageCounts = dataclasses.field(default_factory=MessageCounts)
+    dropped_queue_full: int = 0
+    dropped_not_connected: int = 0
+    dropped_unknown_peer: int = 0
+    bad_oversized: int = 0
+    bad_undecodable: int = 0
+    bad_unknown_kind: int = 0
+    bad_field: int = 0
+    bad_impersonation: int = 0
+    handshakes_refused: int = 0
+    accepted: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    connect_refused: int = 0
+    connect_timeouts: int = 0
+    connect_errors: int = 0
+
+    def count(self, event: FrameProblem | ConnectFailure) -> None:
+        """Add one to the counter that ``event`` names."""
+        setattr(self, event.value, getattr(self, event.value) + 1)
+
+
+class ConnectFailure(enum.Enum):
+    """Why a dial failed. Each value names its counter in :class:`TcpMetrics`."""
+
+    #: The peer's host answered that nothing listens on the port: its process is gone.
+    REFUSED = "connect_refused"
+    #: No answer in time: the host, or the network to it, may be down or just slow.
+    TIMEOUT = "connect_timeouts"
+    #: Any other error: no route, unknown host name, out of file descriptors...
+    OTHER = "connect_errors"
+
+
+class _Peer:
+    """What the transport keeps per peer: where it is, and what waits to go there."""
+
+    __slots__ = ("address", "failing", "node_id", "queue", "sender", "wakeup")
+
+    def __init__(self, node_id: str, address: Address) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+        # Only the first failure of a run is logged above debug level.
+        self.failing = False
+
+
+class TcpTransport(Transport):
+    """Carries peer messages over TCP, with a handshake, bounded queues and reconnects.
+
+    Needs the optional dependency msgpack: ``pip install 'almost-raft[tcp]'``.
+
+    Delivery is best effort, as the :class:`Transport` contract allows: a message can be
+    dropped (full queue, broken connection) and never arrives twice, but no order across
+    a reconnection is promised.
+
+    Args:
+        listen: ``(host, port)`` to accept connections on; port 0 picks a free port,
+            which :attr:`address` tells once started.
+        peers: the address of every peer, by node id. Only these ids may connect.
+        cluster_id: every node of a cluster must use the same one; it keeps two
+            clusters that share hosts from talking to each other.
+        max_frame_bytes: the largest frame accepted (at least 4096).
+        queue_size: how many messages wait per peer before the oldest is dropped.
+        connect_timeout: seconds a dial may take.
+        handshake_timeout: seconds an inbound connection has to send its handshake.
+        write_timeout: seconds a peer may leave our writes unread before its connection
+            is closed and redialled.
+        backoff_initial: seconds before the first redial after a failure; each further
+            failure doubles it, up to ``backoff_max``. Each wait is jittered to between
+            half and all of that.
+        backoff_max: the longest wait between dials. A connection that stays up this long
+            counts as healthy and resets the backoff.
+        send_buffer_bytes: the size of each connection's asyncio and kernel send buffers;
+            small, so a message never waits behind a heap of stale ones.
+        rng: the source of the backoff jitter, for reproducible runs.
+
+    Raises:
+        ConfigError: an argument is invalid.
+        ImportError: msgpack is not installed.
+    """
+
+    def __init__(
+        self,
+        *,
+        listen: Address,
+        peers: Mapping[str, Address],
+        cluster_id: str,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        queue_size: int = 64,
+        connect_timeout: float = 1.0,
+        handshake_timeout: float = 5.0,
+        write_timeout: float = 5.0,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 1.0,
+        send_buffer_bytes: int = 64 * 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        require_msgpack()
+        self._listen = _check_address("listen", listen, allow_port_zero=True)
+        _check_id("cluster_id", cluster_id)
+        self._cluster_id = cluster_id
+        _check_int("max_frame_bytes", max_frame_bytes, minimum=MIN_MAX_FRAME_BYTES)
+        self._max_frame_bytes = max_frame_bytes
+        _check_int("queue_size", queue_size, minimum=1)
+        self._queue_size = queue_size
+        for name, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("handshake_timeout", handshake_timeout),
+            ("write_timeout", write_timeout),
+            ("backoff_initial", backoff_initial),
+            ("backoff_max", backoff_max),
+        ):
+            _check_seconds(name, seconds)
+        if backoff_max < backoff_initial:
+            raise ConfigError(
+                "backoff_max", backoff_max, f"must be at least backoff_initial ({backoff_initial})"
+            )
+        self._connect_timeout = connect_timeout
+        self._handshake_timeout = handshake_timeout
+        self._write_timeout = write_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        _check_int("send_buffer_bytes", send_buffer_bytes, minimum=1024)
+        self._send_buffer_bytes = send_buffer_bytes
+        self._rng = rng or random.Random()
+        if not isinstance(peers, Mapping):
+            raise ConfigError("peers", peers, "must map each peer's node id to (host, port)")
+        self._peers: dict[str, _Peer] = {}
+        for node_id, address in peers.items():
+            _check_id("peers", node_id)
+            self._peers[node_id] = _Peer(
+                node_id, _check_address(f"peers[{node_id!r}]", address, allow_port_zero=False)
+            )
+
+        self.metrics = TcpMetrics()
+        self._node_id: str | None = None
+        self._inbox: Inbox | None = None
+        self._handshake_frame = b""
+        self._server: asyncio.Server | None = None
+        self._closed = False
+        # The sender task of every peer, and any still ending after their peer moved.
+        self._senders: set[asyncio.Task[None]] = set()
+        # Every inbound connection, by the task serving it. close() aborts these
+        # connections rather than cancelling the tasks: the tasks then end on their own,
+        # and asyncio.start_server of Python 3.11 reports a cancelled one as an error.
+        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        # The current inbound connection of each peer that has one.
+        self._inbound: dict[str, asyncio.StreamWriter] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def address(self) -> Address:
+        """The ``(host, port)`` this transport listens on.
+
+        Raises:
+            RuntimeError: the transport has not been started, or is closed.
+        """
+        if self._server is None or self._closed:
+            raise RuntimeError("the transport is not listening; start() it first")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return (str(host), int(port))
+
+    @property
+    def peer_addresses(self) -> dict[str, Address]:
+        """A copy of the configured peer addresses, by node id."""
+        return {node_id: peer.address for node_id, peer in self._peers.items()}
+
+    def queued(self, peer_id: str) -> int:
+        """How many messages wait to be sent to ``peer_id`` (0 for an unknown peer)."""
+        peer = self._peers.get(peer_id)
+        return 0 if peer is None else len(peer.queue)
+
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        """Listen, and hand every message peers send to ``inbox``.
+
+        Raises:
+            ConfigError: ``node_id`` is not a valid id.
+            RuntimeError: the transport was already started, or is closed.
+            OSError: the listen address cannot be bound.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        if self._node_id is not None:
+            raise RuntimeError("the transport is already started")
+        _check_id("node_id", node_id)
+        self._node_id = node_id
+        self._inbox = inbox
+        self._handshake_frame = encode_handshake(
+            Handshake(PROTOCOL_VERSION, self._cluster_id, node_id)
+        )
+        host, port = self._listen
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port)
+        except BaseException:
+            self._node_id = None
+            self._inbox = None
+            raise
+        logger.info("%s: listening on %s:%d", node_id, *self.address)
+        for peer in self._peers.values():
+            self._start_sender(peer)
+
+    async def send(self, to: str, message: PeerMessage) -> None:
+        """Queue ``message`` for the peer ``to`` and return at once.
+
+        A message for a peer with no configured address, or sent after :meth:`close`, is
+        dropped and counted. When the peer's queue is full its oldest message is dropped.
+
+        Raises:
+            RuntimeError: the transport has not been started.
+            ValueError: ``message`` was not sent by this node.
+        """
+        if self._node_id is None:
+            raise RuntimeError("start() the transport before sending")
+        if message.sender != self._node_id:
+            raise ValueError(
+                f"node {self._node_id!r} cannot send a message from {message.sender!r}"
+            )
+        peer = self._peers.get(to)
+        if self._closed:
+            self.metrics.dropped_not_connected += 1
+            return
+        if peer is None:
+            self.metrics.dropped_unknown_peer += 1
+            logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
+            return
+        frame = encode_message(message)
+        if len(peer.queue) >= self._queue_size:
+            peer.queue.popleft()
+            self.metrics.dropped_queue_full += 1
+        peer.queue.append((message_kind(message), frame))
+        peer.wakeup.set()
+
+    def set_peer_address(self, node_id: str, address: Address) -> None:
+        """Add the peer ``node_id`` at ``address``, or move it there.
+
+        A peer that moved is redialled at once at its new address; messages already
+        queued for it are kept.
+
+        Raises:
+            ConfigError: ``node_id`` or ``address`` is invalid.
+        """
+        _check_id("node_id", node_id)
+        address = _check_address("address", address, allow_port_zero=False)
+        peer = self._peers.get(node_id)
+        if peer is None:
+            peer = self._peers[node_id] = _Peer(node_id, address)
+            logger.info("%s: added peer %s at %s:%d", self._node_id, node_id, *address)
+        elif peer.address != address:
+            peer.address = address
+            logger.info("%s: peer %s moved to %s:%d", self._node_id, node_id, *address)
+            if peer.sender is not None:
+                peer.sender.cancel()
+                peer.sender = None
+        else:
+            return
+        self._start_sender(peer)
+
+    def remove_peer(self, node_id: str) -> None:
+        """Forget the peer ``node_id``: drop its queue and close its connections.
+
+        From now on it may not connect, and messages for it are dropped. Removing an
+        unknown peer does nothing.
+        """
+        peer = self._peers.pop(node_id, None)
+        if peer is None:
+            return
+        if peer.sender is not None:
+            peer.sender.cancel()
+            peer.sender = None
+        self.metrics.dropped_not_connected += len(peer.queue)
+        peer.queue.clear()
+        inbound = self._inbound.pop(node_id, None)
+        if inbound is not None:
+            inbound.transport.abort()
+        logger.info("%s: removed peer %s", self._node_id, node_id)
+
+    async def close(self) -> None:
+        """Stop listening, close every connection and end every task. Idempotent.
+
+        When it returns, no task or socket of this transport is left. Messages still
+        queued are dropped and counted.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for peer in self._peers.values():
+            self.metrics.dropped_not_connected += len(peer.queue)
+            peer.queue.clear()
+            peer.sender = None
+        for task in self._senders:
+            task.cancel()
+        for writer in self._handlers.values():
+            writer.transport.abort()
+        tasks = [*self._senders, *self._handlers]
+        if tasks:
+            # wait(), not gather(): if close() itself is cancelled, the tasks still end.
+            await asyncio.wait(tasks)
+        if self._server is not None:
+            await self._server.wait_closed()
+        logger.info("%s: transport closed", self._node_id)
+
+    # ------------------------------------------------------------------ sending
+
+    def _start_sender(self, peer: _Peer) -> None:
+        if self._node_id is None or self._closed:
+            return
+        task = asyncio.create_task(
+            self._run_sender(peer), name=f"almost-raft tcp sender {self._node_id}->{peer.node_id}"
+        )
+        self._senders.add(task)
+        task.add_done_callback(self._sender_done)
+        peer.sender = task
+        if peer.queue:
+            peer.wakeup.set()
+
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        self._senders.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("%s: %s failed", self._node_id, task.get_name(), exc_info=exc)
+
+    async def _run_sender(self, peer: _Peer) -> None:
+        """Dial ``peer`` whenever messages wait for it, and keep the connection fed."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            await peer.wakeup.wait()
+            if not peer.queue:
+                peer.wakeup.clear()
+                continue
+            connection = await self._connect(peer)
+            if connection is None:
+                # What waited for a dead peer is stale by the time it is back.
+                self.metrics.dropped_not_connected += len(peer.queue)
+                peer.queue.clear()
+                failures += 1
+                await asyncio.sleep(self._backoff_delay(failures))
+                continue
+            reader, writer = connection
+            opened_at = loop.time()
+            try:
+                await self._pump(peer, reader, writer)
+            except OSError as exc:
+                logger.info(
+                    "%s: connection to %s lost: %s", self._node_id, peer.node_id, exc or repr(exc)
+                )
+            finally:
+                self.metrics.disconnects += 1
+                await _abort(writer)
+            # A connection that lasted proves the peer healthy; one that ended at once (a
+            # peer refusing our handshake, say) must not make us redial in a tight loop.
+            failures = 0 if loop.time() - opened_at >= self._backoff_max else failures + 1
+            if failures:
+                await asyncio.sleep(self._backoff_delay(failures))
+
+    def _backoff_delay(self, failures: int) -> float:
+        doublings = min(failures - 1, _MAX_BACKOFF_DOUBLINGS)
+        ceiling = min(self._backoff_max, self._backoff_initial * 2.0**doublings)
+        # Jitter, so nodes that lost a peer together do not all redial at the same instant.
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    async def _connect(
+        self, peer: _Peer
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        host, port = peer.address
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), self._connect_timeout
+            )
+        except ConnectionRefusedError as exc:
+            self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
+            return None
+        except TimeoutError as exc:
+            self._report_connect_failure(peer, ConnectFailure.TIMEOUT, exc)
+            return None
+        except OSError as exc:
+            self._report_connect_failure(peer, ConnectFailure.OTHER, exc)
+            return None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # A fixed size also turns off the kernel's buffer autotuning, which would
+            # otherwise let megabytes of stale messages queue for a peer that stopped reading.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
+        writer.transport.set_write_buffer_limits(high=self._send_buffer_bytes)
+        self.metrics.connects += 1
+        peer.failing = False
+        logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
+        return reader, writer
+
+    def _report_connect_failure(self, peer: _Peer, failure: ConnectFailure, exc: OSError) -> None:
+        """Count and log a failed dial of ``peer``.
+
+        This is where the transport's evidence about a peer's health starts. ``REFUSED``
+        means the peer's host answered and nothing listens on the port: its process is
+        gone, which is worth an election at once. ``TIMEOUT`` and ``OTHER`` say only that
+        the network did not carry the dial. The core does not take such evidence yet
+        (see "Looking ahead" in the design notes); when it does, it is reported from here.
+        """
+        self.metrics.count(failure)
+        level = logging.DEBUG if peer.failing else logging.INFO
+        peer.failing = True
+        logger.log(
+            level,
+            "%s: cannot connect to %s at %s:%d (%s): %s",
+            self._node_id,
+            peer.node_id,
+            *peer.address,
+            failure.name.lower(),
+            exc or repr(exc),
+        )
+
+    async def _pump(
+        self, peer: _Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write the handshake, then every queued message, until the connection fails.
+
+        Raises:
+            OSError: always, eventually: the connection broke or the peer stopped reading.
+        """
+        writer.write(self._handshake_frame)
+        # The peer never writes on this connection, so a read completes only when it
+        # closes it: the quickest way to learn it is gone before a write fails.
+        closed = asyncio.create_task(reader.read(1))
+        more: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                peer.wakeup.clear()
+                while peer.queue:
+                    kind, frame = peer.queue.popleft()
+                    writer.write(frame)
+                    self.metrics.sent.add(kind)
+                try:
+                    # Returns at once unless the send buffers are full.
+                    await asyncio.wait_for(writer.drain(), self._write_timeout)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"the peer read nothing for {self._write_timeout} s"
+                    ) from None
+                more = asyncio.create_task(peer.wakeup.wait())
+                await asyncio.wait((more, closed), return_when=asyncio.FIRST_COMPLETED)
+                if closed.done():
+                    data = closed.result()
+                    raise ConnectionResetError(
+                        "the peer wrote on a send-only connection"
+                        if data
+                        else "the peer closed the connection"
+                    )
+        finally:
+            pending: list[asyncio.Task[bool] | asyncio.Task[bytes]] = [
+                f for f in (more, closed) if f is not None and not f.done()
+            ]
+            for future in pending:
+                future.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            if not closed.cancelled():
+                closed.exception()  # mark it retrieved, whatever it was
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Run one inbound connection: check its handshake, then deliver its messages."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
+        peername = writer.get_extra_info("peername")
+        who = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "?"
+        node_id: str | None = None
+        try:
+            if self._closed:
+                return
+            assert self._node_id is not None
+            assert self._inbox is not None
+            self.metrics.accepted += 1
+            try:
+                body = await asyncio.wait_for(self._read_frame(reader), self._handshake_timeout)
+            except TimeoutError:
+                raise WireError(
+                    FrameProblem.HANDSHAKE_REFUSED,
+                    f"no handshake within {self._handshake_timeout} s",
+                ) from None
+            handshake = decode_handshake(body, self._max_frame_bytes)
+            check_handshake(
+                handshake, cluster_id=self._cluster_id, our_id=self._node_id, peers=self._peers
+            )
+            node_id = handshake.node_id
+            who = f"{node_id} ({who})"
+            previous = self._inbound.get(node_id)
+            if previous is not None:
+                # The peer redialled, so its previous connection is dead or dying.
+                previous.transport.abort()
+            self._inbound[node_id] = writer
+            logger.debug("%s: accepted %s", self._node_id, who)
+            while True:
+                message = decode_message(await self._read_frame(reader), self._max_frame_bytes)
+                if message.sender != node_id:
+                    raise WireError(
+                        FrameProblem.IMPERSONATION,
+                        f"{type(message).__name__} from {message.sender!r}",
+                    )
+                self.metrics.received.add(message_kind(message))
+                self._inbox.deliver(message)
+        except WireError as exc:
+            self.metrics.count(exc.problem)
+            logger.warning("%s: closed the connection from %s: %s", self._node_id, who, exc)
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            logger.debug("%s: connection from %s ended: %r", self._node_id, who, exc)
+        finally:
+            if node_id is not None and self._inbound.get(node_id) is writer:
+                del self._inbound[node_id]
+            await _abort(writer)
+            del self._handlers[task]
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
+        """Read one frame's body, refusing an oversized one before reading it."""
+        length = frame_length(await reader.readexactly(HEADER_BYTES), self._max_frame_bytes)
+        return await reader.readexactly(length)
+
+
+async def _abort(writer: asyncio.StreamWriter) -> None:
+    """Close a connection now, discarding unsent data, and wait until it is closed."""
+    writer.transport.abort()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def _check_id(field: str, value: object) -> None:
+    try:
+        check_wire_id(field, value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(field, value, str(exc)) from None
+
+
+def _check_address(field: str, value: object, *, allow_port_zero: bool) -> Address:
+    lowest = 0 if allow_port_zero else 1
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and value[0]
+        and type(value[1]) is int
+        and lowest <= value[1] <= 65535
+    ):
+        return (value[0], value[1])
+    raise ConfigError(field, value, f"must be (host, port) with port in [{lowest}, 65535]")
+
+
+def _check_int(field: str, value: object, *, minimum: int) -> None:
+    if type(value) is not int or value < minimum:
+        raise ConfigError(field, value, f"must be an integer of at least {minimum}")
+
+
+def _check_seconds(field: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or value == float("inf")
+    ):
+        raise ConfigError(field, value, "must be a finite number of seconds greater than 0")
