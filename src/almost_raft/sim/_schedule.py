@@ -48,9 +48,10 @@ class FaultProfile:
     Attributes:
         mean_gap: the mean time between two faults (drawn exponentially).
         weights: how often each kind of fault is chosen, relative to the others. Kinds:
-            ``crash`` (a random node), ``crash_leader``, ``crash_voter`` (a follower that
-            voted for another node in its current term, restarted quickly, to catch a
-            vote that was not durable), ``isolate``, ``isolate_leader``, ``partition``
+            ``crash`` (a random node), ``crash_leader``, ``crash_voter`` (the next node
+            to grant a vote crashes right after sending it and restarts quickly, which
+            catches a vote that was not durable), ``isolate``, ``isolate_leader``,
+            ``partition``
             (two random groups), ``cut`` (one link, both ways), ``cut_one_way`` and
             ``weather`` (new drop, delay and duplicate rates).
         downtime: how long a crashed node stays down.
@@ -97,10 +98,11 @@ class FaultProfile:
 class Fault:
     """One fault to carry out.
 
-    ``kind`` is ``crash``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
-    ``weather``. ``nodes`` names the crashed or isolated node, or a link's two ends
-    (sender first for a one-way cut); ``groups`` holds a partition's sides. The fault is
-    undone after ``lasts`` seconds (weather lasts until the next weather).
+    ``kind`` is ``crash``, ``crash_next_voter``, ``isolate``, ``partition``, ``cut``,
+    ``cut_one_way`` or ``weather``. ``nodes`` names the crashed or isolated node, or a
+    link's two ends (sender first for a one-way cut); ``groups`` holds a partition's
+    sides. The fault is undone after ``lasts`` seconds (a crashed node restarts; weather
+    lasts until the next weather).
     """
 
     kind: str
@@ -120,14 +122,11 @@ class ClusterView:
         nodes: every node id, sorted.
         up: the ids of nodes that are running, sorted.
         leaders: the ids of running nodes that believe they lead, sorted.
-        voters: the ids of running followers that voted for another node in their
-            current term, sorted.
     """
 
     nodes: tuple[str, ...]
     up: tuple[str, ...]
     leaders: tuple[str, ...]
-    voters: tuple[str, ...]
 
 
 def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -> Fault | None:
@@ -138,16 +137,14 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
     kind = rng.choices(kinds, [profile.weights[kind] for kind in kinds])[0]
     if kind == "weather":
         return weather(rng, profile)
+    if kind == "crash_voter":
+        # The victim is not known yet: it is whichever node grants a vote next.
+        return Fault("crash_next_voter", lasts=rng.uniform(*profile.quick_restart))
     if kind.startswith("crash"):
-        if kind == "crash_voter":
-            victim = _pick(rng, view.voters)
-            downtime = profile.quick_restart
-        else:
-            victim = _pick(rng, view.leaders if kind == "crash_leader" else view.up)
-            downtime = profile.downtime
+        victim = _pick(rng, view.leaders if kind == "crash_leader" else view.up)
         if victim is None:
             return None
-        return Fault("crash", (victim,), lasts=rng.uniform(*downtime))
+        return Fault("crash", (victim,), lasts=rng.uniform(*profile.downtime))
     lasts = rng.uniform(*profile.cut_time)
     if kind.startswith("isolate"):
         victim = _pick(rng, view.leaders if kind == "isolate_leader" else view.nodes)

@@ -246,6 +246,7 @@ class _Simulation:
         self.healed = False
         self.converged_at: float | None = None
         self.cuts: list[tuple[float, Fault]] = []
+        self.voter_trap: Fault | None = None
         self.trace: Any = hashlib.sha256() if trace else None
         self.counters = {"started": 0, "won": 0, "pre_votes": 0}
         self.crashes = 0
@@ -349,6 +350,10 @@ class _Simulation:
                     and not message.pre_vote
                 ):
                     self.checker.vote_sent(sender, to, message.term, now)
+                    if self.voter_trap is not None:
+                        # Crash once the whole batch is out, as a process dies after
+                        # its send returns.
+                        self._push(now, self._spring_voter_trap, node)
                 for delay in deliveries(sender, to):
                     push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
         news = output.leader_change
@@ -405,6 +410,16 @@ class _Simulation:
         node.timer_at = _INF
         node.news = (None, 0)
 
+    def _crash_for(self, node: _Node, downtime: float, now: float) -> None:
+        self._crash(node, now)
+        self._push(now + downtime, self._restart, node)
+
+    def _spring_voter_trap(self, now: float, node: _Node) -> None:
+        trap = self.voter_trap
+        self.voter_trap = None
+        if trap is not None and now < self.heal_at:
+            self._crash_for(node, trap.lasts, now)
+
     def _restart(self, now: float, node: _Node) -> None:
         if node.core is None:
             self._start(node, now)
@@ -430,25 +445,21 @@ class _Simulation:
         self._push(now + self.schedule_rng.expovariate(1 / profile.mean_gap), self._fault)
 
     def _view(self) -> ClusterView:
-        up, leaders, voters = [], [], []
-        for node in self.nodes:
-            core = node.core
-            if core is None:
-                continue
-            up.append(node.id)
-            if core.role is _LEADER:
-                leaders.append(node.id)
-            elif core.role is NodeState.FOLLOWER and core.voted_for not in (None, node.id):
-                voters.append(node.id)
-        return ClusterView(tuple(node.id for node in self.nodes), (*up,), (*leaders,), (*voters,))
+        up = [node for node in self.nodes if node.core is not None]
+        leaders = [node for node in up if node.core is not None and node.core.role is _LEADER]
+        return ClusterView(
+            tuple(node.id for node in self.nodes),
+            tuple(node.id for node in up),
+            tuple(node.id for node in leaders),
+        )
 
     def _apply(self, fault: Fault, now: float) -> None:
         if fault.kind == "weather":
             self._apply_weather(fault)
         elif fault.kind == "crash":
-            node = self.nodes[self.index[fault.nodes[0]]]
-            self._crash(node, now)
-            self._push(now + fault.lasts, self._restart, node)
+            self._crash_for(self.nodes[self.index[fault.nodes[0]]], fault.lasts, now)
+        elif fault.kind == "crash_next_voter":
+            self.voter_trap = fault
         else:
             self.cuts.append((now + fault.lasts, fault))
             self._rebuild_cuts()
@@ -480,6 +491,7 @@ class _Simulation:
 
     def _heal(self, now: float, _: object) -> None:
         self.healed = True
+        self.voter_trap = None
         self.cuts.clear()
         self.network.heal()
         self._apply_weather(Fault("weather", delay=self.calm_delay))
