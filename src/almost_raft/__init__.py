@@ -7,6 +7,7 @@ with asyncio, a transport moves its messages and a store keeps its term and vote
 
 from ._config import ElectionConfig
 from ._core import ElectionCore
+from ._election import Election, ElectionMetrics, Leadership, LeadershipScope
 from ._errors import (
     AlmostRaftError,
     ConfigError,
@@ -15,6 +16,7 @@ from ._errors import (
     StateFileError,
 )
 from ._faults import NetworkFaults
+from ._memory_transport import InMemoryNetwork, InMemoryTransport
 from ._messages import (
     ControlAddNode,
     ControlLeaderChanged,
@@ -28,11 +30,21 @@ from ._messages import (
 )
 from ._node import Node
 from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
+from ._runtime import ElectionStatus
+from ._seed import RaftElectionState, raft_election
 from ._state import HardState, NodeState
 from ._store import FileStore, MemoryStore, Store
 from ._transport import Inbox, Transport
+from ._watch import Subscription
 
 __all__ = [
+    # The election
+    "Election",
+    "ElectionStatus",
+    "ElectionMetrics",
+    "Leadership",
+    "LeadershipScope",
+    "Subscription",
     # Configuration
     "ElectionConfig",
     # The pure core
@@ -54,9 +66,14 @@ __all__ = [
     "ControlRemoveNode",
     "ControlLeaderChanged",
     "Node",
+    # The seed's API
+    "RaftElectionState",
+    "raft_election",
     # Transports and storage
     "Transport",
     "Inbox",
+    "InMemoryNetwork",
+    "InMemoryTransport",
     "NetworkFaults",
     "Store",
     "MemoryStore",

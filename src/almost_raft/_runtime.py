@@ -1,0 +1,405 @@
+"""The asyncio driver of one :class:`ElectionCore`: clock, inputs, store, sends, news.
+
+One task owns the core. It waits for the next input or the core's next deadline, hands
+the input to the core and carries out the :class:`Output` batch in its documented order:
+the hard state is made durable first, then each message leaves in its own task (cut off
+after ``message_timeout``, so a dead peer never delays the others), then leadership news
+is published. Every decision about terms, votes and roles is the core's; this module
+only moves inputs in and effects out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Callable, Iterable
+
+from ._config import ElectionConfig
+from ._core import ElectionCore
+from ._errors import ElectionClosed
+from ._messages import PeerMessage
+from ._outputs import LeaderChange, Outbound, Output
+from ._state import HardState, NodeState
+from ._store import MemoryStore, Store
+from ._transport import Transport
+from ._watch import LatestValue
+
+__all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
+
+logger = logging.getLogger("almost_raft.runtime")
+
+#: Inputs from the network waiting for the core beyond this many are dropped: a node
+#: that cannot keep up must shed load rather than grow without bound.
+MAX_PENDING_INPUTS = 10_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ElectionStatus:
+    """A snapshot of one node's election state, cheap to take at any time.
+
+    Attributes:
+        node_id: this node's id.
+        term: its current term.
+        role: the role it plays (``TERMINATING`` once closed).
+        leader_id: the leader of ``term`` as far as it knows, or ``None``.
+        voted_for: whom it voted for in ``term``, if anyone.
+        peers: the other voting members.
+        is_leader: whether this node is the leader.
+    """
+
+    node_id: str
+    term: int
+    role: NodeState
+    leader_id: str | None
+    voted_for: str | None
+    peers: frozenset[str]
+    is_leader: bool
+
+
+@dataclasses.dataclass(slots=True)
+class RuntimeMetrics:
+    """Counters the runtime keeps; read them, never write them.
+
+    Attributes:
+        inputs_dropped: peer messages dropped because too many were waiting.
+        messages_sent: sends started (one per message per peer).
+        sends_failed: sends whose transport call raised.
+        sends_timed_out: sends cut off after ``message_timeout``.
+        state_saves: hard states made durable.
+    """
+
+    inputs_dropped: int = 0
+    messages_sent: int = 0
+    sends_failed: int = 0
+    sends_timed_out: int = 0
+    state_saves: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AddPeer:
+    peer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RemovePeer:
+    peer_id: str
+
+
+class _Terminate:
+    pass
+
+
+_Input = PeerMessage | _AddPeer | _RemovePeer | _Terminate
+
+
+class Runtime:
+    """Runs one node's election on the running event loop; implements ``Inbox``.
+
+    Single use: :meth:`start` once, :meth:`close` when done (``close`` is idempotent and
+    may be called without ``start``). The runtime owns the transport and the store it is
+    given and closes both.
+
+    Args:
+        node_id: this node's id (already validated).
+        peers: the other voting members at start (already validated).
+        transport: carries messages; started by :meth:`start` with this runtime as inbox.
+        config: timings and limits.
+        store: where the term and vote are kept.
+        rng: the randomness of the election timeouts.
+        on_leader_change: called, in the election's task, with each leadership change
+            right after it is published. It must not block; an exception it raises is
+            logged and ignored.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        peers: Iterable[str],
+        transport: Transport,
+        config: ElectionConfig,
+        store: Store,
+        rng: random.Random,
+        on_leader_change: Callable[[LeaderChange], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.metrics = RuntimeMetrics()
+        self.leadership: LatestValue[LeaderChange] = LatestValue(LeaderChange(None, 0))
+        self._initial_peers = set(peers)
+        self._transport = transport
+        self._store = store
+        self._rng = rng
+        self._on_leader_change = on_leader_change
+        self._core: ElectionCore | None = None
+        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        self._driver: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self._saving: asyncio.Future[None] | None = None
+        self._started = False
+        self._closing: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def core(self) -> ElectionCore | None:
+        """The core, once :meth:`start` has built it."""
+        return self._core
+
+    @property
+    def driver(self) -> asyncio.Task[None] | None:
+        """The election's task, once :meth:`start` has created it."""
+        return self._driver
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called or :meth:`start` failed."""
+        return self._closing is not None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the election's task crashed with, if it did (a bug)."""
+        return self.leadership.cause
+
+    def status(self) -> ElectionStatus:
+        """A snapshot of the election state.
+
+        Before :meth:`start` it shows the configured peers and term 0; the term kept in
+        the store is read only when the node starts.
+        """
+        core = self._core
+        if core is None:
+            role = NodeState.TERMINATING if self.closed else NodeState.FOLLOWER
+            return ElectionStatus(
+                self.node_id, 0, role, None, None, frozenset(self._initial_peers), False
+            )
+        leader = core.leader_id
+        return ElectionStatus(
+            self.node_id,
+            core.term,
+            core.role,
+            leader,
+            core.voted_for,
+            core.peers,
+            core.role is NodeState.LEADER,
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def deliver(self, message: PeerMessage) -> None:
+        """Inbox: queue a peer's message for the core; never blocks.
+
+        Dropped (counted in ``inputs_dropped``) if the node is not running or more than
+        ``MAX_PENDING_INPUTS`` inputs are already waiting.
+        """
+        if self._core is None or self.closed or self.failure is not None:
+            return
+        if self._inputs.qsize() >= MAX_PENDING_INPUTS:
+            self.metrics.inputs_dropped += 1
+            dropped = self.metrics.inputs_dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                logger.warning(
+                    "%s: %d inputs waiting; dropped %r (%d dropped so far)",
+                    self.node_id,
+                    self._inputs.qsize(),
+                    message,
+                    dropped,
+                )
+            return
+        self._inputs.put_nowait(message)
+
+    def add_peer(self, peer_id: str) -> None:
+        """Make ``peer_id`` a voting member (the core may refuse past ``max_nodes``)."""
+        self._control(_AddPeer(peer_id))
+
+    def remove_peer(self, peer_id: str) -> None:
+        """Stop counting ``peer_id`` as a voting member."""
+        self._control(_RemovePeer(peer_id))
+
+    def _control(self, command: _AddPeer | _RemovePeer) -> None:
+        if self.failure is not None:
+            raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
+        if self.closed:
+            raise ElectionClosed(f"{self.node_id}: the election is closed")
+        if self._core is None:
+            if isinstance(command, _AddPeer):
+                self._initial_peers.add(command.peer_id)
+            else:
+                self._initial_peers.discard(command.peer_id)
+            return
+        # Control inputs bypass the bound: they come from this process, not the network.
+        self._inputs.put_nowait(command)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the store, build the core, start the transport and the election's task.
+
+        Raises:
+            StateFileError: the stored term and vote cannot be trusted; nothing started
+                and the runtime is closed.
+            ElectionClosed: the runtime was closed before it started.
+            RuntimeError: it was already started.
+        """
+        if self.closed:
+            raise ElectionClosed(f"{self.node_id}: the election is closed")
+        if self._started:
+            raise RuntimeError(f"{self.node_id}: the election was already started")
+        self._started = True
+        loop = asyncio.get_running_loop()
+        try:
+            if isinstance(self._store, MemoryStore):
+                hard_state = self._store.load()
+            else:
+                hard_state = await asyncio.to_thread(self._store.load)
+            self._core = ElectionCore(
+                self.node_id, self._initial_peers, self.config, self._rng, loop.time(), hard_state
+            )
+            self.leadership.publish(LeaderChange(None, self._core.term))
+            await self._transport.start(self.node_id, self)
+        except BaseException:
+            await self.close()
+            raise
+        self._driver = loop.create_task(self._drive(), name=f"almost-raft election {self.node_id}")
+        self._driver.add_done_callback(self._driver_done)
+        logger.info(
+            "%s: started at term %d with peers %s",
+            self.node_id,
+            self._core.term,
+            sorted(self._core.peers),
+        )
+
+    async def close(self) -> None:
+        """Leave the election and release the transport and the store.
+
+        Idempotent; safe to call before :meth:`start`. The cleanup runs in its own task
+        and finishes even if the caller is cancelled while waiting for it.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name=f"almost-raft close {self.node_id}"
+            )
+            self._closing.add_done_callback(_log_close_failure)
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        driver = self._driver
+        if driver is not None and not driver.done():
+            self._inputs.put_nowait(_Terminate())
+            try:
+                await asyncio.wait({driver})
+            finally:
+                driver.cancel()
+        sends = list(self._sends)
+        for task in sends:
+            task.cancel()
+        if sends:
+            await asyncio.wait(sends)
+        try:
+            await self._transport.close()
+        except Exception:
+            logger.exception("%s: closing the transport failed", self.node_id)
+        if self._saving is not None:
+            # The store must not be closed under a save still running in its thread.
+            await asyncio.wait({self._saving})
+        try:
+            self._store.close()
+        except Exception:
+            logger.exception("%s: closing the store failed", self.node_id)
+        self.leadership.close(self.failure)
+        logger.info("%s: closed", self.node_id)
+
+    def _driver_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            self.leadership.close()
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("%s: the election task failed", self.node_id, exc_info=error)
+            self.leadership.close(error)
+
+    # ------------------------------------------------------------------ the driver
+
+    async def _drive(self) -> None:
+        core = self._core
+        assert core is not None, "the driver runs only after start() built the core"
+        loop = asyncio.get_running_loop()
+        inputs = self._inputs
+        while True:
+            if loop.time() >= core.next_deadline:
+                await self._carry_out(core.tick(loop.time()))
+                continue
+            try:
+                item = inputs.get_nowait()
+            except asyncio.QueueEmpty:
+                deadline = core.next_deadline
+                try:
+                    async with asyncio.timeout_at(deadline if math.isfinite(deadline) else None):
+                        item = await inputs.get()
+                except TimeoutError:
+                    continue
+            now = loop.time()
+            if isinstance(item, PeerMessage):
+                output = core.receive(item, now)
+            elif isinstance(item, _AddPeer):
+                output = core.add_peer(item.peer_id, now)
+            elif isinstance(item, _RemovePeer):
+                output = core.remove_peer(item.peer_id, now)
+            else:
+                await self._carry_out(core.terminate(now))
+                return
+            await self._carry_out(output)
+
+    async def _carry_out(self, output: Output) -> None:
+        """Carry out one batch in the order :class:`Output` prescribes."""
+        if output.hard_state is not None:
+            await self._persist(output.hard_state)
+        for outbound in output.messages:
+            self._send(outbound)
+        change = output.leader_change
+        if change is not None:
+            self.leadership.publish(change)
+            if self._on_leader_change is not None:
+                try:
+                    self._on_leader_change(change)
+                except Exception:
+                    logger.exception("%s: the leader-change callback failed", self.node_id)
+
+    async def _persist(self, state: HardState) -> None:
+        if isinstance(self._store, MemoryStore):
+            self._store.save(state)
+        else:
+            # A real store fsyncs; a worker thread keeps the loop (and its timers) running.
+            # Shielded, so a cancelled driver still lets close() wait for the save to end.
+            self._saving = asyncio.ensure_future(asyncio.to_thread(self._store.save, state))
+            await asyncio.shield(self._saving)
+            self._saving = None
+        self.metrics.state_saves += 1
+
+    def _send(self, outbound: Outbound) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_one(outbound))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        self.metrics.messages_sent += 1
+
+    async def _send_one(self, outbound: Outbound) -> None:
+        try:
+            async with asyncio.timeout(self.config.message_timeout):
+                await self._transport.send(outbound.to, outbound.message)
+        except TimeoutError:
+            self.metrics.sends_timed_out += 1
+            logger.debug("%s: send to %s timed out", self.node_id, outbound.to)
+        except Exception as exc:
+            self.metrics.sends_failed += 1
+            logger.debug("%s: send to %s failed: %r", self.node_id, outbound.to, exc)
+
+
+def _log_close_failure(task: asyncio.Task[None]) -> None:
+    # Retrieve the result so an error of a close whose caller was cancelled is not lost.
+    with contextlib.suppress(asyncio.CancelledError):
+        error = task.exception()
+        if error is not None:
+            logger.error("closing the election failed", exc_info=error)
