@@ -345,6 +345,14 @@ def test_leader_stays_while_a_majority_answers() -> None:
     assert role(core) is NodeState.LEADER
 
 
+def test_leader_without_check_quorum_does_not_step_down() -> None:
+    core = make_core(check_quorum=False)
+    now = elect(core)
+    while core.next_deadline < now + 10:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.LEADER
+
+
 # ---------------------------------------------------------------------- thesis 4.2.3 stickiness
 
 

@@ -485,7 +485,9 @@ class ElectionCore:
         self._leader_contact = self._now
         self._votes.clear()
         self._heard_from.clear()
-        self._quorum_deadline = self._now + self.config.election_timeout
+        # Without CheckQuorum a leader keeps its role until it sees a higher term.
+        if self.config.check_quorum:
+            self._quorum_deadline = self._now + self.config.election_timeout
         self._broadcast_heartbeat()
 
     # ------------------------------------------------------------------ helpers
