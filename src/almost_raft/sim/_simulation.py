@@ -268,12 +268,55 @@ class _Simulation:
         return self._result(self._loop())
 
     def _loop(self) -> float:
+        """Handle events in time order until ``duration``; return the time reached.
+
+        This is the hot path, so the batch handling lives in a closure over locals rather
+        than in a method reading attributes.
+        """
         heap = self.heap
         nodes = self.nodes
         end = self.duration
         pop = heapq.heappop
-        carry_out = self._carry_out
+        push = heapq.heappush
+        sequence = self.sequence
+        index = self.index
+        deliveries = self.network.deliveries
+        checker = self.checker
+        persist = self.persist
         trace = self.trace
+        sent = 0
+
+        def carry_out(node: _Node, output: Output, now: float) -> None:
+            # The runtime's order: durable state, then messages, then news, then timer.
+            nonlocal sent
+            hard_state = output.hard_state
+            if hard_state is not None:
+                checker.term_seen(node.id, hard_state.term, now)
+                if persist:
+                    node.store.save(hard_state)
+            messages = output.messages
+            if messages:
+                sender = node.id
+                sent += len(messages)
+                for outbound in messages:
+                    to = outbound.to
+                    message = outbound.message
+                    if (
+                        message.__class__ is RequestVoteResponse
+                        and message.granted
+                        and not message.pre_vote
+                    ):
+                        self._vote_sent(node, to, message.term, now)
+                    for delay in deliveries(sender, to):
+                        push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
+            if output.leader_change is not None or output.role is not None:
+                self._news(node, output, now)
+            deadline = output.next_deadline
+            if deadline < node.timer_at:
+                node.generation += 1
+                node.timer_at = deadline
+                push(heap, (deadline, next(sequence), _TICK, node.index, node.generation))
+
         events = 0
         now = 0.0
         try:
@@ -306,10 +349,11 @@ class _Simulation:
                 else:
                     event[3](now, event[4])
         except Exception as exc:  # a core raised: a finding to report with its seed
-            self.checker.report(CORE_ERROR, f"{type(exc).__name__}: {exc}", now)
+            checker.report(CORE_ERROR, f"{type(exc).__name__}: {exc}", now)
             return now
         finally:
             self.events = events
+            self.messages_sent = sent
         return end
 
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
@@ -323,49 +367,21 @@ class _Simulation:
                 self.heap, (deadline, next(self.sequence), _TICK, node.index, node.generation)
             )
 
-    def _carry_out(self, node: _Node, output: Output, now: float) -> None:
-        """Do what one batch says, in the runtime's order, checking as it goes."""
-        core = node.core
-        assert core is not None
-        hard_state = output.hard_state
-        if hard_state is not None:
-            self.checker.term_seen(node.id, hard_state.term, now)
-            if self.persist:
-                node.store.save(hard_state)
-        messages = output.messages
-        if messages:
-            sender = node.id
-            deliveries = self.network.deliveries
-            push = heapq.heappush
-            heap = self.heap
-            sequence = self.sequence
-            index = self.index
-            self.messages_sent += len(messages)
-            for outbound in messages:
-                to = outbound.to
-                message = outbound.message
-                if (
-                    message.__class__ is RequestVoteResponse
-                    and message.granted
-                    and not message.pre_vote
-                ):
-                    self.checker.vote_sent(sender, to, message.term, now)
-                    if self.voter_trap is not None:
-                        # Crash once the whole batch is out, as a process dies after
-                        # its send returns.
-                        self._push(now, self._spring_voter_trap, node)
-                for delay in deliveries(sender, to):
-                    push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
+    def _vote_sent(self, node: _Node, candidate: str, term: int, now: float) -> None:
+        self.checker.vote_sent(node.id, candidate, term, now)
+        if self.voter_trap is not None:
+            # Crash once the whole batch is out, as a process dies after its send returns.
+            self._push(now, self._spring_voter_trap, node)
+
+    def _news(self, node: _Node, output: Output, now: float) -> None:
         news = output.leader_change
         if news is not None:
             node.news = (news.leader_id, news.term)
             if self.healed and self.converged_at is None:
                 self._check_converged(now)
         if output.role is _LEADER:
-            self._became_leader(node, core.term, now)
-        deadline = output.next_deadline
-        if deadline < node.timer_at:
-            self._arm(node, deadline)
+            assert node.core is not None
+            self._became_leader(node, node.core.term, now)
 
     def _became_leader(self, node: _Node, term: int, now: float) -> None:
         self.checker.became_leader(node.id, term, now)
