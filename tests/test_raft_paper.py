@@ -321,6 +321,33 @@ def test_pre_candidate_with_a_majority_becomes_candidate() -> None:
     assert sent(out) == [(p, RequestVote(1, "a")) for p in PEERS]
 
 
+@pytest.mark.parametrize("check_quorum", [True, False])
+def test_pre_vote_refused_while_a_leader_was_heard_within_the_timeout(
+    check_quorum: bool,
+) -> None:
+    # Thesis 9.6: a server grants a pre-vote only if it has not heard from a leader for an
+    # election timeout. This is what keeps a returning node from disrupting the cluster,
+    # whether or not CheckQuorum is also on.
+    core = make_core(check_quorum=check_quorum)
+    core.receive(HeartBeat(1, "b"), 0.0)
+    out = core.receive(RequestVote(2, "c", pre_vote=True), 0.5)
+    assert not any(
+        isinstance(o.message, RequestVoteResponse) and o.message.granted for o in out.messages
+    )
+    assert core.term == 1
+    # After an election timeout of silence, the same pre-vote is granted.
+    out = core.receive(RequestVote(2, "c", pre_vote=True), 1.0)
+    assert sent(out) == [("c", RequestVoteResponse(2, "a", True, pre_vote=True))]
+
+
+def test_leader_refuses_pre_votes_without_check_quorum() -> None:
+    core = make_core(check_quorum=False)
+    now = elect(core)
+    out = core.receive(RequestVote(2, "c", pre_vote=True), now + 5.0)
+    assert role(core) is NodeState.LEADER
+    assert sent(out) == [("c", RequestVoteResponse(1, "a", False, pre_vote=True))]
+
+
 # ---------------------------------------------------------------------- thesis 6.2 CheckQuorum
 
 

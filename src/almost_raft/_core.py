@@ -278,10 +278,12 @@ class ElectionCore:
     def _on_vote_request(self, request: RequestVote) -> None:
         candidate = request.candidate_id
         if request.pre_vote:
-            # Would this node vote for the candidate in request.term? If that term is
-            # newer, yes (the lease was checked by the term rules); otherwise only if it
-            # has no vote and no leader in the current term.
-            grant = (
+            # Would this node vote for the candidate in request.term? Not while it hears
+            # from a leader (thesis 9.6): that is what stops a node returning from a
+            # partition, and it holds with CheckQuorum off too, where the term rules have
+            # not dropped the request. Otherwise yes if that term is newer, or if this
+            # node has no vote and no leader in the current term.
+            grant = not self._hears_leader() and (
                 request.term > self._term
                 or self._voted_for == candidate
                 or (self._voted_for is None and self._leader_id is None)
@@ -500,6 +502,13 @@ class ElectionCore:
         return (
             self.config.check_quorum
             and self._leader_id is not None
+            and self._now - self._leader_contact < self.config.election_timeout
+        )
+
+    def _hears_leader(self) -> bool:
+        """Whether this node leads, or heard from a leader within the election timeout."""
+        return self._role is NodeState.LEADER or (
+            self._leader_id is not None
             and self._now - self._leader_contact < self.config.election_timeout
         )
 
