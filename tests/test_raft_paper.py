@@ -24,6 +24,7 @@ from almost_raft import (
     RequestVote,
     RequestVoteResponse,
 )
+from almost_raft._messages import MAX_TERM
 
 PEERS = ("b", "c")
 
@@ -402,6 +403,20 @@ def test_leader_ignores_vote_requests_while_it_has_a_quorum() -> None:
 
 
 # ---------------------------------------------------------------------- bad input
+
+
+def test_term_at_the_maximum_does_not_crash_an_election() -> None:
+    # A peer may send the largest valid term; the node must not crash when it would next
+    # campaign, which needs one more term than the format allows.
+    core = make_core()
+    core.receive(HeartBeat(MAX_TERM, "b"), 0.0)
+    for _ in range(3):
+        out = timeout(core)
+        assert all(o.message.term <= MAX_TERM for o in out.messages)
+    assert core.term == MAX_TERM
+    single = make_core(peers=(), hard_state=HardState(MAX_TERM, None))
+    timeout(single)
+    assert single.term == MAX_TERM
 
 
 def test_output_messages_are_outbound_values() -> None:

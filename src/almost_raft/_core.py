@@ -44,6 +44,7 @@ from collections.abc import Iterable
 
 from ._config import ElectionConfig
 from ._messages import (
+    MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
     PeerMessage,
@@ -396,7 +397,18 @@ class ElectionCore:
     # ------------------------------------------------------------------ timers
 
     def _on_election_timeout(self) -> None:
-        if len(self._peers) < self.config.min_peers:
+        if self._term >= MAX_TERM:
+            # Only a faulty or hostile peer can have driven the term this far; a further
+            # election would need a term no message can carry, so refuse it rather than
+            # fail on building the request.
+            logger.error(
+                "%s: term %d is the largest a message can carry; no further election is "
+                "possible in this cluster",
+                self.node_id,
+                self._term,
+            )
+            self._become_follower(self._term, None)
+        elif len(self._peers) < self.config.min_peers:
             logger.debug(
                 "%s: %d of min_peers=%d peers known; not starting an election",
                 self.node_id,
