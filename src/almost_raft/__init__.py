@@ -34,6 +34,7 @@ from ._runtime import ElectionStatus
 from ._seed import RaftElectionState, raft_election
 from ._state import HardState, NodeState
 from ._store import FileStore, MemoryStore, Store
+from ._tcp import TcpMetrics, TcpTransport
 from ._transport import Inbox, Transport
 from ._watch import Subscription
 
@@ -74,6 +75,8 @@ __all__ = [
     "Inbox",
     "InMemoryNetwork",
     "InMemoryTransport",
+    "TcpTransport",
+    "TcpMetrics",
     "NetworkFaults",
     "Store",
     "MemoryStore",
