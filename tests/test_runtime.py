@@ -347,3 +347,35 @@ async def test_inputs_beyond_the_bound_are_dropped_and_counted() -> None:
         await wait_until(lambda: runtime._inputs.empty(), what="the inputs to drain")
     finally:
         await election.close()
+
+
+class _SlowLoadStore(Store):
+    def __init__(self) -> None:
+        self.loading = threading.Event()
+        self.release = threading.Event()
+
+    def load(self) -> HardState | None:
+        self.loading.set()
+        self.release.wait(5)
+        return HardState(4, None)
+
+    def save(self, state: HardState) -> None:
+        pass
+
+
+@run_async
+async def test_close_during_start_leaves_nothing_running() -> None:
+    network = InMemoryNetwork()
+    store = _SlowLoadStore()
+    election = Election("a", ["b"], network.transport("a"), config=FAST, store=store)
+    starting = asyncio.create_task(election.start())
+    await asyncio.to_thread(store.loading.wait, 5)
+    closing = asyncio.create_task(election.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # close waits for the load in the worker thread
+    store.release.set()
+    with pytest.raises(ElectionClosed):
+        await starting
+    await closing
+    assert network.live_nodes == frozenset()
+    assert election.status().role is NodeState.TERMINATING

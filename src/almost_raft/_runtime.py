@@ -139,6 +139,7 @@ class Runtime:
         self._driver: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Future[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._started = False
         self._closing: asyncio.Task[None] | None = None
 
@@ -250,16 +251,28 @@ class Runtime:
             raise RuntimeError(f"{self.node_id}: the election was already started")
         self._started = True
         loop = asyncio.get_running_loop()
+        starting = self._starting = loop.create_future()
         try:
-            if isinstance(self._store, MemoryStore):
-                hard_state = self._store.load()
-            else:
-                hard_state = await asyncio.to_thread(self._store.load)
-            self._core = ElectionCore(
-                self.node_id, self._initial_peers, self.config, self._rng, loop.time(), hard_state
-            )
-            self.leadership.publish(LeaderChange(None, self._core.term))
-            await self._transport.start(self.node_id, self)
+            try:
+                if isinstance(self._store, MemoryStore):
+                    hard_state = self._store.load()
+                else:
+                    hard_state = await asyncio.to_thread(self._store.load)
+                self._core = ElectionCore(
+                    self.node_id,
+                    self._initial_peers,
+                    self.config,
+                    self._rng,
+                    loop.time(),
+                    hard_state,
+                )
+                self.leadership.publish(LeaderChange(None, self._core.term))
+                await self._transport.start(self.node_id, self)
+                if self.closed:
+                    raise ElectionClosed(f"{self.node_id}: closed while starting")
+            finally:
+                # close() waits for this before it looks for the election's task.
+                starting.set_result(None)
         except BaseException:
             await self.close()
             raise
@@ -286,6 +299,8 @@ class Runtime:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        if self._starting is not None:
+            await asyncio.wait({self._starting})
         driver = self._driver
         if driver is not None and not driver.done():
             self._inputs.put_nowait(_Terminate())
@@ -293,6 +308,12 @@ class Runtime:
                 await asyncio.wait({driver})
             finally:
                 driver.cancel()
+        core = self._core
+        if core is not None and core.role is not NodeState.TERMINATING:
+            # The election's task never ran or died: nobody else owns the core now.
+            change = core.terminate(asyncio.get_running_loop().time()).leader_change
+            if change is not None:
+                self.leadership.publish(change)
         sends = list(self._sends)
         for task in sends:
             task.cancel()
