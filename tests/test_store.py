@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,42 @@ def assert_refused(path: Path, problem: str) -> None:
 
 
 # ---------------------------------------------------------------------- atomic writes
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(path)
+    store.save(HardState(1, "a"))
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        store.save(HardState(2, "b"))
+    monkeypatch.undo()
+    assert store.load() == HardState(1, "a")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
+    store.close()
+
+
+def test_failed_rename_leaves_the_old_file_and_no_temporary(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(path)
+    store.save(HardState(1, "a"))
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="Input/output"):
+        store.save(HardState(2, "b"))
+    monkeypatch.undo()
+    assert store.load() == HardState(1, "a")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
+    store.close()
 
 
 # ---------------------------------------------------------------------- one owner at a time

@@ -96,11 +96,17 @@ class FileStore(Store):
         self._acquire_lock()
         directory = self.path.parent
         tmp = directory / f".{self.path.name}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as file:
-            file.write(encode_state(state))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as file:
+                file.write(encode_state(state))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            # The old file is untouched; do not leave a half-written copy beside it.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
