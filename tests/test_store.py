@@ -203,6 +203,18 @@ def test_second_store_on_the_same_path_is_refused_while_the_first_is_open(path: 
     second.close()
 
 
+def test_closed_store_cannot_be_used(path: Path) -> None:
+    store = FileStore(path)
+    store.save(HardState(1, "a"))
+    store.close()
+    with pytest.raises(ValueError, match="closed"):
+        store.save(HardState(2, "a"))
+    with pytest.raises(ValueError, match="closed"):
+        store.load()
+    store.close()  # closing twice is harmless
+    assert FileStore(path).load() == HardState(1, "a")
+
+
 # ---------------------------------------------------------------------- memory
 
 

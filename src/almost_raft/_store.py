@@ -74,13 +74,16 @@ class FileStore(Store):
     missing file means a fresh node; a file that is damaged, truncated or of another
     format raises :class:`StateFileError` naming the file and what to do.
 
-    While open, the store holds an exclusive lock on ``<path>.lock``, so two processes
-    cannot share one node's state by mistake.
+    From its first ``load`` or ``save`` until :meth:`close`, the store holds an exclusive
+    lock on ``<path>.lock``, so two processes cannot share one node's state by mistake.
+    A closed store stays closed: ``load`` and ``save`` then raise ``ValueError``, so a
+    store cannot quietly take the lock again after its owner let it go.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock: IO[bytes] | None = None
+        self._closed = False
 
     def load(self) -> HardState | None:
         self._acquire_lock()
@@ -114,11 +117,14 @@ class FileStore(Store):
             os.close(dir_fd)
 
     def close(self) -> None:
+        self._closed = True
         if self._lock is not None:
             self._lock.close()
             self._lock = None
 
     def _acquire_lock(self) -> None:
+        if self._closed:
+            raise ValueError(f"the state store for {str(self.path)!r} is closed")
         if self._lock is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
