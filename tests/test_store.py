@@ -78,6 +78,8 @@ CORRUPT_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("no format", {"term": 1, "voted_for": None}, "not an almost-raft state file"),
     ("wrong version", good_body(version=2), "format version 2"),
     ("version as text", good_body(version="1"), "format version '1'"),
+    ("version as bool", good_body(version=True), "format version True"),
+    ("version as float", good_body(version=1.0), "format version 1.0"),
     ("term as text", good_body(term="7"), "invalid state"),
     ("term as float", good_body(term=7.0), "invalid state"),
     ("term as bool", good_body(term=True), "invalid state"),

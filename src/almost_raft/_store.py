@@ -165,10 +165,10 @@ def decode_state(raw: bytes, path: str) -> HardState:
         raise StateFileError(path, f"is not valid JSON ({exc}); it is damaged") from exc
     if not isinstance(body, dict) or body.get("format") != _FORMAT:
         raise StateFileError(path, "is not an almost-raft state file")
-    if body.get("version") != _VERSION:
-        raise StateFileError(
-            path, f"has format version {body.get('version')!r}; this release reads {_VERSION}"
-        )
+    version = body.get("version")
+    # JSON's true and 1.0 compare equal to 1 in Python; only the integer 1 is version 1.
+    if type(version) is not int or version != _VERSION:
+        raise StateFileError(path, f"has format version {version!r}; this release reads {_VERSION}")
     stored = body.pop("crc32", None)
     if stored != _checksum(body):
         raise StateFileError(path, "fails its checksum; it is damaged")
