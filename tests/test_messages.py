@@ -148,3 +148,21 @@ def test_leader_changed_carries_leader_and_term() -> None:
     assert ControlLeaderChanged(None).term == 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         ControlLeaderChanged("a", 3).term = 4  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("leader_id", "term", "error"),
+    [
+        ("", 1, ValueError),
+        (7, 1, TypeError),
+        ("a", True, TypeError),
+        ("a", -1, ValueError),
+        ("a", "3", TypeError),
+        (None, 1.5, TypeError),
+    ],
+)
+def test_leader_changed_rejects_bad_fields(
+    leader_id: Any, term: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        ControlLeaderChanged(leader_id, term)

@@ -175,6 +175,11 @@ class ControlLeaderChanged(Message):
     leader_id: str | None
     term: int = 0
 
+    def __post_init__(self) -> None:
+        if self.leader_id is not None:
+            check_node_id("leader_id", self.leader_id)
+        check_term(self.term)
+
 
 def check_term(term: object) -> None:
     """Raise unless ``term`` is a valid term number."""
