@@ -1,0 +1,98 @@
+"""The core's own rules beyond the paper: membership limits, removal, termination, corners."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from almost_raft import (
+    ElectionConfig,
+    ElectionCore,
+    HardState,
+    HeartBeat,
+    LeaderChange,
+    NodeState,
+    Output,
+    RequestVote,
+    RequestVoteResponse,
+)
+
+
+def make_core(
+    peers: tuple[str, ...] = ("b", "c"), *, hard_state: HardState | None = None, **config: Any
+) -> ElectionCore:
+    return ElectionCore("a", peers, ElectionConfig(**config), random.Random(1), 0.0, hard_state)
+
+
+def role(core: ElectionCore) -> NodeState:
+    return core.role
+
+
+def timeout(core: ElectionCore) -> Output:
+    return core.tick(core.next_deadline)
+
+
+def test_no_election_below_min_peers() -> None:
+    core = make_core(peers=("b",), min_peers=2)
+    for _ in range(5):
+        assert timeout(core).messages == ()
+    assert (role(core), core.term) == (NodeState.FOLLOWER, 0)
+    core.add_peer("c", core.next_deadline - 0.5)
+    assert timeout(core).messages
+
+
+def test_removing_a_peer_can_decide_a_pending_vote() -> None:
+    core = make_core(peers=("b", "c", "d"), pre_vote=False)
+    timeout(core)
+    core.receive(RequestVoteResponse(1, "b", True), core.next_deadline - 0.5)
+    assert role(core) is NodeState.CANDIDATE  # 2 of 4
+    core.remove_peer("d", core.next_deadline - 0.5)
+    assert role(core) is NodeState.LEADER  # 2 of 3
+
+
+def test_peer_added_during_a_campaign_is_asked_too() -> None:
+    core = make_core(pre_vote=False)
+    timeout(core)
+    out = core.add_peer("d", core.next_deadline - 0.5)
+    assert [(o.to, o.message) for o in out.messages] == [("d", RequestVote(1, "a"))]
+
+
+def test_peer_added_to_a_leader_gets_a_heartbeat() -> None:
+    core = make_core(peers=(), pre_vote=False)
+    timeout(core)
+    assert role(core) is NodeState.LEADER
+    out = core.add_peer("b", core.next_deadline)
+    assert [(o.to, o.message) for o in out.messages] == [("b", HeartBeat(1, "a"))]
+
+
+def test_max_nodes_counts_this_node() -> None:
+    core = make_core(peers=("b",), max_nodes=3)
+    core.add_peer("c", 0.1)
+    core.add_peer("d", 0.2)
+    assert core.peers == {"b", "c"}
+
+
+def test_terminated_core_does_nothing() -> None:
+    core = make_core()
+    core.receive(HeartBeat(1, "b"), 0.0)
+    out = core.terminate(0.1)
+    assert out.role is NodeState.TERMINATING
+    assert out.leader_change == LeaderChange(None, 1)
+    assert core.next_deadline == float("inf")
+    assert core.tick(100.0).messages == ()
+    assert core.receive(RequestVote(5, "c"), 100.0).messages == ()
+    assert (core.term, core.voted_for) == (1, None)
+    assert core.terminate(101.0) == Output(next_deadline=float("inf"))
+
+
+def test_core_ignores_itself_in_its_peer_list() -> None:
+    core = ElectionCore("a", ["a", "b"], ElectionConfig(), random.Random(1), 0.0)
+    assert core.peers == {"b"}
+
+
+def test_hard_state_is_reported_only_when_it_changes() -> None:
+    core = make_core(pre_vote=False)
+    first = timeout(core)
+    assert first.hard_state == HardState(1, "a")
+    again = core.receive(RequestVoteResponse(1, "b", False), core.next_deadline - 0.5)
+    assert again.hard_state is None
