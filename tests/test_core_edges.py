@@ -41,6 +41,27 @@ def test_no_election_below_min_peers() -> None:
     assert timeout(core).messages
 
 
+def test_timed_out_follower_below_min_peers_forgets_its_leader() -> None:
+    # A follower whose timer fires has not heard from its leader for an election timeout;
+    # it must stop reporting that leader even when too few peers remain to campaign.
+    core = make_core(min_peers=2)
+    core.receive(HeartBeat(1, "b"), 0.0)
+    core.remove_peer("c", 0.1)
+    out = timeout(core)
+    assert core.leader_id is None
+    assert out.leader_change == LeaderChange(None, 1)
+
+
+def test_candidate_below_min_peers_returns_to_follower() -> None:
+    core = make_core(min_peers=2, pre_vote=False)
+    timeout(core)
+    assert role(core) is NodeState.CANDIDATE
+    core.remove_peer("c", core.next_deadline - 0.5)
+    assert role(core) is NodeState.CANDIDATE  # 1 of 2 votes: still pending
+    timeout(core)
+    assert (role(core), core.term) == (NodeState.FOLLOWER, 1)
+
+
 def test_removing_a_peer_can_decide_a_pending_vote() -> None:
     core = make_core(peers=("b", "c", "d"), pre_vote=False)
     timeout(core)

@@ -415,7 +415,9 @@ class ElectionCore:
                 len(self._peers),
                 self.config.min_peers,
             )
-            self._reset_election_deadline()
+            # The timer fired, so no leader was heard for an election timeout, and a
+            # campaign under way can no longer go on: wait as a follower with no leader.
+            self._become_follower(self._term, None)
         elif self.config.pre_vote:
             self._become_pre_candidate()
         else:
