@@ -32,6 +32,21 @@ def timeout(core: ElectionCore) -> Output:
     return core.tick(core.next_deadline)
 
 
+def test_pre_candidate_that_grants_a_vote_stops_its_pre_campaign() -> None:
+    # Granting a vote resets the election timer (paper 5.2): the node is waiting for the
+    # candidate it voted for, so the pre-votes it asked for earlier must not make it a
+    # candidate in the next term and disrupt that election.
+    core = make_core(hard_state=HardState(1, None))
+    timeout(core)
+    assert role(core) is NodeState.PRE_CANDIDATE
+    now = core.next_deadline - 1.5
+    out = core.receive(RequestVote(1, "c"), now)
+    assert [o.message for o in out.messages] == [RequestVoteResponse(1, "a", True)]
+    assert role(core) is NodeState.FOLLOWER
+    core.receive(RequestVoteResponse(2, "b", True, pre_vote=True), now)
+    assert (role(core), core.term, core.voted_for) == (NodeState.FOLLOWER, 1, "c")
+
+
 def test_no_election_below_min_peers() -> None:
     core = make_core(peers=("b",), min_peers=2)
     for _ in range(5):

@@ -296,7 +296,12 @@ class ElectionCore:
         if grant and not request.pre_vote:
             self._voted_for = candidate
             # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
-            self._reset_election_deadline()
+            if self._role is NodeState.PRE_CANDIDATE:
+                # Its pre-votes must not now make this node a candidate for the next term,
+                # which would cut short the election it just voted in.
+                self._become_follower(self._term, None)
+            else:
+                self._reset_election_deadline()
         logger.debug(
             "%s: %s %svote for %s in term %d",
             self.node_id,
