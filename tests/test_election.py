@@ -311,3 +311,21 @@ async def test_run_while_leader_runs_work_once_per_term_and_cancels_it_on_loss()
         await cluster.close()
     # Closing every election ends every runner without an error.
     assert await asyncio.gather(*runners) == [None, None, None]
+
+
+@run_async
+async def test_add_peer_past_max_nodes_is_refused_before_and_after_start() -> None:
+    config = ElectionConfig(
+        election_timeout=0.08, heartbeat_interval=0.01, message_timeout=0.05, max_nodes=3
+    )
+    election = Election("a", ["b"], InMemoryNetwork().transport("a"), config=config)
+    election.add_peer("c")
+    election.add_peer("d")  # a fourth node: refused with a log line
+    assert election.status().peers == frozenset({"b", "c"})
+    async with election:
+        election.remove_peer("c")
+        election.add_peer("e")
+        election.add_peer("f")  # refused again
+        await wait_until(lambda: election.status().peers == frozenset({"b", "e"}), what="b, e")
+        await asyncio.sleep(0.01)
+        assert election.status().peers == frozenset({"b", "e"})

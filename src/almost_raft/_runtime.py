@@ -226,7 +226,17 @@ class Runtime:
         if self.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
         if self._core is None:
+            limit = self.config.max_nodes
             if isinstance(command, _AddPeer):
+                if limit is not None and len(self._initial_peers | {command.peer_id}) + 1 > limit:
+                    # The same refusal the core makes once it runs.
+                    logger.warning(
+                        "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
+                        self.node_id,
+                        command.peer_id,
+                        limit,
+                    )
+                    return
                 self._initial_peers.add(command.peer_id)
             else:
                 self._initial_peers.discard(command.peer_id)
