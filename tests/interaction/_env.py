@@ -18,7 +18,7 @@ Commands (``name positional... key=value...``):
 - ``deliver [from=x] [to=y]``: deliver the messages now in flight (one round); what they
   cause stays in flight. ``stabilize`` delivers rounds until nothing is in flight.
 - ``drop [from=x] [to=y]`` and ``duplicate [from=x] [to=y]``: lose or double messages in
-  flight. ``in-flight`` lists them.
+  flight. ``in-flight [from=x] [to=y]`` (or ``outbox``) lists them.
 - ``cut a b``, ``cut-one-way a b``, ``isolate a``, ``partition a,b c``, ``heal``.
 - ``crash a`` (the stored hard state survives), ``restart a``, ``terminate a``.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
@@ -142,6 +142,7 @@ class Env:
             "drop": self._drop,
             "duplicate": self._duplicate,
             "in-flight": self._in_flight,
+            "outbox": self._in_flight,
             "cut": self._cut,
             "cut-one-way": self._cut_one_way,
             "isolate": self._isolate,
@@ -356,7 +357,9 @@ class Env:
         return [f"duplicated {format_message(m.src, m.dst, m.message)}" for m in copies]
 
     def _in_flight(self, args: Args) -> list[str]:
-        return [format_message(m.src, m.dst, m.message) for m in self.in_flight] or ["none"]
+        match = self._matcher(args)
+        shown = [format_message(m.src, m.dst, m.message) for m in self.in_flight if match(m)]
+        return shown or ["none"]
 
     def _cut(self, args: Args) -> list[str]:
         a, b = args.positional
