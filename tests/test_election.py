@@ -329,3 +329,20 @@ async def test_add_peer_past_max_nodes_is_refused_before_and_after_start() -> No
         await wait_until(lambda: election.status().peers == frozenset({"b", "e"}), what="b, e")
         await asyncio.sleep(0.01)
         assert election.status().peers == frozenset({"b", "e"})
+
+
+@run_async
+async def test_status_tells_how_long_ago_each_peer_was_heard() -> None:
+    cluster = Cluster(3, seed=11)
+    await cluster.start()
+    try:
+        leader = await cluster.wait_for_agreed_leader()
+        follower = next(node for node in cluster.ids if node != leader)
+        heard = cluster.elections[follower].status().last_heard
+        assert leader in heard
+        assert 0 <= heard[leader] < FAST.election_timeout
+        await cluster.stop(leader)
+        await asyncio.sleep(FAST.election_timeout)
+        assert cluster.elections[follower].status().last_heard[leader] >= FAST.election_timeout
+    finally:
+        await cluster.close()

@@ -16,7 +16,8 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from ._config import ElectionConfig
 from ._core import ElectionCore
@@ -49,6 +50,8 @@ class ElectionStatus:
         voted_for: whom it voted for in ``term``, if anyone.
         peers: the other voting members.
         is_leader: whether this node is the leader.
+        last_heard: seconds since a message last arrived from each peer; a peer never
+            heard from since this node started is absent.
     """
 
     node_id: str
@@ -58,6 +61,7 @@ class ElectionStatus:
     voted_for: str | None
     peers: frozenset[str]
     is_leader: bool
+    last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -142,6 +146,7 @@ class Runtime:
         self._starting: asyncio.Future[None] | None = None
         self._started = False
         self._closing: asyncio.Task[None] | None = None
+        self._last_heard: dict[str, float] = {}
 
     # ------------------------------------------------------------------ status
 
@@ -177,15 +182,17 @@ class Runtime:
             return ElectionStatus(
                 self.node_id, 0, role, None, None, frozenset(self._initial_peers), False
             )
-        leader = core.leader_id
+        peers = core.peers
+        now = time.monotonic()
         return ElectionStatus(
             self.node_id,
             core.term,
             core.role,
-            leader,
+            core.leader_id,
             core.voted_for,
-            core.peers,
+            peers,
             core.role is NodeState.LEADER,
+            {peer: now - at for peer, at in self._last_heard.items() if peer in peers},
         )
 
     # ------------------------------------------------------------------ inputs
@@ -210,6 +217,7 @@ class Runtime:
                     dropped,
                 )
             return
+        self._last_heard[message.sender] = time.monotonic()
         self._inputs.put_nowait(message)
 
     def add_peer(self, peer_id: str) -> None:
