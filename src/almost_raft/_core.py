@@ -221,6 +221,21 @@ class ElectionCore:
                 self._tally()
         return self._finish()
 
+    def step_down(self, now: float) -> Output:
+        """Stop leading, and stay out of the next election so another node wins it.
+
+        Does nothing unless this node is leader. The others stop hearing heartbeats and
+        elect a new leader within an election timeout; this node does not campaign for a
+        full ``election_timeout_max`` plus a fresh timeout, so it competes only if no one
+        else could win (for example, when it is the only node left with a majority).
+        """
+        self._now = now
+        if self._role is NodeState.LEADER:
+            logger.info("%s: stepping down as leader of term %d", self.node_id, self._term)
+            self._become_follower(self._term, None)
+            self._election_deadline += self.config.election_timeout_range[1]
+        return self._finish()
+
     def terminate(self, now: float) -> Output:
         """Leave the election for good: no more messages, deadlines or votes."""
         self._now = now

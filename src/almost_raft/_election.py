@@ -317,6 +317,18 @@ class Election:
         _check_id("peer_id", peer_id)
         self._runtime.remove_peer(peer_id)
 
+    def step_down(self) -> None:
+        """Stop leading, if this node leads, so that another node takes over.
+
+        The others elect a new leader within about an election timeout; this node stays
+        out of that election (it competes again only if no one else wins). Does nothing
+        on a node that is not leader.
+
+        Raises:
+            ElectionClosed: the election is closed.
+        """
+        self._runtime.step_down()
+
     def __repr__(self) -> str:
         status = self.status()
         return (

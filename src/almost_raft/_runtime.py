@@ -93,11 +93,15 @@ class _RemovePeer:
     peer_id: str
 
 
+class _StepDown:
+    pass
+
+
 class _Terminate:
     pass
 
 
-_Input = PeerMessage | _AddPeer | _RemovePeer | _Terminate
+_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _Terminate
 
 
 class Runtime:
@@ -228,7 +232,11 @@ class Runtime:
         """Stop counting ``peer_id`` as a voting member."""
         self._control(_RemovePeer(peer_id))
 
-    def _control(self, command: _AddPeer | _RemovePeer) -> None:
+    def step_down(self) -> None:
+        """Stop leading, if leading, and let another node win the next election."""
+        self._control(_StepDown())
+
+    def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:
         if self.failure is not None:
             raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
         if self.closed:
@@ -246,7 +254,7 @@ class Runtime:
                     )
                     return
                 self._initial_peers.add(command.peer_id)
-            else:
+            elif isinstance(command, _RemovePeer):
                 self._initial_peers.discard(command.peer_id)
             return
         # Control inputs bypass the bound: they come from this process, not the network.
@@ -387,6 +395,8 @@ class Runtime:
                 output = core.add_peer(item.peer_id, now)
             elif isinstance(item, _RemovePeer):
                 output = core.remove_peer(item.peer_id, now)
+            elif isinstance(item, _StepDown):
+                output = core.step_down(now)
             else:
                 await self._carry_out(core.terminate(now))
                 return
