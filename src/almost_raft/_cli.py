@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -37,6 +38,43 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable run")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
     demo.set_defaults(handler=_run_demo)
+
+    run = commands.add_parser(
+        "run",
+        help="run one node of a real cluster",
+        description="Run one node of the cluster described by --config, until SIGTERM or "
+        "SIGINT. With '-- COMMAND ARGS', COMMAND runs only while this node is leader, with "
+        "ALMOST_RAFT_TERM (the fencing token), ALMOST_RAFT_NODE_ID and ALMOST_RAFT_LEADER "
+        "in its environment; it gets SIGTERM when leadership is lost and SIGKILL after "
+        "--grace seconds.",
+    )
+    run.add_argument("--config", required=True, type=Path, help="the cluster file (TOML)")
+    run.add_argument("--id", required=True, dest="node_id", help="this node's id in the file")
+    run.add_argument("--state-dir", type=Path, help="overrides state_dir of the cluster file")
+    run.add_argument("--http", type=_host_port, help="serve /status and /metrics on HOST:PORT")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--grace", type=_positive_seconds, default=10.0, help="seconds from SIGTERM to SIGKILL"
+    )
+    run.add_argument(
+        "--on-command-exit",
+        choices=("step-down", "restart"),
+        default="step-down",
+        help="when COMMAND exits by itself while leader: step down so another node takes "
+        "over (default), or restart it",
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS")
+    run.set_defaults(handler=_run_node)
+
+    status = commands.add_parser(
+        "status", help="print one table of the whole cluster, from each node's /status"
+    )
+    status.add_argument("--config", required=True, type=Path, help="the cluster file (TOML)")
+    status.add_argument(
+        "--timeout", type=_positive_seconds, default=2.0, help="seconds to wait per node"
+    )
+    status.set_defaults(handler=_run_status)
     return parser
 
 
@@ -63,10 +101,72 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_node(args: argparse.Namespace) -> int:
+    from ._errors import AlmostRaftError
+    from ._log_format import configure_logging
+    from ._run_node import RunOptions, run_node
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    configure_logging(
+        logging.DEBUG if args.verbose else logging.INFO, args.log_format, args.node_id
+    )
+    options = RunOptions(
+        config_path=args.config,
+        node_id=args.node_id,
+        state_dir=args.state_dir,
+        http=args.http,
+        command=tuple(command),
+        grace=args.grace,
+        on_command_exit=args.on_command_exit,
+    )
+    try:
+        asyncio.run(run_node(options))
+    except AlmostRaftError as exc:
+        print(f"almost-raft run: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"almost-raft run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from ._cluster_config import ClusterConfig
+    from ._cluster_status import gather_reports, print_cluster_status
+    from ._errors import ConfigError
+
+    try:
+        cluster = ClusterConfig.load(args.config)
+    except ConfigError as exc:
+        print(f"almost-raft status: {exc}", file=sys.stderr)
+        return 2
+    reports = asyncio.run(gather_reports(cluster, args.timeout))
+    return 0 if print_cluster_status(reports, sys.stdout) else 1
+
+
 def _configure_logging(level: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    from ._cluster_config import parse_host_port
+    from ._errors import ConfigError
+
+    try:
+        return parse_host_port("--http", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.fix) from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
 
 
 def _cluster_size(text: str) -> int:

@@ -33,7 +33,7 @@ from ._config import ElectionConfig
 from ._errors import ConfigError
 from ._messages import MAX_ID_LENGTH
 
-__all__ = ["ClusterConfig", "NodeEntry", "parse_host_port"]
+__all__ = ["ClusterConfig", "NodeEntry", "format_host_port", "parse_host_port"]
 
 _ELECTION_FIELDS = {
     "election_timeout_ms": "election_timeout",
@@ -140,6 +140,12 @@ def parse_host_port(field: str, value: object) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(field, value, fix)
     return host, int(port_text)
+
+
+def format_host_port(address: tuple[str, int]) -> str:
+    """``"host:port"``, with brackets around an IPv6 host."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _node(node_id: object, entry: object) -> NodeEntry:
