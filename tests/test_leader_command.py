@@ -99,3 +99,32 @@ def test_exit_is_reported_and_stop_after_exit_is_safe() -> None:
         assert command.starts == 1
 
     asyncio.run(main())
+
+
+def test_command_dies_with_the_node_process(tmp_path: Path) -> None:
+    # A node process that starts a command and is then SIGKILLed must not leave it behind.
+    pid_file = tmp_path / "command.pid"
+    node_script = (
+        "import asyncio, os, signal\n"
+        "from almost_raft._leader_command import LeaderCommand\n"
+        "async def main():\n"
+        f"    c = LeaderCommand([{PY!r}, '-c', 'import time; time.sleep(60)'], node_id='a')\n"
+        "    await c.start(1)\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(c.pid) + '\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+
+    async def main() -> int:
+        node = await asyncio.create_subprocess_exec(PY, "-c", node_script)
+        assert await node.wait() == -9
+        return int(await _wait_for_file(pid_file))
+
+    command_pid = asyncio.run(main())
+
+    async def gone() -> None:
+        async with asyncio.timeout(10):
+            while _proc_state(command_pid) != "Z" and Path(f"/proc/{command_pid}").exists():
+                await asyncio.sleep(0.01)
+
+    asyncio.run(gone())

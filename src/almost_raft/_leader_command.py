@@ -3,17 +3,23 @@
 The command starts when leadership is won, with the term (the fencing token) in its
 environment, and is stopped when leadership is lost: SIGTERM to its whole process group,
 then SIGKILL after a grace period. It runs in a session of its own, so a shell command's
-children are stopped with it.
+children are stopped with it. On Linux the command is also killed if the node's process
+dies without stopping it (SIGKILL, a crash), so it cannot outlive the leadership it was
+started for; its own children are not covered by that, which is one reason to pass the
+term on as a fencing token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["LeaderCommand"]
 
@@ -73,7 +79,7 @@ class LeaderCommand:
             ALMOST_RAFT_LEADER=self.node_id,
         )
         self._process = await asyncio.create_subprocess_exec(
-            *self.argv, env=env, start_new_session=True
+            *self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent()
         )
         self.term = term
         self.starts += 1
@@ -120,3 +126,25 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
     # The command leads its own session, so its process group id is its pid.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGKILL the child when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        # The parent may have died between fork and prctl; then nobody would stop us.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
