@@ -30,7 +30,6 @@ CONFIG_ERRORS: list[tuple[str, dict[str, Any]]] = [
     ("node_id", {"node_id": 7}),
     ("node_id", {"node_id": "x" * 257}),
     ("peers", {"peers": "bc"}),
-    ("peers", {"peers": ["b", "a"]}),
     ("peers", {"peers": ["b", "b"]}),
     ("peers", {"peers": ["b", ""]}),
     ("peers", {"peers": 5}),
@@ -346,3 +345,10 @@ async def test_status_tells_how_long_ago_each_peer_was_heard() -> None:
         assert cluster.elections[follower].status().last_heard[leader] >= FAST.election_timeout
     finally:
         await cluster.close()
+
+
+def test_the_same_member_list_can_be_given_to_every_node() -> None:
+    network = InMemoryNetwork()
+    members = ["a", "b", "c"]
+    election = Election("a", members, network.transport("a"), config=FAST)
+    assert election.status().peers == frozenset({"b", "c"})

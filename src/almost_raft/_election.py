@@ -89,7 +89,8 @@ class Election:
     Args:
         node_id: this node's id: 1 to 256 characters, unique in the cluster, the same
             across restarts.
-        peers: the ids of the other voting members, without ``node_id``.
+        peers: the ids of the voting members. ``node_id`` itself may be included and is
+            then ignored, so every node can be given the same list.
         transport: carries messages to and from the peers; the election starts and
             closes it.
         config: timings and limits; ``ElectionConfig()`` if not given.
@@ -458,11 +459,8 @@ def _check_peers(node_id: str, peers: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     for peer in peer_list:
         _check_id("peers", peer)
-        if peer == node_id:
-            raise ConfigError(
-                "peers", peer_list, f"contains this node's own id {node_id!r}; list the others"
-            )
         if peer in seen:
-            raise ConfigError("peers", peer_list, f"names {peer!r} twice; list each peer once")
+            raise ConfigError("peers", peer_list, f"names {peer!r} twice; list each member once")
         seen.add(peer)
-    return peer_list
+    seen.discard(node_id)
+    return sorted(seen)
