@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import TextIO
 
 from ._config import ElectionConfig
+from ._demo_report import Failover, Timeline, print_summary
 from ._election import Election
 from ._faults import NetworkFaults
 from ._memory_transport import InMemoryNetwork
@@ -40,18 +39,6 @@ class DemoOptions:
     seed: int | None = None
     steady_time: float = 1.0
     deadline: float = 10.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Failover:
-    """One leader kill and what followed, in seconds since the kill."""
-
-    old_leader: str
-    old_term: int
-    new_leader: str
-    new_term: int
-    elected_after: float
-    agreed_after: float
 
 
 class _Cluster:
@@ -123,13 +110,8 @@ class _Cluster:
 async def run_in_process_demo(options: DemoOptions, out: TextIO = sys.stdout) -> list[Failover]:
     """Run the in-process demo, printing its timeline to ``out``; return the failovers."""
     rng = random.Random(options.seed)
-    started = time.monotonic()
-
-    def clock() -> float:
-        return time.monotonic() - started
-
-    def say(line: str) -> None:
-        print(f"[{clock():7.3f}s] {line}", file=out, flush=True)
+    timeline = Timeline(out)
+    clock, say = timeline.clock, timeline.say
 
     cluster = _Cluster(options.nodes, rng, clock)
     low, high = DEMO_CONFIG.election_timeout_range
@@ -179,24 +161,5 @@ async def run_in_process_demo(options: DemoOptions, out: TextIO = sys.stdout) ->
             )
     finally:
         await cluster.close()
-    _print_summary(failovers, out)
+    print_summary(failovers, out)
     return failovers
-
-
-def _print_summary(failovers: list[Failover], out: TextIO) -> None:
-    if not failovers:
-        return
-    print("\nfailover  old leader  new leader  elected (ms)  all agree (ms)", file=out)
-    for number, f in enumerate(failovers, 1):
-        print(
-            f"{number:>8}  {f.old_leader:>6} t{f.old_term:<3} {f.new_leader:>6} t{f.new_term:<3} "
-            f"{f.elected_after * 1000:>12.1f}  {f.agreed_after * 1000:>14.1f}",
-            file=out,
-        )
-    agreed = [f.agreed_after * 1000 for f in failovers]
-    print(
-        f"\nfailover until all live nodes agree: min {min(agreed):.0f} ms, "
-        f"median {statistics.median(agreed):.0f} ms, max {max(agreed):.0f} ms "
-        f"over {len(agreed)} kills",
-        file=out,
-    )
