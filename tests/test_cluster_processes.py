@@ -1,0 +1,217 @@
+"""Clusters of real ``almost-raft run`` processes over TCP on 127.0.0.1.
+
+Each test starts its own cluster on ports free at run time and polls for every condition
+with a generous deadline, so a loaded machine is slower but not wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from almost_raft._process_cluster import ProcessCluster
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 20.0
+
+# The leader command: it records its start and its exit (on SIGTERM) with the term it was
+# given and its pid. The handler is installed before "start" is written, so every
+# recorded start of a command stopped with SIGTERM has its exit.
+RECORDING_COMMAND = """
+import os, signal, sys, time
+path, node, term = sys.argv[1], os.environ["ALMOST_RAFT_NODE_ID"], os.environ["ALMOST_RAFT_TERM"]
+def record(what):
+    with open(path, "a") as file:
+        file.write(f"{what} {node} {term} {os.getpid()}\\n")
+def stop(signum, frame):
+    record("exit")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+record("start")
+while True:
+    time.sleep(1)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    what: str
+    node: str
+    term: int
+    pid: int
+
+
+def read_records(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        what, node, term, pid = line.split()
+        records.append(Record(what, node, int(term), int(pid)))
+    return records
+
+
+def max_running_at_once(records: list[Record]) -> int:
+    """The most commands ever running together, by the order they recorded starts and exits."""
+    running: set[int] = set()
+    most = 0
+    for record in records:
+        if record.what == "start":
+            running.add(record.pid)
+        else:
+            running.discard(record.pid)
+        most = max(most, len(running))
+    return most
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie nobody reaped yet does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+@pytest.fixture
+def recorded_cluster(tmp_path: Path) -> Iterator[tuple[ProcessCluster, Path]]:
+    record = tmp_path / "commands.txt"
+    cluster = ProcessCluster(
+        3, command=[sys.executable, "-c", RECORDING_COMMAND, str(record)], grace=2.0
+    )
+    with cluster:
+        yield cluster, record
+
+
+def wait_for_record(cluster: ProcessCluster, path: Path, what: str, node: str, term: int) -> Record:
+    def found() -> Record | None:
+        for record in read_records(path):
+            if (record.what, record.node, record.term) == (what, node, term):
+                return record
+        return None
+
+    return cluster.wait_for(found, DEADLINE, f"{what} of the command of {node} in term {term}")
+
+
+def wait_for_status(cluster: ProcessCluster, node: str, **expected: Any) -> dict[str, Any]:
+    def matches() -> dict[str, Any] | None:
+        status = cluster.status(node)
+        if status is None or any(status.get(key) != value for key, value in expected.items()):
+            return None
+        return status
+
+    return cluster.wait_for(matches, DEADLINE, f"{node} to report {expected}")
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_sigkill_of_the_leader_elects_a_new_one_and_the_restarted_node_rejoins(size: int) -> None:
+    with ProcessCluster(size) as cluster:
+        leader, term = cluster.wait_for_agreed_leader(DEADLINE)
+        before = cluster.state(leader)
+        assert before is not None
+        assert before["term"] == term
+        assert before["voted_for"] == leader
+
+        cluster.kill(leader, signal.SIGKILL)
+        assert cluster.pid(leader) is None
+        new_leader, new_term = cluster.wait_for_agreed_leader(DEADLINE, above_term=term)
+        assert new_leader != leader
+
+        cluster.restart(leader)
+        status = wait_for_status(cluster, leader, role="follower", leader=new_leader)
+        # PreVote: the restarted node, which missed the election, did not force another.
+        assert status["term"] == new_term
+        assert cluster.wait_for_agreed_leader(DEADLINE) == (new_leader, new_term)
+        after = cluster.state(leader)
+        assert after is not None
+        assert after["term"] >= before["term"]
+        assert after["term"] == new_term
+
+
+def test_a_stopped_leader_is_replaced_and_steps_down_when_it_runs_again(
+    recorded_cluster: tuple[ProcessCluster, Path],
+) -> None:
+    cluster, record_path = recorded_cluster
+    old, old_term = cluster.wait_for_agreed_leader(DEADLINE)
+    old_command = wait_for_record(cluster, record_path, "start", old, old_term)
+
+    cluster.stop(old)
+    others = [node for node in cluster.ids if node != old]
+    new, new_term = cluster.wait_for_agreed_leader(DEADLINE, nodes=others, above_term=old_term)
+    assert new != old
+    new_command = wait_for_record(cluster, record_path, "start", new, new_term)
+    # Both commands run now: the frozen node cannot stop its own. Their terms tell a
+    # fenced resource which one is current.
+    assert new_command.term > old_command.term
+
+    cluster.cont(old)
+    wait_for_status(cluster, old, role="follower", leader=new, term=new_term)
+    wait_for_record(cluster, record_path, "exit", old, old_term)
+    status = wait_for_status(cluster, old, role="follower", leader=new, term=new_term)
+    assert status["command"]["running"] is False
+    assert cluster.wait_for(
+        lambda: True if not pid_exists(old_command.pid) else None, DEADLINE, "the old command"
+    )
+    assert cluster.wait_for_agreed_leader(DEADLINE) == (new, new_term)
+    assert (cluster.status(new) or {})["command"]["pid"] == new_command.pid
+
+
+def test_exactly_one_command_runs_at_a_time_across_the_cluster(
+    recorded_cluster: tuple[ProcessCluster, Path],
+) -> None:
+    cluster, record_path = recorded_cluster
+    leader, term = cluster.wait_for_agreed_leader(DEADLINE)
+    first = wait_for_record(cluster, record_path, "start", leader, term)
+
+    # Steady state, checked many times over a second rather than once.
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        running = {}
+        terms = set()
+        for node in cluster.ids:
+            status = cluster.status(node)
+            assert status is not None
+            terms.add(status["term"])
+            if status["command"]["running"]:
+                running[node] = status["command"]["pid"]
+        assert running == {leader: first.pid}
+        assert terms == {term}
+        time.sleep(0.05)
+    assert read_records(record_path) == [first]
+    assert pid_exists(first.pid)
+
+    # A clean shutdown keeps the node leading until its command has exited, so the next
+    # leader's command cannot start before.
+    cluster.kill(leader, signal.SIGTERM)
+    second_leader, second_term = cluster.wait_for_agreed_leader(DEADLINE, above_term=term)
+    second = wait_for_record(cluster, record_path, "start", second_leader, second_term)
+    records = read_records(record_path)
+    assert records[:3] == [first, dataclasses.replace(first, what="exit"), second]
+    assert max_running_at_once(records) == 1
+
+    # SIGKILL gives the node no chance to stop its command; the kernel kills it instead.
+    cluster.restart(leader)
+    wait_for_status(cluster, leader, role="follower", leader=second_leader)
+    cluster.kill(second_leader, signal.SIGKILL)
+    cluster.wait_for(
+        lambda: True if not pid_exists(second.pid) else None,
+        DEADLINE,
+        "the command of a SIGKILLed leader to die with it",
+    )
+    third_leader, third_term = cluster.wait_for_agreed_leader(DEADLINE, above_term=second_term)
+    third = wait_for_record(cluster, record_path, "start", third_leader, third_term)
+    alive = [r.pid for r in read_records(record_path) if r.what == "start" and pid_exists(r.pid)]
+    assert alive == [third.pid]
