@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import struct
@@ -26,7 +27,8 @@ from almost_raft._messages import (
     RequestVote,
     RequestVoteResponse,
 )
-from almost_raft._tcp import TcpMetrics, TcpTransport
+from almost_raft._tcp import TcpTransport
+from almost_raft._tcp_metrics import TcpMetrics
 from almost_raft._wire import (
     PROTOCOL_VERSION,
     Handshake,
@@ -591,3 +593,26 @@ def test_missing_msgpack_is_reported_when_the_transport_is_built(
     monkeypatch.setitem(sys.modules, "msgpack", None)
     with pytest.raises(ImportError, match=r"pip install 'almost-raft\[tcp\]'"):
         TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id=CLUSTER)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_closing_while_a_peer_dials_leaks_no_socket() -> None:
+    async def body() -> None:
+        baseline_fds = open_descriptors()
+        for attempt in range(40):
+            transport = TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id=CLUSTER)
+            await transport.start("b", Inbox())
+            dialler = socket.socket()
+            dialler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                dialler.connect(transport.address)
+            # Close at every point of the accept: before it, between the accept and the
+            # connection's first step, and after.
+            for _ in range(attempt % 5):
+                await asyncio.sleep(0)
+            await transport.close()
+            dialler.close()
+        gc.collect()  # an orphaned socket would warn here, failing the test
+        assert open_descriptors() == baseline_fds
+
+    run(body)

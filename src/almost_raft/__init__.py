@@ -34,7 +34,8 @@ from ._runtime import ElectionStatus
 from ._seed import RaftElectionState, raft_election
 from ._state import HardState, NodeState
 from ._store import FileStore, MemoryStore, Store
-from ._tcp import TcpMetrics, TcpTransport
+from ._tcp import TcpTransport
+from ._tcp_metrics import TcpMetrics
 from ._transport import Inbox, Transport
 from ._watch import Subscription
 

@@ -34,16 +34,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
-import enum
 import logging
 import random
 import socket
 from collections.abc import Mapping
-from typing import Any
 
 from ._errors import ConfigError
+from ._listener import Listener
 from ._messages import PeerMessage
+from ._tcp_metrics import ConnectFailure, TcpMetrics
 from ._transport import Inbox, Transport
 from ._wire import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -64,7 +63,7 @@ from ._wire import (
     require_msgpack,
 )
 
-__all__ = ["ConnectFailure", "MessageCounts", "TcpMetrics", "TcpTransport"]
+__all__ = ["TcpTransport"]
 
 logger = logging.getLogger("almost_raft.tcp")
 
@@ -72,91 +71,6 @@ Address = tuple[str, int]
 
 # The longest exponent the backoff computes, so a peer down for days cannot overflow it.
 _MAX_BACKOFF_DOUBLINGS = 32
-
-
-@dataclasses.dataclass(slots=True)
-class MessageCounts:
-    """How many messages of each kind. Plain counters; read them, never write them."""
-
-    request_vote: int = 0
-    request_vote_response: int = 0
-    heartbeat: int = 0
-    heartbeat_response: int = 0
-
-    @property
-    def total(self) -> int:
-        """All kinds together."""
-        return (
-            self.request_vote
-            + self.request_vote_response
-            + self.heartbeat
-            + self.heartbeat_response
-        )
-
-    def add(self, kind: str) -> None:
-        """Count one message of ``kind`` (a name from :func:`._wire.message_kind`)."""
-        setattr(self, kind, getattr(self, kind) + 1)
-
-
-@dataclasses.dataclass(slots=True)
-class TcpMetrics:
-    """What a :class:`TcpTransport` has done since it was built. Plain ints, only growing.
-
-    Attributes:
-        sent: messages written to a peer's connection, by kind.
-        received: messages decoded, checked and handed to the inbox, by kind.
-        dropped_queue_full: oldest messages pushed out of a full peer queue.
-        dropped_not_connected: queued messages thrown away unsent because a connection
-            to their peer could not be made, the peer was removed, or the transport closed.
-        dropped_unknown_peer: messages for a node id with no configured address.
-        bad_oversized: frames longer than ``max_frame_bytes``.
-        bad_undecodable: frames that are not one valid msgpack value.
-        bad_unknown_kind: frames of a message kind this version does not know.
-        bad_field: frames of a known kind with a missing, extra or invalid field.
-        bad_impersonation: messages whose sender is not the node that opened the
-            connection they came on.
-        handshakes_refused: inbound connections refused at the handshake (another
-            protocol version or cluster, an unknown node id, no handshake in time).
-        accepted: inbound connections accepted (before their handshake).
-        connects: outbound connections made.
-        disconnects: outbound connections that ended, for whatever reason.
-        connect_refused: dials refused by the peer's host (nothing listens there).
-        connect_timeouts: dials that got no answer within ``connect_timeout``.
-        connect_errors: dials that failed otherwise (no route, unknown host...).
-    """
-
-    sent: MessageCounts = dataclasses.field(default_factory=MessageCounts)
-    received: MessageCounts = dataclasses.field(default_factory=MessageCounts)
-    dropped_queue_full: int = 0
-    dropped_not_connected: int = 0
-    dropped_unknown_peer: int = 0
-    bad_oversized: int = 0
-    bad_undecodable: int = 0
-    bad_unknown_kind: int = 0
-    bad_field: int = 0
-    bad_impersonation: int = 0
-    handshakes_refused: int = 0
-    accepted: int = 0
-    connects: int = 0
-    disconnects: int = 0
-    connect_refused: int = 0
-    connect_timeouts: int = 0
-    connect_errors: int = 0
-
-    def count(self, event: FrameProblem | ConnectFailure) -> None:
-        """Add one to the counter that ``event`` names."""
-        setattr(self, event.value, getattr(self, event.value) + 1)
-
-
-class ConnectFailure(enum.Enum):
-    """Why a dial failed. Each value names its counter in :class:`TcpMetrics`."""
-
-    #: The peer's host answered that nothing listens on the port: its process is gone.
-    REFUSED = "connect_refused"
-    #: No answer in time: the host, or the network to it, may be down or just slow.
-    TIMEOUT = "connect_timeouts"
-    #: Any other error: no route, unknown host name, out of file descriptors...
-    OTHER = "connect_errors"
 
 
 class _Peer:
@@ -266,14 +180,14 @@ class TcpTransport(Transport):
         self._node_id: str | None = None
         self._inbox: Inbox | None = None
         self._handshake_frame = b""
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._closed = False
         # The sender task of every peer, and any still ending after their peer moved.
         self._senders: set[asyncio.Task[None]] = set()
-        # Every inbound connection, by the task serving it. close() aborts these
-        # connections rather than cancelling the tasks: the tasks then end on their own,
-        # and asyncio.start_server of Python 3.11 reports a cancelled one as an error.
-        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        # Every inbound connection, by the task serving it (None until its streams are
+        # set up). close() aborts the connections rather than cancelling the tasks, so
+        # that each task, even one that has not run yet, closes its own socket.
+        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter | None] = {}
         # The current inbound connection of each peer that has one.
         self._inbound: dict[str, asyncio.StreamWriter] = {}
 
@@ -286,10 +200,9 @@ class TcpTransport(Transport):
         Raises:
             RuntimeError: the transport has not been started, or is closed.
         """
-        if self._server is None or self._closed:
+        if self._listener is None or self._closed:
             raise RuntimeError("the transport is not listening; start() it first")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return (str(host), int(port))
+        return self._listener.address
 
     @property
     def peer_addresses(self) -> dict[str, Address]:
@@ -321,7 +234,7 @@ class TcpTransport(Transport):
         )
         host, port = self._listen
         try:
-            self._server = await asyncio.start_server(self._serve, host, port)
+            self._listener = await Listener.open(host, port, self._accepted)
         except BaseException:
             self._node_id = None
             self._inbox = None
@@ -414,8 +327,8 @@ class TcpTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for peer in self._peers.values():
             self.metrics.dropped_not_connected += len(peer.queue)
             peer.queue.clear()
@@ -423,13 +336,12 @@ class TcpTransport(Transport):
         for task in self._senders:
             task.cancel()
         for writer in self._handlers.values():
-            writer.transport.abort()
+            if writer is not None:
+                writer.transport.abort()
         tasks = [*self._senders, *self._handlers]
         if tasks:
             # wait(), not gather(): if close() itself is cancelled, the tasks still end.
             await asyncio.wait(tasks)
-        if self._server is not None:
-            await self._server.wait_closed()
         logger.info("%s: transport closed", self._node_id)
 
     # ------------------------------------------------------------------ sending
@@ -496,9 +408,11 @@ class TcpTransport(Transport):
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         host, port = peer.address
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self._connect_timeout
-            )
+            # asyncio.timeout(), not wait_for(): on Python 3.11 wait_for() can swallow a
+            # cancellation that arrives as the connection completes, and close() would
+            # then wait for this task forever.
+            async with asyncio.timeout(self._connect_timeout):
+                reader, writer = await asyncio.open_connection(host, port)
         except ConnectionRefusedError as exc:
             self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
             return None
@@ -563,7 +477,8 @@ class TcpTransport(Transport):
                     self.metrics.sent.add(kind)
                 try:
                     # Returns at once unless the send buffers are full.
-                    await asyncio.wait_for(writer.drain(), self._write_timeout)
+                    async with asyncio.timeout(self._write_timeout):
+                        await writer.drain()
                 except TimeoutError:
                     raise TimeoutError(
                         f"the peer read nothing for {self._write_timeout} s"
@@ -590,22 +505,57 @@ class TcpTransport(Transport):
 
     # ------------------------------------------------------------------ receiving
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Run one inbound connection: check its handshake, then deliver its messages."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers[task] = writer
-        peername = writer.get_extra_info("peername")
-        who = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "?"
-        node_id: str | None = None
+    def _accepted(self, conn: socket.socket) -> None:
+        """Give a just-accepted socket a task that serves it and, in the end, closes it."""
+        task = asyncio.get_running_loop().create_task(
+            self._serve(conn), name=f"almost-raft tcp inbound {self._node_id}"
+        )
+        self._handlers[task] = None
+        task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        del self._handlers[task]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("%s: %s failed", self._node_id, task.get_name(), exc_info=exc)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        """Set up one inbound connection's streams, receive on it, and close it."""
+        try:
+            peername = conn.getpeername()
+            who = f"{peername[0]}:{peername[1]}"
+        except OSError:
+            who = "?"
+        writer: asyncio.StreamWriter | None = None
         try:
             if self._closed:
                 return
-            assert self._node_id is not None
-            assert self._inbox is not None
-            self.metrics.accepted += 1
+            reader, writer = await asyncio.open_connection(sock=conn)
+            if self._closed:
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._handlers[task] = writer
+            await self._receive(reader, writer, who)
+        except OSError as exc:
+            logger.debug("%s: connection from %s failed: %r", self._node_id, who, exc)
+        finally:
+            if writer is None:
+                conn.close()
+            else:
+                await _abort(writer)
+
+    async def _receive(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str
+    ) -> None:
+        """Check the connection's handshake, then deliver its messages until it ends."""
+        assert self._node_id is not None
+        assert self._inbox is not None
+        self.metrics.accepted += 1
+        node_id: str | None = None
+        try:
             try:
-                body = await asyncio.wait_for(self._read_frame(reader), self._handshake_timeout)
+                async with asyncio.timeout(self._handshake_timeout):
+                    body = await self._read_frame(reader)
             except TimeoutError:
                 raise WireError(
                     FrameProblem.HANDSHAKE_REFUSED,
@@ -640,8 +590,6 @@ class TcpTransport(Transport):
         finally:
             if node_id is not None and self._inbound.get(node_id) is writer:
                 del self._inbound[node_id]
-            await _abort(writer)
-            del self._handlers[task]
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
         """Read one frame's body, refusing an oversized one before reading it."""
