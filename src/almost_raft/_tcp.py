@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from ._errors import ConfigError
 from ._listener import Listener
 from ._messages import PeerMessage
-from ._tcp_metrics import ConnectFailure, TcpMetrics
+from ._tcp_metrics import ConnectFailure, MessageCounts, TcpMetrics
 from ._transport import Inbox, Transport
 from ._wire import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -63,7 +63,8 @@ from ._wire import (
     require_msgpack,
 )
 
-__all__ = ["TcpTransport"]
+# The metrics types are re-exported: they are part of what a TcpTransport shows.
+__all__ = ["ConnectFailure", "MessageCounts", "TcpMetrics", "TcpTransport"]
 
 logger = logging.getLogger("almost_raft.tcp")
 
