@@ -1,0 +1,111 @@
+"""Three Elections over real TCP connections on 127.0.0.1: elect, fail over, rejoin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from almost_raft import Election, ElectionConfig, FileStore, NodeState, TcpTransport
+from helpers_async import run_async, wait_until
+
+pytestmark = pytest.mark.slow
+
+NODE_IDS = ("a", "b", "c")
+# Loopback TCP is fast, but a busy machine is not: keep heartbeats well inside the timeout.
+CONFIG = ElectionConfig(
+    election_timeout=0.3, heartbeat_interval=0.03, message_timeout=0.2, election_timeout_max=0.6
+)
+
+
+def tcp(listen: tuple[str, int] = ("127.0.0.1", 0)) -> TcpTransport:
+    return TcpTransport(
+        listen=listen, peers={}, cluster_id="tcp-test", backoff_initial=0.01, backoff_max=0.1
+    )
+
+
+def introduce(transports: dict[str, TcpTransport]) -> None:
+    """Tell every started transport where every other one listens."""
+    for node_id, transport in transports.items():
+        for other_id, other in transports.items():
+            if other_id != node_id:
+                transport.set_peer_address(other_id, other.address)
+
+
+def the_leader(elections: dict[str, Election]) -> str | None:
+    """The leader every election agrees on, in one term; None while they disagree."""
+    statuses = [election.status() for election in elections.values()]
+    leaders = {(s.leader_id, s.term) for s in statuses}
+    if len(leaders) != 1 or sum(s.role is NodeState.LEADER for s in statuses) != 1:
+        return None
+    ((leader_id, _),) = leaders
+    return leader_id
+
+
+@run_async
+async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Path) -> None:
+    transports = {node_id: tcp() for node_id in NODE_IDS}
+    elections = {
+        node_id: Election(
+            node_id,
+            [peer for peer in NODE_IDS if peer != node_id],
+            transports[node_id],
+            config=CONFIG,
+            store=FileStore(tmp_path / f"{node_id}.json"),
+        )
+        for node_id in NODE_IDS
+    }
+    try:
+        for election in elections.values():
+            await election.start()
+        # Ports are picked at start, so the addresses are known only now.
+        introduce(transports)
+
+        await wait_until(lambda: the_leader(elections) is not None, what="a first leader")
+        first = the_leader(elections)
+        assert first is not None
+        first_term = elections[first].status().term
+
+        # The leader's process goes away: the other two elect one of themselves.
+        first_address = transports[first].address
+        await elections[first].close()
+        survivors = {n: e for n, e in elections.items() if n != first}
+        await wait_until(lambda: the_leader(survivors) is not None, what="a second leader")
+        second = the_leader(survivors)
+        assert second is not None
+        assert second != first
+        assert survivors[second].status().term > first_term
+        assert transports[second].metrics.connect_refused > 0
+
+        # It comes back on the same port with its stored term and vote, and follows.
+        transports[first] = tcp(listen=first_address)
+        elections[first] = Election(
+            first,
+            [peer for peer in NODE_IDS if peer != first],
+            transports[first],
+            config=CONFIG,
+            store=FileStore(tmp_path / f"{first}.json"),
+        )
+        await elections[first].start()
+        for node_id, transport in transports.items():
+            if node_id != first:
+                transports[first].set_peer_address(node_id, transport.address)
+        await wait_until(
+            lambda: elections[first].status().leader_id == second, what="the rejoined follower"
+        )
+        assert the_leader(elections) == second
+
+        for transport in transports.values():
+            metrics = transport.metrics
+            assert metrics.received.total > 0
+            assert (
+                metrics.bad_oversized
+                + metrics.bad_undecodable
+                + metrics.bad_unknown_kind
+                + metrics.bad_field
+                + metrics.bad_impersonation
+                + metrics.handshakes_refused
+            ) == 0
+    finally:
+        for election in elections.values():
+            await election.close()
