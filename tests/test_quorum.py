@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from almost_raft._quorum import VoteResult, has_quorum, majority, vote_result
+from almost_raft._quorum import (
+    VoteResult,
+    has_quorum,
+    majority,
+    quorum_heard_since,
+    vote_result,
+)
 
 IDS = st.sampled_from([f"n{i}" for i in range(9)])
 VOTERS = st.frozensets(IDS, max_size=9)
@@ -64,3 +71,26 @@ def test_small_clusters() -> None:
     assert vote_result({"a", "b", "c", "d"}, {"a": True, "b": True, "c": False, "d": False}) is (
         VoteResult.LOST
     )
+
+
+HEARD_AT = st.dictionaries(
+    IDS | st.just("stranger"), st.floats(-100, 100, allow_nan=False), max_size=11
+)
+
+
+@given(VOTERS, HEARD_AT, st.floats(-100, 100, allow_nan=False))
+def test_quorum_heard_since_matches_the_oracle(
+    voters: frozenset[str], heard_at: dict[str, float], cutoff: float
+) -> None:
+    # A majority was heard at or after ``cutoff`` exactly when ``cutoff`` is not later than
+    # quorum_heard_since; that is the whole contract.
+    heard_after = {v for v in voters if heard_at.get(v, -math.inf) >= cutoff}
+    expected = has_quorum(voters, heard_after)
+    assert (quorum_heard_since(voters, heard_at) >= cutoff) == expected
+
+
+def test_quorum_heard_since_small_cases() -> None:
+    assert quorum_heard_since({"a"}, {"a": 5.0}) == 5.0
+    assert quorum_heard_since({"a", "b", "c"}, {"a": 9.0, "b": 3.0, "c": 1.0}) == 3.0
+    assert quorum_heard_since({"a", "b", "c"}, {"a": 9.0, "x": 8.0}) == -math.inf
+    assert quorum_heard_since(set(), {}) == -math.inf

@@ -363,6 +363,43 @@ def test_leader_steps_down_without_a_majority_for_an_election_timeout() -> None:
     assert core.term == 1
 
 
+def test_leader_steps_down_an_election_timeout_after_it_last_heard_a_majority() -> None:
+    # Thesis 6.2, and ElectionConfig.check_quorum: the leader steps down once an election
+    # timeout passes without hearing from a majority, counted from the last answer; not
+    # at the next fixed check, which could leave it leading for almost two timeouts while
+    # the others, whose lease has expired, elect a successor.
+    core = make_core()
+    start = elect(core)
+    last_answer = start
+    while core.next_deadline <= start + 0.95:
+        t = core.next_deadline
+        if core.tick(t).messages:
+            core.receive(HeartBeatResponse(1, "b"), t)
+            last_answer = t
+    assert last_answer > start + 0.8
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.0:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.FOLLOWER
+
+
+def test_leader_counts_each_follower_by_its_latest_answer() -> None:
+    # With five nodes the leader needs two followers: b last answered with its vote, c and
+    # d answered later; the quorum lasts until the older of the two latest answers ages out.
+    core = make_core(peers=("b", "c", "d", "e"), pre_vote=False)
+    timeout(core)
+    start = core.next_deadline - 1.0
+    core.receive(RequestVoteResponse(1, "b", True), start)
+    core.receive(RequestVoteResponse(1, "c", True), start)
+    assert role(core) is NodeState.LEADER
+    core.receive(HeartBeatResponse(1, "c"), start + 0.5)
+    core.receive(HeartBeatResponse(1, "d"), start + 0.9)
+    core.tick(start + 1.2)
+    assert role(core) is NodeState.LEADER
+    while role(core) is NodeState.LEADER and core.next_deadline <= start + 1.5 + 1e-9:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.FOLLOWER
+
+
 def test_leader_stays_while_a_majority_answers() -> None:
     core = make_core()
     now = elect(core)

@@ -53,7 +53,7 @@ from ._messages import (
     check_node_id,
 )
 from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
-from ._quorum import VoteResult, has_quorum, vote_result
+from ._quorum import VoteResult, quorum_heard_since, vote_result
 from ._state import HardState, NodeState
 
 __all__ = ["ElectionCore"]
@@ -108,7 +108,8 @@ class ElectionCore:
         # When this node last had reason to believe a leader was alive: the last heartbeat
         # from it, or, on the leader itself, the last time a majority answered.
         self._leader_contact = -math.inf
-        self._heard_from: set[str] = set()
+        # On a leader: when each peer last answered, for CheckQuorum.
+        self._last_heard: dict[str, float] = {}
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
@@ -352,7 +353,7 @@ class ElectionCore:
 
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
-            self._heard_from.add(message.follower_id)
+            self._last_heard[message.follower_id] = self._now
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -444,17 +445,27 @@ class ElectionCore:
             self._become_candidate()
 
     def _check_quorum(self) -> None:
-        self._heard_from.add(self.node_id)
-        if has_quorum(self._voters(), self._heard_from):
+        # Thesis 6.2: step down once an election timeout passes without hearing from a
+        # majority. Each peer counts by its latest answer, so a leader cut off goes one
+        # timeout after the last answer that completed a majority; the followers' own
+        # timeouts began no earlier than they sent those answers.
+        heard_at = {**self._last_heard, self.node_id: self._now}
+        # Compared as a deadline, so that float rounding can never give one that has
+        # already passed (the caller would call tick again at the same time forever).
+        deadline = quorum_heard_since(self._voters(), heard_at) + self.config.election_timeout
+        if deadline > self._now:
             self._leader_contact = self._now
-            self._heard_from.clear()
-            self._quorum_deadline = self._now + self.config.election_timeout
+            self._quorum_deadline = deadline
             return
         logger.warning(
             "%s: stepping down as leader of term %d: heard from %d of %d nodes in %.3fs",
             self.node_id,
             self._term,
-            len(self._heard_from & self._voters()),
+            sum(
+                1
+                for voter in self._voters()
+                if heard_at.get(voter, -math.inf) > self._now - self.config.election_timeout
+            ),
             len(self._voters()),
             self.config.election_timeout,
         )
@@ -478,7 +489,7 @@ class ElectionCore:
         if leader_id is not None:
             self._leader_contact = self._now
         self._votes.clear()
-        self._heard_from.clear()
+        self._last_heard.clear()
         self._heartbeat_deadline = self._quorum_deadline = math.inf
         self._reset_election_deadline()
 
@@ -519,8 +530,9 @@ class ElectionCore:
         self._role = NodeState.LEADER
         self._leader_id = self.node_id
         self._leader_contact = self._now
+        # The votes that elected it are the first answers CheckQuorum counts.
+        self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
         self._votes.clear()
-        self._heard_from.clear()
         # Without CheckQuorum a leader keeps its role until it sees a higher term.
         if self.config.check_quorum:
             self._quorum_deadline = self._now + self.config.election_timeout

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Collection, Mapping
 
-__all__ = ["VoteResult", "has_quorum", "majority", "vote_result"]
+__all__ = ["VoteResult", "has_quorum", "majority", "quorum_heard_since", "vote_result"]
 
 
 class VoteResult(enum.Enum):
@@ -45,3 +46,14 @@ def vote_result(voters: Collection[str], votes: Mapping[str, bool]) -> VoteResul
 def has_quorum(voters: Collection[str], heard_from: Collection[str]) -> bool:
     """Whether a majority of ``voters`` is among ``heard_from``."""
     return sum(1 for voter in voters if voter in heard_from) >= majority(len(voters))
+
+
+def quorum_heard_since(voters: Collection[str], heard_at: Mapping[str, float]) -> float:
+    """The latest time ``t`` such that a majority of ``voters`` was heard from at ``t`` or later.
+
+    ``heard_at`` maps a voter to when it was last heard from; a voter missing from it was
+    never heard from. Entries for ids outside ``voters`` do not count. With no voters the
+    answer is ``-inf``.
+    """
+    times = sorted((heard_at.get(voter, -math.inf) for voter in voters), reverse=True)
+    return times[majority(len(times)) - 1] if times else -math.inf
