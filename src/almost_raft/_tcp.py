@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 Each node listens on one address and keeps one outbound connection to each peer, used
 only to send; what a peer sends arrives on the connection *it* opened to us, so every
-inbound connection only receives. Both directions start with the handshake of
-:mod:`._wire`: a connection from another protocol version, another cluster or an
+inbound connection only receives. Every connection opens with the dialler's handshake
+(:mod:`._wire`): a connection from another protocol version, another cluster or an
 unknown node is refused, counted and closed.
 
 ``send()`` never waits for the network: it encodes the message and appends it to the
@@ -22,7 +22,7 @@ connection with a log line and a counter in :class:`TcpMetrics`; the transport k
 serving everyone else and the runtime never sees an exception.
 
 Rule 2 (bounded memory). Per peer, at most ``queue_size`` messages wait in Python, and
-at most ``send_buffer_bytes`` sit in each of the asyncio and kernel send buffers; frames
+about ``send_buffer_bytes`` in each of the asyncio and kernel send buffers; frames
 larger than ``max_frame_bytes`` are refused before their body is read.
 
 Rule 3 (a connection speaks for one node). A message whose sender is not the node that
@@ -260,10 +260,10 @@ class TcpTransport(Transport):
             raise ValueError(
                 f"node {self._node_id!r} cannot send a message from {message.sender!r}"
             )
-        peer = self._peers.get(to)
         if self._closed:
             self.metrics.dropped_not_connected += 1
             return
+        peer = self._peers.get(to)
         if peer is None:
             self.metrics.dropped_unknown_peer += 1
             logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
