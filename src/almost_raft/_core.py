@@ -30,7 +30,14 @@ caller makes it durable before sending the batch's messages.
 Rule 3 (votes by voter). Votes are recorded per voter, first answer wins, and counted
 only over the current voters, so a duplicated or forged response cannot count twice.
 
-Rule 4 (peer input never raises). A message from an unknown or impossible sender is
+Rule 4 (a live leader is kept). A node that leads, or heard from a leader within the
+election timeout, refuses every pre-vote (thesis 9.6); with CheckQuorum it also ignores
+vote requests of a newer term (thesis 4.2.3). A leader with CheckQuorum steps down one
+election timeout after the last answer that gave it a majority (thesis 6.2): when the
+leases its followers took from the heartbeats they answered run out, one message delay
+later at most, and so before they can have elected a successor (clock drift aside).
+
+Rule 5 (peer input never raises). A message from an unknown or impossible sender is
 dropped with a log line and a counter; it never changes state. A broken invariant inside
 the core is a bug and fails loudly with an assertion.
 """
