@@ -479,23 +479,29 @@ def test_a_silent_connection_is_refused_after_the_handshake_timeout() -> None:
     run(body)
 
 
-def test_a_redialling_peer_replaces_its_old_connection() -> None:
+def test_a_redialling_peer_replaces_its_old_connection_on_its_first_message() -> None:
     async def body() -> None:
         async with cluster("a", "b") as nodes:
             b = nodes["b"]
-            old_reader, old_writer = await asyncio.open_connection(*b.address)
-            _, new_writer = await asyncio.open_connection(*b.address)
+            connections = [await asyncio.open_connection(*b.address) for _ in range(3)]
+            (old_reader, old), (_, bare), (_, new) = connections
             try:
-                old_writer.write(hello() + encode_message(HeartBeat(1, "a")))
+                old.write(hello() + encode_message(HeartBeat(1, "a")))
                 await eventually(lambda: len(nodes.received("b")) == 1, "the old connection")
-                new_writer.write(hello() + encode_message(HeartBeat(2, "a")))
+                # A handshake alone, as anyone could forge, does not cut the peer off.
+                bare.write(hello())
+                await eventually(lambda: b.metrics.handshakes_accepted == 2, "the handshake")
+                old.write(encode_message(HeartBeat(2, "a")))
+                await eventually(lambda: len(nodes.received("b")) == 2, "the old connection")
+                # A valid message on a new connection does: the peer has redialled.
+                new.write(hello() + encode_message(HeartBeat(3, "a")))
                 assert await read_until_closed(old_reader) == b""
-                await eventually(lambda: len(nodes.received("b")) == 2, "the new connection")
-                new_writer.write(encode_message(HeartBeat(3, "a")))
-                await eventually(lambda: len(nodes.received("b")) == 3, "the new connection")
+                new.write(encode_message(HeartBeat(4, "a")))
+                await eventually(lambda: len(nodes.received("b")) == 4, "the new connection")
+                assert nodes.received("b") == [HeartBeat(t, "a") for t in range(1, 5)]
                 assert bad_counters(b.metrics) == {}
             finally:
-                for writer in (old_writer, new_writer):
+                for _, writer in connections:
                     writer.close()
                     with contextlib.suppress(OSError):
                         await writer.wait_closed()

@@ -568,11 +568,7 @@ class TcpTransport(Transport):
             )
             node_id = handshake.node_id
             who = f"{node_id} ({who})"
-            previous = self._inbound.get(node_id)
-            if previous is not None:
-                # The peer redialled, so its previous connection is dead or dying.
-                previous.transport.abort()
-            self._inbound[node_id] = writer
+            self.metrics.handshakes_accepted += 1
             logger.debug("%s: accepted %s", self._node_id, who)
             while True:
                 message = decode_message(await self._read_frame(reader), self._max_frame_bytes)
@@ -581,6 +577,17 @@ class TcpTransport(Transport):
                         FrameProblem.IMPERSONATION,
                         f"{type(message).__name__} from {message.sender!r}",
                     )
+                if node_id not in self._peers:
+                    logger.info("%s: closed the connection of removed peer %s", self._node_id, who)
+                    return
+                if self._inbound.get(node_id) is not writer:
+                    # The peer redialled, so its previous connection is dead or dying.
+                    # Replaced only now, on a valid message, so that a bare handshake
+                    # naming a peer cannot cut that peer off.
+                    previous = self._inbound.get(node_id)
+                    if previous is not None:
+                        previous.transport.abort()
+                    self._inbound[node_id] = writer
                 self.metrics.received.add(message_kind(message))
                 self._inbox.deliver(message)
         except WireError as exc:

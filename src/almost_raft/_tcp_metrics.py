@@ -54,6 +54,7 @@ class TcpMetrics:
         handshakes_refused: inbound connections refused at the handshake (another
             protocol version or cluster, an unknown node id, no handshake in time).
         accepted: inbound connections accepted (before their handshake).
+        handshakes_accepted: inbound connections whose handshake was accepted.
         connects: outbound connections made.
         disconnects: outbound connections that ended, for whatever reason.
         connect_refused: dials refused by the peer's host (nothing listens there).
@@ -73,6 +74,7 @@ class TcpMetrics:
     bad_impersonation: int = 0
     handshakes_refused: int = 0
     accepted: int = 0
+    handshakes_accepted: int = 0
     connects: int = 0
     disconnects: int = 0
     connect_refused: int = 0
