@@ -107,8 +107,9 @@ class _Cluster:
             return found
 
 
-async def run_in_process_demo(options: DemoOptions, out: TextIO = sys.stdout) -> list[Failover]:
+async def run_in_process_demo(options: DemoOptions, out: TextIO | None = None) -> list[Failover]:
     """Run the in-process demo, printing its timeline to ``out``; return the failovers."""
+    out = sys.stdout if out is None else out
     rng = random.Random(options.seed)
     timeline = Timeline(out)
     clock, say = timeline.clock, timeline.say

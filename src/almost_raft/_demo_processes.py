@@ -133,7 +133,7 @@ class _Views:
             time.sleep(_POLL_INTERVAL)
 
 
-def run_process_demo(options: ProcessDemoOptions, out: TextIO = sys.stdout) -> list[Failover]:
+def run_process_demo(options: ProcessDemoOptions, out: TextIO | None = None) -> list[Failover]:
     """Run the multi-process demo, printing its timeline to ``out``; return the failovers.
 
     Every process it starts is ended before it returns or raises, also on Ctrl-C (and on
@@ -143,6 +143,7 @@ def run_process_demo(options: ProcessDemoOptions, out: TextIO = sys.stdout) -> l
         TimeoutError: a step took longer than ``options.deadline``; the message describes
             each node and the end of its log.
     """
+    out = sys.stdout if out is None else out
     timeline = Timeline(out)
     t = DEMO_TIMINGS
     cluster = ProcessCluster(options.nodes, timings=t)
