@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import socket
 import struct
 import sys
@@ -622,3 +623,22 @@ def test_closing_while_a_peer_dials_leaks_no_socket() -> None:
         assert open_descriptors() == baseline_fds
 
     run(body)
+
+
+def test_redial_backoff_doubles_with_seeded_jitter_up_to_the_cap() -> None:
+    def delays(seed: int) -> list[float]:
+        transport = TcpTransport(
+            listen=(LOCALHOST, 0),
+            peers={},
+            cluster_id=CLUSTER,
+            backoff_initial=0.1,
+            backoff_max=1.0,
+            rng=random.Random(seed),
+        )
+        return [transport._backoff_delay(failures) for failures in (1, 2, 3, 4, 5, 6, 10**6)]
+
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    for delay, ceiling in zip(delays(7), ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert delays(7) == delays(7)
+    assert delays(7) != delays(8)
