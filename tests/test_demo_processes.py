@@ -25,7 +25,9 @@ def test_process_demo_fails_over_after_every_kill_and_leaves_no_process() -> Non
         assert 0 < failover.elected_after <= failover.agreed_after < options.deadline
     text = out.getvalue()
     assert text.count("SIGKILL leader") == 2
-    assert text.count(" rejoined as a follower of ") == 2
+    # Whether the leader stayed is test_cluster_processes' business: a loaded machine may
+    # hold an extra election during the demo, and the demo says so.
+    assert len(re.findall(r"\] n\d rejoined", text)) == 2
     assert "failover until all live nodes agree: min" in text
     pids = [int(pid) for pid in re.findall(r"pid (\d+)", text)]
     assert len(pids) == 3 + 2 + 2  # the nodes, the two killed leaders, the two restarts

@@ -15,11 +15,20 @@ import struct
 import msgpack
 import pytest
 
-from almost_raft._process_cluster import ProcessCluster
+from almost_raft._process_cluster import ClusterTimings, ProcessCluster
 
 pytestmark = pytest.mark.slow
 
 DEADLINE = 20.0
+# A forged handshake that names a real peer displaces that peer's connection until it
+# redials, so the leader hears from fewer followers for a moment; ten heartbeats per
+# election timeout keep that (and a loaded machine) from deposing it.
+TIMINGS = ClusterTimings(
+    election_timeout_ms=500,
+    election_timeout_max_ms=1000,
+    heartbeat_interval_ms=50,
+    message_timeout_ms=100,
+)
 
 _BAD_FRAMES = re.compile(r'^almost_raft_bad_frames_total\{reason="(\w+)"\} (\S+)$', re.MULTILINE)
 _ACCEPTED = re.compile(r"^almost_raft_tcp_accepted_total (\S+)$", re.MULTILINE)
@@ -125,7 +134,7 @@ def attack_and_count(
 
 def test_bad_frames_are_refused_and_counted_and_change_nothing() -> None:
     rng = random.Random(20240517)
-    with ProcessCluster(3) as cluster:
+    with ProcessCluster(3, timings=TIMINGS) as cluster:
         leader, term = cluster.wait_for_agreed_leader(DEADLINE)
         followers = [node for node in cluster.ids if node != leader]
         # Both roles: the leader, and a follower, each with a forged peer that is not the
