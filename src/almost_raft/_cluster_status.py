@@ -36,7 +36,12 @@ async def fetch_status(host: str, port: int, timeout: float) -> dict[str, Any]: 
                 f"GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
             )
             await writer.drain()
-            raw = await reader.read(_MAX_BODY)
+            # read(n) returns what has arrived so far; the answer ends when the node closes.
+            raw = await reader.read(_MAX_BODY + 1)
+            while chunk := await reader.read(_MAX_BODY + 1 - len(raw)):
+                raw += chunk
+            if len(raw) > _MAX_BODY:
+                raise ValueError(f"the answer is longer than {_MAX_BODY} bytes")
         finally:
             writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
