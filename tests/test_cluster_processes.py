@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -233,3 +234,29 @@ def test_exactly_one_command_runs_at_a_time_across_the_cluster(
     third = wait_for_record(cluster, record_path, "start", third_leader, third_term)
     alive = [r.pid for r in read_records(record_path) if r.what == "start" and pid_exists(r.pid)]
     assert alive == [third.pid]
+
+
+def test_an_exception_still_ends_every_process_even_a_stopped_one_and_frees_the_ports() -> None:
+    cluster = ProcessCluster(3, timings=TIMINGS)
+    pids: list[int | None] = []
+
+    def fail_with_a_stopped_node() -> None:
+        with cluster:
+            leader, _ = cluster.wait_for_agreed_leader(DEADLINE)
+            cluster.stop(leader)
+            pids.extend(cluster.pid(node) for node in cluster.ids)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_with_a_stopped_node()
+    assert len(pids) == 3
+    assert all(pid is not None and not pid_exists(pid) for pid in pids)
+    assert cluster.directory is not None
+    assert not cluster.directory.exists()
+    # Nothing listens any more (SO_REUSEADDR as any server sets it, since connections the
+    # nodes closed may linger in TIME_WAIT; binding fails only while a listener is left).
+    for address in [*cluster.addresses.values(), *cluster.http.values()]:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen()
