@@ -66,9 +66,10 @@ async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Pat
         assert first is not None
         first_term = elections[first].status().term
 
-        # The leader's process goes away: the other two elect one of themselves.
+        # The leader's process goes away, as abruptly as a crash: the other two elect one
+        # of themselves.
         first_address = transports[first].address
-        await elections[first].close()
+        await elections[first].close(hand_over=False)
         survivors = {n: e for n, e in elections.items() if n != first}
         await wait_until(lambda: the_leader(survivors) is not None, what="a second leader")
         second = the_leader(survivors)
@@ -76,6 +77,8 @@ async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Pat
         assert second != first
         assert survivors[second].status().term > first_term
         assert transports[second].metrics.connect_refused > 0
+        # The followers saw the leader's port refuse them and did not wait for a timeout.
+        assert sum(e.metrics().leader_down_reports for e in survivors.values()) >= 1
 
         # It comes back on the same port with its stored term and vote, and follows.
         transports[first] = tcp(listen=first_address)
@@ -106,6 +109,32 @@ async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Pat
                 + metrics.bad_impersonation
                 + metrics.handshakes_refused
             ) == 0
+    finally:
+        for election in elections.values():
+            await election.close()
+
+
+@run_async
+async def test_a_leader_that_closes_hands_over_to_a_peer(tmp_path: Path) -> None:
+    transports = {node_id: tcp() for node_id in NODE_IDS}
+    elections = {
+        node_id: Election(node_id, NODE_IDS, transports[node_id], config=CONFIG)
+        for node_id in NODE_IDS
+    }
+    try:
+        for election in elections.values():
+            await election.start()
+        introduce(transports)
+        await wait_until(lambda: the_leader(elections) is not None, what="a first leader")
+        first = the_leader(elections)
+        assert first is not None
+        first_term = elections[first].status().term
+        await elections.pop(first).close()
+        await wait_until(lambda: the_leader(elections) is not None, what="a second leader")
+        second = the_leader(elections)
+        assert second is not None
+        assert elections[second].status().term == first_term + 1
+        assert elections[second].metrics().handovers_received == 1
     finally:
         for election in elections.values():
             await election.close()

@@ -50,9 +50,13 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[PeerMessage] = []
+        self.unreachable: list[str] = []
 
     def deliver(self, message: PeerMessage) -> None:
         self.messages.append(message)
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        self.unreachable.append(peer_id)
 
 
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -222,7 +226,8 @@ def test_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
 
             await eventually_async(dial_refused, "a refused dial")
             assert a.metrics.connect_timeouts == 0
-            assert a.metrics.dropped_not_connected > 0
+            # The redial right after the break was refused: b's process is gone.
+            assert nodes.inboxes["a"].unreachable == ["b"]
 
             restarted = await nodes.start("b", listen=b_address)
             assert restarted.address == b_address
@@ -232,6 +237,7 @@ def test_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
                 return bool(nodes.received("b"))
 
             await eventually_async(delivered_again, "a heartbeat at the restarted b")
+            assert nodes.inboxes["a"].unreachable == ["b"]
             # What was queued while a waited to redial arrives too.
             assert set(nodes.received("b")) <= {HeartBeat(2, "a"), HeartBeat(3, "a")}
             assert a.metrics.connects == 2
@@ -642,3 +648,19 @@ def test_redial_backoff_doubles_with_seeded_jitter_up_to_the_cap() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert delays(7) == delays(7)
     assert delays(7) != delays(8)
+
+
+def test_a_connection_blip_is_no_evidence_of_a_dead_peer() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            a = nodes["a"]
+            await a.send("b", HeartBeat(1, "a"))
+            await eventually(lambda: len(nodes.received("b")) == 1, "the first heartbeat")
+            # b drops its side of the connection but keeps listening: a blip, not a death.
+            for handler_writer in list(nodes["b"]._handlers.values()):
+                if handler_writer is not None:
+                    handler_writer.transport.abort()
+            await eventually(lambda: a.metrics.connects == 2, "a to reconnect at once")
+            assert nodes.inboxes["a"].unreachable == []
+
+    run(body)

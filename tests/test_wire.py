@@ -19,6 +19,7 @@ from almost_raft._messages import (
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from almost_raft._wire import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -38,7 +39,7 @@ from almost_raft._wire import (
     require_msgpack,
 )
 
-OUR_TYPES = (RequestVote, RequestVoteResponse, HeartBeat, HeartBeatResponse)
+OUR_TYPES = (RequestVote, RequestVoteResponse, HeartBeat, HeartBeatResponse, TimeoutNow)
 
 EVERY_KIND: list[PeerMessage] = [
     RequestVote(7, "a"),
@@ -47,6 +48,8 @@ EVERY_KIND: list[PeerMessage] = [
     RequestVoteResponse(9, "b", granted=False, pre_vote=True),
     HeartBeat(MAX_TERM, "leader"),
     HeartBeatResponse(0, "f\u00e9\U0001f600"),
+    RequestVote(8, "c", transfer=True),
+    TimeoutNow(3, "a"),
 ]
 
 
@@ -84,6 +87,8 @@ def test_message_kinds_name_the_metrics() -> None:
         "request_vote_response",
         "heartbeat",
         "heartbeat_response",
+        "request_vote",
+        "timeout_now",
     ]
 
 
@@ -91,6 +96,8 @@ node_ids = st.text(min_size=1, max_size=MAX_ID_LENGTH)
 terms = st.integers(min_value=0, max_value=MAX_TERM)
 messages = st.one_of(
     st.builds(RequestVote, terms, node_ids, st.booleans()),
+    st.builds(RequestVote, terms, node_ids, st.just(False), st.booleans()),
+    st.builds(TimeoutNow, terms, node_ids),
     st.builds(RequestVoteResponse, terms, node_ids, st.booleans(), st.booleans()),
     st.builds(HeartBeat, terms, node_ids),
     st.builds(HeartBeatResponse, terms, node_ids),

@@ -27,6 +27,7 @@ from ._messages import (
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from ._node import Node
 from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
@@ -64,6 +65,7 @@ __all__ = [
     "RequestVoteResponse",
     "HeartBeat",
     "HeartBeatResponse",
+    "TimeoutNow",
     "ControlAddNode",
     "ControlRemoveNode",
     "ControlLeaderChanged",

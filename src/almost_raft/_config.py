@@ -36,6 +36,11 @@ class ElectionConfig:
         check_quorum: a leader that has not heard from a majority for an election timeout
             steps down, and a node that heard from a leader within ``election_timeout``
             refuses to vote for anyone else (thesis 6.2).
+        leader_down_delay: when the transport reports that the leader's process is gone
+            (its host refused the connection), a follower campaigns after a random delay
+            drawn from ``[0, leader_down_delay)`` instead of a full election timeout.
+            The spread keeps followers from splitting the vote; 0 turns this off, and
+            silent failures always fall back to the election timeout.
     """
 
     election_timeout: float = 1.0
@@ -46,6 +51,7 @@ class ElectionConfig:
     max_nodes: int | None = None
     pre_vote: bool = True
     check_quorum: bool = True
+    leader_down_delay: float = 0.02
 
     def __post_init__(self) -> None:
         _positive("election_timeout", self.election_timeout)
@@ -77,6 +83,18 @@ class ElectionConfig:
                     f"must be at least min_peers + 1 ({self.min_peers + 1}), "
                     "or no election could ever start",
                 )
+        delay = self.leader_down_delay
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay < self.election_timeout
+        ):
+            raise ConfigError(
+                "leader_down_delay",
+                delay,
+                f"must be a number of seconds from 0 (off) to below election_timeout "
+                f"({self.election_timeout}); a few round trips, such as 0.02, is typical",
+            )
         for name in ("pre_vote", "check_quorum"):
             value = getattr(self, name)
             if not isinstance(value, bool):

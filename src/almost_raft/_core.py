@@ -57,6 +57,7 @@ from ._messages import (
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
     check_node_id,
 )
 from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
@@ -117,6 +118,8 @@ class ElectionCore:
         self._leader_contact = -math.inf
         # On a leader: when each peer last answered, for CheckQuorum.
         self._last_heard: dict[str, float] = {}
+        # Whether the current campaign was handed over by the leader (TimeoutNow).
+        self._transfer = False
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
@@ -229,19 +232,69 @@ class ElectionCore:
                 self._tally()
         return self._finish()
 
-    def step_down(self, now: float) -> Output:
-        """Stop leading, and stay out of the next election so another node wins it.
+    def transfer_leadership(self, now: float, to: str | None = None) -> Output:
+        """Hand leadership over: tell one peer to campaign now, and stop leading.
 
-        Does nothing unless this node is leader. The others stop hearing heartbeats and
-        elect a new leader within an election timeout; this node does not campaign for a
-        full ``election_timeout_max`` plus a fresh timeout, so it competes only if no one
-        else could win (for example, when it is the only node left with a majority).
+        The peer (``to``, or else the one that answered most recently) gets a
+        :class:`TimeoutNow` and campaigns at once, skipping the pre-vote, and the other
+        nodes vote for it even though they heard from this leader moments ago; a new
+        leader is known after about one round trip (thesis 3.10). This node becomes a
+        follower at once and stays out of the next election for a full
+        ``election_timeout_max`` plus a fresh timeout, so if the message is lost the
+        others still elect someone else after their election timeout. Does nothing unless
+        this node is leader.
         """
         self._now = now
-        if self._role is NodeState.LEADER:
+        if self._role is not NodeState.LEADER:
+            return self._finish()
+        target = to
+        if target is None and self._peers:
+            target = max(
+                sorted(self._peers), key=lambda peer: self._last_heard.get(peer, -math.inf)
+            )
+        if target is not None and target in self._peers:
+            logger.info(
+                "%s: handing leadership of term %d over to %s", self.node_id, self._term, target
+            )
+            self._send(target, TimeoutNow(self._term, self.node_id))
+        else:
             logger.info("%s: stepping down as leader of term %d", self.node_id, self._term)
-            self._become_follower(self._term, None)
-            self._election_deadline += self.config.election_timeout_range[1]
+        self._become_follower(self._term, None)
+        self._election_deadline += self.config.election_timeout_range[1]
+        return self._finish()
+
+    def step_down(self, now: float) -> Output:
+        """Stop leading so that another node takes over; see :meth:`transfer_leadership`."""
+        return self.transfer_leadership(now)
+
+    def peer_unreachable(self, peer_id: str, now: float) -> Output:
+        """The transport has evidence that ``peer_id``'s process is gone.
+
+        Evidence means the peer's host refused a new connection after the old one broke,
+        not a timeout (a slow or partitioned peer is no evidence). If the peer is this
+        node's leader, the node forgets it and campaigns after a short random delay
+        (``leader_down_delay``) instead of a full election timeout. Safety never depends
+        on this: wrong evidence costs at most a pre-vote that the others refuse while
+        they still hear the leader.
+        """
+        self._now = now
+        delay = self.config.leader_down_delay
+        if (
+            delay > 0
+            and peer_id == self._leader_id
+            and self._role is NodeState.FOLLOWER
+            and peer_id != self.node_id
+        ):
+            logger.info(
+                "%s: leader %s of term %d is down; campaigning soon",
+                self.node_id,
+                peer_id,
+                self._term,
+            )
+            self.metrics.leader_down_reports += 1
+            self._leader_id = None
+            self._leader_contact = -math.inf
+            self._election_deadline = min(self._election_deadline, now + delay * self._rng.random())
         return self._finish()
 
     def terminate(self, now: float) -> Output:
@@ -266,10 +319,15 @@ class ElectionCore:
         if sender not in self._peers:
             return self._drop("unknown_sender", message)
         if message.term > self._term:
-            if isinstance(message, RequestVote) and self._in_leader_lease():
+            if (
+                isinstance(message, RequestVote)
+                and not message.transfer
+                and self._in_leader_lease()
+            ):
                 # Leader stickiness (thesis 4.2.3): while this node believes a leader is
                 # alive, a vote request does not even raise its term, so a node that was
-                # cut off and comes back cannot depose a healthy leader.
+                # cut off and comes back cannot depose a healthy leader. A handed-over
+                # election is the leader's own wish, so it passes (thesis 3.10).
                 return self._drop("vote_request_during_lease", message)
             if isinstance(message, RequestVote) and message.pre_vote:
                 # A pre-vote is hypothetical: it never changes anyone's term.
@@ -348,10 +406,15 @@ class ElectionCore:
     def _step_follower(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeat):
             self._on_heartbeat(message)
+        elif isinstance(message, TimeoutNow):
+            self._on_timeout_now(message)
         # Vote and heartbeat responses are late answers to a role this node left.
 
     def _step_candidate(self, message: PeerMessage) -> None:
-        if isinstance(message, HeartBeat):
+        if isinstance(message, TimeoutNow) and self._role is NodeState.PRE_CANDIDATE:
+            # The leader this node gave up on is alive and hands over: campaign for real.
+            self._on_timeout_now(message)
+        elif isinstance(message, HeartBeat):
             # A leader already exists for this term.
             self._become_follower(self._term, message.leader_id)
             self._on_heartbeat(message)
@@ -370,6 +433,21 @@ class ElectionCore:
                 message.leader_id,
             )
             self._drop("conflicting_leader", message)
+
+    def _on_timeout_now(self, message: TimeoutNow) -> None:
+        if self._leader_id not in (None, message.leader_id):
+            self._drop("conflicting_leader", message)
+        elif self._term >= MAX_TERM or len(self._peers) < self.config.min_peers:
+            self._drop("cannot_campaign", message)
+        else:
+            logger.info(
+                "%s: %s handed leadership of term %d over",
+                self.node_id,
+                message.leader_id,
+                message.term,
+            )
+            self.metrics.handovers_received += 1
+            self._become_candidate(transfer=True)
 
     def _on_heartbeat(self, heartbeat: HeartBeat) -> None:
         if self._leader_id not in (None, heartbeat.leader_id):
@@ -505,10 +583,12 @@ class ElectionCore:
         self.metrics.pre_votes_started += 1
         logger.info("%s: asking for pre-votes for term %d", self.node_id, self._term + 1)
         self._role = NodeState.PRE_CANDIDATE
+        self._transfer = False
         self._start_campaign()
 
-    def _become_candidate(self) -> None:
+    def _become_candidate(self, *, transfer: bool = False) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot campaign"
+        self._transfer = transfer
         self.metrics.elections_started += 1
         self._term += 1
         self._voted_for = self.node_id
@@ -527,7 +607,8 @@ class ElectionCore:
     def _request_votes_from(self, peer: str) -> None:
         pre_vote = self._role is NodeState.PRE_CANDIDATE
         term = self._term + 1 if pre_vote else self._term
-        self._send(peer, RequestVote(term, self.node_id, pre_vote=pre_vote))
+        transfer = self._transfer and not pre_vote
+        self._send(peer, RequestVote(term, self.node_id, pre_vote=pre_vote, transfer=transfer))
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"

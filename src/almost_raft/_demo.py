@@ -75,7 +75,7 @@ class _Cluster:
         """Stop a node abruptly: no goodbye, as if its process died."""
         self._watchers.pop(node).cancel()
         self.views.pop(node, None)
-        await self.elections.pop(node).close()
+        await self.elections.pop(node).close(hand_over=False)
 
     async def close(self) -> None:
         for node in list(self.elections):

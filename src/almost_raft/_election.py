@@ -52,6 +52,9 @@ class ElectionMetrics:
         term: the current term.
         role: the current role.
         pre_votes_started: pre-vote rounds this node started.
+        leader_down_reports: times the transport's evidence that the leader's process was
+            gone made this node campaign early.
+        handovers_received: times a leader handed leadership to this node.
         elections_started: real elections this node started (each raised its term).
         elections_won: elections this node won.
         leader_changes: changes of the leader this node knows.
@@ -66,6 +69,8 @@ class ElectionMetrics:
     term: int
     role: NodeState
     pre_votes_started: int
+    leader_down_reports: int
+    handovers_received: int
     elections_started: int
     elections_won: int
     leader_changes: int
@@ -161,15 +166,19 @@ class Election:
         """
         await self._runtime.start()
 
-    async def close(self) -> None:
+    async def close(self, *, hand_over: bool = True) -> None:
         """Leave the election, then close the transport and the store.
+
+        A leader first hands leadership over to the peer that answered it most recently,
+        so the others have a new leader after about one round trip instead of an election
+        timeout; ``hand_over=False`` leaves as abruptly as a crash would.
 
         Waiters get :class:`ElectionClosed`, leadership scopes raise
         :class:`LeadershipLost`, and iterators over leadership changes end. Idempotent
         and safe to call before :meth:`start`; the cleanup completes even if the caller
         is cancelled while waiting for it.
         """
-        await self._runtime.close()
+        await self._runtime.close(hand_over=hand_over)
 
     async def __aenter__(self) -> Election:
         await self.start()
@@ -202,6 +211,8 @@ class Election:
             term=status.term,
             role=status.role,
             pre_votes_started=core.metrics.pre_votes_started if core else 0,
+            leader_down_reports=core.metrics.leader_down_reports if core else 0,
+            handovers_received=core.metrics.handovers_received if core else 0,
             elections_started=core.metrics.elections_started if core else 0,
             elections_won=core.metrics.elections_won if core else 0,
             leader_changes=core.metrics.leader_changes if core else 0,

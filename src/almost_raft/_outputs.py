@@ -64,4 +64,6 @@ class CoreMetrics:
     elections_started: int = 0
     elections_won: int = 0
     leader_changes: int = 0
+    leader_down_reports: int = 0
+    handovers_received: int = 0
     dropped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)

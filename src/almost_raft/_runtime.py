@@ -97,11 +97,17 @@ class _StepDown:
     pass
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Terminate:
-    pass
+    hand_over: bool
 
 
-_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _Terminate
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PeerUnreachable:
+    peer_id: str
+
+
+_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _PeerUnreachable | _Terminate
 
 
 class Runtime:
@@ -232,6 +238,12 @@ class Runtime:
         """Stop counting ``peer_id`` as a voting member."""
         self._control(_RemovePeer(peer_id))
 
+    def peer_unreachable(self, peer_id: str) -> None:
+        """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
+        if self._core is None or self.closed or self.failure is not None:
+            return
+        self._inputs.put_nowait(_PeerUnreachable(peer_id))
+
     def step_down(self) -> None:
         """Stop leading, if leading, and let another node win the next election."""
         self._control(_StepDown())
@@ -311,25 +323,27 @@ class Runtime:
             sorted(self._core.peers),
         )
 
-    async def close(self) -> None:
+    async def close(self, *, hand_over: bool = True) -> None:
         """Leave the election and release the transport and the store.
 
-        Idempotent; safe to call before :meth:`start`. The cleanup runs in its own task
-        and finishes even if the caller is cancelled while waiting for it.
+        A leader first hands leadership to a peer (``hand_over``) and gives that message
+        up to ``message_timeout`` to leave. Idempotent; safe to call before
+        :meth:`start`. The cleanup runs in its own task and finishes even if the caller
+        is cancelled while waiting for it.
         """
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(
-                self._close(), name=f"almost-raft close {self.node_id}"
+                self._close(hand_over), name=f"almost-raft close {self.node_id}"
             )
             self._closing.add_done_callback(_log_close_failure)
         await asyncio.shield(self._closing)
 
-    async def _close(self) -> None:
+    async def _close(self, hand_over: bool) -> None:
         if self._starting is not None:
             await asyncio.wait({self._starting})
         driver = self._driver
         if driver is not None and not driver.done():
-            self._inputs.put_nowait(_Terminate())
+            self._inputs.put_nowait(_Terminate(hand_over))
             try:
                 await asyncio.wait({driver})
             finally:
@@ -340,6 +354,10 @@ class Runtime:
             change = core.terminate(asyncio.get_running_loop().time()).leader_change
             if change is not None:
                 self.leadership.publish(change)
+        if self._sends:
+            # Let the last messages (a hand-over above all) leave; each send is already
+            # bounded by message_timeout.
+            await asyncio.wait(set(self._sends), timeout=self.config.message_timeout)
         sends = list(self._sends)
         for task in sends:
             task.cancel()
@@ -397,7 +415,11 @@ class Runtime:
                 output = core.remove_peer(item.peer_id, now)
             elif isinstance(item, _StepDown):
                 output = core.step_down(now)
+            elif isinstance(item, _PeerUnreachable):
+                output = core.peer_unreachable(item.peer_id, now)
             else:
+                if item.hand_over:
+                    await self._carry_out(core.transfer_leadership(now))
                 await self._carry_out(core.terminate(now))
                 return
             await self._carry_out(output)

@@ -74,10 +74,23 @@ Address = tuple[str, int]
 _MAX_BACKOFF_DOUBLINGS = 32
 
 
+#: How long close() lets queued messages to connected peers drain.
+_FLUSH_SECONDS = 0.25
+
+
 class _Peer:
     """What the transport keeps per peer: where it is, and what waits to go there."""
 
-    __slots__ = ("address", "failing", "node_id", "queue", "sender", "wakeup")
+    __slots__ = (
+        "address",
+        "connected",
+        "failing",
+        "lost",
+        "node_id",
+        "queue",
+        "sender",
+        "wakeup",
+    )
 
     def __init__(self, node_id: str, address: Address) -> None:
         self.node_id = node_id
@@ -87,6 +100,10 @@ class _Peer:
         self.sender: asyncio.Task[None] | None = None
         # Only the first failure of a run is logged above debug level.
         self.failing = False
+        # An established connection just broke; the next dial is the probe that tells a
+        # dead process (refused) from a blip (reconnects).
+        self.lost = False
+        self.connected = False
 
 
 class TcpTransport(Transport):
@@ -180,6 +197,8 @@ class TcpTransport(Transport):
         self.metrics = TcpMetrics()
         self._node_id: str | None = None
         self._inbox: Inbox | None = None
+        # Set whenever a sender emptied its queue into its socket; close() waits on it.
+        self._wrote = asyncio.Event()
         self._handshake_frame = b""
         self._listener: Listener | None = None
         self._closed = False
@@ -322,14 +341,22 @@ class TcpTransport(Transport):
     async def close(self) -> None:
         """Stop listening, close every connection and end every task. Idempotent.
 
-        When it returns, no task or socket of this transport is left. Messages still
-        queued are dropped and counted.
+        Messages queued for peers that are connected get up to a quarter of a second to
+        leave; what is still queued then is dropped and counted. When it returns, no task
+        or socket of this transport is left.
         """
         if self._closed:
             return
         self._closed = True
         if self._listener is not None:
             self._listener.close()
+        # Give messages queued for connected peers a moment to leave: the last one a
+        # leader sends before it exits hands leadership over.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FLUSH_SECONDS):
+                while any(peer.queue and peer.connected for peer in self._peers.values()):
+                    self._wrote.clear()
+                    await self._wrote.wait()
         for peer in self._peers.values():
             self.metrics.dropped_not_connected += len(peer.queue)
             peer.queue.clear()
@@ -369,11 +396,13 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
-            await peer.wakeup.wait()
-            if not peer.queue:
-                peer.wakeup.clear()
-                continue
-            connection = await self._connect(peer)
+            if not peer.lost:
+                await peer.wakeup.wait()
+                if not peer.queue:
+                    peer.wakeup.clear()
+                    continue
+            probe, peer.lost = peer.lost, False
+            connection = await self._connect(peer, probe=probe)
             if connection is None:
                 # What waited for a dead peer is stale by the time it is back.
                 self.metrics.dropped_not_connected += len(peer.queue)
@@ -389,6 +418,7 @@ class TcpTransport(Transport):
                 logger.info(
                     "%s: connection to %s lost: %s", self._node_id, peer.node_id, exc or repr(exc)
                 )
+                peer.lost = True
             finally:
                 self.metrics.disconnects += 1
                 await _abort(writer)
@@ -405,7 +435,7 @@ class TcpTransport(Transport):
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     async def _connect(
-        self, peer: _Peer
+        self, peer: _Peer, *, probe: bool = False
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         host, port = peer.address
         try:
@@ -416,6 +446,9 @@ class TcpTransport(Transport):
                 reader, writer = await asyncio.open_connection(host, port)
         except ConnectionRefusedError as exc:
             self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
+            if probe and self._inbox is not None:
+                # The connection broke and the host now refuses: the process is gone.
+                self._inbox.peer_unreachable(peer.node_id)
             return None
         except TimeoutError as exc:
             self._report_connect_failure(peer, ConnectFailure.TIMEOUT, exc)
@@ -439,9 +472,9 @@ class TcpTransport(Transport):
 
         This is where the transport's evidence about a peer's health starts. ``REFUSED``
         means the peer's host answered and nothing listens on the port: its process is
-        gone, which is worth an election at once. ``TIMEOUT`` and ``OTHER`` say only that
-        the network did not carry the dial. The core does not take such evidence yet
-        (see "Looking ahead" in the design notes); when it does, it is reported from here.
+        gone, which is worth an election at once; the caller reports it to the inbox when
+        it follows a connection that just broke. ``TIMEOUT`` and ``OTHER`` say only that
+        the network did not carry the dial, which is no evidence.
         """
         self.metrics.count(failure)
         level = logging.DEBUG if peer.failing else logging.INFO
@@ -465,6 +498,7 @@ class TcpTransport(Transport):
             OSError: always, eventually: the connection broke or the peer stopped reading.
         """
         writer.write(self._handshake_frame)
+        peer.connected = True
         # The peer never writes on this connection, so a read completes only when it
         # closes it: the quickest way to learn it is gone before a write fails.
         closed = asyncio.create_task(reader.read(1))
@@ -476,6 +510,7 @@ class TcpTransport(Transport):
                     kind, frame = peer.queue.popleft()
                     writer.write(frame)
                     self.metrics.sent.add(kind)
+                self._wrote.set()
                 try:
                     # Returns at once unless the send buffers are full.
                     async with asyncio.timeout(self._write_timeout):
@@ -494,6 +529,7 @@ class TcpTransport(Transport):
                         else "the peer closed the connection"
                     )
         finally:
+            peer.connected = False
             pending: list[asyncio.Task[bool] | asyncio.Task[bytes]] = [
                 f for f in (more, closed) if f is not None and not f.done()
             ]

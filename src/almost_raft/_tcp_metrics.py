@@ -18,6 +18,7 @@ class MessageCounts:
     request_vote_response: int = 0
     heartbeat: int = 0
     heartbeat_response: int = 0
+    timeout_now: int = 0
 
     @property
     def total(self) -> int:
@@ -27,6 +28,7 @@ class MessageCounts:
             + self.request_vote_response
             + self.heartbeat
             + self.heartbeat_response
+            + self.timeout_now
         )
 
     def add(self, kind: str) -> None:

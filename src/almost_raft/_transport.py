@@ -20,6 +20,14 @@ class Inbox(Protocol):
     def deliver(self, message: PeerMessage) -> None:
         """A message arrived from a peer (already decoded and checked)."""
 
+    def peer_unreachable(self, peer_id: str) -> None:
+        """Evidence that ``peer_id``'s process is gone: its host refused a connection.
+
+        Report it only on evidence, never on a timeout or a single broken connection
+        that a reconnect could mend; a silent or slow peer is not evidence. The election
+        may then replace a dead leader in milliseconds instead of an election timeout.
+        """
+
 
 class Transport(abc.ABC):
     """Carries :class:`PeerMessage` values from this node to its peers and back.

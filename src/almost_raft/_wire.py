@@ -1,4 +1,4 @@
-"""The TCP wire format: length-prefixed msgpack frames, a handshake, four message kinds.
+"""The TCP wire format: length-prefixed msgpack frames, a handshake, five message kinds.
 
 This module does no I/O; it turns values into bytes and bytes back into values. The
 transport reads frames off a socket and hands their bodies here.
@@ -9,10 +9,11 @@ Every frame is a 4-byte big-endian body length followed by a msgpack body. The f
 frame on a connection is the handshake, then every frame is one peer message::
 
     handshake             ["almost-raft", version, cluster_id, node_id]
-    RequestVote           [1, term, candidate_id, pre_vote]
+    RequestVote           [1, term, candidate_id, pre_vote, transfer]
     RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
     HeartBeat             [3, term, leader_id]
     HeartBeatResponse     [4, term, follower_id]
+    TimeoutNow            [5, term, leader_id]
 
 The first two handshake fields keep this layout in every protocol version, so a node can
 always tell a peer that speaks another version from one that speaks garbage.
@@ -23,7 +24,7 @@ Rule 1 (size first). A frame longer than the limit is refused from its 4-byte he
 before its body is read, and msgpack's own limits stop a body from allocating more than
 it is long: frames carry a few dozen bytes, so a large one is an attack or a bug.
 
-Rule 2 (strict decoding). The decoder builds nothing but our four message types. Every
+Rule 2 (strict decoding). The decoder builds nothing but our five message types. Every
 field must have exactly its type (a bool is not an int here, though Python says it is),
 the field count must be exact, and ids and terms go through the same checks as a
 locally built message.
@@ -48,6 +49,7 @@ from ._messages import (
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
     check_node_id,
 )
 
@@ -166,17 +168,25 @@ def encode_message(message: PeerMessage) -> bytes:
     """Return the complete frame (header included) that carries ``message``.
 
     Raises:
-        TypeError: ``message`` is not one of the four peer message types.
+        TypeError: ``message`` is not one of the five peer message types.
     """
     match message:
         case RequestVote():
-            fields: list[object] = [1, message.term, message.candidate_id, message.pre_vote]
+            fields: list[object] = [
+                1,
+                message.term,
+                message.candidate_id,
+                message.pre_vote,
+                message.transfer,
+            ]
         case RequestVoteResponse():
             fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
         case HeartBeat():
             fields = [3, message.term, message.leader_id]
         case HeartBeatResponse():
             fields = [4, message.term, message.follower_id]
+        case TimeoutNow():
+            fields = [5, message.term, message.leader_id]
         case _:
             raise TypeError(f"cannot encode {type(message).__name__}")
     return _frame(fields)
@@ -255,8 +265,8 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     """Decode the body of one message frame.
 
     Returns:
-        A new ``RequestVote``, ``RequestVoteResponse``, ``HeartBeat`` or
-        ``HeartBeatResponse``, and nothing else.
+        A new ``RequestVote``, ``RequestVoteResponse``, ``HeartBeat``,
+        ``HeartBeatResponse`` or ``TimeoutNow``, and nothing else.
 
     Raises:
         WireError: the body is not exactly one valid message.
@@ -323,10 +333,11 @@ def _unpack(body: bytes, max_frame_bytes: int) -> object:
 
 
 _SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
-    1: (RequestVote, (int, str, bool)),
+    1: (RequestVote, (int, str, bool, bool)),
     2: (RequestVoteResponse, (int, str, bool, bool)),
     3: (HeartBeat, (int, str)),
     4: (HeartBeatResponse, (int, str)),
+    5: (TimeoutNow, (int, str)),
 }
 
 _KIND_NAMES: dict[type[PeerMessage], str] = {
@@ -334,6 +345,7 @@ _KIND_NAMES: dict[type[PeerMessage], str] = {
     RequestVoteResponse: "request_vote_response",
     HeartBeat: "heartbeat",
     HeartBeatResponse: "heartbeat_response",
+    TimeoutNow: "timeout_now",
 }
 
 MESSAGE_KINDS: tuple[str, ...] = tuple(_KIND_NAMES.values())
