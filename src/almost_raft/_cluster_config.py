@@ -10,6 +10,8 @@ Example::
     election_timeout_max_ms = 2000
     heartbeat_interval_ms = 100
     message_timeout_ms = 500
+    pre_vote = true                   # false: a node that cannot win still raises its term
+    check_quorum = true               # false: a cut-off leader keeps its role
 
     [nodes.a]
     address = "10.0.0.1:7000"         # where peers reach node a
@@ -41,6 +43,8 @@ _ELECTION_FIELDS = {
     "heartbeat_interval_ms": "heartbeat_interval",
     "message_timeout_ms": "message_timeout",
 }
+# Switches that only turn a protection off: for tests and for comparing behaviours.
+_ELECTION_FLAGS = ("pre_vote", "check_quorum")
 _TOP_FIELDS = {"cluster", "state_dir", "election", "nodes"}
 _NODE_FIELDS = {"address", "http"}
 
@@ -165,19 +169,34 @@ def _node(node_id: object, entry: object) -> NodeEntry:
 def _election(raw: object) -> ElectionConfig:
     if not isinstance(raw, dict):
         raise ConfigError("election", raw, "must be a table: [election]")
-    _no_unknown("election", raw, set(_ELECTION_FIELDS))
-    values: dict[str, float] = {}
+    _no_unknown("election", raw, {*_ELECTION_FIELDS, *_ELECTION_FLAGS})
+    values: dict[str, float | bool] = {}
     for key, name in _ELECTION_FIELDS.items():
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"election.{key}", value, "must be a whole number of ms above 0")
             values[name] = value / 1000
+    for key in _ELECTION_FLAGS:
+        if key in raw:
+            flag = raw[key]
+            if not isinstance(flag, bool):
+                raise ConfigError(f"election.{key}", flag, "must be true or false")
+            values[key] = flag
     try:
         return ElectionConfig(**values)  # type: ignore[arg-type]
     except ConfigError as exc:
-        key = next(k for k, n in _ELECTION_FIELDS.items() if n == exc.field)
-        raise ConfigError(f"election.{key}", raw.get(key), exc.fix) from None
+        field = next((k for k, n in _ELECTION_FIELDS.items() if n == exc.field), None)
+        if field is None:
+            # The file cannot set leader_down_delay, so its default is too large only
+            # because the timeout the file set is too short.
+            raise ConfigError(
+                "election.election_timeout_ms",
+                raw.get("election_timeout_ms"),
+                f"must be above leader_down_delay ({exc.value} s), the longest wait "
+                "before campaigning once the leader's process is gone",
+            ) from None
+        raise ConfigError(f"election.{field}", raw.get(field), exc.fix) from None
 
 
 def _no_unknown(where: str, raw: Mapping[str, Any], known: set[str]) -> None:
