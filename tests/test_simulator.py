@@ -234,7 +234,8 @@ def test_the_command_prints_a_summary_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "out" / "sim.json"
-    status = main(["--seeds", "3", "--seed-start", "10", "--duration", "5", "--json", str(report)])
+    arguments = ["--seeds", "3", "--seed-start", "10", "--duration", "5", "--jobs", "1"]
+    status = main([*arguments, "--json", str(report)])
     assert status == 0
     printed = capsys.readouterr().out
     assert "3 (10..12), 5 nodes, 5 simulated s each" in printed

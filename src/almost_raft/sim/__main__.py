@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=_positive_int, default=1000, help="seeds to run")
     parser.add_argument("--seed-start", type=int, default=0, help="the first seed")
-    parser.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per CPU)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="simulated seconds per seed")
     parser.add_argument("--nodes", type=_positive_int, default=5, help="cluster size")
     parser.add_argument("--no-faults", action="store_true", help="a healthy cluster only")

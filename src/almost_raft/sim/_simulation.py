@@ -231,7 +231,7 @@ class _Simulation:
         # Separate streams, so the cores' timeouts do not shift when the fault schedule
         # draws one more number, and the other way round.
         self.schedule_rng = random.Random(master.getrandbits(64))
-        self.restart_rng = random.Random(master.getrandbits(64))
+        self.core_seeds = random.Random(master.getrandbits(64))
         calm = profile.base_delay if profile is not None else FaultProfile().base_delay
         self.calm_delay = calm
         self.network = NetworkFaults(random.Random(master.getrandbits(64)), delay=calm)
@@ -245,7 +245,7 @@ class _Simulation:
         self.heal_at = duration - heal_window if profile is not None else 0.0
         self.healed = False
         self.converged_at: float | None = None
-        self.cuts: list[tuple[float, Fault]] = []
+        self.cuts: list[Fault] = []
         self.voter_trap: Fault | None = None
         self.trace: Any = hashlib.sha256() if trace else None
         self.counters = {"started": 0, "won": 0, "pre_votes": 0}
@@ -405,7 +405,7 @@ class _Simulation:
     # ------------------------------------------------------------------ crashes
 
     def _start(self, node: _Node, now: float) -> None:
-        rng = random.Random(self.restart_rng.getrandbits(64))
+        rng = random.Random(self.core_seeds.getrandbits(64))
         peers = [other.id for other in self.nodes if other is not node]
         core = self.core_factory(node.id, peers, self.config, rng, now, node.store.load())
         node.core = core
@@ -477,7 +477,7 @@ class _Simulation:
         elif fault.kind == "crash_next_voter":
             self.voter_trap = fault
         else:
-            self.cuts.append((now + fault.lasts, fault))
+            self.cuts.append(fault)
             self._rebuild_cuts()
             self._push(now + fault.lasts, self._mend, fault)
 
@@ -488,14 +488,14 @@ class _Simulation:
         network.duplicate_rate = fault.duplicate_rate
 
     def _mend(self, now: float, fault: Fault) -> None:
-        self.cuts = [(until, cut) for until, cut in self.cuts if cut is not fault]
+        self.cuts = [cut for cut in self.cuts if cut is not fault]
         self._rebuild_cuts()
 
     def _rebuild_cuts(self) -> None:
         """Make the network's cuts exactly the ones still in force, in the order made."""
         network = self.network
         network.heal()
-        for _, fault in self.cuts:
+        for fault in self.cuts:
             if fault.kind == "isolate":
                 network.isolate(fault.nodes[0])
             elif fault.kind == "partition":
