@@ -20,9 +20,8 @@ from almost_raft._process_cluster import ClusterTimings, ProcessCluster
 pytestmark = pytest.mark.slow
 
 DEADLINE = 20.0
-# A forged handshake that names a real peer displaces that peer's connection until it
-# redials, so the leader hears from fewer followers for a moment; ten heartbeats per
-# election timeout keep that (and a loaded machine) from deposing it.
+# Ten heartbeats per election timeout: a test that asserts nothing changed must not see
+# a loaded machine depose a healthy leader.
 TIMINGS = ClusterTimings(
     election_timeout_ms=500,
     election_timeout_max_ms=1000,
@@ -57,6 +56,11 @@ def bad_frame_counts(cluster: ProcessCluster, node: str) -> dict[str, int]:
     return counts
 
 
+def connections_lost(cluster: ProcessCluster, node: str, to: str) -> int:
+    """How often ``node`` has logged that its connection to ``to`` broke."""
+    return cluster.log_path(node).read_text().count(f'"{node}: connection to {to} lost')
+
+
 def send_and_expect_close(address: tuple[str, int], payload: bytes) -> None:
     """Send ``payload`` on a new connection; fail unless the node then closes it."""
     with socket.create_connection(address, timeout=DEADLINE) as sock:
@@ -72,8 +76,9 @@ def send_and_expect_close(address: tuple[str, int], payload: bytes) -> None:
 def attacks(cluster_id: str, target: str, claimed: str) -> list[tuple[str, bytes]]:
     """(the counter each should raise, the bytes) for one target node.
 
-    ``claimed`` is a real peer id that the forged valid handshakes speak for; it must not
-    be the leader, whose real connection each of them displaces for a moment.
+    ``claimed`` is a real peer id that the forged valid handshakes speak for. None of
+    these connections sends a valid message, so none may replace that peer's own
+    connection; it is not the leader either way, in case one did.
     """
     valid = handshake(cluster_id, claimed)
     return [
@@ -108,6 +113,7 @@ def attack_and_count(
 ) -> None:
     """Send every attack to ``target``; check each was refused and counted by reason."""
     before = bad_frame_counts(cluster, target)
+    claimed_lost = connections_lost(cluster, claimed, target)
     cases = attacks(cluster.cluster_id, target, claimed)
     noise = garbage(rng, 8)
     for payload in [*(payload for _, payload in cases), *noise]:
@@ -130,6 +136,10 @@ def attack_and_count(
     # Random bytes never get past the handshake, so these counts are exact.
     for reason in ("unknown_kind", "field", "impersonation"):
         assert delta[reason] == expected[reason], (reason, delta)
+    # The peer the forgeries named kept its own connection. Asking it for its status
+    # first lets its event loop see a reset that arrived while the attacks went on.
+    assert cluster.status(claimed) is not None
+    assert connections_lost(cluster, claimed, target) == claimed_lost
 
 
 def test_bad_frames_are_refused_and_counted_and_change_nothing() -> None:
