@@ -124,6 +124,10 @@ class ProcessCluster:
         grace: seconds a node gives its command between SIGTERM and SIGKILL.
         cluster_id: the cluster id of the file.
         parent: where to create the temporary directory (default: the system's).
+        peer_address: if given, ``peer_address(node, peer)`` is where ``node`` sends to
+            ``peer`` (a proxy between them, say), and each node reads a cluster file of
+            its own, :meth:`node_config_path`. It is called by :meth:`start` once every
+            node's own port is picked (:attr:`addresses`).
 
     Raises:
         ValueError: ``size`` is below 1.
@@ -138,6 +142,7 @@ class ProcessCluster:
         grace: float = 2.0,
         cluster_id: str = "local",
         parent: Path | None = None,
+        peer_address: Callable[[str, str], tuple[str, int]] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, got {size}")
@@ -147,6 +152,7 @@ class ProcessCluster:
         self.grace = grace
         self.cluster_id = cluster_id
         self._parent = parent
+        self._peer_address = peer_address
         self.directory: Path | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.http: dict[str, tuple[str, int]] = {}
@@ -176,6 +182,11 @@ class ProcessCluster:
                 self.addresses[node] = (_HOST, ports[2 * index])
                 self.http[node] = (_HOST, ports[2 * index + 1])
             self.config_path.write_text(self._cluster_file(), encoding="utf-8")
+            if self._peer_address is not None:
+                for node in self.ids:
+                    self.node_config_path(node).write_text(
+                        self._cluster_file(node), encoding="utf-8"
+                    )
             for node in self.ids:
                 self._followers[node] = _LogFollower(self.log_path(node))
                 self._spawn(node)
@@ -228,6 +239,13 @@ class ProcessCluster:
     def config_path(self) -> Path:
         """The cluster file."""
         return self._dir / "cluster.toml"
+
+    def node_config_path(self, node: str) -> Path:
+        """The cluster file ``node`` runs with: :attr:`config_path`, or its own file
+        when ``peer_address`` routes its messages."""
+        if self._peer_address is None:
+            return self.config_path
+        return self._dir / f"cluster-{node}.toml"
 
     def log_path(self, node: str) -> Path:
         """The file a node's stdout and stderr (JSON log lines) go to, across restarts."""
@@ -316,7 +334,7 @@ class ProcessCluster:
             "almost_raft",
             "run",
             "--config",
-            str(self.config_path),
+            str(self.node_config_path(node)),
             "--id",
             node,
             "--http",
@@ -490,7 +508,8 @@ class ProcessCluster:
 
     # ------------------------------------------------------------------ the file
 
-    def _cluster_file(self) -> str:
+    def _cluster_file(self, reader: str | None = None) -> str:
+        """The cluster file; for ``reader``, with its peers at ``peer_address``."""
         t = self.timings
         lines = [
             f"cluster = {json.dumps(self.cluster_id)}",
@@ -503,10 +522,13 @@ class ProcessCluster:
             f"message_timeout_ms = {t.message_timeout_ms}",
         ]
         for node in self.ids:
+            host, port = self.addresses[node]
+            if reader is not None and node != reader and self._peer_address is not None:
+                host, port = self._peer_address(reader, node)
             lines += [
                 "",
                 f"[nodes.{node}]",
-                f'address = "{_HOST}:{self.addresses[node][1]}"',
+                f'address = "{host}:{port}"',
                 f'http = "{_HOST}:{self.http[node][1]}"',
             ]
         return "\n".join(lines) + "\n"
