@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from almost_raft import (
@@ -116,15 +117,31 @@ def test_timeout_now_from_a_node_that_is_not_the_leader_is_dropped() -> None:
     assert core.metrics.dropped["conflicting_leader"] == 1
 
 
-def test_leader_down_evidence_makes_the_follower_campaign_within_the_delay() -> None:
+def test_leader_down_evidence_makes_the_follower_campaign_within_its_turn() -> None:
     core = _follower_of("b")
     output = core.peer_unreachable("b", 0.2)
     assert output.leader_change is not None
     assert output.leader_change.leader_id is None
-    assert 0.2 <= output.next_deadline < 0.2 + CONFIG.leader_down_delay
+    assert output.next_deadline < 0.2 + 2 * CONFIG.leader_down_delay
     assert core.metrics.leader_down_reports == 1
     core.tick(output.next_deadline)
     assert core.role is NodeState.PRE_CANDIDATE
+
+
+def test_followers_take_turns_so_they_do_not_split_the_vote() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    step = CONFIG.leader_down_delay
+    for term in range(1, 6):
+        deadlines = []
+        for seed, node in enumerate(ids[1:]):
+            core = ElectionCore(node, ids, CONFIG, random.Random(seed), 0.0)
+            core.receive(HeartBeat(term, "a"), 0.1)
+            deadlines.append(core.peer_unreachable("a", 0.2).next_deadline - 0.2)
+        deadlines.sort()
+        # One follower per step, the first within half a step: no two campaign together.
+        assert deadlines[0] < step / 2
+        for earlier, later in itertools.pairwise(deadlines):
+            assert later - earlier > step / 2
 
 
 def test_evidence_about_a_peer_that_is_not_the_leader_changes_nothing() -> None:

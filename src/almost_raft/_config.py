@@ -37,10 +37,11 @@ class ElectionConfig:
             steps down, and a node that heard from a leader within ``election_timeout``
             refuses to vote for anyone else (thesis 6.2).
         leader_down_delay: when the transport reports that the leader's process is gone
-            (its host refused the connection), a follower campaigns after a random delay
-            drawn from ``[0, leader_down_delay)`` instead of a full election timeout.
-            The spread keeps followers from splitting the vote; 0 turns this off, and
-            silent failures always fall back to the election timeout.
+            (its host refused the connection), the followers campaign in turn, this far
+            apart, instead of after a full election timeout; the first starts within half
+            of it. It should exceed one pre-vote and vote round trip, so that the first in
+            line wins before the next starts. 0 turns this off; silent failures always
+            fall back to the election timeout.
     """
 
     election_timeout: float = 1.0

@@ -272,10 +272,16 @@ class ElectionCore:
 
         Evidence means the peer's host refused a new connection after the old one broke,
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
-        node's leader, the node forgets it and campaigns after a short random delay
-        (``leader_down_delay``) instead of a full election timeout. Safety never depends
-        on this: wrong evidence costs at most a pre-vote that the others refuse while
-        they still hear the leader.
+        node's leader, the node forgets it and campaigns after a short delay instead of a
+        full election timeout. Safety never depends on this: wrong evidence costs at most
+        a pre-vote that the others refuse while they still hear the leader.
+
+        All followers see the same evidence at about the same moment, so a random delay
+        alone would have them campaign together and split the vote. Instead they take
+        turns: the surviving members, in an order that every node derives from the term
+        (and so rotates from one failover to the next), campaign ``leader_down_delay``
+        apart, each with a random part of up to half that step. The first in line usually
+        wins before the second starts.
         """
         self._now = now
         delay = self.config.leader_down_delay
@@ -292,9 +298,12 @@ class ElectionCore:
                 self._term,
             )
             self.metrics.leader_down_reports += 1
+            survivors = sorted(self._voters() - {peer_id})
+            turn = (survivors.index(self.node_id) + self._term) % len(survivors)
             self._leader_id = None
             self._leader_contact = -math.inf
-            self._election_deadline = min(self._election_deadline, now + delay * self._rng.random())
+            wait = delay * (turn + 0.5 * self._rng.random())
+            self._election_deadline = min(self._election_deadline, now + wait)
         return self._finish()
 
     def terminate(self, now: float) -> Output:
