@@ -162,6 +162,14 @@ def test_a_schedule_heals_in_time_and_keeps_a_majority_of_processes(seed: int) -
             assert {a, b} <= set(IDS)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_in_three_nodes_one_process_at_most_is_down(seed: int) -> None:
+    faults = [f for f in make_schedule(seed, ["a", "b", "c"], 60) if f.kind in ("kill", "stop")]
+    assert faults
+    for fault in faults:
+        assert sum(1 for f in faults if f.at <= fault.at < f.ends) == 1
+
+
 @pytest.mark.parametrize(
     ("nodes", "duration", "problem"),
     [(["a", "b"], 60.0, "three nodes"), (IDS, 1.0, "at least 2 s")],

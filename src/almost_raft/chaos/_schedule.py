@@ -15,8 +15,8 @@ Kinds
 ``kill``          SIGKILL, and a restart with the same ports and state file afterwards.
 ``stop``          SIGSTOP, and SIGCONT afterwards: the process keeps its sockets, silent.
 
-Rule 1 (a majority can come back). At most two processes are down (killed or stopped)
-at once, so three of five nodes can always elect once the links allow it.
+Rule 1 (a majority can come back). Fewer than half the processes are down (killed or
+stopped) at once, two of five, so a majority can always elect once the links allow it.
 
 Rule 2 (the leader is a target). Half the ``kill`` and ``stop`` faults name
 :data:`LEADER`: the harness resolves it, when the fault starts, to the node that last
@@ -34,8 +34,6 @@ __all__ = ["FAULT_KINDS", "LEADER", "Fault", "make_schedule"]
 FAULT_KINDS = ("drop", "delay", "cut_one_way", "cut", "partition", "kill", "stop")
 LEADER = "<leader>"
 PROCESS_KINDS = frozenset({"kill", "stop"})
-#: How many processes may be down at once (Rule 1).
-MAX_DOWN = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,6 +101,7 @@ def make_schedule(
         raise ValueError(f"need 0 < min_gap <= max_gap, got {min_gap} and {max_gap}")
     rng = random.Random(seed)
     ids = sorted(nodes)
+    max_down = (len(ids) - 1) // 2
     faults: list[Fault] = []
     now = rng.uniform(min_gap, max_gap)
     while now < duration - 1.0:
@@ -110,7 +109,7 @@ def make_schedule(
         kind = rng.choice(FAULT_KINDS)
         if kind in PROCESS_KINDS:
             down = [f for f in faults if f.kind in PROCESS_KINDS and f.ends > now]
-            if len(down) >= MAX_DOWN:
+            if len(down) >= max_down:
                 kind = "drop"
         faults.append(_fault(rng, kind, now, length, ids, faults))
         now += rng.uniform(min_gap, max_gap)
