@@ -32,5 +32,14 @@ pytest: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/python -m almost_raft.sim --seeds 10000
 
+# Failover benchmarks (minutes each; BENCH_ARGS=--quick for a minute each). The last one
+# needs PySyncObj, which almost-raft does not depend on: $(BIN)/pip install pysyncobj
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/figure16.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/failover.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/cluster_size.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/pysyncobj_compare.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
