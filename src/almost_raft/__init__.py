@@ -37,6 +37,7 @@ from ._state import HardState, NodeState
 from ._store import FileStore, MemoryStore, Store
 from ._tcp import TcpTransport
 from ._tcp_metrics import TcpMetrics
+from ._tls import TlsConfig
 from ._transport import Inbox, Transport
 from ._watch import Subscription
 
@@ -80,6 +81,7 @@ __all__ = [
     "InMemoryTransport",
     "TcpTransport",
     "TcpMetrics",
+    "TlsConfig",
     "NetworkFaults",
     "Store",
     "MemoryStore",

@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_seconds, default=2.0, help="seconds to wait per node"
     )
     status.set_defaults(handler=_run_status)
+
+    certs = commands.add_parser(
+        "certs",
+        help="make a cluster CA and node certificates for mutual TLS",
+        description="Write ca.pem and ca.key (unless they exist) and NODE.pem and NODE.key "
+        "for each NODE into --dir, for the [tls] section of the cluster file. Needs "
+        "cryptography: pip install 'almost-raft[tls]'. Keep ca.key off the nodes.",
+    )
+    certs.add_argument("--dir", required=True, type=Path, help="where the files go")
+    certs.add_argument("--cluster", required=True, help="the cluster id, to name the CA")
+    certs.add_argument(
+        "--days", type=_positive_int, default=825, help="validity in days (default 825)"
+    )
+    certs.add_argument("node_ids", nargs="+", metavar="NODE", help="a node id to certify")
+    certs.set_defaults(handler=_run_certs)
     return parser
 
 
@@ -158,6 +173,21 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0 if print_cluster_status(reports, sys.stdout) else 1
 
 
+def _run_certs(args: argparse.Namespace) -> int:
+    from ._certs import make_certificates
+    from ._errors import ConfigError
+
+    try:
+        files = make_certificates(args.dir, args.cluster, args.node_ids, days=args.days)
+    except (ConfigError, ImportError, OSError) as exc:
+        print(f"almost-raft certs: {exc}", file=sys.stderr)
+        return 2
+    print(f"CA: {files.ca} (key {files.ca_key}: keep it off the nodes)")
+    for node_id, (cert, key) in files.nodes.items():
+        print(f"{node_id}: {cert} {key}")
+    return 0
+
+
 def _configure_logging(level: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -178,6 +208,13 @@ def _positive_seconds(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
     return value
 
 

@@ -20,6 +20,8 @@ Example::
     [nodes.b]
     address = "10.0.0.2:7000"
 
+The optional ``secret_file`` and ``[tls]`` fields are in :mod:`._cluster_security`.
+
 Every error names the field (``nodes.b.address``) and says what would be valid.
 """
 
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._cluster_security import SECURITY_FIELDS, Security, parse_security
 from ._config import ElectionConfig
 from ._errors import ConfigError
 from ._messages import MAX_ID_LENGTH
@@ -45,8 +48,8 @@ _ELECTION_FIELDS = {
 }
 # Switches that only turn a protection off: for tests and for comparing behaviours.
 _ELECTION_FLAGS = ("pre_vote", "check_quorum")
-_TOP_FIELDS = {"cluster", "state_dir", "election", "nodes"}
-_NODE_FIELDS = {"address", "http"}
+_TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
+_NODE_FIELDS = {"address", "http", "tls"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class ClusterConfig:
     election: ElectionConfig
     state_dir: Path | None = None
     source: str = "<memory>"
+    security: Security = dataclasses.field(default_factory=Security)
+    """TLS files and the shared secret's file; none by default."""
 
     @classmethod
     def load(cls, path: str | Path) -> ClusterConfig:
@@ -117,7 +122,9 @@ class ClusterConfig:
             state_path = Path(state_dir)
             if base_dir is not None and not state_path.is_absolute():
                 state_path = base_dir / state_path
-        return cls(cluster_id, nodes, _election(raw.get("election", {})), state_path, source)
+        election = _election(raw.get("election", {}))
+        security = parse_security(raw, list(nodes), base_dir)
+        return cls(cluster_id, nodes, election, state_path, source, security)
 
     def peers_of(self, node_id: str) -> dict[str, tuple[str, int]]:
         """The addresses of every member but ``node_id``."""

@@ -62,8 +62,13 @@ class _Node:
             )
         self.state_path = state_dir / f"{entry.node_id}.state"
         peers = cluster.peers_of(entry.node_id)
+        tls_files = cluster.security.tls.get(entry.node_id)
         self.transport = TcpTransport(
-            listen=entry.address, peers=peers, cluster_id=cluster.cluster_id
+            listen=entry.address,
+            peers=peers,
+            cluster_id=cluster.cluster_id,
+            tls=None if tls_files is None else tls_files.load(cluster.source),
+            secret=cluster.security.load_secret(cluster.source),
         )
         self.election = Election(
             entry.node_id,

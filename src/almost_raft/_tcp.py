@@ -27,6 +27,13 @@ larger than ``max_frame_bytes`` are refused before their body is read.
 
 Rule 3 (a connection speaks for one node). A message whose sender is not the node that
 opened the connection is refused as an impersonation.
+
+Rule 4 (proof before trust). With mutual TLS (:mod:`._tls`) a connection is refused
+unless the peer's certificate, signed by the cluster's CA, names the node id it claims
+or that we dialled. With a shared secret (:mod:`._auth`) it is refused unless the peer
+proves the secret on this very connection. Either check passes before any message is
+read, and every refusal is logged and counted (``bad_tls``, ``bad_identity``,
+``bad_auth``).
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 from collections.abc import Mapping
 
+from ._auth import accept_proof, check_secret, new_nonce, prove
 from ._errors import ConfigError
 from ._listener import Listener
 from ._messages import PeerMessage
 from ._tcp_metrics import ConnectFailure, MessageCounts, TcpMetrics
+from ._tls import TlsConfig, certificate_names
 from ._transport import Inbox, Transport
 from ._wire import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -135,6 +145,10 @@ class TcpTransport(Transport):
         send_buffer_bytes: the size of each connection's asyncio and kernel send buffers;
             small, so a message never waits behind a heap of stale ones.
         rng: the source of the backoff jitter, for reproducible runs.
+        tls: mutual TLS for every connection (:class:`TlsConfig`); None for plain TCP.
+        secret: the cluster's shared secret (at least 16 bytes); every connection then
+            starts with both ends proving they know it. None for no such proof. Every
+            node of a cluster must use the same settings for both.
 
     Raises:
         ConfigError: an argument is invalid.
@@ -156,8 +170,14 @@ class TcpTransport(Transport):
         backoff_max: float = 1.0,
         send_buffer_bytes: int = 64 * 1024,
         rng: random.Random | None = None,
+        tls: TlsConfig | None = None,
+        secret: bytes | None = None,
     ) -> None:
         require_msgpack()
+        if tls is not None and not isinstance(tls, TlsConfig):
+            raise ConfigError("tls", tls, "must be a TlsConfig, e.g. TlsConfig.from_files(...)")
+        self._tls = tls
+        self._secret = None if secret is None else check_secret("secret", secret)
         self._listen = _check_address("listen", listen, allow_port_zero=True)
         _check_id("cluster_id", cluster_id)
         self._cluster_id = cluster_id
@@ -199,7 +219,6 @@ class TcpTransport(Transport):
         self._inbox: Inbox | None = None
         # Set whenever a sender emptied its queue into its socket; close() waits on it.
         self._wrote = asyncio.Event()
-        self._handshake_frame = b""
         self._listener: Listener | None = None
         self._closed = False
         # The sender task of every peer, and any still ending after their peer moved.
@@ -210,6 +229,9 @@ class TcpTransport(Transport):
         self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter | None] = {}
         # The current inbound connection of each peer that has one.
         self._inbound: dict[str, asyncio.StreamWriter] = {}
+        # Inbound connections still in their TLS handshake: they have no writer to abort
+        # yet, so close() cancels them instead.
+        self._tls_handshaking: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ public API
 
@@ -249,9 +271,6 @@ class TcpTransport(Transport):
         _check_id("node_id", node_id)
         self._node_id = node_id
         self._inbox = inbox
-        self._handshake_frame = encode_handshake(
-            Handshake(PROTOCOL_VERSION, self._cluster_id, node_id)
-        )
         host, port = self._listen
         try:
             self._listener = await Listener.open(host, port, self._accepted)
@@ -259,7 +278,17 @@ class TcpTransport(Transport):
             self._node_id = None
             self._inbox = None
             raise
-        logger.info("%s: listening on %s:%d", node_id, *self.address)
+        protections = [
+            name
+            for name, on in (("mutual TLS", self._tls), ("shared secret", self._secret))
+            if on is not None
+        ]
+        logger.info(
+            "%s: listening on %s:%d (%s)",
+            node_id,
+            *self.address,
+            " and ".join(protections) or "no TLS, no shared secret",
+        )
         for peer in self._peers.values():
             self._start_sender(peer)
 
@@ -366,6 +395,8 @@ class TcpTransport(Transport):
         for writer in self._handlers.values():
             if writer is not None:
                 writer.transport.abort()
+        for task in self._tls_handshaking:
+            task.cancel()
         tasks = [*self._senders, *self._handlers]
         if tasks:
             # wait(), not gather(): if close() itself is cancelled, the tasks still end.
@@ -443,7 +474,16 @@ class TcpTransport(Transport):
             # cancellation that arrives as the connection completes, and close() would
             # then wait for this task forever.
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                if self._tls is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                else:
+                    reader, writer = await asyncio.open_connection(
+                        host, port, ssl=self._tls.client, server_hostname=host
+                    )
+        except ssl.SSLError as exc:
+            self.metrics.count(FrameProblem.TLS)
+            self._report_refusal(peer, "TLS handshake failed", exc)
+            return None
         except ConnectionRefusedError as exc:
             self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
             if probe and self._inbox is not None:
@@ -462,10 +502,66 @@ class TcpTransport(Transport):
             # otherwise let megabytes of stale messages queue for a peer that stopped reading.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
         writer.transport.set_write_buffer_limits(high=self._send_buffer_bytes)
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                await self._introduce(peer, reader, writer)
+        except WireError as exc:
+            self.metrics.count(exc.problem)
+            self._report_refusal(peer, "refused the connection", exc)
+            await _abort(writer)
+            return None
+        except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
+            # The acceptor closed on our handshake: another secret, or a TLS certificate
+            # it refused. Its own log says which.
+            self._report_refusal(peer, "closed the connection during the handshake", exc)
+            await _abort(writer)
+            return None
         self.metrics.connects += 1
         peer.failing = False
         logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
         return reader, writer
+
+    async def _introduce(
+        self, peer: _Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Check the acceptor's certificate, send our handshake and prove the secret.
+
+        Raises:
+            WireError: the acceptor is not ``peer`` (``IDENTITY``) or did not prove the
+                secret (``AUTH``).
+            OSError, asyncio.IncompleteReadError: the connection failed.
+        """
+        assert self._node_id is not None
+        if self._tls is not None:
+            names = certificate_names(writer.get_extra_info("peercert"))
+            if peer.node_id not in names:
+                raise WireError(
+                    FrameProblem.IDENTITY,
+                    f"dialled {peer.node_id!r}, its certificate names {sorted(names)}",
+                )
+        handshake = Handshake(
+            PROTOCOL_VERSION,
+            self._cluster_id,
+            self._node_id,
+            None if self._secret is None else new_nonce(),
+        )
+        writer.write(encode_handshake(handshake))
+        if self._secret is not None:
+            await prove(
+                self._secret, handshake, peer.node_id, lambda: self._read_frame(reader), writer
+            )
+
+    def _report_refusal(self, peer: _Peer, what: str, exc: BaseException) -> None:
+        # Every refusal is worth a warning: a misconfigured or hostile peer, not a blip.
+        peer.failing = True
+        logger.warning(
+            "%s: %s at %s:%d %s: %s",
+            self._node_id,
+            peer.node_id,
+            *peer.address,
+            what,
+            exc or repr(exc),
+        )
 
     def _report_connect_failure(self, peer: _Peer, failure: ConnectFailure, exc: OSError) -> None:
         """Count and log a failed dial of ``peer``.
@@ -497,7 +593,6 @@ class TcpTransport(Transport):
         Raises:
             OSError: always, eventually: the connection broke or the peer stopped reading.
         """
-        writer.write(self._handshake_frame)
         peer.connected = True
         # The peer never writes on this connection, so a read completes only when it
         # closes it: the quickest way to learn it is gone before a write fails.
@@ -566,20 +661,51 @@ class TcpTransport(Transport):
         try:
             if self._closed:
                 return
-            reader, writer = await asyncio.open_connection(sock=conn)
+            reader, writer = await self._open_inbound(conn)
             if self._closed:
                 return
             task = asyncio.current_task()
             assert task is not None
             self._handlers[task] = writer
             await self._receive(reader, writer, who)
-        except OSError as exc:
+        except ssl.SSLError as exc:
+            self.metrics.count(FrameProblem.TLS)
+            logger.warning("%s: TLS handshake from %s failed: %s", self._node_id, who, exc)
+        except (OSError, TimeoutError) as exc:
             logger.debug("%s: connection from %s failed: %r", self._node_id, who, exc)
         finally:
             if writer is None:
                 conn.close()
             else:
                 await _abort(writer)
+
+    async def _open_inbound(
+        self, conn: socket.socket
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Streams on an accepted socket, after the TLS handshake when TLS is on.
+
+        Raises:
+            ssl.SSLError: the TLS handshake failed (no certificate from the CA...).
+            OSError, TimeoutError: the connection failed or the handshake took too long.
+        """
+        if self._tls is None:
+            return await asyncio.open_connection(sock=conn)
+        # asyncio.open_connection() cannot take the server side of TLS; this is what
+        # asyncio.start_server() does for each connection it accepts.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._tls_handshaking.add(task)
+        try:
+            reader = asyncio.StreamReader(loop=loop)
+            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+            async with asyncio.timeout(self._handshake_timeout):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, conn, ssl=self._tls.server
+                )
+        finally:
+            self._tls_handshaking.discard(task)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def _receive(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, who: str
@@ -590,18 +716,15 @@ class TcpTransport(Transport):
         self.metrics.accepted += 1
         node_id: str | None = None
         try:
+            # The whole handshake, proof of the secret included, has one deadline.
             try:
                 async with asyncio.timeout(self._handshake_timeout):
-                    body = await self._read_frame(reader)
+                    handshake = await self._check_handshake(reader, writer)
             except TimeoutError:
                 raise WireError(
                     FrameProblem.HANDSHAKE_REFUSED,
                     f"no handshake within {self._handshake_timeout} s",
                 ) from None
-            handshake = decode_handshake(body, self._max_frame_bytes)
-            check_handshake(
-                handshake, cluster_id=self._cluster_id, our_id=self._node_id, peers=self._peers
-            )
             node_id = handshake.node_id
             who = f"{node_id} ({who})"
             self.metrics.handshakes_accepted += 1
@@ -634,6 +757,38 @@ class TcpTransport(Transport):
         finally:
             if node_id is not None and self._inbound.get(node_id) is writer:
                 del self._inbound[node_id]
+
+    async def _check_handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Handshake:
+        """Read the dialler's handshake and check who it is, by every means configured.
+
+        Raises:
+            WireError: refused: the handshake is wrong (``HANDSHAKE_REFUSED``), the
+                certificate names another node (``IDENTITY``), or the dialler did not
+                prove the secret (``AUTH``).
+        """
+        assert self._node_id is not None
+        handshake = decode_handshake(await self._read_frame(reader), self._max_frame_bytes)
+        check_handshake(
+            handshake, cluster_id=self._cluster_id, our_id=self._node_id, peers=self._peers
+        )
+        if self._tls is not None:
+            names = certificate_names(writer.get_extra_info("peercert"))
+            if handshake.node_id not in names:
+                raise WireError(
+                    FrameProblem.IDENTITY,
+                    f"claims {handshake.node_id!r}, its certificate names {sorted(names)}",
+                )
+        if self._secret is not None:
+            await accept_proof(
+                self._secret, handshake, self._node_id, lambda: self._read_frame(reader), writer
+            )
+        elif handshake.nonce is not None:
+            raise WireError(
+                FrameProblem.AUTH, "the peer offers a shared secret; this node has none"
+            )
+        return handshake
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
         """Read one frame's body, refusing an oversized one before reading it."""

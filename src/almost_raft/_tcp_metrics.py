@@ -55,6 +55,12 @@ class TcpMetrics:
             connection they came on.
         handshakes_refused: inbound connections refused at the handshake (another
             protocol version or cluster, an unknown node id, no handshake in time).
+        bad_auth: connections, either way, whose peer did not prove it knows the
+            cluster's shared secret.
+        bad_tls: connections, either way, whose TLS handshake failed (no certificate
+            signed by the cluster's CA, or not TLS at all).
+        bad_identity: connections, either way, whose peer's certificate does not name
+            the node id it claims (inbound) or that was dialled (outbound).
         accepted: inbound connections accepted (before their handshake).
         handshakes_accepted: inbound connections whose handshake was accepted.
         connects: outbound connections made.
@@ -75,6 +81,9 @@ class TcpMetrics:
     bad_field: int = 0
     bad_impersonation: int = 0
     handshakes_refused: int = 0
+    bad_auth: int = 0
+    bad_tls: int = 0
+    bad_identity: int = 0
     accepted: int = 0
     handshakes_accepted: int = 0
     connects: int = 0

@@ -9,6 +9,7 @@ Every frame is a 4-byte big-endian body length followed by a msgpack body. The f
 frame on a connection is the handshake, then every frame is one peer message::
 
     handshake             ["almost-raft", version, cluster_id, node_id]
+                          ["almost-raft", version, cluster_id, node_id, nonce]
     RequestVote           [1, term, candidate_id, pre_vote, transfer]
     RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
     HeartBeat             [3, term, leader_id]
@@ -17,6 +18,13 @@ frame on a connection is the handshake, then every frame is one peer message::
 
 The first two handshake fields keep this layout in every protocol version, so a node can
 always tell a peer that speaks another version from one that speaks garbage.
+
+In a cluster with a shared secret (:mod:`._auth`) the handshake carries the dialler's
+nonce, and two more frames follow it before any message: the acceptor answers
+``[nonce, proof]`` (its own nonce, and its proof of the secret) and the dialler then
+sends ``[proof]``. Nonces and proofs are 32-byte msgpack binaries. A node without the
+secret refuses the five-field handshake and a node with it refuses the four-field one,
+so the layout needs no new protocol version: neither side can misread the other.
 
 Rules
 -----
@@ -58,16 +66,21 @@ __all__ = [
     "HEADER_BYTES",
     "MESSAGE_KINDS",
     "MIN_MAX_FRAME_BYTES",
+    "NONCE_BYTES",
     "PROTOCOL_VERSION",
     "FrameProblem",
     "Handshake",
     "WireError",
     "check_handshake",
     "check_wire_id",
+    "decode_challenge",
     "decode_handshake",
+    "decode_proof",
     "decode_message",
+    "encode_challenge",
     "encode_handshake",
     "encode_message",
+    "encode_proof",
     "frame_length",
     "message_kind",
     "require_msgpack",
@@ -85,6 +98,8 @@ _HEADER = struct.Struct(">I")
 _MAX_STR_BYTES = 4 * MAX_ID_LENGTH
 # The longest array we ever send has 5 elements; a little slack costs nothing.
 _MAX_ARRAY_LEN = 8
+#: The length of every nonce and proof of the shared-secret handshake (HMAC-SHA256).
+NONCE_BYTES = 32
 
 
 class FrameProblem(enum.Enum):
@@ -96,6 +111,12 @@ class FrameProblem(enum.Enum):
     BAD_FIELD = "bad_field"
     IMPERSONATION = "bad_impersonation"
     HANDSHAKE_REFUSED = "handshakes_refused"
+    #: The peer did not prove it knows the cluster's shared secret.
+    AUTH = "bad_auth"
+    #: The TLS handshake failed: no certificate from the cluster's CA, or not TLS at all.
+    TLS = "bad_tls"
+    #: The peer's certificate does not name the node id it claims, or that we dialled.
+    IDENTITY = "bad_identity"
 
 
 class WireError(Exception):
@@ -114,11 +135,16 @@ class WireError(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Handshake:
-    """The first frame of every connection: who is calling, in which cluster, how."""
+    """The first frame of every connection: who is calling, in which cluster, how.
+
+    ``nonce`` is the dialler's fresh random challenge when it proves a shared secret, and
+    None when the cluster has none.
+    """
 
     version: int
     cluster_id: str
     node_id: str
+    nonce: bytes | None = None
 
 
 def require_msgpack() -> Any:
@@ -161,7 +187,20 @@ def message_kind(message: PeerMessage) -> str:
 
 def encode_handshake(handshake: Handshake) -> bytes:
     """Return the complete frame (header included) that opens a connection."""
-    return _frame([MAGIC, handshake.version, handshake.cluster_id, handshake.node_id])
+    fields: list[object] = [MAGIC, handshake.version, handshake.cluster_id, handshake.node_id]
+    if handshake.nonce is not None:
+        fields.append(handshake.nonce)
+    return _frame(fields)
+
+
+def encode_challenge(nonce: bytes, proof: bytes) -> bytes:
+    """Return the acceptor's answer to a handshake with a nonce: its nonce and its proof."""
+    return _frame([nonce, proof])
+
+
+def encode_proof(proof: bytes) -> bytes:
+    """Return the dialler's last handshake frame: its proof of the shared secret."""
+    return _frame([proof])
 
 
 def encode_message(message: PeerMessage) -> bytes:
@@ -218,7 +257,7 @@ def decode_handshake(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     Raises:
         WireError: the body is not a handshake of our protocol version.
     """
-    fields = _unpack(body, max_frame_bytes)
+    fields = _unpack(body, max_frame_bytes, max_bin_len=NONCE_BYTES)
     if not isinstance(fields, list) or len(fields) < 2 or fields[0] != MAGIC:
         raise WireError(FrameProblem.HANDSHAKE_REFUSED, "not an almost-raft handshake")
     version = fields[1]
@@ -229,15 +268,60 @@ def decode_handshake(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
             FrameProblem.HANDSHAKE_REFUSED,
             f"protocol version {version}, this node speaks {PROTOCOL_VERSION}",
         )
-    if len(fields) != 4 or type(fields[2]) is not str or type(fields[3]) is not str:
+    if len(fields) not in (4, 5) or type(fields[2]) is not str or type(fields[3]) is not str:
         raise WireError(FrameProblem.HANDSHAKE_REFUSED, "malformed handshake")
     cluster_id, node_id = fields[2], fields[3]
+    nonce = fields[4] if len(fields) == 5 else None
+    if nonce is not None and (type(nonce) is not bytes or len(nonce) != NONCE_BYTES):
+        raise WireError(
+            FrameProblem.HANDSHAKE_REFUSED, f"the nonce must be {NONCE_BYTES} bytes of binary"
+        )
     try:
         check_node_id("cluster_id", cluster_id)
         check_node_id("node_id", node_id)
     except (TypeError, ValueError) as exc:
         raise WireError(FrameProblem.HANDSHAKE_REFUSED, str(exc)) from None
-    return Handshake(version, cluster_id, node_id)
+    return Handshake(version, cluster_id, node_id, nonce)
+
+
+def decode_challenge(body: bytes) -> tuple[bytes, bytes]:
+    """Decode the acceptor's answer to a handshake: ``(its nonce, its proof)``.
+
+    Raises:
+        WireError: ``AUTH``: the body is not exactly two 32-byte binaries.
+    """
+    nonce, proof = _binaries(body, 2, "challenge")
+    return nonce, proof
+
+
+def decode_proof(body: bytes) -> bytes:
+    """Decode the dialler's proof of the shared secret.
+
+    Raises:
+        WireError: ``AUTH``: the body is not exactly one 32-byte binary.
+    """
+    (proof,) = _binaries(body, 1, "proof")
+    return proof
+
+
+def _binaries(body: bytes, count: int, what: str) -> list[bytes]:
+    # Both frames are a few dozen bytes; anything longer is refused before decoding.
+    limit = 16 + count * (NONCE_BYTES + 2)
+    try:
+        fields = _unpack(body, limit, max_bin_len=NONCE_BYTES)
+    except WireError as exc:
+        raise WireError(FrameProblem.AUTH, f"{what}: {exc.detail}") from None
+    wrong = WireError(
+        FrameProblem.AUTH, f"a {what} must be {count} binaries of {NONCE_BYTES} bytes"
+    )
+    if not isinstance(fields, list) or len(fields) != count:
+        raise wrong
+    binaries: list[bytes] = []
+    for field in fields:
+        if type(field) is not bytes or len(field) != NONCE_BYTES:
+            raise wrong
+        binaries.append(field)
+    return binaries
 
 
 def check_handshake(
@@ -299,21 +383,22 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
         raise WireError(FrameProblem.BAD_FIELD, f"{cls.__name__}: {exc}") from None
 
 
-def _unpack(body: bytes, max_frame_bytes: int) -> object:
+def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> object:
     if len(body) > max_frame_bytes:
         raise WireError(
             FrameProblem.OVERSIZED, f"frame of {len(body)} bytes, limit {max_frame_bytes}"
         )
     msgpack = require_msgpack()
-    # Each limit caps what one header inside the body may make msgpack allocate; maps,
-    # binaries and extension types never occur in our frames, so they are refused outright.
+    # Each limit caps what one header inside the body may make msgpack allocate; maps and
+    # extension types never occur in our frames, so they are refused outright, and
+    # binaries only where a nonce or proof belongs.
     unpacker = msgpack.Unpacker(
         raw=False,
         use_list=True,
         strict_map_key=True,
         max_buffer_size=max(max_frame_bytes, 1),
         max_str_len=_MAX_STR_BYTES,
-        max_bin_len=0,
+        max_bin_len=max_bin_len,
         max_array_len=_MAX_ARRAY_LEN,
         max_map_len=0,
         max_ext_len=0,

@@ -1,0 +1,286 @@
+"""Mutual TLS: only certificates from the cluster's CA get in, and only as the node they name.
+
+Certificates are made at run time by ``almost-raft certs`` (the cryptography package),
+into a temporary directory per test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from almost_raft._certs import make_certificates
+from almost_raft._cli import main
+from almost_raft._errors import ConfigError
+from almost_raft._messages import HeartBeat, PeerMessage
+from almost_raft._tcp import TcpTransport
+from almost_raft._tls import TlsConfig, certificate_names
+from almost_raft._wire import PROTOCOL_VERSION, Handshake, encode_handshake, encode_message
+from helpers_async import run_async
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = "tls-test"
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cluster CA with certificates for a, b and c, and a second CA with one for a."""
+    directory = tmp_path_factory.mktemp("pki")
+    make_certificates(directory / "cluster", CLUSTER, ["a", "b", "c"])
+    make_certificates(directory / "rogue", "rogue", ["a"])
+    return directory
+
+
+def tls(pki: Path, node: str, *, ca: str = "cluster", issuer: str = "cluster") -> TlsConfig:
+    """``node``'s contexts: trusting the CA in ``ca``, with its certificate from ``issuer``."""
+    return TlsConfig.from_files(
+        ca=pki / ca / "ca.pem", cert=pki / issuer / f"{node}.pem", key=pki / issuer / f"{node}.key"
+    )
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[PeerMessage] = []
+
+    def deliver(self, message: PeerMessage) -> None:
+        self.messages.append(message)
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        pass
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def nodes(
+    configs: dict[str, TlsConfig | None],
+) -> AsyncIterator[dict[str, tuple[TcpTransport, Inbox]]]:
+    """Started transports with the given TLS settings, each knowing the others' addresses."""
+    started: dict[str, tuple[TcpTransport, Inbox]] = {}
+    try:
+        for node_id, config in configs.items():
+            transport = TcpTransport(
+                listen=("127.0.0.1", 0), peers={}, cluster_id=CLUSTER, tls=config, **FAST
+            )
+            started[node_id] = (transport, Inbox())
+            await transport.start(node_id, started[node_id][1])
+        for node_id, (transport, _) in started.items():
+            for other_id, (other, _) in started.items():
+                if other_id != node_id:
+                    transport.set_peer_address(other_id, other.address)
+        yield started
+    finally:
+        for transport, _ in started.values():
+            await transport.close()
+
+
+@run_async
+async def test_nodes_with_certificates_from_the_cluster_ca_talk(pki: Path) -> None:
+    async with nodes({"a": tls(pki, "a"), "b": tls(pki, "b")}) as cluster:
+        (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
+        await a.send("b", HeartBeat(1, "a"))
+        await b.send("a", HeartBeat(2, "b"))
+        await eventually(lambda: b_inbox.messages == [HeartBeat(1, "a")], "a -> b")
+        await eventually(lambda: a_inbox.messages == [HeartBeat(2, "b")], "b -> a")
+        for transport in (a, b):
+            assert transport.metrics.bad_tls == transport.metrics.bad_identity == 0
+
+
+def refusals(*transports: TcpTransport) -> int:
+    return sum(t.metrics.bad_tls + t.metrics.bad_identity for t in transports)
+
+
+@pytest.mark.parametrize(
+    "config_a",
+    [
+        pytest.param("rogue-ca", id="certificate-from-another-ca"),
+        pytest.param("plain", id="no-tls-at-all"),
+    ],
+)
+@run_async
+async def test_a_peer_without_a_certificate_from_the_cluster_ca_is_refused(
+    pki: Path, config_a: str
+) -> None:
+    # The rogue a trusts the cluster CA, so only b's refusal keeps it out.
+    rogue = tls(pki, "a", issuer="rogue") if config_a == "rogue-ca" else None
+    async with nodes({"a": rogue, "b": tls(pki, "b")}) as cluster:
+        (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
+        for _ in range(3):
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeat(1, "b"))
+            await asyncio.sleep(0.05)
+        await eventually(lambda: b.metrics.bad_tls >= 1, "b to refuse a's TLS handshake")
+        assert b_inbox.messages == []
+        assert a_inbox.messages == []
+        assert b.metrics.handshakes_accepted == 0
+
+
+@run_async
+async def test_a_certificate_that_names_another_node_is_refused_both_ways(pki: Path) -> None:
+    # "a" runs with c's certificate: a genuine one, from the cluster's CA.
+    async with nodes({"a": tls(pki, "c"), "b": tls(pki, "b")}) as cluster:
+        (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
+        await a.send("b", HeartBeat(1, "a"))
+        await b.send("a", HeartBeat(1, "b"))
+        # b refuses the handshake that claims a, and refuses to dial a certificate of c.
+        await eventually(lambda: b.metrics.bad_identity >= 2, "b to refuse both connections")
+        assert b_inbox.messages == []
+        assert a_inbox.messages == []
+
+
+@run_async
+async def test_close_ends_a_connection_stuck_in_its_tls_handshake(pki: Path) -> None:
+    transport = TcpTransport(
+        listen=("127.0.0.1", 0),
+        peers={},
+        cluster_id=CLUSTER,
+        tls=tls(pki, "b"),
+        handshake_timeout=60.0,
+    )
+    await transport.start("b", Inbox())
+    _, writer = await asyncio.open_connection(*transport.address)
+    try:
+        await eventually(lambda: transport.metrics.accepted == 0 and bool(transport._handlers), "")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await transport.close()
+        assert loop.time() - started < 2.0
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@run_async
+async def test_a_plaintext_handshake_to_a_tls_node_is_refused(pki: Path) -> None:
+    async with nodes({"b": tls(pki, "b")}) as cluster:
+        b, inbox = cluster["b"]
+        b.set_peer_address("a", ("127.0.0.1", 1))
+        reader, writer = await asyncio.open_connection(*b.address)
+        writer.write(encode_handshake(Handshake(PROTOCOL_VERSION, CLUSTER, "a")))
+        writer.write(encode_message(HeartBeat(5, "a")))
+        async with asyncio.timeout(5.0):
+            with contextlib.suppress(ConnectionResetError):
+                await reader.read()
+        writer.close()
+        await eventually(lambda: b.metrics.bad_tls == 1, "the refusal to be counted")
+        assert inbox.messages == []
+
+
+def test_certificate_names_come_from_san_and_common_name() -> None:
+    peercert = {
+        "subject": ((("organizationName", "x"),), (("commonName", "a"),)),
+        "subjectAltName": (("DNS", "b"), ("URI", "spiffe://c"), ("IP Address", "10.0.0.1")),
+    }
+    assert certificate_names(peercert) == {"a", "b", "spiffe://c"}
+    assert certificate_names(None) == frozenset()
+    assert certificate_names({}) == frozenset()
+
+
+def test_contexts_that_skip_verification_are_refused(pki: Path) -> None:
+    good = tls(pki, "a")
+    lax = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ConfigError) as info:
+        TlsConfig(lax, good.client)
+    assert info.value.field == "server"
+    hostnames = ssl.create_default_context(cafile=str(pki / "cluster" / "ca.pem"))
+    with pytest.raises(ConfigError, match="check_hostname") as info:
+        TlsConfig(good.server, hostnames)
+    assert info.value.field == "client"
+    with pytest.raises(ConfigError) as info:
+        TlsConfig(good.client, good.server)
+    assert info.value.field == "server"
+    with pytest.raises(ConfigError) as info:
+        TcpTransport(listen=("127.0.0.1", 0), peers={}, cluster_id=CLUSTER, tls=lax)  # type: ignore[arg-type]
+    assert info.value.field == "tls"
+
+
+def test_unusable_files_name_the_field(pki: Path, tmp_path: Path) -> None:
+    cluster = pki / "cluster"
+    ca, cert, key = cluster / "ca.pem", cluster / "a.pem", cluster / "a.key"
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        ({"ca": tmp_path / "missing.pem", "cert": cert, "key": key}, "ca", "no such file"),
+        ({"ca": ca, "cert": tmp_path / "missing.pem", "key": key}, "cert", "no such file"),
+        ({"ca": ca, "cert": cert, "key": tmp_path / "missing.key"}, "key", "no such file"),
+        ({"ca": garbage, "cert": cert, "key": key}, "ca", "PEM"),
+        ({"ca": ca, "cert": cert, "key": cluster / "b.key"}, "key", "not the private key"),
+        ({"ca": ca, "cert": garbage, "key": key}, "cert", "PEM"),
+    ]
+    for files, field, words in cases:
+        with pytest.raises(ConfigError, match=words) as info:
+            TlsConfig.from_files(**files)
+        assert info.value.field == field, files
+
+
+def test_certs_command_makes_a_ca_once_and_certificates_that_verify(tmp_path: Path) -> None:
+    out = tmp_path / "pki"
+    assert main(["certs", "--dir", str(out), "--cluster", "jobs", "a", "b"]) == 0
+    ca_before = (out / "ca.pem").read_bytes()
+    assert main(["certs", "--dir", str(out), "--cluster", "jobs", "c"]) == 0
+    assert (out / "ca.pem").read_bytes() == ca_before
+    for node in ("a", "b", "c"):
+        assert (out / f"{node}.key").stat().st_mode & 0o077 == 0
+        TlsConfig.from_files(ca=out / "ca.pem", cert=out / f"{node}.pem", key=out / f"{node}.key")
+    assert (out / "ca.key").stat().st_mode & 0o077 == 0
+    assert main(["certs", "--dir", str(out), "--cluster", "jobs", "bad id!"]) == 2
+
+
+def readme_openssl_scripts() -> list[str]:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```sh\n")[1:]]
+
+
+async def exchange_heartbeats(configs: dict[str, TlsConfig | None]) -> None:
+    async with nodes(configs) as cluster:
+        (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
+        await a.send("b", HeartBeat(1, "a"))
+        await b.send("a", HeartBeat(2, "b"))
+        await eventually(lambda: b_inbox.messages == [HeartBeat(1, "a")], "a -> b")
+        await eventually(lambda: a_inbox.messages == [HeartBeat(2, "b")], "b -> a")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_readme_openssl_commands_make_certificates_that_work(tmp_path: Path) -> None:
+    """The README's openssl recipe, run as written, makes files two nodes talk with."""
+    scripts = [s for s in readme_openssl_scripts() if "openssl req" in s]
+    assert len(scripts) == 2, "the README has one block for the CA and one per node"
+    make_ca, make_node = scripts
+    for script, node in ((make_ca, ""), (make_node, "a"), (make_node, "b")):
+        done = subprocess.run(
+            ["sh", "-euc", script],
+            cwd=tmp_path,
+            env={**os.environ, "NODE": node},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a.key").stat().st_mode & 0o077 == 0
+    configs: dict[str, TlsConfig | None] = {
+        node: TlsConfig.from_files(
+            ca=tmp_path / "ca.pem", cert=tmp_path / f"{node}.pem", key=tmp_path / f"{node}.key"
+        )
+        for node in ("a", "b")
+    }
+    asyncio.run(exchange_heartbeats(configs))
