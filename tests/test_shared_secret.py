@@ -351,3 +351,33 @@ def test_the_real_challenge_authenticates_the_acceptor_it_names() -> None:
         check_challenge(SECRET, handshake, "c", VALID_CHALLENGE)
     with pytest.raises(WireError):
         check_challenge(OTHER_SECRET, handshake, "b", VALID_CHALLENGE)
+
+
+@run_async
+async def test_close_while_waiting_for_the_acceptors_challenge_leaves_no_socket() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    transport = TcpTransport(
+        listen=("127.0.0.1", 0),
+        peers={"b": listener.getsockname()},
+        cluster_id=CLUSTER,
+        secret=SECRET,
+        handshake_timeout=60.0,
+    )
+    await transport.start("a", Inbox())
+    loop = asyncio.get_running_loop()
+    try:
+        await transport.send("b", HeartBeat(1, "a"))
+        conn, _ = await loop.sock_accept(listener)
+        with conn:
+            reader, writer = await asyncio.open_connection(sock=conn)
+            decode_handshake(await read_frame(reader))
+            # The acceptor never answers; close() must not wait for it, nor leak the socket.
+            started = loop.time()
+            await transport.close()
+            assert loop.time() - started < 2.0
+            assert await closed_by_peer(reader)
+            writer.close()
+    finally:
+        await transport.close()
+        listener.close()

@@ -516,6 +516,10 @@ class TcpTransport(Transport):
             self._report_refusal(peer, "closed the connection during the handshake", exc)
             await _abort(writer)
             return None
+        except BaseException:
+            # Cancelled (close()) while waiting for the acceptor: nobody else owns the socket.
+            writer.transport.abort()
+            raise
         self.metrics.connects += 1
         peer.failing = False
         logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
