@@ -172,8 +172,12 @@ class Trial:
 
     @property
     def split(self) -> bool:
-        """Whether more than one real election was needed: two candidates in one term,
-        or more than one term."""
+        """Whether the vote split: no one won the first term, so another was needed."""
+        return self.new_term - self.old_term > 1
+
+    @property
+    def contested(self) -> bool:
+        """Whether more than one live node campaigned (in one term or in several)."""
         return self.campaigns > 1
 
 
@@ -309,9 +313,7 @@ def breakdown(trials: Sequence[Trial]) -> dict[str, float]:
         "elected_ms": median([t.elected for t in trials]),
         "all_know_ms": median([t.all_know for t in trials]),
         "split_share": (sum(t.split for t in trials) / len(trials)) if trials else float("nan"),
-        "multi_term_share": (
-            sum(t.new_term - t.old_term > 1 for t in trials) / len(trials)
-            if trials
-            else float("nan")
+        "contested_share": (
+            sum(t.contested for t in trials) / len(trials) if trials else float("nan")
         ),
     }

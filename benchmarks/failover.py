@@ -33,6 +33,7 @@ from typing import Any
 from _common import ideal_failover, machine, plot_cdfs, summarize, table, write_json
 from _process_trials import Trial, TrialRun, breakdown, run_trials
 
+from almost_raft import FileStore, HardState
 from almost_raft._process_cluster import ClusterTimings, ProcessCluster
 
 TIMINGS = ClusterTimings(
@@ -82,6 +83,23 @@ def measure(
         )
 
 
+def store_save_seconds(directory: Path | None, saves: int = 30) -> list[float]:
+    """How long a node's state file takes to save (write, fsync, rename, fsync) there.
+
+    Every vote, and every candidate's own term and vote, waits for one such save before
+    its message leaves, so two of them lie on the path of every election.
+    """
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        store = FileStore(Path(scratch) / "bench.state")
+        took = []
+        for term in range(1, saves + 1):
+            started = time.perf_counter()
+            store.save(HardState(term, "n1"))
+            took.append(time.perf_counter() - started)
+        store.close()
+    return took
+
+
 def silent_best_case(run: TrialRun, timings: ClusterTimings, followers: int) -> dict[str, float]:
     """The best case of a silent failure: the earliest timer, plus the measured election.
 
@@ -92,7 +110,7 @@ def silent_best_case(run: TrialRun, timings: ClusterTimings, followers: int) -> 
     clean = [
         t.all_know - t.first_prevote
         for t in run.trials
-        if not t.split and t.first_prevote is not None
+        if not t.contested and t.first_prevote is not None
     ]
     election_ms = summarize(clean)["median_ms"]
     timer = ideal_failover(
@@ -163,11 +181,16 @@ def main() -> None:
         f"{trials} trials per kind"
     )
     state_dir = str(args.state_dir or tempfile.gettempdir())
-    print(f"state files under {state_dir}")
+    saves = summarize(store_save_seconds(args.state_dir))
+    print(
+        f"state files under {state_dir}; one save takes {saves['median_ms']:.1f} ms "
+        f"(median, p90 {saves['p90_ms']:.1f} ms)"
+    )
     results: dict[str, Any] = {
         "machine": info,
         "timings": dataclasses.asdict(TIMINGS),
         "state_dir": state_dir,
+        "state_save": saves,
         "kinds": {},
     }
     rows = []
@@ -192,6 +215,7 @@ def main() -> None:
                 know["max_ms"],
                 numbers["elected"]["median_ms"],
                 f"{parts['split_share'] * 100:.1f}%",
+                f"{parts['contested_share'] * 100:.0f}%",
                 best,
                 target,
                 run.timed_out,
@@ -214,6 +238,7 @@ def main() -> None:
         "max ms",
         "elected median ms",
         "split votes",
+        "contested",
         "best case median ms",
         "target",
         "timed out",
