@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -134,7 +136,9 @@ async def test_a_peer_without_a_certificate_from_the_cluster_ca_is_refused(
 
 
 @run_async
-async def test_a_certificate_that_names_another_node_is_refused_both_ways(pki: Path) -> None:
+async def test_a_certificate_that_names_another_node_is_refused_both_ways(
+    pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # "a" runs with c's certificate: a genuine one, from the cluster's CA.
     async with nodes({"a": tls(pki, "c"), "b": tls(pki, "b")}) as cluster:
         (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
@@ -144,6 +148,9 @@ async def test_a_certificate_that_names_another_node_is_refused_both_ways(pki: P
         await eventually(lambda: b.metrics.bad_identity >= 2, "b to refuse both connections")
         assert b_inbox.messages == []
         assert a_inbox.messages == []
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("claims 'a', its certificate names ['c']" in line for line in logged), logged
+    assert any("dialled 'a', its certificate names ['c']" in line for line in logged), logged
 
 
 @run_async
@@ -284,3 +291,12 @@ def test_the_readme_openssl_commands_make_certificates_that_work(tmp_path: Path)
         for node in ("a", "b")
     }
     asyncio.run(exchange_heartbeats(configs))
+
+
+def test_certs_without_cryptography_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    assert main(["certs", "--dir", str(tmp_path), "--cluster", "jobs", "a"]) == 2
+    assert "pip install 'almost-raft[tls]'" in capsys.readouterr().err
+    assert not (tmp_path / "ca.pem").exists()
