@@ -107,7 +107,13 @@ class _PeerUnreachable:
     peer_id: str
 
 
-_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _PeerUnreachable | _Terminate
+class _Alarm:
+    """Put in the inputs when the core's deadline comes, to wake the driver."""
+
+
+_ALARM = _Alarm()
+
+_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _PeerUnreachable | _Terminate | _Alarm
 
 
 class Runtime:
@@ -393,36 +399,54 @@ class Runtime:
         assert core is not None, "the driver runs only after start() built the core"
         loop = asyncio.get_running_loop()
         inputs = self._inputs
-        while True:
-            if loop.time() >= core.next_deadline:
-                await self._carry_out(core.tick(loop.time()))
-                continue
-            try:
-                item = inputs.get_nowait()
-            except asyncio.QueueEmpty:
-                deadline = core.next_deadline
-                try:
-                    async with asyncio.timeout_at(deadline if math.isfinite(deadline) else None):
-                        item = await inputs.get()
-                except TimeoutError:
+        # One timer for the core's deadline, moved only when the deadline moves. A timeout
+        # around each wait would add and cancel a timer for every message: a leader's
+        # deadline (its next heartbeat) stays put while the answers come in.
+        alarm: asyncio.TimerHandle | None = None
+        alarm_at = math.nan
+        try:
+            while True:
+                if loop.time() >= core.next_deadline:
+                    await self._carry_out(core.tick(loop.time()))
                     continue
-            now = loop.time()
-            if isinstance(item, PeerMessage):
-                output = core.receive(item, now)
-            elif isinstance(item, _AddPeer):
-                output = core.add_peer(item.peer_id, now)
-            elif isinstance(item, _RemovePeer):
-                output = core.remove_peer(item.peer_id, now)
-            elif isinstance(item, _StepDown):
-                output = core.step_down(now)
-            elif isinstance(item, _PeerUnreachable):
-                output = core.peer_unreachable(item.peer_id, now)
-            else:
-                if item.hand_over:
-                    await self._carry_out(core.transfer_leadership(now))
-                await self._carry_out(core.terminate(now))
-                return
-            await self._carry_out(output)
+                try:
+                    item = inputs.get_nowait()
+                except asyncio.QueueEmpty:
+                    deadline = core.next_deadline
+                    if deadline != alarm_at:
+                        if alarm is not None:
+                            alarm.cancel()
+                        alarm = (
+                            loop.call_at(deadline, inputs.put_nowait, _ALARM)
+                            if math.isfinite(deadline)
+                            else None
+                        )
+                        alarm_at = deadline
+                    item = await inputs.get()
+                now = loop.time()
+                if isinstance(item, _Alarm):
+                    # Rang, or stale: either way the next wait sets the alarm anew.
+                    alarm_at = math.nan
+                    continue
+                if isinstance(item, PeerMessage):
+                    output = core.receive(item, now)
+                elif isinstance(item, _AddPeer):
+                    output = core.add_peer(item.peer_id, now)
+                elif isinstance(item, _RemovePeer):
+                    output = core.remove_peer(item.peer_id, now)
+                elif isinstance(item, _StepDown):
+                    output = core.step_down(now)
+                elif isinstance(item, _PeerUnreachable):
+                    output = core.peer_unreachable(item.peer_id, now)
+                else:
+                    if item.hand_over:
+                        await self._carry_out(core.transfer_leadership(now))
+                    await self._carry_out(core.terminate(now))
+                    return
+                await self._carry_out(output)
+        finally:
+            if alarm is not None:
+                alarm.cancel()
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""
