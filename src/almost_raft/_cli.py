@@ -42,7 +42,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         width: int | None = None,
     ) -> None:
         if width is None:
-            width = _terminal_columns()
+            # The margin argparse leaves when it asks the terminal itself.
+            width = _terminal_columns() - 2
         super().__init__(prog, indent_increment, max_help_position, width)
 
 

@@ -1,0 +1,42 @@
+"""What an ``almost-raft run`` process imports: nothing it only needs on demand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from almost_raft._cli import _HelpFormatter, _terminal_columns
+
+# Builds the parser and imports what a node imports before it starts, then prints which
+# of the modules a node should not carry from the start are loaded.
+_PROBE = """
+import sys
+from almost_raft._cli import _parser
+_parser().parse_args(["run", "--config", "c.toml", "--id", "a"])
+import almost_raft._run_node, almost_raft._log_format
+print(",".join(m for m in ("ctypes", "shutil", "prometheus_client") if m in sys.modules))
+"""
+
+
+def test_a_node_imports_neither_ctypes_nor_shutil_nor_prometheus_at_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_the_help_width_follows_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "61")
+    assert _terminal_columns() == 61
+    # argparse keeps two columns of margin.
+    assert _HelpFormatter("prog")._width == 59
+
+
+def test_the_help_width_falls_back_to_80_without_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "not a number")
+    monkeypatch.setattr(sys, "__stdout__", None)
+    assert _terminal_columns() == 80
