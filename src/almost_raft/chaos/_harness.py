@@ -64,7 +64,8 @@ class ChaosReport:
 
     Attributes:
         options: what was run.
-        faults: how many faults of each kind were injected.
+        faults: how many faults of each kind were injected (a process fault finds no
+            target only if every process that is not held by another fault has exited).
         restarts: node restarts after SIGKILL.
         check: what the checker found.
         recovered_after: seconds from the final heal until all nodes agreed on a leader,
@@ -138,9 +139,11 @@ class _Run:
     # ------------------------------------------------------------------ faults
 
     def begin(self, index: int, fault: Fault) -> None:
-        self.injected[fault.kind] += 1
         if fault.kind in PROCESS_KINDS:
             node = self._process_target(fault)
+            if node is None:
+                return
+            self.injected[fault.kind] += 1
             self.resolved[index] = node
             if fault.kind == "kill":
                 self.cluster.kill(node)
@@ -149,14 +152,16 @@ class _Run:
                 self.cluster.stop(node)
             self.down[node] = (fault.kind, time.monotonic())
             return
+        self.injected[fault.kind] += 1
         for link in _links(fault, self.network.nodes):
             self.link_faults[link].append(fault)
             self._apply(link)
 
     def end(self, index: int, fault: Fault) -> None:
         if fault.kind in PROCESS_KINDS:
-            node = self.resolved.pop(index)
-            self._bring_back(node)
+            node = self.resolved.pop(index, None)
+            if node is not None:
+                self._bring_back(node)
             return
         for link in _links(fault, self.network.nodes):
             self.link_faults[link].remove(fault)
@@ -178,14 +183,17 @@ class _Run:
             self.cluster.cont(node)
         self.outages.append(Outage(node, since, time.monotonic()))
 
-    def _process_target(self, fault: Fault) -> str:
+    def _process_target(self, fault: Fault) -> str | None:
+        """The node a process fault hits: the one it names if that one is up, else
+        another that is; ``None`` if none is (a node that exited by itself is not up)."""
         (wanted,) = fault.nodes
         if wanted == LEADER:
             self.follow_leader()
             wanted = self.leader or ""
-        if wanted in self.down or wanted not in self.cluster.ids:
-            wanted = self.rng.choice([n for n in self.cluster.ids if n not in self.down])
-        return wanted
+        candidates = [n for n in self.cluster.live() if n not in self.down]
+        if wanted in candidates:
+            return wanted
+        return self.rng.choice(candidates) if candidates else None
 
     def _apply(self, link: tuple[str, str]) -> None:
         faults = self.link_faults[link]
