@@ -55,3 +55,18 @@ __all__ = [
     "NO_LEADER_AFTER_HEAL",
     "CORE_ERROR",
 ]
+
+# Reprs and tracebacks show the public path, not the private module.
+# (The kind constants and DEFAULT_CONFIG are values, not definitions, and keep theirs.)
+_DEFINED_HERE = (
+    "run_seed",
+    "SeedResult",
+    "CoreFactory",
+    "FaultProfile",
+    "quiet_logs",
+    "Violation",
+    "liveness_bound",
+)
+for _name in _DEFINED_HERE:
+    globals()[_name].__module__ = __name__
+del _name, _DEFINED_HERE
