@@ -159,3 +159,10 @@ def test_leader_down_delay_zero_turns_the_evidence_off() -> None:
     core.receive(HeartBeat(3, "b"), 0.1)
     assert core.peer_unreachable("b", 0.2).leader_change is None
     assert core.leader_id == "b"
+
+
+def test_a_hand_over_for_a_far_later_term_does_not_pass_the_lease() -> None:
+    core = _follower_of("b")
+    assert core.receive(RequestVote(1000, "c", transfer=True), 0.2).messages == ()
+    assert core.term == 3
+    assert core.metrics.dropped["vote_request_during_lease"] == 1

@@ -232,3 +232,16 @@ def test_memory_store_round_trip() -> None:
 
 def test_memory_store_starts_from_a_given_state() -> None:
     assert MemoryStore(HardState(4, "c")).load() == HardState(4, "c")
+
+
+def test_temporary_files_left_by_a_killed_save_are_removed_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "node.state"
+    store = FileStore(path)
+    store.save(HardState(4, "b"))
+    store.close()
+    leftover = tmp_path / ".node.state.tmp-99999"
+    leftover.write_bytes(b"half a save")
+    reopened = FileStore(path)
+    assert reopened.load() == HardState(4, "b")
+    assert not leftover.exists()
+    reopened.close()

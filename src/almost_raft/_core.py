@@ -330,13 +330,15 @@ class ElectionCore:
         if message.term > self._term:
             if (
                 isinstance(message, RequestVote)
-                and not message.transfer
+                and not (message.transfer and message.term == self._term + 1)
                 and self._in_leader_lease()
             ):
                 # Leader stickiness (thesis 4.2.3): while this node believes a leader is
                 # alive, a vote request does not even raise its term, so a node that was
                 # cut off and comes back cannot depose a healthy leader. A handed-over
-                # election is the leader's own wish, so it passes (thesis 3.10).
+                # election is the leader's own wish, so it passes (thesis 3.10), but only
+                # for the term right after the leader's: a forged hand-over cannot jump
+                # the term far ahead.
                 return self._drop("vote_request_during_lease", message)
             if isinstance(message, RequestVote) and message.pre_vote:
                 # A pre-vote is hypothetical: it never changes anyone's term.

@@ -137,6 +137,10 @@ class FileStore(Store):
                 str(self.path), "is in use by another running node (its lock file is held)"
             ) from exc
         self._lock = lock
+        # Only the lock holder writes temporary files, so any found now were left by a
+        # process killed in the middle of a save; the real file was never touched by them.
+        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            stale.unlink(missing_ok=True)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
