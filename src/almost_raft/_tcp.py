@@ -50,6 +50,7 @@ from collections.abc import Mapping
 from ._auth import accept_proof, check_secret, new_nonce, prove
 from ._errors import ConfigError
 from ._listener import Listener
+from ._log_limit import LimitedWarnings
 from ._messages import PeerMessage
 from ._tcp_metrics import ConnectFailure, MessageCounts, TcpMetrics
 from ._tls import TlsConfig, certificate_names
@@ -217,6 +218,7 @@ class TcpTransport(Transport):
         self.metrics = TcpMetrics()
         self._node_id: str | None = None
         self._inbox: Inbox | None = None
+        self._refusals = LimitedWarnings(logger)
         # Set whenever a sender emptied its queue into its socket; close() waits on it.
         self._wrote = asyncio.Event()
         self._listener: Listener | None = None
@@ -675,7 +677,9 @@ class TcpTransport(Transport):
             await self._receive(reader, writer, who)
         except ssl.SSLError as exc:
             self.metrics.count(FrameProblem.TLS)
-            logger.warning("%s: TLS handshake from %s failed: %s", self._node_id, who, exc)
+            self._refusals.warn(
+                "tls", "%s: TLS handshake from %s failed: %s", self._node_id, who, exc
+            )
         except (OSError, TimeoutError) as exc:
             logger.debug("%s: connection from %s failed: %r", self._node_id, who, exc)
         finally:
@@ -756,7 +760,13 @@ class TcpTransport(Transport):
                 self._inbox.deliver(message)
         except WireError as exc:
             self.metrics.count(exc.problem)
-            logger.warning("%s: closed the connection from %s: %s", self._node_id, who, exc)
+            self._refusals.warn(
+                exc.problem.name,
+                "%s: closed the connection from %s: %s",
+                self._node_id,
+                who,
+                exc,
+            )
         except (asyncio.IncompleteReadError, OSError) as exc:
             logger.debug("%s: connection from %s ended: %r", self._node_id, who, exc)
         finally:
