@@ -16,8 +16,9 @@ import contextlib
 import logging
 import os
 import signal
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+
+from ._parent_death import signal_on_parent_death
 
 __all__ = ["LeaderCommand"]
 
@@ -77,7 +78,10 @@ class LeaderCommand:
             ALMOST_RAFT_LEADER=self.node_id,
         )
         self._process = await asyncio.create_subprocess_exec(
-            *self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent()
+            *self.argv,
+            env=env,
+            start_new_session=True,
+            preexec_fn=signal_on_parent_death(signal.SIGKILL),
         )
         self.term = term
         self.starts += 1
@@ -124,30 +128,3 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
     # The command leads its own session, so its process group id is its pid.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGKILL the child when this process dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Imported here, not at the top: a node without a leader command never needs ctypes,
-    # and ctypes.util alone pulls in shutil, tempfile, bz2 and lzma (about 0.5 MiB of RSS).
-    import ctypes
-    import ctypes.util
-
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    parent = os.getpid()
-
-    def hook() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        # The parent may have died between fork and prctl; then nobody would stop us.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook

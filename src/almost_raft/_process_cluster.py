@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -43,6 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
+
+from ._parent_death import signal_on_parent_death
 
 __all__ = ["ClusterTimings", "LeaderEvent", "ProcessCluster"]
 
@@ -354,7 +353,8 @@ class ProcessCluster:
             stdout=log,
             stderr=log,
             process_group=0,
-            preexec_fn=_terminate_with_parent(),
+            # A harness killed without cleaning up must leave no node behind.
+            preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
         self._stopped.discard(node)
 
@@ -553,28 +553,6 @@ def _free_ports(count: int) -> list[int]:
 def _signal(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signum)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _terminate_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGTERM the node when the process that started it
-    dies, so a harness killed without cleaning up leaves no node behind."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    parent = os.getpid()
-
-    def hook() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
 
 
 # Strong references: a cluster dropped without close() must still be closed at exit.
