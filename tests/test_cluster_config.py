@@ -115,3 +115,20 @@ def test_unknown_id_lists_members(tmp_path: Path) -> None:
 )
 def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port("f", text) == expected
+
+
+def test_leader_down_delay_can_be_set_or_turned_off() -> None:
+    config = ClusterConfig.from_dict({**_base(), "election": {"leader_down_delay_ms": 0}})
+    assert config.election.leader_down_delay == 0
+    config = ClusterConfig.from_dict({**_base(), "election": {"leader_down_delay_ms": 35}})
+    assert config.election.leader_down_delay == 0.035
+    with pytest.raises(ConfigError) as info:
+        ClusterConfig.from_dict({**_base(), "election": {"leader_down_delay_ms": -1}})
+    assert info.value.field == "election.leader_down_delay_ms"
+
+
+def test_a_short_timeout_that_clashes_with_a_default_names_the_timeout() -> None:
+    with pytest.raises(ConfigError) as info:
+        ClusterConfig.from_dict({**_base(), "election": {"election_timeout_ms": 100}})
+    assert info.value.field == "election.election_timeout_ms"
+    assert "heartbeat_interval" in str(info.value)

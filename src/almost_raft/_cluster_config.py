@@ -10,6 +10,7 @@ Example::
     election_timeout_max_ms = 2000
     heartbeat_interval_ms = 100
     message_timeout_ms = 500
+    leader_down_delay_ms = 20         # turn length when the leader's process is gone; 0: off
     pre_vote = true                   # false: a node that cannot win still raises its term
     check_quorum = true               # false: a cut-off leader keeps its role
 
@@ -45,7 +46,10 @@ _ELECTION_FIELDS = {
     "election_timeout_max_ms": "election_timeout_max",
     "heartbeat_interval_ms": "heartbeat_interval",
     "message_timeout_ms": "message_timeout",
+    "leader_down_delay_ms": "leader_down_delay",
 }
+# Fields where 0 is meaningful (it turns the behaviour off).
+_ZERO_ALLOWED = {"leader_down_delay_ms"}
 # Switches that only turn a protection off: for tests and for comparing behaviours.
 _ELECTION_FLAGS = ("pre_vote", "check_quorum")
 _TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
@@ -181,8 +185,11 @@ def _election(raw: object) -> ElectionConfig:
     for key, name in _ELECTION_FIELDS.items():
         if key in raw:
             value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"election.{key}", value, "must be a whole number of ms above 0")
+            lowest = 0 if key in _ZERO_ALLOWED else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ConfigError(
+                    f"election.{key}", value, f"must be a whole number of ms, at least {lowest}"
+                )
             values[name] = value / 1000
     for key in _ELECTION_FLAGS:
         if key in raw:
@@ -194,14 +201,13 @@ def _election(raw: object) -> ElectionConfig:
         return ElectionConfig(**values)  # type: ignore[arg-type]
     except ConfigError as exc:
         field = next((k for k, n in _ELECTION_FIELDS.items() if n == exc.field), None)
-        if field is None:
-            # The file cannot set leader_down_delay, so its default is too large only
-            # because the timeout the file set is too short.
+        if field is None or field not in raw:
+            # A default clashes only because a timeout the file set is too short.
             raise ConfigError(
                 "election.election_timeout_ms",
                 raw.get("election_timeout_ms"),
-                f"must be above leader_down_delay ({exc.value} s), the longest wait "
-                "before campaigning once the leader's process is gone",
+                f"is too short for the default {exc.field} ({exc.value} s): {exc.fix}; "
+                f"set election.{field or exc.field} as well, or a longer timeout",
             ) from None
         raise ConfigError(f"election.{field}", raw.get(field), exc.fix) from None
 
