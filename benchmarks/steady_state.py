@@ -408,14 +408,18 @@ def measure_pysyncobj(size: int, duration: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------- profile
 
 
-def profile_almost_raft(size: int, duration: float, top: int) -> dict[str, Any]:
-    """Run every node under cProfile (CPU time) for ``duration`` idle seconds.
+def profile_almost_raft(
+    size: int, duration: float, top: int, src: Path | None = None
+) -> dict[str, Any]:
+    """Run every node (from the source tree ``src`` if given) under cProfile, timed by
+    CPU time, for ``duration`` idle seconds.
 
     The nodes of a :class:`ProcessCluster` are stopped and started again, on the same
     ports and state files, by a wrapper that profiles them once the cluster settled.
     """
     report: dict[str, Any] = {}
     with (
+        _nodes_from(src),
         ProcessCluster(size, timings=TIMINGS) as cluster,
         tempfile.TemporaryDirectory(prefix="steady-state-profile-") as tmp,
     ):
@@ -783,9 +787,11 @@ def run_sizes(sizes: Sequence[int], duration: float) -> None:
     _write("steady_state_sizes", results)
 
 
-def run_profile(size: int, duration: float, top: int) -> None:
+def run_profile(size: int, duration: float, top: int, src: Path | None) -> None:
     """Print where the leader's and a follower's CPU goes, per heartbeat."""
-    report = profile_almost_raft(size, duration, top)
+    report = profile_almost_raft(size, duration, top, src)
+    if src is not None:
+        print(f"nodes run from {src}")
     for role in ("leader", "follower"):
         entry = report[role]
         print(
@@ -801,7 +807,9 @@ def run_profile(size: int, duration: float, top: int) -> None:
         )
         print(entry["top"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "steady_state_profile.json"
+    path = RESULTS / (
+        "steady_state_profile.json" if src is None else "steady_state_profile_compare.json"
+    )
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 
@@ -818,13 +826,14 @@ def main() -> None:
     parser.add_argument(
         "--compare-src",
         type=Path,
-        help="also measure nodes run from this source directory, before this tree's, e.g. "
+        help="also measure (with --profile: instead profile) nodes run from this source "
+        "directory, before this tree's, e.g. "
         "an older revision: mkdir /tmp/old && git archive REV src | tar -x -C /tmp/old, "
         "then --compare-src /tmp/old/src",
     )
     args = parser.parse_args()
     if args.profile:
-        run_profile(args.nodes, args.duration, args.top)
+        run_profile(args.nodes, args.duration, args.top, args.compare_src)
     elif args.sizes:
         run_sizes([int(size) for size in args.sizes.split(",")], args.duration)
     else:
