@@ -1,7 +1,7 @@
 """Failover time against cluster size: 3, 5, 7, 9 and 15 processes over TCP.
 
-    .venv/bin/python benchmarks/cluster_size.py --trials 20    # about 10 minutes
-    .venv/bin/python benchmarks/cluster_size.py --quick        # about a minute
+    .venv/bin/python benchmarks/cluster_size.py --trials 20    # about 5 minutes
+    .venv/bin/python benchmarks/cluster_size.py --quick        # under a minute
 
 For each size, a cluster of ``almost-raft run`` processes (election timeout 150-300 ms,
 heartbeat 50 ms) loses its leader to SIGKILL (a crash the transport notices) and to

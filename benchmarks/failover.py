@@ -155,7 +155,7 @@ def report(label: str, run: TrialRun) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="failovers per kind")
-    parser.add_argument("--quick", action="store_true", help="10 trials per kind")
+    parser.add_argument("--quick", action="store_true", help="5 trials per kind")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=["kill", "term", "stop"], action="append")
     parser.add_argument(
@@ -166,7 +166,7 @@ def main() -> None:
     )
     parser.add_argument("--name-suffix", default="", help="appended to the result file names")
     args = parser.parse_args()
-    trials = 10 if args.quick else args.trials
+    trials = 5 if args.quick else args.trials
     chosen = {"kill": "crash (SIGKILL)", "term": "hand-over (SIGTERM)", "stop": "silent (SIGSTOP)"}
     labels = [chosen[k] for k in args.only] if args.only else list(KINDS)
 

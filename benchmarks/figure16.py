@@ -379,7 +379,7 @@ def main() -> None:
     for variant in variants:
         trials = args.trials
         if args.quick:
-            trials = {"sim": 50, "sim-paper-net": 50, "asyncio": 5, "tcp": 3}[variant]
+            trials = {"sim": 20, "sim-paper-net": 20, "asyncio": 2, "tcp": 2}[variant]
         started = time.monotonic()
         print(f"{variant}: {trials} trials per range", flush=True)
         rows = []

@@ -1,8 +1,8 @@
 """almost-raft against PySyncObj: the same failovers, same machine, one run.
 
     .venv/bin/pip install pysyncobj          # not a dependency of almost-raft
-    .venv/bin/python benchmarks/pysyncobj_compare.py --trials 40    # about 15 minutes
-    .venv/bin/python benchmarks/pysyncobj_compare.py --quick        # about a minute
+    .venv/bin/python benchmarks/pysyncobj_compare.py --trials 40    # about 6 minutes
+    .venv/bin/python benchmarks/pysyncobj_compare.py --quick        # under a minute
 
 Five processes of each on 127.0.0.1, election timeouts 150-300 ms. almost-raft sends a
 heartbeat every 50 ms; PySyncObj every 45 ms (``appendEntriesPeriod``, under a third of
@@ -193,7 +193,7 @@ def measure_pysyncobj(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40, help="failovers per setting")
-    parser.add_argument("--quick", action="store_true", help="5 trials per setting")
+    parser.add_argument("--quick", action="store_true", help="3 trials per setting")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if importlib.util.find_spec("pysyncobj") is None:
@@ -201,7 +201,7 @@ def main() -> None:
             "PySyncObj is not installed; it is not a dependency of almost-raft. "
             "Install it into this environment with: .venv/bin/pip install pysyncobj"
         )
-    trials = 5 if args.quick else args.trials
+    trials = 3 if args.quick else args.trials
     info = machine()
     info["pysyncobj"] = version("pysyncobj")
     print(
