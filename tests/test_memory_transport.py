@@ -25,6 +25,9 @@ class _Inbox:
     def deliver(self, message: PeerMessage) -> None:
         self.received.append((asyncio.get_running_loop().time(), message))
 
+    def peer_unreachable(self, peer_id: str) -> None:
+        raise AssertionError(f"the in-memory network reported {peer_id} unreachable")
+
 
 async def _pair(network: InMemoryNetwork) -> tuple[_Inbox, _Inbox]:
     a, b = _Inbox(), _Inbox()

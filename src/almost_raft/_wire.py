@@ -390,30 +390,30 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
         )
     msgpack = require_msgpack()
     # Each limit caps what one header inside the body may make msgpack allocate; maps and
-    # extension types never occur in our frames, so they are refused outright, and
-    # binaries only where a nonce or proof belongs.
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        use_list=True,
-        strict_map_key=True,
-        max_buffer_size=max(max_frame_bytes, 1),
-        max_str_len=_MAX_STR_BYTES,
-        max_bin_len=max_bin_len,
-        max_array_len=_MAX_ARRAY_LEN,
-        max_map_len=0,
-        max_ext_len=0,
-    )
+    # extension types never occur in our frames, and binaries only where the caller allows
+    # them (handshake nonces and proofs), so they are refused otherwise. The body is already
+    # within the frame limit, so one call over the whole of it is safe.
     try:
-        unpacker.feed(body)
-        value: object = unpacker.unpack()
-        trailing = len(body) - unpacker.tell()
+        value: object = msgpack.unpackb(
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=_MAX_STR_BYTES,
+            max_bin_len=max_bin_len,
+            max_array_len=_MAX_ARRAY_LEN,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise WireError(
+            FrameProblem.UNDECODABLE, f"{len(exc.extra)} bytes after the message"
+        ) from None
     except Exception as exc:
         # msgpack signals bad input with a dozen exception types (ValueError, its own
         # UnpackException family, UnicodeDecodeError, RecursionError on deep nesting);
         # all mean the same thing here.
         raise WireError(FrameProblem.UNDECODABLE, f"{type(exc).__name__}: {exc}") from None
-    if trailing:
-        raise WireError(FrameProblem.UNDECODABLE, f"{trailing} bytes after the message")
     return value
 
 
