@@ -674,20 +674,23 @@ class ElectionCore:
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
-        messages = tuple(self._outbox)
-        self._outbox.clear()
+        # Called once per input, so it compares fields rather than building tuples.
+        outbox = self._outbox
+        messages: tuple[Outbound, ...] = ()
+        if outbox:
+            messages = tuple(outbox)
+            outbox.clear()
         hard_state = None
-        if (self._term, self._voted_for) != (
-            self._reported_hard_state.term,
-            self._reported_hard_state.voted_for,
-        ):
+        reported = self._reported_hard_state
+        if self._term != reported.term or self._voted_for != reported.voted_for:
             hard_state = self._reported_hard_state = HardState(self._term, self._voted_for)
         leader_change = None
-        view = (self._leader_id, self._term if self._leader_id is not None else None)
-        if view != self._reported_leader:
-            self._reported_leader = view
+        leader = self._leader_id
+        reported_leader, reported_term = self._reported_leader
+        if leader != reported_leader or (leader is not None and self._term != reported_term):
+            self._reported_leader = (leader, self._term if leader is not None else None)
             self.metrics.leader_changes += 1
-            leader_change = LeaderChange(self._leader_id, self._term)
+            leader_change = LeaderChange(leader, self._term)
         role = None
         if self._role is not self._reported_role:
             role = self._reported_role = self._role

@@ -81,6 +81,8 @@ class NetworkFaults:
 
     def can_reach(self, sender: str, receiver: str) -> bool:
         """Whether the link from ``sender`` to ``receiver`` is up (ignoring random loss)."""
+        if not (self._isolated or self._cut or self._groups):
+            return True
         if sender in self._isolated or receiver in self._isolated:
             return False
         if (sender, receiver) in self._cut:
@@ -102,4 +104,6 @@ class NetworkFaults:
         low, high = self.delay
         if high <= 0.0:
             return [0.0] * copies
-        return [rng.uniform(low, high) for _ in range(copies)]
+        if copies == 1:
+            return [rng.uniform(low, high)]
+        return [rng.uniform(low, high), rng.uniform(low, high)]
