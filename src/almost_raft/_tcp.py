@@ -462,8 +462,11 @@ class TcpTransport(Transport):
                 await _abort(writer)
             # A connection that lasted proves the peer healthy; one that ended at once (a
             # peer refusing our handshake, say) must not make us redial in a tight loop.
-            failures = 0 if loop.time() - opened_at >= self._backoff_max else failures + 1
-            if failures:
+            # Anything in between is redialled at once, because that redial is the probe
+            # that tells a dead leader from a blip, and it must not wait a backoff.
+            lasted = loop.time() - opened_at
+            failures = 0 if lasted >= self._backoff_max else failures + 1
+            if failures and lasted < 2 * self._backoff_initial:
                 await asyncio.sleep(self._backoff_delay(failures))
 
     def _backoff_delay(self, failures: int) -> float:
