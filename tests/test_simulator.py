@@ -267,9 +267,19 @@ def _result(seed: int, violations: tuple[Violation, ...]) -> SeedResult:
         leader_changes=1,
         crashes=0,
         messages_sent=10,
+        handovers=0,
+        leader_down_reports=0,
         events=10,
         highest_term=1,
         leader_after_heal=0.2,
         liveness_bound=3.0,
         violations=violations,
     )
+
+
+def test_hand_overs_and_crash_evidence_are_exercised_and_stay_safe() -> None:
+    profile = FaultProfile(weights={"shutdown_leader": 2.0, "false_evidence": 1.0, "crash": 1.0})
+    results = [run_seed(seed, duration=20.0, faults=profile) for seed in range(5)]
+    assert all(result.ok for result in results), [r.violations for r in results]
+    assert sum(result.handovers for result in results) > 0
+    assert sum(result.leader_down_reports for result in results) > 0

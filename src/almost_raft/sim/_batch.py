@@ -32,6 +32,8 @@ class Summary:
         pre_votes_started: pre-vote rounds started.
         leader_changes: leader changes (see :attr:`SeedResult.leader_changes`).
         crashes: node crashes.
+        handovers: leadership hand-overs acted on.
+        leader_down_reports: times a follower acted on evidence that its leader was gone.
         events: events handled.
         highest_term: the highest term reached in any seed.
         violations_by_kind: how many seeds broke each kind of invariant.
@@ -51,6 +53,8 @@ class Summary:
     pre_votes_started: int = 0
     leader_changes: int = 0
     crashes: int = 0
+    handovers: int = 0
+    leader_down_reports: int = 0
     events: int = 0
     highest_term: int = 0
     violations_by_kind: collections.Counter[str] = dataclasses.field(
@@ -83,6 +87,8 @@ class Summary:
         self.pre_votes_started += result.pre_votes_started
         self.leader_changes += result.leader_changes
         self.crashes += result.crashes
+        self.handovers += result.handovers
+        self.leader_down_reports += result.leader_down_reports
         self.events += result.events
         self.highest_term = max(self.highest_term, result.highest_term)
         self.liveness_bound = result.liveness_bound
@@ -113,6 +119,8 @@ class Summary:
             "pre_votes_started": self.pre_votes_started,
             "leader_changes": self.leader_changes,
             "crashes": self.crashes,
+            "handovers": self.handovers,
+            "leader_down_reports": self.leader_down_reports,
             "events": self.events,
             "highest_term": self.highest_term,
             "violations_by_kind": dict(sorted(self.violations_by_kind.items())),

@@ -26,6 +26,8 @@ FAULT_KINDS = (
     "cut",
     "cut_one_way",
     "weather",
+    "shutdown_leader",
+    "false_evidence",
 )
 
 _DEFAULT_WEIGHTS: Mapping[str, float] = {
@@ -38,6 +40,8 @@ _DEFAULT_WEIGHTS: Mapping[str, float] = {
     "cut": 1.0,
     "cut_one_way": 1.0,
     "weather": 2.0,
+    "shutdown_leader": 1.0,
+    "false_evidence": 1.0,
 }
 
 
@@ -52,8 +56,11 @@ class FaultProfile:
             to grant a vote crashes right after sending it and restarts quickly, which
             catches a vote that was not durable), ``isolate``, ``isolate_leader``,
             ``partition``
-            (two random groups), ``cut`` (one link, both ways), ``cut_one_way`` and
-            ``weather`` (new drop, delay and duplicate rates).
+            (two random groups), ``cut`` (one link, both ways), ``cut_one_way``,
+            ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
+            leader hands over, then stops) and ``false_evidence`` (every node is told the
+            live leader's process is gone). Every crash also gives the nodes that can
+            reach the crashed one the evidence a refused connection would.
         downtime: how long a crashed node stays down.
         quick_restart: how long a ``crash_voter`` victim stays down.
         cut_time: how long an isolation, partition or cut lasts.
@@ -98,8 +105,9 @@ class FaultProfile:
 class Fault:
     """One fault to carry out.
 
-    ``kind`` is ``crash``, ``crash_next_voter``, ``isolate``, ``partition``, ``cut``,
-    ``cut_one_way`` or ``weather``. ``nodes`` names the crashed or isolated node, or a
+    ``kind`` is ``crash``, ``crash_next_voter``, ``shutdown``, ``false_evidence``,
+    ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or ``weather``. ``nodes`` names
+    the crashed, stopped or isolated node (or the leader wrongly reported gone), or a
     link's two ends (sender first for a one-way cut); ``groups`` holds a partition's
     sides. The fault is undone after ``lasts`` seconds (a crashed node restarts; weather
     lasts until the next weather).
@@ -137,6 +145,16 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
     kind = rng.choices(kinds, [profile.weights[kind] for kind in kinds])[0]
     if kind == "weather":
         return weather(rng, profile)
+    if kind == "shutdown_leader":
+        # A clean shutdown: the leader hands over (TimeoutNow), then its process exits.
+        victim = _pick(rng, view.leaders)
+        if victim is None:
+            return None
+        return Fault("shutdown", (victim,), lasts=rng.uniform(*profile.downtime))
+    if kind == "false_evidence":
+        # A transport wrongly reports a live leader's process as gone, to every node.
+        victim = _pick(rng, view.leaders)
+        return None if victim is None else Fault("false_evidence", (victim,))
     if kind == "crash_voter":
         # The victim is not known yet: it is whichever node grants a vote next.
         return Fault("crash_next_voter", lasts=rng.uniform(*profile.quick_restart))

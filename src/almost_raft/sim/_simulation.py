@@ -50,6 +50,8 @@ _LEADER = NodeState.LEADER
 _DELIVER = 0
 _TICK = 1
 _CALL = 2
+_EVIDENCE = 3  # the transport's report that a peer's process is gone
+_HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
 
 
 class CoreFactory(Protocol):
@@ -81,6 +83,8 @@ class SeedResult:
         leader_changes: how often the latest leader was a different node than the one
             before (the first leader counts).
         crashes: node crashes.
+        handovers: elections a leader handed over (TimeoutNow) that the receiver started.
+        leader_down_reports: times a follower acted on evidence that its leader was gone.
         messages_sent: messages handed to the network (before loss and duplication).
         events: events handled (deliveries, ticks and faults).
         highest_term: the highest term any node reached.
@@ -101,6 +105,8 @@ class SeedResult:
     leader_changes: int
     crashes: int
     messages_sent: int
+    handovers: int
+    leader_down_reports: int
     events: int
     highest_term: int
     leader_after_heal: float | None
@@ -235,6 +241,8 @@ class _Simulation:
         calm = profile.base_delay if profile is not None else FaultProfile().base_delay
         self.calm_delay = calm
         self.network = NetworkFaults(random.Random(master.getrandbits(64)), delay=calm)
+        # Drawn after the others, so adding it left their streams as they were.
+        self.evidence_rng = random.Random(master.getrandbits(64))
         self.nodes = [_Node(f"n{i + 1}", i, store_factory()) for i in range(size)]
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
@@ -248,7 +256,7 @@ class _Simulation:
         self.cuts: list[Fault] = []
         self.voter_trap: Fault | None = None
         self.trace: Any = hashlib.sha256() if trace else None
-        self.counters = {"started": 0, "won": 0, "pre_votes": 0}
+        self.counters = {"started": 0, "won": 0, "pre_votes": 0, "handovers": 0, "leader_down": 0}
         self.crashes = 0
         self.messages_sent = 0
         self.events = 0
@@ -346,6 +354,17 @@ class _Simulation:
                         self._arm(node, deadline)
                     else:
                         carry_out(node, core.tick(now), now)
+                elif kind == _EVIDENCE:
+                    node = nodes[event[3]]
+                    core = node.core
+                    if core is not None:
+                        carry_out(node, core.peer_unreachable(event[4], now), now)
+                elif kind == _HAND_OVER:
+                    node = nodes[event[3]]
+                    core = node.core
+                    if core is not None:
+                        carry_out(node, core.transfer_leadership(now), now)
+                        self._crash_for(node, event[4], now)
                 else:
                     event[3](now, event[4])
         except Exception as exc:  # a core raised: a finding to report with its seed
@@ -425,6 +444,14 @@ class _Simulation:
         node.generation += 1
         node.timer_at = _INF
         node.news = (None, 0)
+        # Its host refuses connections now: each node that can reach it notices when its
+        # connection breaks, a moment later.
+        for other in self.nodes:
+            if other.core is not None and self.network.can_reach(other.id, node.id):
+                self._evidence(other, node.id, now + self.evidence_rng.uniform(0.0005, 0.005))
+
+    def _evidence(self, node: _Node, about: str, when: float) -> None:
+        heapq.heappush(self.heap, (when, next(self.sequence), _EVIDENCE, node.index, about))
 
     def _crash_for(self, node: _Node, downtime: float, now: float) -> None:
         self._crash(node, now)
@@ -445,6 +472,8 @@ class _Simulation:
         self.counters["started"] += metrics.elections_started
         self.counters["won"] += metrics.elections_won
         self.counters["pre_votes"] += metrics.pre_votes_started
+        self.counters["handovers"] += metrics.handovers_received
+        self.counters["leader_down"] += metrics.leader_down_reports
         self.highest_term = max(self.highest_term, core.term)
 
     # ------------------------------------------------------------------ faults
@@ -474,6 +503,15 @@ class _Simulation:
             self._apply_weather(fault)
         elif fault.kind == "crash":
             self._crash_for(self.nodes[self.index[fault.nodes[0]]], fault.lasts, now)
+        elif fault.kind == "shutdown":
+            node = self.nodes[self.index[fault.nodes[0]]]
+            heapq.heappush(
+                self.heap, (now, next(self.sequence), _HAND_OVER, node.index, fault.lasts)
+            )
+        elif fault.kind == "false_evidence":
+            for node in self.nodes:
+                if node.core is not None:
+                    self._evidence(node, fault.nodes[0], now)
         elif fault.kind == "crash_next_voter":
             self.voter_trap = fault
         else:
@@ -551,6 +589,8 @@ class _Simulation:
             leader_changes=self.leader_changes,
             crashes=self.crashes,
             messages_sent=self.messages_sent,
+            handovers=self.counters["handovers"],
+            leader_down_reports=self.counters["leader_down"],
             events=self.events,
             highest_term=self.highest_term,
             leader_after_heal=after_heal,
