@@ -112,10 +112,10 @@ def restore_one_term_back(
     return ElectionCore(node_id, peers, config, rng, now, hard_state)
 
 
-def kinds_by_seed(**options: object) -> collections.Counter[str]:
-    """How many of ``SEEDS`` broke each kind of invariant."""
+def kinds_by_seed(seeds: range = SEEDS, **options: object) -> collections.Counter[str]:
+    """How many of ``seeds`` broke each kind of invariant."""
     seen: collections.Counter[str] = collections.Counter()
-    for seed in SEEDS:
+    for seed in seeds:
         result = run_seed(seed, duration=DURATION, **options)  # type: ignore[arg-type]
         seen.update({violation.kind for violation in result.violations})
     return seen
@@ -185,7 +185,11 @@ def test_a_store_that_loses_the_vote_lets_a_node_vote_twice() -> None:
 
 def test_a_lost_vote_in_a_three_node_cluster_elects_two_leaders() -> None:
     # With three nodes one vote is the whole difference between a majority and none.
-    seen = kinds_by_seed(store_factory=ForgetfulStore, faults=CRASH_AFTER_VOTING, nodes=3)
+    seen = kinds_by_seed(
+        range(60), store_factory=ForgetfulStore, faults=CRASH_AFTER_VOTING, nodes=3
+    )
+    # A lost vote turns into a second vote, and then a second leader, only when the
+    # timing lines up as well, so this looks at more seeds than the other tests.
     assert seen[DOUBLE_VOTE] >= 2
     assert seen[TWO_LEADERS_IN_TERM] >= 2
 

@@ -166,3 +166,26 @@ def test_a_hand_over_for_a_far_later_term_does_not_pass_the_lease() -> None:
     assert core.receive(RequestVote(1000, "c", transfer=True), 0.2).messages == ()
     assert core.term == 3
     assert core.metrics.dropped["vote_request_during_lease"] == 1
+
+
+def test_after_leader_down_evidence_retries_are_short_until_a_leader_is_heard() -> None:
+    core = _follower_of("b")
+    campaign_at = core.peer_unreachable("b", 0.2).next_deadline
+    core.tick(campaign_at)  # pre-vote, which no one answers
+    assert core.role is NodeState.PRE_CANDIDATE
+    step = CONFIG.leader_down_delay
+    assert step <= core.next_deadline - campaign_at <= 2 * step
+    low, _ = CONFIG.election_timeout_range
+    # A leader heard again ends the short retries.
+    core.receive(HeartBeat(4, "c"), 0.5)
+    assert core.next_deadline >= 0.5 + low
+
+
+def test_granting_a_pre_vote_after_leader_down_evidence_postpones_competing() -> None:
+    core = _follower_of("b")
+    first = core.peer_unreachable("b", 0.2).next_deadline
+    output = core.receive(RequestVote(4, "c", pre_vote=True), first - 0.001)
+    assert [o.message for o in output.messages] == [
+        RequestVoteResponse(4, "a", granted=True, pre_vote=True)
+    ]
+    assert core.next_deadline >= first - 0.001 + CONFIG.leader_down_delay

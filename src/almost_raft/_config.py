@@ -40,8 +40,10 @@ class ElectionConfig:
             (its host refused the connection), the followers campaign in turn, this far
             apart, instead of after a full election timeout; the first starts within half
             of it. It should exceed one pre-vote and vote round trip, so that the first in
-            line wins before the next starts. 0 turns this off; silent failures always
-            fall back to the election timeout.
+            line wins before the next starts. Until a leader is known again, retries
+            wait between one and two of these instead of a full election timeout, and a
+            follower that grants a pre-vote waits that long before competing. 0 turns
+            this off; silent failures always fall back to the election timeout.
     """
 
     election_timeout: float = 1.0
@@ -52,7 +54,7 @@ class ElectionConfig:
     max_nodes: int | None = None
     pre_vote: bool = True
     check_quorum: bool = True
-    leader_down_delay: float = 0.02
+    leader_down_delay: float = 0.03
 
     def __post_init__(self) -> None:
         _positive("election_timeout", self.election_timeout)
@@ -94,7 +96,7 @@ class ElectionConfig:
                 "leader_down_delay",
                 delay,
                 f"must be a number of seconds from 0 (off) to below election_timeout "
-                f"({self.election_timeout}); a few round trips, such as 0.02, is typical",
+                f"({self.election_timeout}); a few round trips, such as 0.03, is typical",
             )
         for name in ("pre_vote", "check_quorum"):
             value = getattr(self, name)

@@ -120,6 +120,8 @@ class ElectionCore:
         self._last_heard: dict[str, float] = {}
         # Whether the current campaign was handed over by the leader (TimeoutNow).
         self._transfer = False
+        # While the leader is known to be gone: the time until short retries end.
+        self._leader_down_until = -math.inf
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
@@ -302,6 +304,10 @@ class ElectionCore:
             turn = (survivors.index(self.node_id) + self._term) % len(survivors)
             self._leader_id = None
             self._leader_contact = -math.inf
+            # Until a leader is known again, or for one long timeout at most, elections
+            # retry after short waits: a split vote then costs a few round trips, not a
+            # full election timeout. Safety never rests on timing.
+            self._leader_down_until = now + self.config.election_timeout_range[1]
             wait = delay * (turn + 0.5 * self._rng.random())
             self._election_deadline = min(self._election_deadline, now + wait)
         return self._finish()
@@ -385,6 +391,15 @@ class ElectionCore:
             grant = self._voted_for == candidate or (
                 self._voted_for is None and self._leader_id is None
             )
+        if (
+            grant
+            and request.pre_vote
+            and self._role is NodeState.FOLLOWER
+            and self._now < self._leader_down_until
+        ):
+            # Someone is already campaigning for the dead leader's place: give it a round
+            # before competing, or the two would split the vote.
+            self._reset_election_deadline()
         if grant and not request.pre_vote:
             self._voted_for = candidate
             # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
@@ -474,6 +489,7 @@ class ElectionCore:
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
+        self._leader_down_until = -math.inf
         self._reset_election_deadline()
         self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
 
@@ -584,6 +600,7 @@ class ElectionCore:
         self._leader_id = leader_id
         if leader_id is not None:
             self._leader_contact = self._now
+            self._leader_down_until = -math.inf
         self._votes.clear()
         self._last_heard.clear()
         self._heartbeat_deadline = self._quorum_deadline = math.inf
@@ -629,6 +646,7 @@ class ElectionCore:
         self._role = NodeState.LEADER
         self._leader_id = self.node_id
         self._leader_contact = self._now
+        self._leader_down_until = -math.inf
         # The votes that elected it are the first answers CheckQuorum counts.
         self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
         self._votes.clear()
@@ -658,6 +676,9 @@ class ElectionCore:
         )
 
     def _random_timeout(self) -> float:
+        if self._now < self._leader_down_until:
+            step = self.config.leader_down_delay
+            return step + step * self._rng.random()
         low, high = self.config.election_timeout_range
         return low + (high - low) * self._rng.random()
 
