@@ -135,6 +135,9 @@ async def test_a_leader_that_closes_hands_over_to_a_peer(tmp_path: Path) -> None
         assert second is not None
         assert elections[second].status().term == first_term + 1
         assert elections[second].metrics().handovers_received == 1
+        # The leaving leader stayed until its successor was known, so no follower saw its
+        # port refuse a connection while it mattered.
+        assert all(e.metrics().leader_down_reports == 0 for e in elections.values())
     finally:
         for election in elections.values():
             await election.close()

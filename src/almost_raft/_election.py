@@ -171,7 +171,8 @@ class Election:
 
         A leader first hands leadership over to the peer that answered it most recently,
         so the others have a new leader after about one round trip instead of an election
-        timeout; ``hand_over=False`` leaves as abruptly as a crash would.
+        timeout, and stays connected until it hears of that leader (an election timeout
+        at most); ``hand_over=False`` leaves at once, as abruptly as a crash would.
 
         Waiters get :class:`ElectionClosed`, leadership scopes raise
         :class:`LeadershipLost`, and iterators over leadership changes end. Idempotent

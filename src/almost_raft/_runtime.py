@@ -404,15 +404,25 @@ class Runtime:
         # deadline (its next heartbeat) stays put while the answers come in.
         alarm: asyncio.TimerHandle | None = None
         alarm_at = math.nan
+        # Set while a leader that handed over waits to hear of its successor: the term it
+        # led and the time it leaves regardless.
+        handed_over_term = -1
+        leave_by = math.inf
         try:
             while True:
+                if leave_by < math.inf and (
+                    loop.time() >= leave_by
+                    or (core.leader_id is not None and core.term > handed_over_term)
+                ):
+                    await self._carry_out(core.terminate(loop.time()))
+                    return
                 if loop.time() >= core.next_deadline:
                     await self._carry_out(core.tick(loop.time()))
                     continue
                 try:
                     item = inputs.get_nowait()
                 except asyncio.QueueEmpty:
-                    deadline = core.next_deadline
+                    deadline = min(core.next_deadline, leave_by)
                     if deadline != alarm_at:
                         if alarm is not None:
                             alarm.cancel()
@@ -438,9 +448,14 @@ class Runtime:
                     output = core.step_down(now)
                 elif isinstance(item, _PeerUnreachable):
                     output = core.peer_unreachable(item.peer_id, now)
+                elif item.hand_over and core.role is NodeState.LEADER:
+                    # Hand over, then stay connected until the successor is known (or an
+                    # election timeout passed): leaving at once would show the others a
+                    # refused connection, and they would campaign against the successor.
+                    handed_over_term = core.term
+                    leave_by = now + self.config.election_timeout
+                    output = core.transfer_leadership(now)
                 else:
-                    if item.hand_over:
-                        await self._carry_out(core.transfer_leadership(now))
                     await self._carry_out(core.terminate(now))
                     return
                 await self._carry_out(output)
