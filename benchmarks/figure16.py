@@ -396,9 +396,9 @@ def main() -> None:
             elif variant == "asyncio":
                 failovers = asyncio.run(run_asyncio(config, trials, seed))
             elif low_ms / 1000 <= ElectionConfig().leader_down_delay:
-                # The cluster file cannot set leader_down_delay, and its 20 ms default
-                # must stay below the election timeout, so the nodes would refuse it.
-                print(f"  {low_ms}-{high_ms} ms: skipped, a cluster file cannot set it")
+                # ClusterTimings has no leader_down_delay, and its default must stay below
+                # the election timeout, so the nodes would refuse this range.
+                print(f"  {low_ms}-{high_ms} ms: skipped, ProcessCluster cannot lower leader_down_delay")
                 continue
             else:
                 failovers, clean = run_tcp(low_ms, high_ms, trials, seed, args.state_dir)
