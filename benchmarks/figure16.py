@@ -398,7 +398,7 @@ def main() -> None:
             elif low_ms / 1000 <= ElectionConfig().leader_down_delay:
                 # ClusterTimings has no leader_down_delay, and its default must stay below
                 # the election timeout, so the nodes would refuse this range.
-                print(f"  {low_ms}-{high_ms} ms: skipped, ProcessCluster cannot lower leader_down_delay")
+                print(f"  {low_ms}-{high_ms} ms: skipped, leader_down_delay is not settable")
                 continue
             else:
                 failovers, clean = run_tcp(low_ms, high_ms, trials, seed, args.state_dir)
