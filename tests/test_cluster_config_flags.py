@@ -38,14 +38,15 @@ def test_a_switch_must_be_a_toml_boolean(key: str, value: object) -> None:
     assert "true or false" in caught.value.fix
 
 
-def test_a_timeout_below_the_leader_down_delay_names_the_timeout() -> None:
-    # leader_down_delay cannot be set in the file; its default needs a longer timeout.
+def test_a_short_timeout_gets_a_proportionate_leader_down_delay() -> None:
+    # Without leader_down_delay_ms, the turns scale down with a short election timeout.
+    election = parse({"election_timeout_ms": 20, "heartbeat_interval_ms": 5}).election
+    assert election.leader_down_step == pytest.approx(0.004)
+    assert parse({}).election.leader_down_step == 0.03
+
+
+def test_a_leader_down_delay_not_below_the_timeout_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse({"election_timeout_ms": 20, "heartbeat_interval_ms": 5})
-    assert caught.value.field == "election.election_timeout_ms"
+        parse({"election_timeout_ms": 20, "heartbeat_interval_ms": 5, "leader_down_delay_ms": 20})
+    assert caught.value.field == "election.leader_down_delay_ms"
     assert caught.value.value == 20
-    assert "leader_down_delay" in caught.value.fix
-    assert (
-        parse({"election_timeout_ms": 21, "heartbeat_interval_ms": 5}).election.election_timeout
-        == 0.021
-    )

@@ -122,7 +122,7 @@ def test_leader_down_evidence_makes_the_follower_campaign_within_its_turn() -> N
     output = core.peer_unreachable("b", 0.2)
     assert output.leader_change is not None
     assert output.leader_change.leader_id is None
-    assert output.next_deadline < 0.2 + 2 * CONFIG.leader_down_delay
+    assert output.next_deadline < 0.2 + 2 * CONFIG.leader_down_step
     assert core.metrics.leader_down_reports == 1
     core.tick(output.next_deadline)
     assert core.role is NodeState.PRE_CANDIDATE
@@ -130,7 +130,7 @@ def test_leader_down_evidence_makes_the_follower_campaign_within_its_turn() -> N
 
 def test_followers_take_turns_so_they_do_not_split_the_vote() -> None:
     ids = ["a", "b", "c", "d", "e"]
-    step = CONFIG.leader_down_delay
+    step = CONFIG.leader_down_step
     for term in range(1, 6):
         deadlines = []
         for seed, node in enumerate(ids[1:]):
@@ -173,7 +173,7 @@ def test_after_leader_down_evidence_retries_are_short_until_a_leader_is_heard() 
     campaign_at = core.peer_unreachable("b", 0.2).next_deadline
     core.tick(campaign_at)  # pre-vote, which no one answers
     assert core.role is NodeState.PRE_CANDIDATE
-    step = CONFIG.leader_down_delay
+    step = CONFIG.leader_down_step
     assert step <= core.next_deadline - campaign_at <= 2 * step
     low, _ = CONFIG.election_timeout_range
     # A leader heard again ends the short retries.
@@ -188,4 +188,4 @@ def test_granting_a_pre_vote_after_leader_down_evidence_postpones_competing() ->
     assert [o.message for o in output.messages] == [
         RequestVoteResponse(4, "a", granted=True, pre_vote=True)
     ]
-    assert core.next_deadline >= first - 0.001 + CONFIG.leader_down_delay
+    assert core.next_deadline >= first - 0.001 + CONFIG.leader_down_step

@@ -43,7 +43,9 @@ class ElectionConfig:
             line wins before the next starts. Until a leader is known again, retries
             wait between one and two of these instead of a full election timeout, and a
             follower that grants a pre-vote waits that long before competing. 0 turns
-            this off; silent failures always fall back to the election timeout.
+            this off; silent failures always fall back to the election timeout. ``None``
+            (the default) means 30 ms, or a fifth of ``election_timeout`` if that is less;
+            :attr:`leader_down_step` gives the value in force.
     """
 
     election_timeout: float = 1.0
@@ -54,7 +56,7 @@ class ElectionConfig:
     max_nodes: int | None = None
     pre_vote: bool = True
     check_quorum: bool = True
-    leader_down_delay: float = 0.03
+    leader_down_delay: float | None = None
 
     def __post_init__(self) -> None:
         _positive("election_timeout", self.election_timeout)
@@ -87,7 +89,7 @@ class ElectionConfig:
                     "or no election could ever start",
                 )
         delay = self.leader_down_delay
-        if (
+        if delay is not None and (
             isinstance(delay, bool)
             or not isinstance(delay, int | float)
             or not 0 <= delay < self.election_timeout
@@ -102,6 +104,13 @@ class ElectionConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(name, value, "must be True or False")
+
+    @property
+    def leader_down_step(self) -> float:
+        """The ``leader_down_delay`` in force, in seconds (see the class docstring)."""
+        if self.leader_down_delay is None:
+            return min(0.03, self.election_timeout / 5)
+        return self.leader_down_delay
 
     @property
     def election_timeout_range(self) -> tuple[float, float]:

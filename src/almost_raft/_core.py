@@ -286,7 +286,7 @@ class ElectionCore:
         wins before the second starts.
         """
         self._now = now
-        delay = self.config.leader_down_delay
+        delay = self.config.leader_down_step
         if (
             delay > 0
             and peer_id == self._leader_id
@@ -677,7 +677,7 @@ class ElectionCore:
 
     def _random_timeout(self) -> float:
         if self._now < self._leader_down_until:
-            step = self.config.leader_down_delay
+            step = self.config.leader_down_step
             return step + step * self._rng.random()
         low, high = self.config.election_timeout_range
         return low + (high - low) * self._rng.random()
