@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from almost_raft._leader_command import LeaderCommand
@@ -11,20 +12,33 @@ from almost_raft._leader_command import LeaderCommand
 PY = sys.executable
 
 
-async def _wait_for_file(path: Path, timeout: float = 10.0) -> str:
-    async with asyncio.timeout(timeout):
-        while not path.exists() or not path.read_text().endswith("\n"):
+# A command that waits to be signalled, however long the test takes.
+WAIT = "import signal; signal.pause()"
+
+
+async def _until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``deadline`` seconds."""
+    async with asyncio.timeout(deadline):
+        while not condition():
             await asyncio.sleep(0.01)
+
+
+async def _wait_for_file(path: Path) -> str:
+    await _until(lambda: path.exists() and path.read_text().endswith("\n"))
     return path.read_text()
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or _proc_state(pid) == "Z"
 
 
 def test_command_gets_term_and_ids_and_stops_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "env.txt"
     script = (
-        "import os, time\n"
+        "import os, signal\n"
         f"open({str(out)!r}, 'w').write(' '.join(os.environ[k] for k in "
         "('ALMOST_RAFT_TERM', 'ALMOST_RAFT_NODE_ID', 'ALMOST_RAFT_LEADER')) + '\\n')\n"
-        "time.sleep(60)\n"
+        "signal.pause()\n"
     )
 
     async def main() -> None:
@@ -42,10 +56,10 @@ def test_command_gets_term_and_ids_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_command_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     script = (
-        "import signal, time\n"
+        "import signal\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         f"open({str(ready)!r}, 'w').write('ok\\n')\n"
-        "time.sleep(60)\n"
+        "signal.pause()\n"
     )
 
     async def main() -> None:
@@ -60,10 +74,10 @@ def test_command_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
 def test_children_of_the_command_are_stopped_too(tmp_path: Path) -> None:
     child_pid = tmp_path / "child"
     script = (
-        "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'])\n"
+        "import signal, subprocess\n"
+        f"p = subprocess.Popen([{PY!r}, '-c', {WAIT!r}])\n"
         f"open({str(child_pid)!r}, 'w').write(str(p.pid) + '\\n')\n"
-        "time.sleep(60)\n"
+        "signal.pause()\n"
     )
 
     async def main() -> int:
@@ -75,12 +89,7 @@ def test_children_of_the_command_are_stopped_too(tmp_path: Path) -> None:
 
     pid = asyncio.run(main())
 
-    async def gone() -> None:
-        async with asyncio.timeout(10):
-            while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
-                await asyncio.sleep(0.01)
-
-    asyncio.run(gone())
+    asyncio.run(_until(lambda: _gone(pid)))
 
 
 def _proc_state(pid: int) -> str:
@@ -108,7 +117,7 @@ def test_command_dies_with_the_node_process(tmp_path: Path) -> None:
         "import asyncio, os, signal\n"
         "from almost_raft._leader_command import LeaderCommand\n"
         "async def main():\n"
-        f"    c = LeaderCommand([{PY!r}, '-c', 'import time; time.sleep(60)'], node_id='a')\n"
+        f"    c = LeaderCommand([{PY!r}, '-c', {WAIT!r}], node_id='a')\n"
         "    await c.start(1)\n"
         f"    open({str(pid_file)!r}, 'w').write(str(c.pid) + '\\n')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -122,9 +131,4 @@ def test_command_dies_with_the_node_process(tmp_path: Path) -> None:
 
     command_pid = asyncio.run(main())
 
-    async def gone() -> None:
-        async with asyncio.timeout(10):
-            while _proc_state(command_pid) != "Z" and Path(f"/proc/{command_pid}").exists():
-                await asyncio.sleep(0.01)
-
-    asyncio.run(gone())
+    asyncio.run(_until(lambda: _gone(command_pid)))

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from almost_raft._auth import (
     read_secret_file,
 )
 from almost_raft._errors import ConfigError
-from almost_raft._messages import HeartBeat, PeerMessage
+from almost_raft._messages import HeartBeat
 from almost_raft._tcp import TcpTransport
 from almost_raft._wire import (
     NONCE_BYTES,
@@ -44,31 +44,12 @@ from almost_raft._wire import (
     encode_proof,
 )
 from helpers_async import run_async
+from helpers_transport import Inbox, eventually
 
 CLUSTER = "secret-test"
 SECRET = b"correct horse battery staple!!"
 OTHER_SECRET = b"another cluster's secret value"
 FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1}
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[PeerMessage] = []
-
-    def deliver(self, message: PeerMessage) -> None:
-        self.messages.append(message)
-
-    def peer_unreachable(self, peer_id: str) -> None:
-        pass
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @dataclasses.dataclass

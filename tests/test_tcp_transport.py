@@ -36,6 +36,7 @@ from almost_raft._wire import (
     encode_handshake,
     encode_message,
 )
+from helpers_transport import Inbox, eventually, eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -45,32 +46,8 @@ LOCALHOST = "127.0.0.1"
 FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1}
 
 
-class Inbox:
-    """Keeps what a transport delivers."""
-
-    def __init__(self) -> None:
-        self.messages: list[PeerMessage] = []
-        self.unreachable: list[str] = []
-
-    def deliver(self, message: PeerMessage) -> None:
-        self.messages.append(message)
-
-    def peer_unreachable(self, peer_id: str) -> None:
-        self.unreachable.append(peer_id)
-
-
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 class Cluster:
@@ -243,18 +220,6 @@ def test_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
             assert a.metrics.connects == 2
 
     run(body)
-
-
-async def eventually_async(
-    attempt: Callable[[], Coroutine[Any, Any, bool]], what: str, timeout: float = 5.0
-) -> None:
-    """Run ``attempt`` until it returns True; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await attempt():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def test_a_dial_without_answer_counts_as_a_timeout_not_a_refusal() -> None:

@@ -14,7 +14,7 @@ import shutil
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ import pytest
 from almost_raft._certs import make_certificates
 from almost_raft._cli import main
 from almost_raft._errors import ConfigError
-from almost_raft._messages import HeartBeat, PeerMessage
+from almost_raft._messages import HeartBeat
 from almost_raft._tcp import TcpTransport
 from almost_raft._tls import TlsConfig, certificate_names
 from almost_raft._wire import PROTOCOL_VERSION, Handshake, encode_handshake, encode_message
 from helpers_async import run_async
+from helpers_transport import Inbox, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -49,26 +50,6 @@ def tls(pki: Path, node: str, *, ca: str = "cluster", issuer: str = "cluster") -
     return TlsConfig.from_files(
         ca=pki / ca / "ca.pem", cert=pki / issuer / f"{node}.pem", key=pki / issuer / f"{node}.key"
     )
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[PeerMessage] = []
-
-    def deliver(self, message: PeerMessage) -> None:
-        self.messages.append(message)
-
-    def peer_unreachable(self, peer_id: str) -> None:
-        pass
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager
