@@ -36,7 +36,7 @@ TIMINGS = ClusterTimings(
 # given and its pid. The handler is installed before "start" is written, so every
 # recorded start of a command stopped with SIGTERM has its exit.
 RECORDING_COMMAND = """
-import os, signal, sys, time
+import os, signal, sys
 path, node, term = sys.argv[1], os.environ["ALMOST_RAFT_NODE_ID"], os.environ["ALMOST_RAFT_TERM"]
 def record(what):
     with open(path, "a") as file:
@@ -47,7 +47,7 @@ def stop(signum, frame):
 signal.signal(signal.SIGTERM, stop)
 record("start")
 while True:
-    time.sleep(1)
+    signal.pause()
 """
 
 

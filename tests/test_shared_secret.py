@@ -44,7 +44,7 @@ from almost_raft._wire import (
     encode_proof,
 )
 from helpers_async import run_async
-from helpers_transport import Inbox, eventually
+from helpers_transport import Inbox, eventually, eventually_async
 
 CLUSTER = "secret-test"
 SECRET = b"correct horse battery staple!!"
@@ -103,15 +103,15 @@ async def test_a_node_without_the_secret_is_refused_and_counted(
 ) -> None:
     async with pair(secret_a, secret_b) as nodes:
         a, b = nodes["a"].transport, nodes["b"].transport
-        for _ in range(3):
+
+        async def refused() -> bool:
+            # Each side's dial is refused: by the acceptor, or by the dialler that got a
+            # wrong proof back. Either way one of the two counts it.
             await a.send("b", HeartBeat(1, "a"))
             await b.send("a", HeartBeat(1, "b"))
-            await asyncio.sleep(0.05)
-        # Each side's dial is refused: by the acceptor, or by the dialler that got a
-        # wrong proof back. Either way one of the two counts it.
-        await eventually(
-            lambda: a.metrics.bad_auth + b.metrics.bad_auth >= 2, "refusals to be counted"
-        )
+            return a.metrics.bad_auth + b.metrics.bad_auth >= 2
+
+        await eventually_async(refused, "refusals to be counted")
         assert nodes["a"].inbox.messages == []
         assert nodes["b"].inbox.messages == []
         assert a.metrics.handshakes_accepted == b.metrics.handshakes_accepted == 0

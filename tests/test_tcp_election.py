@@ -42,28 +42,42 @@ def the_leader(elections: dict[str, Election]) -> str | None:
     return leader_id
 
 
-@run_async
-async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Path) -> None:
+def build(tmp_path: Path) -> tuple[dict[str, TcpTransport], dict[str, Election]]:
+    """Three Elections over TCP with file stores, not started yet."""
     transports = {node_id: tcp() for node_id in NODE_IDS}
     elections = {
         node_id: Election(
             node_id,
-            [peer for peer in NODE_IDS if peer != node_id],
+            NODE_IDS,
             transports[node_id],
             config=CONFIG,
             store=FileStore(tmp_path / f"{node_id}.json"),
         )
         for node_id in NODE_IDS
     }
-    try:
-        for election in elections.values():
-            await election.start()
-        # Ports are picked at start, so the addresses are known only now.
-        introduce(transports)
+    return transports, elections
 
-        await wait_until(lambda: the_leader(elections) is not None, what="a first leader")
-        first = the_leader(elections)
-        assert first is not None
+
+async def start(transports: dict[str, TcpTransport], elections: dict[str, Election]) -> None:
+    for election in elections.values():
+        await election.start()
+    # Ports are picked at start, so the addresses are known only now.
+    introduce(transports)
+
+
+async def wait_for_a_leader(elections: dict[str, Election]) -> str:
+    await wait_until(lambda: the_leader(elections) is not None, what="a leader all agree on")
+    leader = the_leader(elections)
+    assert leader is not None
+    return leader
+
+
+@run_async
+async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Path) -> None:
+    transports, elections = build(tmp_path)
+    try:
+        await start(transports, elections)
+        first = await wait_for_a_leader(elections)
         first_term = elections[first].status().term
 
         # The leader's process goes away, as abruptly as a crash: the other two elect one
@@ -71,9 +85,7 @@ async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Pat
         first_address = transports[first].address
         await elections[first].close(hand_over=False)
         survivors = {n: e for n, e in elections.items() if n != first}
-        await wait_until(lambda: the_leader(survivors) is not None, what="a second leader")
-        second = the_leader(survivors)
-        assert second is not None
+        second = await wait_for_a_leader(survivors)
         assert second != first
         assert survivors[second].status().term > first_term
         assert transports[second].metrics.connect_refused > 0
@@ -116,23 +128,13 @@ async def test_three_elections_over_tcp_elect_fail_over_and_rejoin(tmp_path: Pat
 
 @run_async
 async def test_a_leader_that_closes_hands_over_to_a_peer(tmp_path: Path) -> None:
-    transports = {node_id: tcp() for node_id in NODE_IDS}
-    elections = {
-        node_id: Election(node_id, NODE_IDS, transports[node_id], config=CONFIG)
-        for node_id in NODE_IDS
-    }
+    transports, elections = build(tmp_path)
     try:
-        for election in elections.values():
-            await election.start()
-        introduce(transports)
-        await wait_until(lambda: the_leader(elections) is not None, what="a first leader")
-        first = the_leader(elections)
-        assert first is not None
+        await start(transports, elections)
+        first = await wait_for_a_leader(elections)
         first_term = elections[first].status().term
         await elections.pop(first).close()
-        await wait_until(lambda: the_leader(elections) is not None, what="a second leader")
-        second = the_leader(elections)
-        assert second is not None
+        second = await wait_for_a_leader(elections)
         assert elections[second].status().term == first_term + 1
         assert elections[second].metrics().handovers_received == 1
         # The leaving leader stayed until its successor was known, so no follower saw its

@@ -28,7 +28,7 @@ from almost_raft._tcp import TcpTransport
 from almost_raft._tls import TlsConfig, certificate_names
 from almost_raft._wire import PROTOCOL_VERSION, Handshake, encode_handshake, encode_message
 from helpers_async import run_async
-from helpers_transport import Inbox, eventually
+from helpers_transport import Inbox, eventually, eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -106,11 +106,14 @@ async def test_a_peer_without_a_certificate_from_the_cluster_ca_is_refused(
     rogue = tls(pki, "a", issuer="rogue") if config_a == "rogue-ca" else None
     async with nodes({"a": rogue, "b": tls(pki, "b")}) as cluster:
         (a, a_inbox), (b, b_inbox) = cluster["a"], cluster["b"]
-        for _ in range(3):
+
+        async def refused() -> bool:
+            # Keep both sides dialling until b has refused a's handshake.
             await a.send("b", HeartBeat(1, "a"))
             await b.send("a", HeartBeat(1, "b"))
-            await asyncio.sleep(0.05)
-        await eventually(lambda: b.metrics.bad_tls >= 1, "b to refuse a's TLS handshake")
+            return b.metrics.bad_tls >= 1
+
+        await eventually_async(refused, "b to refuse a's TLS handshake")
         assert b_inbox.messages == []
         assert a_inbox.messages == []
         assert b.metrics.handshakes_accepted == 0
