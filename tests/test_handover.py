@@ -138,8 +138,8 @@ def test_followers_take_turns_so_they_do_not_split_the_vote() -> None:
             core.receive(HeartBeat(term, "a"), 0.1)
             deadlines.append(core.peer_unreachable("a", 0.2).next_deadline - 0.2)
         deadlines.sort()
-        # One follower per step, the first within half a step: no two campaign together.
-        assert deadlines[0] < step / 2
+        # One follower per step, the first at once: no two campaign together.
+        assert deadlines[0] == 0
         for earlier, later in itertools.pairwise(deadlines):
             assert later - earlier > step / 2
 
@@ -189,3 +189,43 @@ def test_granting_a_pre_vote_after_leader_down_evidence_postpones_competing() ->
         RequestVoteResponse(4, "a", granted=True, pre_vote=True)
     ]
     assert core.next_deadline >= first - 0.001 + CONFIG.leader_down_step
+
+
+def test_a_vote_request_dropped_during_the_lease_is_granted_once_the_leader_is_known_dead() -> None:
+    core = _follower_of("b")
+    # c learned of the crash a moment before a did: its pre-vote arrives while a still
+    # believes in b, and is dropped without an answer, as the lease demands.
+    assert core.receive(RequestVote(4, "c", pre_vote=True), 0.2).messages == ()
+    output = core.peer_unreachable("b", 0.201)
+    assert [(o.to, o.message) for o in output.messages] == [
+        ("c", RequestVoteResponse(4, "a", granted=True, pre_vote=True))
+    ]
+    # Looked at once: a second report of the same evidence grants nothing more.
+    assert core.peer_unreachable("b", 0.202).messages == ()
+
+
+def test_a_held_vote_request_is_not_granted_if_the_leader_was_heard_since() -> None:
+    core = _follower_of("b")
+    core.receive(RequestVote(4, "c", pre_vote=True), 0.2)
+    core.receive(HeartBeat(3, "b"), 0.205)
+    output = core.peer_unreachable("b", 0.206)
+    assert [o.message for o in output.messages if isinstance(o.message, RequestVoteResponse)] == []
+
+
+def test_a_held_vote_request_expires_after_one_leader_down_step() -> None:
+    core = _follower_of("b")
+    core.receive(RequestVote(4, "c", pre_vote=True), 0.2)
+    output = core.peer_unreachable("b", 0.2 + CONFIG.leader_down_step + 0.001)
+    assert [o.message for o in output.messages if isinstance(o.message, RequestVoteResponse)] == []
+
+
+def test_a_real_vote_request_held_during_the_lease_is_granted_on_evidence() -> None:
+    config = ElectionConfig(election_timeout=1.0, heartbeat_interval=0.1, pre_vote=False)
+    core = ElectionCore("a", ["b", "c"], config, random.Random(2), 0.0)
+    core.receive(HeartBeat(3, "b"), 0.1)
+    assert core.receive(RequestVote(4, "c"), 0.2).messages == ()
+    assert core.term == 3
+    output = core.peer_unreachable("b", 0.201)
+    assert [o.message for o in output.messages] == [RequestVoteResponse(4, "a", granted=True)]
+    assert (core.term, core.voted_for) == (4, "c")
+    assert output.hard_state is not None

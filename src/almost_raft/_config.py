@@ -38,9 +38,9 @@ class ElectionConfig:
             refuses to vote for anyone else (thesis 6.2).
         leader_down_delay: when the transport reports that the leader's process is gone
             (its host refused the connection), the followers campaign in turn, this far
-            apart, instead of after a full election timeout; the first starts within half
-            of it. It should exceed one pre-vote and vote round trip, so that the first in
-            line wins before the next starts. Until a leader is known again, retries
+            apart, instead of after a full election timeout; the first starts at once.
+            It should exceed one pre-vote and vote round trip, so that the first in line
+            wins before the next starts. Until a leader is known again, retries
             wait between one and two of these instead of a full election timeout, and a
             follower that grants a pre-vote waits that long before competing. 0 turns
             this off; silent failures always fall back to the election timeout. ``None``

@@ -122,6 +122,9 @@ class ElectionCore:
         self._transfer = False
         # While the leader is known to be gone: the time until short retries end.
         self._leader_down_until = -math.inf
+        # Vote requests dropped while a leader seemed alive, by candidate, with the time
+        # they came; see _hold_vote_request.
+        self._held_vote_requests: dict[str, tuple[RequestVote, float]] = {}
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
@@ -308,9 +311,38 @@ class ElectionCore:
             # retry after short waits: a split vote then costs a few round trips, not a
             # full election timeout. Safety never rests on timing.
             self._leader_down_until = now + self.config.election_timeout_range[1]
-            wait = delay * (turn + 0.5 * self._rng.random())
+            # The first in line starts at once: the others learn of the crash within
+            # moments of it, and any vote request that reaches them first is held (see
+            # _hold_vote_request), not refused.
+            wait = delay * (turn + 0.5 * self._rng.random()) if turn else 0.0
             self._election_deadline = min(self._election_deadline, now + wait)
+            self._replay_held_vote_requests(now)
         return self._finish()
+
+    def _hold_vote_request(self, request: RequestVote) -> None:
+        """Keep a vote request refused only because the leader seemed alive.
+
+        Every follower learns that the leader's process is gone within moments of the
+        others, but not at the same instant; a candidate that learned first would
+        otherwise have its requests dropped by followers a millisecond behind it and wait
+        a retry. Held for one ``leader_down_step``, the latest request per candidate is
+        looked at again when this node gets evidence of its own. Nothing is granted on
+        the candidate's word: the request then passes the same rules as any other.
+        """
+        if self.config.leader_down_step > 0 and request.candidate_id in self._peers:
+            self._held_vote_requests[request.candidate_id] = (request, self._now)
+
+    def _replay_held_vote_requests(self, now: float) -> None:
+        held = self._held_vote_requests
+        if not held:
+            return
+        fresh = [
+            request for request, at in held.values() if now - at <= self.config.leader_down_step
+        ]
+        held.clear()
+        for request in fresh:
+            if self._accept(request):
+                self._on_vote_request(request)
 
     def terminate(self, now: float) -> Output:
         """Leave the election for good: no more messages, deadlines or votes."""
@@ -345,6 +377,7 @@ class ElectionCore:
                 # election is the leader's own wish, so it passes (thesis 3.10), but only
                 # for the term right after the leader's: a forged hand-over cannot jump
                 # the term far ahead.
+                self._hold_vote_request(message)
                 return self._drop("vote_request_during_lease", message)
             if isinstance(message, RequestVote) and message.pre_vote:
                 # A pre-vote is hypothetical: it never changes anyone's term.
@@ -490,6 +523,8 @@ class ElectionCore:
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
         self._leader_down_until = -math.inf
+        # The leader is alive: what was held for the case that it had died is moot.
+        self._held_vote_requests.clear()
         self._reset_election_deadline()
         self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
 
