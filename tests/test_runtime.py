@@ -15,6 +15,7 @@ from almost_raft import (
     ElectionClosed,
     FileStore,
     HardState,
+    HeartBeat,
     InMemoryNetwork,
     MemoryStore,
     NodeState,
@@ -111,12 +112,17 @@ class _SlowCheckingStore(Store):
 
 
 class _VoteAuditTransport(Transport):
-    """Checks, at the moment each vote leaves, that the store already holds it."""
+    """Checks, at the moment each message leaves, what the store already holds.
+
+    A granted vote, and a heartbeat (a claim of leadership), must be durable when they
+    leave; a candidate's vote request may leave while its save is still running.
+    """
 
     def __init__(self, inner: Transport, store: _SlowCheckingStore) -> None:
         self.inner = inner
         self.store = store
         self.votes_checked = 0
+        self.requests_before_save = 0
         self.violations: list[str] = []
 
     async def start(self, node_id: str, inbox: Inbox) -> None:
@@ -127,14 +133,15 @@ class _VoteAuditTransport(Transport):
         with self.store.lock:
             saved = self.store.state
         if isinstance(message, RequestVote) and not message.pre_vote:
-            expected = HardState(message.term, self.node_id)
+            if saved != HardState(message.term, self.node_id):
+                self.requests_before_save += 1
         elif isinstance(message, RequestVoteResponse) and message.granted and not message.pre_vote:
-            expected = HardState(message.term, to)
-        else:
-            expected = None
-        if expected is not None:
             self.votes_checked += 1
-            if saved != expected:
+            if saved != HardState(message.term, to):
+                self.violations.append(f"{message} sent while the store held {saved}")
+        elif isinstance(message, HeartBeat):
+            self.votes_checked += 1
+            if saved is None or saved.term != message.term or saved.voted_for != self.node_id:
                 self.violations.append(f"{message} sent while the store held {saved}")
         await self.inner.send(to, message)
 
@@ -143,7 +150,7 @@ class _VoteAuditTransport(Transport):
 
 
 @run_async
-async def test_term_and_vote_are_durable_before_the_batch_is_sent() -> None:
+async def test_votes_and_leadership_are_durable_before_sent_and_requests_overlap_the_save() -> None:
     network = InMemoryNetwork()
     ids = ["a", "b", "c"]
     audits: list[_VoteAuditTransport] = []
@@ -182,6 +189,8 @@ async def test_term_and_vote_are_durable_before_the_batch_is_sent() -> None:
             )
         assert sum(a.votes_checked for a in audits) >= 6
         assert [v for a in audits for v in a.violations] == []
+        # The saves take 10 ms: vote requests that waited for them would never be seen early.
+        assert sum(a.requests_before_save for a in audits) >= 3
         assert all(e.metrics().state_saves > 0 for e in elections)
     finally:
         for election in elections:

@@ -40,8 +40,14 @@ class Output:
     Carry it out in this order:
 
     1. If ``hard_state`` is set, make it durable (written and fsynced). Until it is,
-       nothing else of this batch may happen: a vote sent before it is on disk could be
-       cast twice after a crash (Raft paper 5.2, thesis 3.8).
+       nothing else of this batch may happen, and the core takes no further input: a
+       vote sent before it is on disk could be cast twice after a crash (Raft paper 5.2,
+       thesis 3.8), and a candidate must not count its own vote before it is on disk.
+       The one exception: :class:`RequestVote` messages in ``messages`` may leave before
+       or during the save, as etcd's raft sends them. They ask for votes and promise
+       nothing; if the node crashes before the save ends, it restarts at its old term and
+       vote, and votes it was granted in the lost term die with the process that would
+       have counted them.
     2. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
     3. Publish ``leader_change`` and ``role`` to whoever watches.
     4. Call the core's ``tick`` again no later than ``next_deadline``.

@@ -2,9 +2,10 @@
 
 One task owns the core. It waits for the next input or the core's next deadline, hands
 the input to the core and carries out the :class:`Output` batch in its documented order:
-the hard state is made durable first, then each message leaves in its own task (cut off
-after ``message_timeout``, so a dead peer never delays the others), then leadership news
-is published. Every decision about terms, votes and roles is the core's; this module
+the hard state is made durable first (only a candidate's vote requests leave during the
+save, and no input reaches the core until it ends), then each message leaves in its own
+task (cut off after ``message_timeout``, so a dead peer never delays the others), then
+leadership news is published. Every decision about terms, votes and roles is the core's; this module
 only moves inputs in and effects out.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from ._config import ElectionConfig
 from ._core import ElectionCore
 from ._errors import ElectionClosed
-from ._messages import PeerMessage
+from ._messages import PeerMessage, RequestVote
 from ._outputs import LeaderChange, Outbound, Output
 from ._state import HardState, NodeState
 from ._store import MemoryStore, Store
@@ -465,9 +466,23 @@ class Runtime:
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""
+        messages = output.messages
         if output.hard_state is not None:
+            if any(outbound.message.__class__ is RequestVote for outbound in messages):
+                # A candidate's vote requests leave while its new term and own vote are
+                # saved, so the voters' saves overlap this one. The driver takes no input
+                # until the save ends, so no answer counts towards leadership before the
+                # node's own vote is durable.
+                for outbound in messages:
+                    if outbound.message.__class__ is RequestVote:
+                        self._send(outbound)
+                messages = tuple(
+                    outbound
+                    for outbound in messages
+                    if outbound.message.__class__ is not RequestVote
+                )
             await self._persist(output.hard_state)
-        for outbound in output.messages:
+        for outbound in messages:
             self._send(outbound)
         change = output.leader_change
         if change is not None:

@@ -20,6 +20,7 @@ FAULT_KINDS = (
     "crash",
     "crash_leader",
     "crash_voter",
+    "crash_candidate",
     "isolate",
     "isolate_leader",
     "partition",
@@ -34,6 +35,7 @@ _DEFAULT_WEIGHTS: Mapping[str, float] = {
     "crash": 2.0,
     "crash_leader": 2.0,
     "crash_voter": 1.0,
+    "crash_candidate": 1.0,
     "isolate": 1.0,
     "isolate_leader": 1.0,
     "partition": 2.0,
@@ -54,7 +56,9 @@ class FaultProfile:
         weights: how often each kind of fault is chosen, relative to the others. Kinds:
             ``crash`` (a random node), ``crash_leader``, ``crash_voter`` (the next node
             to grant a vote crashes right after sending it and restarts quickly, which
-            catches a vote that was not durable), ``isolate``, ``isolate_leader``,
+            catches a vote that was not durable), ``crash_candidate`` (the next node to
+            raise its term for a campaign crashes just before its save of that term
+            ends, after its vote requests left), ``isolate``, ``isolate_leader``,
             ``partition``
             (two random groups), ``cut`` (one link, both ways), ``cut_one_way``,
             ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
@@ -62,12 +66,15 @@ class FaultProfile:
             live leader's process is gone). Every crash also gives the nodes that can
             reach the crashed one the evidence a refused connection would.
         downtime: how long a crashed node stays down.
-        quick_restart: how long a ``crash_voter`` victim stays down.
+        quick_restart: how long a ``crash_voter`` or ``crash_candidate`` victim stays
+            down.
         cut_time: how long an isolation, partition or cut lasts.
         base_delay: the delay range of a healthy network, also used after the heal.
         max_drop_rate: the highest drop rate bad weather brings.
         max_delay: the highest one-way delay bad weather brings.
         max_duplicate_rate: the highest duplicate rate bad weather brings.
+        save_time: how long a node's save of its term and vote takes. The node takes no
+            input meanwhile, and a crash loses the save.
 
     Raises:
         ValueError: a weight names an unknown kind, or a value is out of range.
@@ -82,6 +89,7 @@ class FaultProfile:
     max_drop_rate: float = 0.3
     max_delay: float = 0.1
     max_duplicate_rate: float = 0.2
+    save_time: tuple[float, float] = (0.0002, 0.004)
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FAULT_KINDS)
@@ -91,7 +99,7 @@ class FaultProfile:
             raise ValueError("fault weights must not be negative")
         if self.mean_gap <= 0:
             raise ValueError(f"mean_gap must be greater than 0, got {self.mean_gap}")
-        for name in ("downtime", "quick_restart", "cut_time", "base_delay"):
+        for name in ("downtime", "quick_restart", "cut_time", "base_delay", "save_time"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
@@ -105,12 +113,12 @@ class FaultProfile:
 class Fault:
     """One fault to carry out.
 
-    ``kind`` is ``crash``, ``crash_next_voter``, ``shutdown``, ``false_evidence``,
-    ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or ``weather``. ``nodes`` names
-    the crashed, stopped or isolated node (or the leader wrongly reported gone), or a
-    link's two ends (sender first for a one-way cut); ``groups`` holds a partition's
-    sides. The fault is undone after ``lasts`` seconds (a crashed node restarts; weather
-    lasts until the next weather).
+    ``kind`` is ``crash``, ``crash_next_voter``, ``crash_next_candidate``, ``shutdown``,
+    ``false_evidence``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
+    ``weather``. ``nodes`` names the crashed, stopped or isolated node (or the leader
+    wrongly reported gone), or a link's two ends (sender first for a one-way cut);
+    ``groups`` holds a partition's sides. The fault is undone after ``lasts`` seconds (a
+    crashed node restarts; weather lasts until the next weather).
     """
 
     kind: str
@@ -158,6 +166,9 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
     if kind == "crash_voter":
         # The victim is not known yet: it is whichever node grants a vote next.
         return Fault("crash_next_voter", lasts=rng.uniform(*profile.quick_restart))
+    if kind == "crash_candidate":
+        # Likewise: whichever node raises its term for a campaign next.
+        return Fault("crash_next_candidate", lasts=rng.uniform(*profile.quick_restart))
     if kind.startswith("crash"):
         victim = _pick(rng, view.leaders if kind == "crash_leader" else view.up)
         if victim is None:

@@ -4,9 +4,11 @@ Nothing here reads a clock, sleeps or uses asyncio. Time is the time of the even
 handled; events wait in one heap ordered by time, then by a sequence number, so two
 events at the same instant always run in the same order and a seed replays exactly.
 
-Each core's :class:`~almost_raft.Output` is carried out as the runtime does it: the hard
-state is saved to the node's store first, then the messages go to the network, then the
-leadership news is recorded, and a tick is scheduled for ``next_deadline``.
+Each core's :class:`~almost_raft.Output` is carried out as the runtime does it: a
+candidate's vote requests leave at once; a new hard state takes a save time drawn from
+``FaultProfile.save_time``, during which the node takes no input (what arrives waits) and a
+crash loses the save; then the other messages go to the network, the leadership news is
+recorded, and a tick is scheduled for ``next_deadline``.
 
 A run has two phases. Until ``heal_at`` the fault schedule crashes and restarts nodes,
 cuts links and changes the network's weather. At ``heal_at`` every node is restarted,
@@ -30,8 +32,8 @@ from typing import Any, Protocol
 from .._config import ElectionConfig
 from .._core import ElectionCore
 from .._faults import NetworkFaults
-from .._messages import RequestVoteResponse
-from .._outputs import Output
+from .._messages import RequestVote, RequestVoteResponse
+from .._outputs import Outbound, Output
 from .._state import HardState, NodeState
 from .._store import MemoryStore, Store
 from ._checker import CORE_ERROR, NO_LEADER_AFTER_HEAL, Checker, Violation, liveness_bound
@@ -52,6 +54,7 @@ _TICK = 1
 _CALL = 2
 _EVIDENCE = 3  # the transport's report that a peer's process is gone
 _HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
+_SAVED = 5  # a node's save of its term and vote has reached the disk
 
 
 class CoreFactory(Protocol):
@@ -150,6 +153,7 @@ def run_seed(
     core_factory: CoreFactory = ElectionCore,
     store_factory: Callable[[], Store] = MemoryStore,
     persist: bool = True,
+    hold_inputs_while_saving: bool = True,
     faults: bool | FaultProfile = True,
     trace: bool = False,
     quiet: bool = True,
@@ -166,6 +170,10 @@ def run_seed(
         store_factory: builds each node's store once; it outlives the node's crashes.
         persist: save each batch's hard state before its messages leave. ``False``
             models a node that sends its vote without making it durable.
+        hold_inputs_while_saving: feed a node nothing while its save runs, as the
+            runtime does. ``False`` models a runtime that goes on feeding the core (and
+            publishing its news) during a save, so a candidate can count its own vote,
+            and lead, before that vote is durable.
         faults: ``True`` for the default :class:`FaultProfile`, ``False`` for a healthy
             cluster from the start (the whole run is then the heal phase), or a profile.
         trace: hash every event into :attr:`SeedResult.trace_digest`.
@@ -189,14 +197,34 @@ def run_seed(
     else:
         profile = faults
     simulation = _Simulation(
-        seed, nodes, duration, config, core_factory, store_factory, persist, profile, trace
+        seed,
+        nodes,
+        duration,
+        config,
+        core_factory,
+        store_factory,
+        persist,
+        hold_inputs_while_saving,
+        profile,
+        trace,
     )
     with quiet_logs() if quiet else contextlib.nullcontext():
         return simulation.run()
 
 
 class _Node:
-    __slots__ = ("core", "generation", "id", "index", "news", "store", "timer_at")
+    __slots__ = (
+        "core",
+        "generation",
+        "id",
+        "incarnation",
+        "index",
+        "news",
+        "pending",
+        "saves",
+        "store",
+        "timer_at",
+    )
 
     def __init__(self, node_id: str, index: int, store: Store) -> None:
         self.id = node_id
@@ -209,6 +237,11 @@ class _Node:
         self.timer_at = _INF
         self.generation = 0
         self.news: tuple[str | None, int] = (None, 0)
+        # Saves under way, and the inputs that wait for them, as (kind, argument).
+        self.saves = 0
+        self.pending: list[tuple[int, Any]] = []
+        # Counts crashes, so a save that finishes after one is known to be lost.
+        self.incarnation = 0
 
     def __repr__(self) -> str:
         return self.id
@@ -224,6 +257,7 @@ class _Simulation:
         core_factory: CoreFactory,
         store_factory: Callable[[], Store],
         persist: bool,
+        hold_inputs: bool,
         profile: FaultProfile | None,
         trace: bool,
     ) -> None:
@@ -232,6 +266,7 @@ class _Simulation:
         self.config = config
         self.core_factory = core_factory
         self.persist = persist
+        self.hold_inputs = hold_inputs
         self.profile = profile
         master = random.Random(seed)
         # Separate streams, so the cores' timeouts do not shift when the fault schedule
@@ -243,6 +278,8 @@ class _Simulation:
         self.network = NetworkFaults(random.Random(master.getrandbits(64)), delay=calm)
         # Drawn after the others, so adding it left their streams as they were.
         self.evidence_rng = random.Random(master.getrandbits(64))
+        self.save_rng = random.Random(master.getrandbits(64))
+        self.save_time = profile.save_time if profile is not None else FaultProfile().save_time
         self.nodes = [_Node(f"n{i + 1}", i, store_factory()) for i in range(size)]
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
@@ -255,6 +292,7 @@ class _Simulation:
         self.converged_at: float | None = None
         self.cuts: list[Fault] = []
         self.voter_trap: Fault | None = None
+        self.candidate_trap: Fault | None = None
         self.trace: Any = hashlib.sha256() if trace else None
         self.counters = {"started": 0, "won": 0, "pre_votes": 0, "handovers": 0, "leader_down": 0}
         self.crashes = 0
@@ -291,32 +329,29 @@ class _Simulation:
         deliveries = self.network.deliveries
         checker = self.checker
         persist = self.persist
+        hold = self.hold_inputs
         trace = self.trace
+        save_time = self.save_rng.uniform
+        save_low, save_high = self.save_time
         sent = 0
 
-        def carry_out(node: _Node, output: Output, now: float) -> None:
-            # The runtime's order: durable state, then messages, then news, then timer.
+        def send(node: _Node, messages: tuple[Outbound, ...], now: float) -> None:
             nonlocal sent
-            hard_state = output.hard_state
-            if hard_state is not None:
-                checker.term_seen(node.id, hard_state.term, now)
-                if persist:
-                    node.store.save(hard_state)
-            messages = output.messages
-            if messages:
-                sender = node.id
-                sent += len(messages)
-                for outbound in messages:
-                    to = outbound.to
-                    message = outbound.message
-                    if (
-                        message.__class__ is RequestVoteResponse
-                        and message.granted
-                        and not message.pre_vote
-                    ):
-                        self._vote_sent(node, to, message.term, now)
-                    for delay in deliveries(sender, to):
-                        push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
+            sender = node.id
+            sent += len(messages)
+            for outbound in messages:
+                to = outbound.to
+                message = outbound.message
+                if (
+                    message.__class__ is RequestVoteResponse
+                    and message.granted
+                    and not message.pre_vote
+                ):
+                    self._vote_sent(node, to, message.term, now)
+                for delay in deliveries(sender, to):
+                    push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
+
+        def publish(node: _Node, output: Output, now: float) -> None:
             if output.leader_change is not None or output.role is not None:
                 self._news(node, output, now)
             deadline = output.next_deadline
@@ -324,6 +359,70 @@ class _Simulation:
                 node.generation += 1
                 node.timer_at = deadline
                 push(heap, (deadline, next(sequence), _TICK, node.index, node.generation))
+
+        def carry_out(node: _Node, output: Output, now: float) -> None:
+            # The runtime's order: vote requests, durable state, other messages, news, timer.
+            hard_state = output.hard_state
+            messages = output.messages
+            if hard_state is None:
+                if messages:
+                    send(node, messages, now)
+                publish(node, output, now)
+                return
+            if not persist:
+                checker.term_seen(node.id, hard_state.term, now)
+                if messages:
+                    send(node, messages, now)
+                publish(node, output, now)
+                return
+            requests = tuple(o for o in messages if o.message.__class__ is RequestVote)
+            if requests:
+                send(node, requests, now)
+                messages = tuple(o for o in messages if o.message.__class__ is not RequestVote)
+            done_at = now + save_time(save_low, save_high)
+            node.saves += 1
+            rest = Output(
+                messages, hard_state, output.leader_change, output.role, output.next_deadline
+            )
+            if not hold:
+                publish(node, output, now)
+            push(heap, (done_at, next(sequence), _SAVED, node.index, (node.incarnation, rest)))
+            if requests and self.candidate_trap is not None:
+                # Crash a moment before the save ends, when the most has happened that a
+                # lost save could contradict.
+                self._push(max(now, done_at - 1e-6), self._spring_candidate_trap, node)
+
+        def saved(node: _Node, rest: Output, now: float) -> None:
+            hard_state = rest.hard_state
+            assert hard_state is not None, "only a batch with a hard state waits for a save"
+            checker.term_seen(node.id, hard_state.term, now)
+            node.store.save(hard_state)
+            node.saves -= 1
+            if rest.messages:
+                send(node, rest.messages, now)
+            if hold:
+                publish(node, rest, now)
+                pending = node.pending
+                while pending and not node.saves and node.core is not None:
+                    kind, arg = pending.pop(0)
+                    handle(node, kind, arg, now)
+
+        def handle(node: _Node, kind: int, arg: Any, now: float) -> None:
+            core = node.core
+            assert core is not None, "inputs reach running nodes only"
+            if kind == _DELIVER:
+                carry_out(node, core.receive(arg, now), now)
+            elif kind == _TICK:
+                deadline = core.next_deadline
+                if now < deadline:
+                    self._arm(node, deadline)
+                else:
+                    carry_out(node, core.tick(now), now)
+            elif kind == _EVIDENCE:
+                carry_out(node, core.peer_unreachable(arg, now), now)
+            else:
+                carry_out(node, core.transfer_leadership(now), now)
+                self._crash_for(node, arg, now)
 
         events = 0
         now = 0.0
@@ -338,35 +437,25 @@ class _Simulation:
                 if trace is not None:
                     what = event[3].__name__ if kind == _CALL else event[3]
                     trace.update(repr((now, kind, what, event[4])).encode())
-                if kind == _DELIVER:
-                    node = nodes[event[3]]
-                    core = node.core
-                    if core is not None:
-                        carry_out(node, core.receive(event[4], now), now)
-                elif kind == _TICK:
-                    node = nodes[event[3]]
-                    core = node.core
-                    if core is None or event[4] != node.generation:
+                if kind == _CALL:
+                    event[3](now, event[4])
+                    continue
+                node = nodes[event[3]]
+                if node.core is None:
+                    continue
+                if kind == _SAVED:
+                    incarnation, rest = event[4]
+                    if incarnation == node.incarnation:
+                        saved(node, rest, now)
+                    continue
+                if kind == _TICK:
+                    if event[4] != node.generation:
                         continue
                     node.timer_at = _INF
-                    deadline = core.next_deadline
-                    if now < deadline:
-                        self._arm(node, deadline)
-                    else:
-                        carry_out(node, core.tick(now), now)
-                elif kind == _EVIDENCE:
-                    node = nodes[event[3]]
-                    core = node.core
-                    if core is not None:
-                        carry_out(node, core.peer_unreachable(event[4], now), now)
-                elif kind == _HAND_OVER:
-                    node = nodes[event[3]]
-                    core = node.core
-                    if core is not None:
-                        carry_out(node, core.transfer_leadership(now), now)
-                        self._crash_for(node, event[4], now)
-                else:
-                    event[3](now, event[4])
+                if node.saves and hold:
+                    node.pending.append((kind, event[4]))
+                    continue
+                handle(node, kind, event[4], now)
         except Exception as exc:  # a core raised: a finding to report with its seed
             checker.report(CORE_ERROR, f"{type(exc).__name__}: {exc}", now)
             return now
@@ -444,6 +533,10 @@ class _Simulation:
         node.generation += 1
         node.timer_at = _INF
         node.news = (None, 0)
+        # A save under way is lost, and so is the input that waited for it.
+        node.incarnation += 1
+        node.saves = 0
+        node.pending.clear()
         # Its host refuses connections now: each node that can reach it notices when its
         # connection breaks, a moment later.
         for other in self.nodes:
@@ -461,6 +554,12 @@ class _Simulation:
         trap = self.voter_trap
         self.voter_trap = None
         if trap is not None and now < self.heal_at:
+            self._crash_for(node, trap.lasts, now)
+
+    def _spring_candidate_trap(self, now: float, node: _Node) -> None:
+        trap = self.candidate_trap
+        if trap is not None and now < self.heal_at and node.saves and node.core is not None:
+            self.candidate_trap = None
             self._crash_for(node, trap.lasts, now)
 
     def _restart(self, now: float, node: _Node) -> None:
@@ -514,6 +613,8 @@ class _Simulation:
                     self._evidence(node, fault.nodes[0], now)
         elif fault.kind == "crash_next_voter":
             self.voter_trap = fault
+        elif fault.kind == "crash_next_candidate":
+            self.candidate_trap = fault
         else:
             self.cuts.append(fault)
             self._rebuild_cuts()
@@ -546,6 +647,7 @@ class _Simulation:
     def _heal(self, now: float, _: object) -> None:
         self.healed = True
         self.voter_trap = None
+        self.candidate_trap = None
         self.cuts.clear()
         self.network.heal()
         self._apply_weather(Fault("weather", delay=self.calm_delay))
