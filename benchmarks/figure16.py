@@ -395,11 +395,6 @@ def main() -> None:
                 failovers = run_sim(config, trials, PAPER_DELAY, seed)
             elif variant == "asyncio":
                 failovers = asyncio.run(run_asyncio(config, trials, seed))
-            elif low_ms / 1000 <= ElectionConfig().leader_down_step:
-                # ClusterTimings has no leader_down_delay, and its default must stay below
-                # the election timeout, so the nodes would refuse this range.
-                print(f"  {low_ms}-{high_ms} ms: skipped, leader_down_delay is not settable")
-                continue
             else:
                 failovers, clean = run_tcp(low_ms, high_ms, trials, seed, args.state_dir)
             name = f"{low_ms}-{high_ms} ms"

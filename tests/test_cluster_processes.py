@@ -12,12 +12,15 @@ import signal
 import socket
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from almost_raft import ElectionConfig
+from almost_raft._cluster_config import ClusterConfig
 from almost_raft._process_cluster import ClusterTimings, ProcessCluster
 
 pytestmark = pytest.mark.slow
@@ -260,3 +263,22 @@ def test_an_exception_still_ends_every_process_even_a_stopped_one_and_frees_the_
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
             sock.listen()
+
+
+def _cluster_file_election(timings: ClusterTimings) -> ElectionConfig:
+    cluster = ProcessCluster(3, timings=timings)
+    for index, node in enumerate(cluster.ids):
+        cluster.addresses[node] = ("127.0.0.1", 7000 + index)
+        cluster.http[node] = ("127.0.0.1", 8000 + index)
+    raw = tomllib.loads(cluster._cluster_file())
+    raw["state_dir"] = "/nonexistent"
+    return ClusterConfig.from_dict(raw).election
+
+
+def test_the_cluster_file_carries_the_timings_it_was_given() -> None:
+    short = {"election_timeout_ms": 12, "election_timeout_max_ms": 24, "heartbeat_interval_ms": 4}
+    election = _cluster_file_election(ClusterTimings(**short, leader_down_delay_ms=3))
+    assert (election.election_timeout, election.election_timeout_max) == (0.012, 0.024)
+    assert (election.heartbeat_interval, election.leader_down_step) == (0.004, 0.003)
+    # Left out, the nodes' default applies: a fifth of this short timeout.
+    assert _cluster_file_election(ClusterTimings(**short)).leader_down_step == 0.012 / 5

@@ -53,12 +53,17 @@ _T = TypeVar("_T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClusterTimings:
-    """The election timings written to the cluster file, in milliseconds."""
+    """The election timings written to the cluster file, in milliseconds.
+
+    ``leader_down_delay_ms`` of ``None`` leaves the key out of the file, so the nodes use
+    their default.
+    """
 
     election_timeout_ms: int = 150
     election_timeout_max_ms: int = 300
     heartbeat_interval_ms: int = 50
     message_timeout_ms: int = 100
+    leader_down_delay_ms: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -521,6 +526,8 @@ class ProcessCluster:
             f"heartbeat_interval_ms = {t.heartbeat_interval_ms}",
             f"message_timeout_ms = {t.message_timeout_ms}",
         ]
+        if t.leader_down_delay_ms is not None:
+            lines.append(f"leader_down_delay_ms = {t.leader_down_delay_ms}")
         for node in self.ids:
             host, port = self.addresses[node]
             if reader is not None and node != reader and self._peer_address is not None:
