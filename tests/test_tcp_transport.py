@@ -30,6 +30,7 @@ from almost_raft._messages import (
 )
 from almost_raft._tcp import TcpTransport
 from almost_raft._tcp_metrics import TcpMetrics
+from almost_raft._tcp_outbound import backoff_delay
 from almost_raft._wire import (
     PROTOCOL_VERSION,
     Handshake,
@@ -598,15 +599,8 @@ def test_closing_while_a_peer_dials_leaks_no_socket() -> None:
 
 def test_redial_backoff_doubles_with_seeded_jitter_up_to_the_cap() -> None:
     def delays(seed: int) -> list[float]:
-        transport = TcpTransport(
-            listen=(LOCALHOST, 0),
-            peers={},
-            cluster_id=CLUSTER,
-            backoff_initial=0.1,
-            backoff_max=1.0,
-            rng=random.Random(seed),
-        )
-        return [transport._backoff_delay(failures) for failures in (1, 2, 3, 4, 5, 6, 10**6)]
+        rng = random.Random(seed)
+        return [backoff_delay(failures, 0.1, 1.0, rng) for failures in (1, 2, 3, 4, 5, 6, 10**6)]
 
     ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
     for delay, ceiling in zip(delays(7), ceilings, strict=True):
@@ -622,9 +616,10 @@ def test_a_connection_blip_is_no_evidence_of_a_dead_peer() -> None:
             await a.send("b", HeartBeat(1, "a"))
             await eventually(lambda: len(nodes.received("b")) == 1, "the first heartbeat")
             # b drops its side of the connection but keeps listening: a blip, not a death.
-            for handler_writer in list(nodes["b"]._handlers.values()):
-                if handler_writer is not None:
-                    handler_writer.transport.abort()
+            inbound = nodes["b"]._inbound
+            assert inbound is not None
+            for connection in list(inbound.connections):
+                connection.abort()
             await eventually(lambda: a.metrics.connects == 2, "a to reconnect at once")
             assert nodes.inboxes["a"].unreachable == []
 

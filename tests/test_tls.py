@@ -149,7 +149,10 @@ async def test_close_ends_a_connection_stuck_in_its_tls_handshake(pki: Path) -> 
     await transport.start("b", Inbox())
     _, writer = await asyncio.open_connection(*transport.address)
     try:
-        await eventually(lambda: transport.metrics.accepted == 0 and bool(transport._handlers), "")
+        inbound = transport._inbound
+        assert inbound is not None
+        await eventually(lambda: bool(inbound._tls_handshaking), "a TLS handshake that stalls")
+        assert transport.metrics.accepted == 0
         loop = asyncio.get_running_loop()
         started = loop.time()
         await transport.close()

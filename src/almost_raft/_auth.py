@@ -31,7 +31,6 @@ who can rewrite traffic on the path. That is what mutual TLS is for.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -39,7 +38,7 @@ import secrets
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from ._errors import ConfigError
 from ._wire import (
@@ -60,6 +59,7 @@ __all__ = [
     "check_challenge",
     "check_dialler_proof",
     "check_secret",
+    "FrameWriter",
     "Transcript",
     "new_nonce",
     "prove",
@@ -73,6 +73,20 @@ _LABEL = b"almost-raft shared-secret handshake"
 
 Role = Literal["dialler", "acceptor"]
 ReadFrame = Callable[[], Awaitable[bytes]]
+
+
+class FrameWriter(Protocol):
+    """Where the handshake writes its frames: the connection being set up."""
+
+    def write(self, data: bytes) -> None:
+        """Send ``data``, a whole frame."""
+
+    async def drain(self) -> None:
+        """Wait until the connection takes more data.
+
+        Raises:
+            OSError: the connection failed.
+        """
 
 
 def check_secret(field: str, value: object) -> bytes:
@@ -147,7 +161,7 @@ async def accept_proof(
     handshake: Handshake,
     our_id: str,
     read_frame: ReadFrame,
-    writer: asyncio.StreamWriter,
+    writer: FrameWriter,
 ) -> None:
     """The acceptor's half: challenge the dialler of ``handshake`` and check its proof.
 
@@ -155,7 +169,7 @@ async def accept_proof(
 
     Raises:
         WireError: ``AUTH``: the handshake carries no nonce, or the proof is wrong.
-        OSError, asyncio.IncompleteReadError: the connection failed.
+        OSError: the connection failed.
     """
     if handshake.nonce is None:
         raise WireError(FrameProblem.AUTH, "no proof of the cluster's shared secret offered")
@@ -178,15 +192,15 @@ async def prove(
     handshake: Handshake,
     acceptor_id: str,
     read_frame: ReadFrame,
-    writer: asyncio.StreamWriter,
+    writer: FrameWriter,
 ) -> None:
     """The dialler's half, after sending ``handshake``: check the acceptor, then prove.
 
     Raises:
         WireError: ``AUTH``: the acceptor's answer is malformed or its proof is wrong
             (it does not know the secret, or it is not ``acceptor_id``).
-        OSError, asyncio.IncompleteReadError: the connection failed, typically because
-            the acceptor refused our handshake.
+        OSError: the connection failed, typically because the acceptor refused our
+            handshake.
     """
     transcript = check_challenge(secret, handshake, acceptor_id, await read_frame())
     writer.write(encode_proof(transcript.proof(secret, "dialler")))

@@ -94,8 +94,8 @@ class InMemoryNetwork:
 class InMemoryTransport(Transport):
     """One node's connection to an :class:`InMemoryNetwork`.
 
-    :meth:`send` never blocks and never raises: the message is scheduled for delivery
-    (or lost) and the call returns.
+    :meth:`send` and :meth:`send_nowait` never block and never raise: the message is
+    scheduled for delivery (or lost) and the call returns.
     """
 
     def __init__(self, network: InMemoryNetwork, node_id: str) -> None:
@@ -120,10 +120,15 @@ class InMemoryTransport(Transport):
 
     async def send(self, to: str, message: PeerMessage) -> None:
         """Schedule ``message`` for ``to``; dropped (and counted) once this is closed."""
+        self.send_nowait(to, message)
+
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        """Do what :meth:`send` does, which never waits; always returns True."""
         if self._closed:
             self.network.dropped += 1
-            return
-        self.network._send(self.node_id, to, message)
+        else:
+            self.network._send(self.node_id, to, message)
+        return True
 
     async def close(self) -> None:
         """Stop receiving; messages to this node are dropped from now on."""

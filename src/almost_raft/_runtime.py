@@ -3,10 +3,11 @@
 One task owns the core. It waits for the next input or the core's next deadline, hands
 the input to the core and carries out the :class:`Output` batch in its documented order:
 the hard state is made durable first (only a candidate's vote requests leave during the
-save, and no input reaches the core until it ends), then each message leaves in its own
-task (cut off after ``message_timeout``, so a dead peer never delays the others), then
-leadership news is published. Every decision about terms, votes and roles is the core's; this module
-only moves inputs in and effects out.
+save, and no input reaches the core until it ends), then each message leaves (handed to
+the transport's :meth:`~Transport.send_nowait` when it takes it, otherwise in its own task
+cut off after ``message_timeout``, so a dead peer never delays the others), then
+leadership news is published. Every decision about terms, votes and roles is the core's;
+this module only moves inputs in and effects out.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class RuntimeMetrics:
         inputs_dropped: peer messages dropped because too many were waiting.
         messages_sent: sends started (one per message per peer).
         sends_failed: sends whose transport call raised.
-        sends_timed_out: sends cut off after ``message_timeout``.
+        sends_timed_out: sends cut off after ``message_timeout`` (only sends through
+            ``Transport.send``; ``send_nowait`` never waits).
         state_saves: hard states made durable.
     """
 
@@ -505,12 +507,21 @@ class Runtime:
         self.metrics.state_saves += 1
 
     def _send(self, outbound: Outbound) -> None:
+        self.metrics.messages_sent += 1
+        # A transport that never waits takes the message here: no task, no timer, no
+        # extra turn of the event loop per message.
+        try:
+            if self._transport.send_nowait(outbound.to, outbound.message):
+                return
+        except Exception as exc:
+            self._send_failed(outbound, exc)
+            return
         task = asyncio.get_running_loop().create_task(self._send_one(outbound))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
-        self.metrics.messages_sent += 1
 
     async def _send_one(self, outbound: Outbound) -> None:
+        """Send through a transport whose ``send()`` may wait, cut off at ``message_timeout``."""
         try:
             async with asyncio.timeout(self.config.message_timeout):
                 await self._transport.send(outbound.to, outbound.message)
@@ -518,8 +529,11 @@ class Runtime:
             self.metrics.sends_timed_out += 1
             logger.debug("%s: send to %s timed out", self.node_id, outbound.to)
         except Exception as exc:
-            self.metrics.sends_failed += 1
-            logger.debug("%s: send to %s failed: %r", self.node_id, outbound.to, exc)
+            self._send_failed(outbound, exc)
+
+    def _send_failed(self, outbound: Outbound, exc: Exception) -> None:
+        self.metrics.sends_failed += 1
+        logger.debug("%s: send to %s failed: %r", self.node_id, outbound.to, exc)
 
 
 def _log_close_failure(task: asyncio.Task[None]) -> None:

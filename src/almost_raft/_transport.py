@@ -47,10 +47,29 @@ class Transport(abc.ABC):
     async def send(self, to: str, message: PeerMessage) -> None:
         """Send ``message`` to the peer ``to``, best effort.
 
-        May return before the message is delivered. The runtime runs each call in its own
-        task and cancels it after ``message_timeout``; an exception counts as a failed
-        send and is logged, nothing more.
+        May return before the message is delivered. Unless :meth:`send_nowait` took the
+        message, the runtime runs each call in its own task and cancels it after
+        ``message_timeout``; an exception counts as a failed send and is logged, nothing
+        more.
         """
+
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        """Send ``message`` to the peer ``to`` without waiting, if this transport can.
+
+        The optional fast path: a transport whose sending never waits (it writes to a
+        socket buffer, queues, or schedules a delivery) implements it, and the runtime
+        then needs no task per message. The delivery contract is that of :meth:`send`.
+
+        Returns:
+            True if the message was taken: sent, queued, or dropped by the transport's
+            own rules, exactly as :meth:`send` would have. False if it was not touched,
+            and the caller must use :meth:`send` instead; that is what this default
+            does, so a transport whose sending awaits (the user's own) needs nothing.
+
+        It must not block and must not call back into the runtime. An exception counts
+        as a failed send, as one from :meth:`send` does.
+        """
+        return False
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -1,0 +1,325 @@
+"""One TCP or TLS connection that carries length-prefixed frames, as an asyncio Protocol.
+
+Why a Protocol for the whole life of a connection, and not streams for the handshake
+handed over to a Protocol with ``transport.set_protocol()``: a StreamReader's buffered
+bytes (those that arrived with the handshake) can only be taken back through its private
+buffer, and a flow-control pause that the stream protocol saw is not announced again to
+the protocol that replaces it, so the new owner could not tell whether the transport is
+paused. One protocol from ``connection_made`` to ``connection_lost`` owns both, and the
+handshake still reads like the stream code it replaced: :meth:`read_frame` is awaited,
+:meth:`write` and :meth:`drain` answer.
+
+Theory of operation
+-------------------
+A connection lives in two phases.
+
+1. Handshake. Bytes are kept in one buffer and the owner awaits :meth:`read_frame` for
+   each handshake frame. Reading pauses while more than a whole frame waits unread, so
+   a peer cannot make the buffer grow before it is trusted.
+2. Then one of two. :meth:`receive` (inbound): ``data_received`` cuts every complete
+   frame out of what arrived, frames that came with the handshake first, and hands each
+   to a callback at once; nothing awaits per frame. :meth:`send_only` (outbound): the
+   peer has nothing to say on this connection, so any byte from it ends it.
+
+Rules
+-----
+Rule 1 (size first). A frame's 4-byte header is checked against the limit as soon as it
+is complete, before any of the body is kept; an oversized frame ends the connection.
+
+Rule 2 (a refusal ends the connection). Whatever the frame callback refuses (it raises
+:class:`WireError`) aborts the connection at once; no later frame of it is looked at.
+
+Rule 3 (the writer knows when to stop). ``pause_writing``/``resume_writing`` keep
+:attr:`writable` current, and a connection whose peer leaves it paused for longer than
+``write_timeout`` is aborted: its peer stopped reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+from ._wire import HEADER_BYTES, FrameProblem, WireError
+
+__all__ = ["FramedConnection"]
+
+
+class FramedConnection(asyncio.Protocol):
+    """A framed connection: awaitable frames during the handshake, callbacks after it.
+
+    Build one per connection and pass ``lambda: connection`` to ``create_connection`` or
+    ``connect_accepted_socket``.
+
+    Args:
+        max_frame_bytes: the largest frame body accepted.
+        write_timeout: seconds the connection may stay paused by flow control before it
+            is aborted; None for no limit.
+        on_lost: called once, from ``connection_lost``, with this connection.
+
+    Attributes:
+        transport: the asyncio transport, once connected.
+        reason: why the connection ended or is ending, for the log; None while it is up
+            or when nothing more is known than that it closed.
+        on_resume: called when flow control lets writes go again.
+    """
+
+    def __init__(
+        self,
+        max_frame_bytes: int,
+        *,
+        write_timeout: float | None = None,
+        on_lost: Callable[[FramedConnection], None] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._max_frame_bytes = max_frame_bytes
+        self._write_timeout = write_timeout
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.reason: BaseException | None = None
+        self.on_resume: Callable[[], None] | None = None
+        self._buffer = bytearray()
+        # How many bytes the buffer needs before another frame can be complete.
+        self._needed = HEADER_BYTES
+        self._reading_paused = False
+        self._paused = False
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._lost = self._loop.create_future()
+        # The handshake's one waiter, for a frame or for writes to resume.
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_frame: Callable[[bytes], None] | None = None
+        self._on_refused: Callable[[WireError], None] | None = None
+        self._send_only = False
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def writable(self) -> bool:
+        """Whether a write now goes out: connected, not ending, not paused."""
+        return self.transport is not None and not self._paused and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection ended or is ending."""
+        return self._closing
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """End the connection now, discarding unsent data. Idempotent.
+
+        ``reason``, if given and none is known yet, is what :attr:`reason` reports.
+        """
+        if self.reason is None:
+            self.reason = reason
+        self._closing = True
+        if self.transport is not None and not self._lost.done():
+            self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection's socket is closed (``connection_lost`` ran)."""
+        if self.transport is not None:
+            await asyncio.shield(self._lost)
+
+    # ------------------------------------------------------------------ handshake phase
+
+    async def read_frame(self) -> bytes:
+        """Return the next frame's body, while the handshake lasts.
+
+        Raises:
+            WireError: ``OVERSIZED``: the frame's header announces more than the limit.
+            ConnectionError: the connection ended before a whole frame arrived.
+        """
+        while True:
+            body = self._next_frame()
+            if body is not None:
+                return body
+            if self._closing:
+                raise ConnectionResetError("the connection closed during the handshake")
+            await self._wait()
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` as it is (whole frames); dropped once the connection is ending."""
+        if self.transport is not None and not self._closing:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while flow control holds writes back.
+
+        Raises:
+            ConnectionError: the connection ended.
+        """
+        while self._paused and not self._closing:
+            await self._wait()
+        if self._closing:
+            raise ConnectionResetError("the connection closed during the handshake")
+
+    # ------------------------------------------------------------------ after the handshake
+
+    def receive(
+        self, on_frame: Callable[[bytes], None], on_refused: Callable[[WireError], None]
+    ) -> None:
+        """From now on, hand each frame's body to ``on_frame`` as soon as it is complete.
+
+        Frames that arrived with the handshake go first, before this returns. When
+        ``on_frame`` raises :class:`WireError`, or a frame is oversized, ``on_refused``
+        gets the error and the connection is aborted.
+        """
+        self._on_frame = on_frame
+        self._on_refused = on_refused
+        self._resume_reading()
+        if self._buffer and not self._closing:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._needed = HEADER_BYTES
+            self._cut(data)
+
+    def send_only(self) -> None:
+        """From now on, treat any byte from the peer as the end of the connection."""
+        self._send_only = True
+        self._resume_reading()
+        if self._buffer:
+            self._wrote_on_send_only()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._on_frame is not None:
+            self._cut(data)
+        elif self._send_only:
+            self._wrote_on_send_only()
+        else:
+            self._buffer += data
+            # Room for one whole frame, and no more, before the handshake reads it.
+            if len(self._buffer) > HEADER_BYTES + self._max_frame_bytes:
+                self._reading_paused = True
+                cast(asyncio.Transport, self.transport).pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool:
+        # Neither side ever half-closes: the end of the peer's writing ends the connection.
+        self._closing = True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self.reason is None:
+            self.reason = exc or ConnectionResetError("the peer closed the connection")
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        self._wake()
+        if not self._lost.done():
+            self._lost.set_result(None)
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._write_timeout is not None:
+            self._pause_timer = self._loop.call_later(self._write_timeout, self._stuck)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        self._wake()
+        if self.on_resume is not None and not self._closing:
+            self.on_resume()
+
+    # ------------------------------------------------------------------ internals
+
+    def _cut(self, data: bytes) -> None:
+        """Hand every complete frame in the buffer and ``data`` to the frame callback."""
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._needed:
+                return
+            data = bytes(buffer)
+            buffer.clear()
+        on_frame = self._on_frame
+        assert on_frame is not None
+        size = len(data)
+        offset = 0
+        try:
+            while size - offset >= HEADER_BYTES:
+                length = int.from_bytes(data[offset : offset + HEADER_BYTES], "big")
+                if length > self._max_frame_bytes:
+                    raise _oversized(length, self._max_frame_bytes)
+                end = offset + HEADER_BYTES + length
+                if end > size:
+                    break
+                on_frame(data[offset + HEADER_BYTES : end])
+                offset = end
+                if self._closing:
+                    return
+        except WireError as exc:
+            self._refuse(exc)
+            return
+        if offset < size:
+            rest = memoryview(data)[offset:]
+            buffer += rest
+            # A partial header needs the rest of it; a partial body, all of its frame.
+            self._needed = (
+                HEADER_BYTES + int.from_bytes(rest[:HEADER_BYTES], "big")
+                if len(rest) >= HEADER_BYTES
+                else HEADER_BYTES
+            )
+        else:
+            self._needed = HEADER_BYTES
+
+    def _next_frame(self) -> bytes | None:
+        buffer = self._buffer
+        if len(buffer) < HEADER_BYTES:
+            return None
+        length = int.from_bytes(buffer[:HEADER_BYTES], "big")
+        if length > self._max_frame_bytes:
+            raise _oversized(length, self._max_frame_bytes)
+        end = HEADER_BYTES + length
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[HEADER_BYTES:end])
+        del buffer[:end]
+        if len(buffer) <= self._max_frame_bytes:
+            self._resume_reading()
+        return body
+
+    def _refuse(self, exc: WireError) -> None:
+        self.abort(exc)
+        if self._on_refused is not None:
+            self._on_refused(exc)
+
+    def _wrote_on_send_only(self) -> None:
+        self._buffer.clear()
+        self.abort(ConnectionResetError("the peer wrote on a send-only connection"))
+
+    def _stuck(self) -> None:
+        self._pause_timer = None
+        self.abort(TimeoutError(f"the peer read nothing for {self._write_timeout} s"))
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self._closing:
+            self._reading_paused = False
+            cast(asyncio.Transport, self.transport).resume_reading()
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _oversized(length: int, limit: int) -> WireError:
+    return WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {limit}")
