@@ -17,6 +17,7 @@ from almost_raft import (
     HardState,
     HeartBeat,
     InMemoryNetwork,
+    InMemoryTransport,
     MemoryStore,
     NodeState,
     PeerMessage,
@@ -251,6 +252,96 @@ async def test_a_send_that_hangs_forever_does_not_delay_heartbeats_to_others() -
     finally:
         for election in elections:
             await election.close()
+
+
+class _PathRecordingTransport(Transport):
+    """Counts which send path the runtime takes; ``fast`` is what ``send_nowait`` does.
+
+    True takes the message (through the in-memory network), False declines it, and an
+    exception is raised.
+    """
+
+    def __init__(self, inner: InMemoryTransport, fast: bool | Exception) -> None:
+        self.inner = inner
+        self.fast = fast
+        self.nowait_calls = 0
+        self.send_calls = 0
+
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        await self.inner.start(node_id, inbox)
+
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        self.nowait_calls += 1
+        if isinstance(self.fast, Exception):
+            raise self.fast
+        return self.fast and self.inner.send_nowait(to, message)
+
+    async def send(self, to: str, message: PeerMessage) -> None:
+        self.send_calls += 1
+        await self.inner.send(to, message)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def _elect_with(
+    fast: bool | Exception,
+) -> tuple[list[_PathRecordingTransport], list[Election]]:
+    """Three nodes whose transports send as ``fast`` says, run until a leader or 1 s."""
+    network = InMemoryNetwork()
+    transports = [_PathRecordingTransport(network.transport(node), fast) for node in "abc"]
+    elections = [
+        Election(
+            node,
+            [p for p in "abc" if p != node],
+            transport,
+            config=FAST,
+            rng=random.Random(node),
+        )
+        for node, transport in zip("abc", transports, strict=True)
+    ]
+    try:
+        for election in elections:
+            await election.start()
+        if isinstance(fast, Exception):
+            await wait_until(
+                lambda: sum(e.metrics().sends_failed for e in elections) >= 10,
+                what="failed sends",
+            )
+        else:
+            await wait_until(lambda: any(e.status().is_leader for e in elections), what="a leader")
+    finally:
+        for election in elections:
+            await election.close()
+    return transports, elections
+
+
+@run_async
+async def test_a_transport_that_never_waits_is_sent_to_without_a_task() -> None:
+    transports, elections = await _elect_with(True)
+    assert all(t.nowait_calls > 0 for t in transports)
+    # send() is what the runtime's per-message task calls: no task ever ran.
+    assert all(t.send_calls == 0 for t in transports)
+    sent = sum(e.metrics().messages_sent for e in elections)
+    assert sum(t.nowait_calls for t in transports) == sent
+
+
+@run_async
+async def test_a_transport_that_declines_the_fast_path_is_sent_to_in_tasks() -> None:
+    transports, elections = await _elect_with(False)
+    # Every message was offered to send_nowait, declined, and sent by send() instead.
+    for transport, election in zip(transports, elections, strict=True):
+        assert transport.send_calls == transport.nowait_calls == election.metrics().messages_sent
+    assert transports[0].send_calls > 0
+
+
+@run_async
+async def test_a_fast_send_that_raises_counts_as_a_failed_send() -> None:
+    transports, elections = await _elect_with(ConnectionError("no route"))
+    assert all(t.send_calls == 0 for t in transports)
+    for transport, election in zip(transports, elections, strict=True):
+        assert election.metrics().sends_failed == transport.nowait_calls
+    assert not any(e.status().is_leader for e in elections)
 
 
 @run_async

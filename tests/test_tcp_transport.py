@@ -437,6 +437,26 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def test_messages_that_arrive_with_the_handshake_are_delivered() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            b = nodes["b"]
+            sent = [HeartBeat(term, "a") for term in range(1, 4)]
+            _, writer = await asyncio.open_connection(*b.address)
+            try:
+                # One write, so the handshake and the messages reach b together.
+                writer.write(hello() + b"".join(encode_message(m) for m in sent))
+                await eventually(lambda: len(nodes.received("b")) == 3, "three heartbeats")
+                assert nodes.received("b") == sent
+                assert bad_counters(b.metrics) == {}
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    run(body)
+
+
 def test_a_silent_connection_is_refused_after_the_handshake_timeout() -> None:
     async def body() -> None:
         async with cluster("b", handshake_timeout=0.1) as nodes:

@@ -179,6 +179,26 @@ async def test_a_plaintext_handshake_to_a_tls_node_is_refused(pki: Path) -> None
         assert inbox.messages == []
 
 
+@run_async
+async def test_messages_in_the_tls_record_of_the_handshake_are_delivered(pki: Path) -> None:
+    async with nodes({"b": tls(pki, "b")}) as cluster:
+        b, inbox = cluster["b"]
+        b.set_peer_address("a", ("127.0.0.1", 1))
+        sent = [HeartBeat(term, "a") for term in range(1, 4)]
+        _, writer = await asyncio.open_connection(
+            *b.address, ssl=tls(pki, "a").client, server_hostname="127.0.0.1"
+        )
+        try:
+            hello = encode_handshake(Handshake(PROTOCOL_VERSION, CLUSTER, "a"))
+            writer.write(hello + b"".join(encode_message(m) for m in sent))
+            await eventually(lambda: inbox.messages == sent, "three heartbeats")
+            assert b.metrics.handshakes_accepted == 1
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+
 def test_certificate_names_come_from_san_and_common_name() -> None:
     peercert = {
         "subject": ((("organizationName", "x"),), (("commonName", "a"),)),

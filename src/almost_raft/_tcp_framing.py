@@ -286,7 +286,7 @@ class FramedConnection(asyncio.Protocol):
             return None
         body = bytes(buffer[HEADER_BYTES:end])
         del buffer[:end]
-        if len(buffer) <= self._max_frame_bytes:
+        if len(buffer) <= HEADER_BYTES + self._max_frame_bytes:
             self._resume_reading()
         return body
 
