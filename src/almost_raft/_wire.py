@@ -369,14 +369,16 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
             FrameProblem.BAD_FIELD,
             f"{cls.__name__} needs {len(types)} fields, got {len(values)}",
         )
-    for index, (value, expected) in enumerate(zip(values, types, strict=True)):
-        # ``type() is`` rather than isinstance: True must not pass for an int.
-        if type(value) is not expected:
-            raise WireError(
-                FrameProblem.BAD_FIELD,
-                f"{cls.__name__} field {index} must be {expected.__name__}, "
-                f"got {type(value).__name__}",
-            )
+    # Exact types rather than isinstance: True must not pass for an int. One comparison of
+    # type tuples checks them all; the loop only finds which field to name.
+    if tuple(map(type, values)) != types:
+        for index, (value, expected) in enumerate(zip(values, types, strict=True)):
+            if type(value) is not expected:
+                raise WireError(
+                    FrameProblem.BAD_FIELD,
+                    f"{cls.__name__} field {index} must be {expected.__name__}, "
+                    f"got {type(value).__name__}",
+                )
     try:
         return cls(*values)
     except (TypeError, ValueError) as exc:
