@@ -53,6 +53,21 @@ async def test_messages_arrive_and_are_counted() -> None:
 
 
 @run_async
+async def test_send_nowait_takes_every_message_as_send_does() -> None:
+    network = InMemoryNetwork()
+    _, b = await _pair(network)
+    sender = network.transport("a2")
+    beat = HeartBeat(1, "a")
+    assert sender.send_nowait("b", beat)
+    assert network.sent == 1  # scheduled in the call: no task in between
+    await wait_until(lambda: network.delivered == 1, what="the delivery")
+    assert [message for _, message in b.received] == [beat]
+    await sender.close()
+    assert sender.send_nowait("b", beat)  # taken, and dropped: the sender is closed
+    assert (network.sent, network.dropped) == (1, 1)
+
+
+@run_async
 async def test_a_closed_node_receives_nothing_and_a_new_transport_restarts_it() -> None:
     network = InMemoryNetwork()
     a = _Inbox()
