@@ -187,6 +187,19 @@ async def test_frames_that_arrive_with_the_handshake_are_delivered_after_it() ->
 
 
 @run_async
+async def test_frames_sent_just_before_the_peer_closed_are_still_delivered() -> None:
+    connection, _ = connected()
+    connection.data_received(hello() + STREAM)
+    connection.eof_received()
+    connection.connection_lost(None)
+    assert decode_handshake(await connection.read_frame()).node_id == "a"
+    received = Received()
+    connection.receive(received.frame, received.refused)
+    assert received.messages == MESSAGES
+    assert connection.lost
+
+
+@run_async
 async def test_read_frame_waits_for_a_frame_split_across_calls() -> None:
     connection, _ = connected()
     frame = hello()

@@ -84,7 +84,10 @@ class FramedConnection(asyncio.Protocol):
         self._reading_paused = False
         self._paused = False
         self._pause_timer: asyncio.TimerHandle | None = None
+        # Ending: aborted by us, or the peer stopped writing, or the connection is gone.
         self._closing = False
+        # Aborted by us: nothing more it sent is looked at.
+        self._aborted = False
         self._lost = self._loop.create_future()
         # The handshake's one waiter, for a frame or for writes to resume.
         self._waiter: asyncio.Future[None] | None = None
@@ -104,6 +107,11 @@ class FramedConnection(asyncio.Protocol):
         """Whether the connection ended or is ending."""
         return self._closing
 
+    @property
+    def lost(self) -> bool:
+        """Whether the connection is gone (``connection_lost`` ran)."""
+        return self._lost.done()
+
     def abort(self, reason: BaseException | None = None) -> None:
         """End the connection now, discarding unsent data. Idempotent.
 
@@ -111,7 +119,7 @@ class FramedConnection(asyncio.Protocol):
         """
         if self.reason is None:
             self.reason = reason
-        self._closing = True
+        self._closing = self._aborted = True
         if self.transport is not None and not self._lost.done():
             self.transport.abort()
 
@@ -160,14 +168,15 @@ class FramedConnection(asyncio.Protocol):
     ) -> None:
         """From now on, hand each frame's body to ``on_frame`` as soon as it is complete.
 
-        Frames that arrived with the handshake go first, before this returns. When
+        Frames that arrived with the handshake go first, before this returns, even if
+        the peer has closed the connection since: it sent them before it closed. When
         ``on_frame`` raises :class:`WireError`, or a frame is oversized, ``on_refused``
         gets the error and the connection is aborted.
         """
         self._on_frame = on_frame
         self._on_refused = on_refused
         self._resume_reading()
-        if self._buffer and not self._closing:
+        if self._buffer and not self._aborted:
             data = bytes(self._buffer)
             self._buffer.clear()
             self._needed = HEADER_BYTES
@@ -257,7 +266,7 @@ class FramedConnection(asyncio.Protocol):
                     break
                 on_frame(data[offset + HEADER_BYTES : end])
                 offset = end
-                if self._closing:
+                if self._aborted:
                     return
         except WireError as exc:
             self._refuse(exc)

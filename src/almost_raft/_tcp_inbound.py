@@ -134,7 +134,8 @@ class Inbound:
             node_id = await self._handshake(connection, who)
             if node_id is None:
                 return
-            self.connections[connection] = node_id
+            if connection in self.connections:  # not lost during the handshake
+                self.connections[connection] = node_id
             who = f"{node_id} ({who})"
             logger.debug("%s: accepted %s", self._node_id, who)
             connection.receive(
@@ -251,7 +252,9 @@ class Inbound:
             connection.abort()
             return
         current = self._current.get(node_id)
-        if current is not connection:
+        # A message that came with the handshake of a connection closed since still counts,
+        # but that connection can no longer be the peer's.
+        if current is not connection and not connection.lost:
             # The peer redialled, so its previous connection is dead or dying.
             if current is not None:
                 current.abort()
