@@ -457,6 +457,19 @@ def test_messages_that_arrive_with_the_handshake_are_delivered() -> None:
     run(body)
 
 
+def test_messages_from_a_peer_that_closed_right_after_sending_are_delivered() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            sent = [HeartBeat(term, "a") for term in range(1, 4)]
+            with socket.create_connection(nodes["b"].address) as sock:
+                # A leader handing over writes its last message and exits at once.
+                sock.sendall(hello() + b"".join(encode_message(m) for m in sent))
+            await eventually(lambda: len(nodes.received("b")) == 3, "three heartbeats")
+            assert nodes.received("b") == sent
+
+    run(body)
+
+
 def test_a_silent_connection_is_refused_after_the_handshake_timeout() -> None:
     async def body() -> None:
         async with cluster("b", handshake_timeout=0.1) as nodes:

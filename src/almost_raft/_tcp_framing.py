@@ -138,7 +138,8 @@ class FramedConnection(asyncio.Protocol):
             ConnectionError: the connection ended before a whole frame arrived.
         """
         while True:
-            body = self._next_frame()
+            # Frames the peer sent before it closed still count; none after we aborted.
+            body = None if self._aborted else self._next_frame()
             if body is not None:
                 return body
             if self._closing:

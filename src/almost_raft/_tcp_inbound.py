@@ -127,9 +127,11 @@ class Inbound:
             if self._closed:
                 return
             await self._connect(sock, connection)
-            if self._closed or connection.closed:
+            if self._closed:
                 return
-            self.connections[connection] = None
+            # Even a connection its peer closed already is read: what it sent still counts.
+            if not connection.lost:
+                self.connections[connection] = None
             self._metrics.accepted += 1
             node_id = await self._handshake(connection, who)
             if node_id is None:
