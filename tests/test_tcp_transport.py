@@ -657,3 +657,56 @@ def test_a_connection_blip_is_no_evidence_of_a_dead_peer() -> None:
             assert nodes.inboxes["a"].unreachable == []
 
     run(body)
+
+
+def test_every_peer_is_dialled_at_start_before_anything_is_sent() -> None:
+    async def body() -> None:
+        async with cluster("a", "b", "c") as nodes:
+            # Followers exchange nothing while a leader is up, yet the first vote request
+            # between them must not wait for a connect and a handshake.
+            await eventually(
+                lambda: all(nodes[node].metrics.connects == 2 for node in "abc"),
+                "every node connected to both others",
+            )
+            assert all(not nodes.received(node) for node in "abc")
+
+    run(body)
+
+
+def test_a_probe_reset_by_a_dying_listener_is_probed_again_at_once() -> None:
+    async def body() -> None:
+        dying = False
+        held: list[asyncio.StreamWriter] = []
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not dying:
+                held.append(writer)
+                return
+            # The process is being killed: its listening socket completed this connect
+            # from the backlog, and now everything goes.
+            server.close()
+            writer.transport.abort()
+
+        server = await asyncio.start_server(accept, LOCALHOST, 0)
+        host, port = server.sockets[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        async with cluster("a", backoff_initial=1.0, backoff_max=10.0) as nodes:
+            a = nodes["a"]
+            a.set_peer_address("z", (host, port))
+            await eventually(lambda: a.metrics.connects == 1 and len(held) == 1, "a connected")
+            # Age the connection past twice backoff_initial, so that its end counts as a
+            # break (probed at once), not as a connection refused on arrival.
+            await asyncio.sleep(2.1)
+            dying = True
+            broken_at = loop.time()
+            held[0].transport.abort()
+            await eventually(lambda: nodes.inboxes["a"].unreachable == ["z"], "the refusal")
+            # A probe that waited a backoff after the reset would take 0.5 s at least.
+            assert loop.time() - broken_at < 0.5
+            # The original connection and the probe the dying listener reset.
+            assert a.metrics.connects == 2
+            assert a.metrics.connect_refused == 1
+        server.close()
+        await server.wait_closed()
+
+    run(body)

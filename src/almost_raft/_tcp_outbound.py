@@ -7,11 +7,19 @@ written to the socket at once, by the caller of :meth:`Outbound.send`: no task, 
 queue, no wake-up. Otherwise it waits in the peer's bounded queue (the oldest dropped
 when it is full) and is written when the connection comes up or resumes.
 
-A dialler task per peer does what takes time: it connects when messages wait, writes the
-handshake (and proves the secret), and then only waits for the connection to end, to
-redial with exponential backoff and jitter. The first redial after an established
-connection broke goes out at once: it is the probe that tells a dead process (its host
-refuses the connection: :meth:`Inbox.peer_unreachable`) from a blip (it reconnects).
+A dialler task per peer does what takes time: it connects as soon as the transport
+starts, writes the handshake (and proves the secret), and then only waits for the
+connection to end, to redial with exponential backoff and jitter. Every peer is dialled
+whether or not anything waits for it, so the first message of an election (from one
+follower to another, which exchange nothing while a leader is up) does not wait for a
+connect and a handshake: that alone took several milliseconds per election.
+
+The first redial after an established connection broke goes out at once: it is the probe
+that tells a dead process (its host refuses the connection:
+:meth:`Inbox.peer_unreachable`) from a blip (it reconnects). A process being killed can
+still complete a probe's connect from its listening socket's backlog and reset it a
+moment later; a probe connection that dies that young is probed again at once, a few
+times at most, instead of waiting a backoff.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ logger = logging.getLogger("almost_raft.tcp")
 # The longest exponent the backoff computes, so a peer down for days cannot overflow it.
 _MAX_BACKOFF_DOUBLINGS = 32
 
+# How many times in a row a probe connection that died young is probed again at once.
+_QUICK_PROBES = 3
+
 
 class Peer:
     """What the transport keeps per peer: where it is, and what waits to go there."""
@@ -49,7 +60,6 @@ class Peer:
         "lost",
         "node_id",
         "queue",
-        "wakeup",
     )
 
     def __init__(self, node_id: str, address: Address) -> None:
@@ -57,8 +67,6 @@ class Peer:
         self.address = address
         # (message kind, frame) pairs waiting for a connection, oldest first.
         self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
-        # Set when a message is queued while there is no connection: time to dial.
-        self.wakeup = asyncio.Event()
         self.dialler: asyncio.Task[None] | None = None
         # The connection, once its handshake is done; None while there is none.
         self.connection: FramedConnection | None = None
@@ -123,9 +131,7 @@ class Outbound:
             queue.popleft()
             self._metrics.dropped_queue_full += 1
         queue.append((kind, frame))
-        if connection is None:
-            peer.wakeup.set()
-        elif connection.writable:
+        if connection is not None and connection.writable:
             self._flush(peer)
 
     def _flush(self, peer: Peer) -> None:
@@ -144,15 +150,13 @@ class Outbound:
     # ------------------------------------------------------------------ diallers
 
     def start(self, peer: Peer) -> None:
-        """Start ``peer``'s dialler; it dials as soon as a message waits."""
+        """Start ``peer``'s dialler; it dials at once and keeps the connection up."""
         task = asyncio.get_running_loop().create_task(
             self._run(peer), name=f"almost-raft tcp sender {self._node_id}->{peer.node_id}"
         )
         self._diallers.add(task)
         task.add_done_callback(self._dialler_done)
         peer.dialler = task
-        if peer.queue:
-            peer.wakeup.set()
 
     def stop(self, peer: Peer) -> None:
         """Stop ``peer``'s dialler, which closes its connection; its queue stays."""
@@ -175,15 +179,11 @@ class Outbound:
             logger.error("%s: %s failed", self._node_id, task.get_name(), exc_info=exc)
 
     async def _run(self, peer: Peer) -> None:
-        """Dial ``peer`` whenever messages wait for it, and keep the connection up."""
+        """Dial ``peer``, and redial whenever the connection ends."""
         loop = asyncio.get_running_loop()
         failures = 0
+        quick_probes = 0
         while True:
-            if not peer.lost:
-                await peer.wakeup.wait()
-                if not peer.queue:
-                    peer.wakeup.clear()
-                    continue
             probe, peer.lost = peer.lost, False
             connection = await self._connect(peer, probe=probe)
             if connection is None:
@@ -195,7 +195,6 @@ class Outbound:
                 continue
             opened_at = loop.time()
             try:
-                peer.wakeup.clear()
                 peer.connection = connection
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
@@ -218,8 +217,14 @@ class Outbound:
             # Anything in between is redialled at once, because that redial is the probe
             # that tells a dead leader from a blip, and it must not wait a backoff.
             lasted = loop.time() - opened_at
+            young = lasted < 2 * self._settings.backoff_initial
+            if probe and young and quick_probes < _QUICK_PROBES:
+                # Most likely the backlog of a listener whose process is being killed.
+                quick_probes += 1
+                continue
+            quick_probes = 0
             failures = 0 if lasted >= self._settings.backoff_max else failures + 1
-            if failures and lasted < 2 * self._settings.backoff_initial:
+            if failures and young:
                 await asyncio.sleep(self._backoff_delay(failures))
 
     def _backoff_delay(self, failures: int) -> float:
