@@ -116,7 +116,32 @@ class _Alarm:
 
 _ALARM = _Alarm()
 
-_Input = PeerMessage | _AddPeer | _RemovePeer | _StepDown | _PeerUnreachable | _Terminate | _Alarm
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CarryOut:
+    """A batch the core made from a message handled on arrival, which needs a save."""
+
+    output: Output
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Failed:
+    """The core raised on a message handled on arrival; the driver fails with it."""
+
+    error: BaseException
+
+
+_Input = (
+    PeerMessage
+    | _AddPeer
+    | _RemovePeer
+    | _StepDown
+    | _PeerUnreachable
+    | _Terminate
+    | _Alarm
+    | _CarryOut
+    | _Failed
+)
 
 
 class Runtime:
@@ -133,8 +158,8 @@ class Runtime:
         config: timings and limits.
         store: where the term and vote are kept.
         rng: the randomness of the election timeouts.
-        on_leader_change: called, in the election's task, with each leadership change
-            right after it is published. It must not block; an exception it raises is
+        on_leader_change: called, on the event loop's thread, with each leadership
+            change right after it is published. It must not block; an exception it raises is
             logged and ignored.
     """
 
@@ -159,6 +184,12 @@ class Runtime:
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        # True only while the driver waits for input with nothing queued and no hand-over
+        # under way: then a message is handed to the core as it arrives (see deliver()).
+        self._idle = False
+        # The one timer for the core's deadline, and the time it is set for.
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.nan
         self._driver: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Future[None] | None = None
@@ -217,12 +248,24 @@ class Runtime:
     # ------------------------------------------------------------------ inputs
 
     def deliver(self, message: PeerMessage) -> None:
-        """Inbox: queue a peer's message for the core; never blocks.
+        """Inbox: hand a peer's message to the core, or queue it; never blocks.
+
+        While the election's task is idle the core takes the message at once and its
+        batch is carried out here, unless the batch needs a save, which the task then
+        does (taking no further input until it is done). Otherwise the message waits in
+        the task's queue. Either way the core sees inputs one at a time, in order.
 
         Dropped (counted in ``inputs_dropped``) if the node is not running or more than
         ``MAX_PENDING_INPUTS`` inputs are already waiting.
         """
-        if self._core is None or self.closed or self.failure is not None:
+        core = self._core
+        if core is None or self.failure is not None:
+            return
+        if self.closed and (self._driver is None or self._driver.done()):
+            return
+        if self._idle and self._inputs.empty():
+            self._last_heard[message.sender] = time.monotonic()
+            self._handle_now(core, message)
             return
         if self._inputs.qsize() >= MAX_PENDING_INPUTS:
             self.metrics.inputs_dropped += 1
@@ -397,16 +440,54 @@ class Runtime:
 
     # ------------------------------------------------------------------ the driver
 
+    def _handle_now(self, core: ElectionCore, message: PeerMessage) -> None:
+        """Give ``message`` to the idle core and carry out what needs no save.
+
+        This saves the event loop a turn (and a queue) per message: a heartbeat and its
+        answer cost the follower one wake-up. Anything the driver must see first goes
+        through the queue instead: a deadline that has passed, or a batch with a save.
+        """
+        now = asyncio.get_running_loop().time()
+        if now >= core.next_deadline:
+            self._inputs.put_nowait(message)
+            return
+        try:
+            output = core.receive(message, now)
+        except BaseException as error:
+            # A bug in the core: fail the election's task as if it had made the call.
+            self._idle = False
+            self._inputs.put_nowait(_Failed(error))
+            return
+        if output.hard_state is not None:
+            self._idle = False
+            self._inputs.put_nowait(_CarryOut(output))
+            return
+        self._finish_batch(output.messages, output.leader_change)
+        if core.next_deadline < self._alarm_at:
+            # A later deadline can wait: the alarm rings early and the driver sets it anew.
+            self._set_alarm(core.next_deadline)
+
+    def _set_alarm(self, deadline: float) -> None:
+        if deadline == self._alarm_at:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = (
+            asyncio.get_running_loop().call_at(deadline, self._inputs.put_nowait, _ALARM)
+            if math.isfinite(deadline)
+            else None
+        )
+        self._alarm_at = deadline
+
     async def _drive(self) -> None:
         core = self._core
         assert core is not None, "the driver runs only after start() built the core"
         loop = asyncio.get_running_loop()
         inputs = self._inputs
-        # One timer for the core's deadline, moved only when the deadline moves. A timeout
-        # around each wait would add and cancel a timer for every message: a leader's
-        # deadline (its next heartbeat) stays put while the answers come in.
-        alarm: asyncio.TimerHandle | None = None
-        alarm_at = math.nan
+        # One timer for the core's deadline (self._alarm), moved only when the deadline
+        # moves. A timeout around each wait would add and cancel a timer for every
+        # message: a leader's deadline (its next heartbeat) stays put while the answers
+        # come in.
         # Set while a leader that handed over waits to hear of its successor: the term it
         # led and the time it leaves regardless.
         handed_over_term = -1
@@ -425,22 +506,23 @@ class Runtime:
                 try:
                     item = inputs.get_nowait()
                 except asyncio.QueueEmpty:
-                    deadline = min(core.next_deadline, leave_by)
-                    if deadline != alarm_at:
-                        if alarm is not None:
-                            alarm.cancel()
-                        alarm = (
-                            loop.call_at(deadline, inputs.put_nowait, _ALARM)
-                            if math.isfinite(deadline)
-                            else None
-                        )
-                        alarm_at = deadline
-                    item = await inputs.get()
+                    self._set_alarm(min(core.next_deadline, leave_by))
+                    # A leader that handed over checks each input for its successor.
+                    self._idle = leave_by == math.inf
+                    try:
+                        item = await inputs.get()
+                    finally:
+                        self._idle = False
                 now = loop.time()
                 if isinstance(item, _Alarm):
                     # Rang, or stale: either way the next wait sets the alarm anew.
-                    alarm_at = math.nan
+                    self._alarm_at = math.nan
                     continue
+                if isinstance(item, _CarryOut):
+                    await self._carry_out(item.output)
+                    continue
+                if isinstance(item, _Failed):
+                    raise item.error
                 if isinstance(item, PeerMessage):
                     output = core.receive(item, now)
                 elif isinstance(item, _AddPeer):
@@ -463,8 +545,10 @@ class Runtime:
                     return
                 await self._carry_out(output)
         finally:
-            if alarm is not None:
-                alarm.cancel()
+            self._idle = False
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""
@@ -484,9 +568,12 @@ class Runtime:
                     if outbound.message.__class__ is not RequestVote
                 )
             await self._persist(output.hard_state)
+        self._finish_batch(messages, output.leader_change)
+
+    def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
+        """Send a batch's messages and publish its news: what follows any save."""
         for outbound in messages:
             self._send(outbound)
-        change = output.leader_change
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:
