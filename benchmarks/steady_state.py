@@ -17,8 +17,11 @@ and is then left alone for ``--duration`` seconds. Per node it reports:
   just before and just after the window, and wake-ups per second (voluntary context
   switches of all threads, ``/proc/PID/task/*/status``), which PySyncObj has too.
 
-In the same run it measures two baselines with this interpreter: the RSS of a bare
-``python -c 'import asyncio; ...sleep'`` process (and of one that imports nothing), and,
+In the same run it measures baselines with this interpreter: the RSS of a bare
+``python -c 'import asyncio; ...sleep'`` process (and of one that imports nothing); the CPU
+of a process that only echoes one message per heartbeat interval, once with an asyncio
+protocol and once with a plain selectors loop (the floor under any follower that wakes
+for each heartbeat); and,
 if pysyncobj is installed, five PySyncObj processes with the same timings (its
 ``appendEntriesPeriod`` is the heartbeat). PySyncObj insists that its minimum timeout
 exceed three heartbeats, which is why both use 500-1000 ms rather than 150-300 ms; the
@@ -180,6 +183,68 @@ def measure_baselines() -> dict[str, float]:
         "bare_python_rss_mib": bare_rss_mib("import time; time.sleep(60)"),
         "bare_asyncio_rss_mib": bare_rss_mib("import asyncio; asyncio.run(asyncio.sleep(60))"),
     }
+
+
+# Echo servers that do nothing but answer each message: what one wake-up per message costs
+# with an asyncio protocol, and with a plain selectors loop (PySyncObj's kind of loop).
+_ECHO_SERVERS = {
+    "asyncio": """
+import asyncio, socket, sys
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport): self.transport = transport
+    def data_received(self, data): self.transport.write(data)
+async def main():
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    server = await asyncio.get_running_loop().create_server(Echo, sock=sock)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+""",
+    "selectors": """
+import selectors, socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+conn, _ = listener.accept()
+selector = selectors.DefaultSelector()
+selector.register(conn, selectors.EVENT_READ)
+while True:
+    for _ in selector.select():
+        data = conn.recv(4096)
+        if not data:
+            sys.exit()
+        conn.send(data)
+""",
+}
+
+
+def measure_echo_floor(rate: float, duration: float) -> dict[str, float]:
+    """CPU percent of a process that answers ``rate`` messages a second and does nothing
+    else, for each kind of loop: the floor under a follower's cost at that heartbeat rate."""
+    floor = {}
+    for kind, code in _ECHO_SERVERS.items():
+        listener = socket.create_server(("127.0.0.1", 0))
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(listener.fileno())], pass_fds=[listener.fileno()]
+        )
+        try:
+            with socket.create_connection(listener.getsockname()[:2], timeout=10) as client:
+                client.sendall(b"x")
+                client.recv(16)
+                before = cpu_seconds(process.pid)
+                started = time.monotonic()
+                sent = 0
+                while time.monotonic() - started < duration:
+                    client.sendall(b"x" * 40)
+                    client.recv(64)
+                    sent += 1
+                    time.sleep(max(0.0, started + sent / rate - time.monotonic()))
+                elapsed = time.monotonic() - started
+                floor[f"{kind}_echo_cpu_percent"] = (
+                    (cpu_seconds(process.pid) - before) / elapsed * 100
+                )
+        finally:
+            listener.close()
+            process.kill()
+            process.wait()
+    return floor
 
 
 # ---------------------------------------------------------------------- almost-raft
@@ -664,6 +729,8 @@ def run_default(size: int, duration: float, compare_src: Path | None) -> None:
         "election_timeout_ms": [TIMINGS.election_timeout_ms, TIMINGS.election_timeout_max_ms],
     }
     results["baselines"] = measure_baselines()
+    heartbeats_per_s = 1000 / TIMINGS.heartbeat_interval_ms
+    results["baselines"] |= measure_echo_floor(heartbeats_per_s, min(duration, 20.0))
     if compare_src is not None:
         results["almost_raft_compare"] = {
             "src": str(compare_src),
@@ -696,6 +763,11 @@ def run_default(size: int, duration: float, compare_src: Path | None) -> None:
     print(
         f"\nbare python RSS {base['bare_python_rss_mib']:.1f} MiB, bare asyncio RSS "
         f"{base['bare_asyncio_rss_mib']:.1f} MiB"
+    )
+    print(
+        f"a process that only answers {heartbeats_per_s:g} messages a second (a follower's "
+        f"heartbeats): {base['asyncio_echo_cpu_percent']:.2f} % with an asyncio protocol, "
+        f"{base['selectors_echo_cpu_percent']:.2f} % with a plain selectors loop"
     )
     rows: list[list[object]] = [
         [
