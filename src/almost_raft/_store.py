@@ -84,34 +84,36 @@ class FileStore(Store):
     The file is exactly two 4096-byte slots (format version 2, the scheme of LMDB's two
     meta pages). Each slot holds one line of JSON -- the term, the vote, a sequence number
     and a CRC-32 of them -- padded with spaces, so ``head -c 300`` on the file shows a
-    person what is in it. A save writes the whole slot that does *not* hold the newest
-    state, with the next sequence number, and calls ``fdatasync`` once. The file's size
-    and blocks never change, so the save changes no metadata: no rename, no directory
-    fsync, no journal commit, which on ext4 would serialize the saves of every node on
-    the machine. It costs about a fifth of a replace-and-rename save.
+    person what is in it; a slot never written is all spaces. A save writes the whole slot
+    that does *not* hold the newest state, with the next sequence number, and calls
+    ``fdatasync`` once. The file's size and blocks never change, so a save changes no
+    metadata: no rename and no directory fsync, whose journal commits on ext4 serialize
+    the saves of every process on the machine. Every election waits for such saves.
 
     A save cut short by a power loss can tear only the slot it was writing, which held
     the older state; the newest acknowledged state is intact in the other slot. So
-    :meth:`load` takes the valid slot with the highest sequence number, and when exactly
+    :meth:`load` takes the intact slot with the highest sequence number, and when exactly
     one slot is damaged it uses the other and logs a warning naming the file and the
-    slot. The next save overwrites the damaged slot. The limit of the scheme: a slot
-    damaged *after* it was written (bit rot of the newest slot) looks the same as an
-    interrupted save, so the older state in the other slot is used, which holds the term
-    and vote of the save before. Both slots damaged, no state in either, a file of the
-    wrong size, or a format this release does not read raise :class:`StateFileError`
-    naming the file and what to do. A missing file means a fresh node.
+    slot; the next save overwrites the damaged slot. The limit of the scheme: a slot
+    damaged *after* its save returned (bit rot of the newest slot) cannot be told from an
+    interrupted save, so the older state in the other slot is used, and the node may have
+    forgotten its last term change or vote. Both slots damaged, no state in either, a
+    file of the wrong size, or a format this release does not read raise
+    :class:`StateFileError` naming the file and what to do. A missing file means a fresh
+    node. A version-1 file (one JSON object, replaced by a rename on every save, as
+    earlier releases wrote it) is still read.
 
-    The first save of a store creates the file atomically the old way (a temporary file,
-    fsync, rename over the old file, fsync of the directory) unless the file is already
-    version 2, in which case it goes on from the file's highest sequence number. It does
-    the same when the file is a version-1 file (written by an earlier release, which this
-    class still reads), when the file was moved or deleted since, and after a save that
-    raised. A save that raises may or may not have taken effect; a later ``load`` returns
-    the state before it or the state it was saving, as after a crash.
+    The first save of a store object replaces the file atomically (a temporary file,
+    fsync, rename over the old file, fsync of the directory) with a version-2 file holding
+    the state in one slot, unless the file already is an intact version 2: then it goes on
+    from the file's highest sequence number. A save replaces the whole file the same way
+    when the file was moved or deleted since the last save, and after a save that raised.
+    A save that raises may or may not have taken effect: a later ``load`` returns the
+    state before it or the state it was saving, as after a crash.
 
     From its first ``load`` or ``save`` until :meth:`close`, the store holds an exclusive
     lock on ``<path>.lock``, so two processes cannot share one node's state by mistake,
-    and, from its first save, the state file open for writing.
+    and from its first save the state file, open for writing; ``close`` releases both.
     A closed store stays closed: ``load`` and ``save`` then raise ``ValueError``, so a
     store cannot quietly take the lock again after its owner let it go.
     """
