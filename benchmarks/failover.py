@@ -84,7 +84,8 @@ def measure(
 
 
 def store_save_seconds(directory: Path | None, saves: int = 30) -> list[float]:
-    """How long a node's state file takes to save (write, fsync, rename, fsync) there.
+    """How long a node's state file takes to save there (the first save creates the file
+    with a rename; each later one overwrites a slot and calls fdatasync).
 
     Every vote, and every candidate's own term and vote, waits for one such save before
     its message leaves, so two of them lie on the path of every election.

@@ -3,9 +3,11 @@
 The node runs alone in a two-node cluster whose other member never starts, with PreVote
 off, so it starts a real election (a new term, saved to disk) every 30-60 ms. Each round
 starts the process, waits until it has saved a term above the last one seen, lets it
-campaign a random moment longer and kills it with SIGKILL. After every kill the state file
-must decode (never torn or damaged) and hold a term at least as high as the last one the
-file showed (never rolled back), and the next start must load it.
+campaign a random moment longer and kills it with SIGKILL. After every kill the state file,
+opened the way the next start opens it (``FileStore.load``), must hold a term at least as
+high as the last one the running node had saved (never rolled back), with both slots intact:
+a save overwrites one page-sized slot with a single write, which a killed process cannot
+tear, so a damaged slot (only a power loss may leave one) fails the test too.
 
 The suite runs 60 rounds; ``ALMOST_RAFT_CRASH_ROUNDS=200`` runs the longer version.
 """
@@ -13,6 +15,7 @@ The suite runs 60 rounds; ``ALMOST_RAFT_CRASH_ROUNDS=200`` runs the longer versi
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import signal
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from almost_raft._errors import StateFileError
+from almost_raft import FileStore, StateFileError
 from almost_raft._store import decode_state
 
 pytestmark = pytest.mark.slow
@@ -76,7 +79,12 @@ def write_cluster_file(directory: Path) -> Path:
 
 
 def read_term(state_path: Path) -> int | None:
-    """The term in the state file, ``None`` if there is none yet; fails if it is damaged."""
+    """The newest term in a running node's state file, ``None`` if there is none yet.
+
+    The node holds the file's lock, so this decodes the bytes as ``FileStore.load`` does,
+    without the lock. A read can meet a slot in the middle of its overwrite; the decoding
+    then takes the other slot, the newest whole state. Fails if neither slot is whole.
+    """
     try:
         raw = state_path.read_bytes()
     except FileNotFoundError:
@@ -121,7 +129,26 @@ def wait_for_term_above(
         time.sleep(0.002)
 
 
-def crash_rounds(directory: Path, rounds: int, rng: random.Random) -> CrashLog:
+def load_term_after_kill(state_path: Path, caplog: pytest.LogCaptureFixture) -> int:
+    """The term the next start would load; fails on a damaged file or slot."""
+    caplog.clear()
+    store = FileStore(state_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="almost_raft.store"):
+            state = store.load()
+    except StateFileError as exc:
+        pytest.fail(f"the state file is damaged: {exc}; bytes: {state_path.read_bytes()!r}")
+    finally:
+        store.close()
+    assert state is not None, "the state file disappeared"
+    damaged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert damaged == [], "a kill left a damaged slot"
+    return state.term
+
+
+def crash_rounds(
+    directory: Path, rounds: int, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> CrashLog:
     config = write_cluster_file(directory)
     state_path = directory / "state" / "n1.state"
     log_path = directory / "n1.log"
@@ -138,8 +165,7 @@ def crash_rounds(directory: Path, rounds: int, rng: random.Random) -> CrashLog:
             if process.poll() is None:
                 process.kill()
             process.wait()
-        after = read_term(state_path)
-        assert after is not None, f"round {round_number}: the state file disappeared"
+        after = load_term_after_kill(state_path, caplog)
         assert after >= running_term, (
             f"round {round_number}: term {after} on disk after the kill, "
             f"but the running node had saved {running_term}"
@@ -150,9 +176,9 @@ def crash_rounds(directory: Path, rounds: int, rng: random.Random) -> CrashLog:
 
 
 def test_sigkill_while_changing_terms_never_damages_or_rolls_back_the_state_file(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seen = crash_rounds(tmp_path, ROUNDS, random.Random(7))
+    seen = crash_rounds(tmp_path, ROUNDS, random.Random(7), caplog)
     assert len(seen.terms_after_kill) == ROUNDS
     # Never lower across a kill and the restart that loaded it.
     assert seen.terms_after_kill == sorted(seen.terms_after_kill)

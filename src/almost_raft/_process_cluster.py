@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from ._parent_death import signal_on_parent_death
+from ._store import decode_state
 
 __all__ = ["ClusterTimings", "LeaderEvent", "ProcessCluster"]
 
@@ -395,12 +396,18 @@ class ProcessCluster:
         return body if response.status == 200 else None
 
     def state(self, node: str) -> dict[str, Any] | None:
-        """The node's state file as JSON (``term``, ``voted_for``), if it exists."""
+        """The term and vote in the node's state file (``term``, ``voted_for``), if it exists.
+
+        Raises:
+            StateFileError: the file holds no state that can be trusted.
+        """
+        path = self.state_path(node)
         try:
-            data = json.loads(self.state_path(node).read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
+        saved = decode_state(raw, str(path))
+        return {"term": saved.term, "voted_for": saved.voted_for}
 
     def agreed_leader(self, nodes: Iterable[str] | None = None) -> tuple[str, int] | None:
         """``(leader, term)`` if every one of ``nodes`` (default: the live ones) answers
