@@ -81,6 +81,26 @@ def _follower_of(leader: str, term: int = 3) -> ElectionCore:
     return core
 
 
+@run_async
+async def test_a_closing_leader_stays_until_its_successor_leads() -> None:
+    cluster = Cluster(3, seed=5)
+    await cluster.start()
+    try:
+        old = await cluster.wait_for_agreed_leader()
+        old_term = cluster.elections[old].status().term
+        await cluster.stop(old)
+        # When close() returns, the successor leads a newer term and both remaining nodes
+        # know it: the leaving leader stayed connected until then.
+        views = {e.status().leader_id for e in cluster.elections.values()}
+        terms = {e.status().term for e in cluster.elections.values()}
+        (view,) = views
+        assert view is not None
+        (term,) = terms
+        assert term > old_term
+    finally:
+        await cluster.close()
+
+
 def test_leader_hands_over_to_the_peer_heard_most_recently() -> None:
     core = _leader_of_three()
     core.receive(HeartBeatResponse(1, "c"), 1.0)

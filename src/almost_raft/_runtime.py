@@ -490,16 +490,20 @@ class Runtime:
         # come in.
         # Set while a leader that handed over waits to hear of its successor: the term it
         # led and the time it leaves regardless.
-        handed_over_term = -1
+        handed_over_term: float = -1
         leave_by = math.inf
         try:
             while True:
-                if leave_by < math.inf and (
-                    loop.time() >= leave_by
-                    or (core.leader_id is not None and core.term > handed_over_term)
-                ):
-                    await self._carry_out(core.terminate(loop.time()))
-                    return
+                if leave_by < math.inf:
+                    if core.leader_id is not None and core.term > handed_over_term:
+                        # The successor leads. Stay one heartbeat more, so that its first
+                        # heartbeats reach the others before they see this process go
+                        # and spend their time on the broken connections.
+                        handed_over_term = math.inf
+                        leave_by = min(leave_by, loop.time() + self.config.heartbeat_interval)
+                    if loop.time() >= leave_by:
+                        await self._carry_out(core.terminate(loop.time()))
+                        return
                 if loop.time() >= core.next_deadline:
                     await self._carry_out(core.tick(loop.time()))
                     continue
