@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
-from pathlib import Path
 from typing import Any, Literal
 
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
@@ -38,9 +38,9 @@ _RESTART_BACKOFF = (0.5, 30.0)
 class RunOptions:
     """What ``almost-raft run`` was asked to do."""
 
-    config_path: Path
+    config_path: str
     node_id: str
-    state_dir: Path | None = None
+    state_dir: str | None = None
     http: tuple[str, int] | None = None
     command: tuple[str, ...] = ()
     grace: float = 10.0
@@ -52,7 +52,7 @@ class _Node:
         self.options = options
         self.cluster = cluster
         self.entry = entry
-        state_dir = options.state_dir or cluster.state_dir
+        state_dir = cluster.state_dir if options.state_dir is None else options.state_dir
         if state_dir is None:
             raise ConfigError(
                 "state_dir",
@@ -60,7 +60,7 @@ class _Node:
                 "set state_dir in the cluster file or pass --state-dir: the node must keep "
                 "its term and vote on disk to never vote twice in one term",
             )
-        self.state_path = state_dir / f"{entry.node_id}.state"
+        self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
         self.transport = TcpTransport(

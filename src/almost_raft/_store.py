@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import abc
+import binascii
 import contextlib
 import fcntl
 import json
 import os
-import zlib
-from pathlib import Path
 from typing import IO, Any
 
 from ._errors import StateFileError
@@ -81,24 +80,26 @@ class FileStore(Store):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        #: The state file's path.
+        self.path: str = os.fspath(path)
+        self._directory, self._name = os.path.split(os.path.abspath(self.path))
         self._lock: IO[bytes] | None = None
         self._closed = False
 
     def load(self) -> HardState | None:
         self._acquire_lock()
         try:
-            raw = self.path.read_bytes()
+            with open(self.path, "rb") as file:
+                raw = file.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateFileError(str(self.path), f"cannot be read ({exc.strerror})") from exc
-        return decode_state(raw, str(self.path))
+            raise StateFileError(self.path, f"cannot be read ({exc.strerror})") from exc
+        return decode_state(raw, self.path)
 
     def save(self, state: HardState) -> None:
         self._acquire_lock()
-        directory = self.path.parent
-        tmp = directory / f".{self.path.name}.tmp-{os.getpid()}"
+        tmp = os.path.join(self._directory, f".{self._name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "wb") as file:
                 file.write(encode_state(state))
@@ -108,9 +109,9 @@ class FileStore(Store):
         except BaseException:
             # The old file is untouched; do not leave a half-written copy beside it.
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
-        dir_fd = os.open(directory, os.O_RDONLY)
+        dir_fd = os.open(self._directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -124,23 +125,26 @@ class FileStore(Store):
 
     def _acquire_lock(self) -> None:
         if self._closed:
-            raise ValueError(f"the state store for {str(self.path)!r} is closed")
+            raise ValueError(f"the state store for {self.path!r} is closed")
         if self._lock is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115
+        os.makedirs(self._directory, exist_ok=True)
+        lock = open(os.path.join(self._directory, self._name + ".lock"), "a+b")  # noqa: SIM115
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             lock.close()
             raise StateFileError(
-                str(self.path), "is in use by another running node (its lock file is held)"
+                self.path, "is in use by another running node (its lock file is held)"
             ) from exc
         self._lock = lock
         # Only the lock holder writes temporary files, so any found now were left by a
         # process killed in the middle of a save; the real file was never touched by them.
-        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            stale.unlink(missing_ok=True)
+        prefix = f".{self._name}.tmp-"
+        for name in os.listdir(self._directory):
+            if name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self._directory, name))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -183,4 +187,4 @@ def decode_state(raw: bytes, path: str) -> HardState:
 
 
 def _checksum(body: dict[str, Any]) -> int:
-    return zlib.crc32(json.dumps(body, sort_keys=True).encode())
+    return binascii.crc32(json.dumps(body, sort_keys=True).encode())
