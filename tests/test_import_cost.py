@@ -34,6 +34,9 @@ _KEPT_OUT = (
     "ipaddress",
     # The state file's checksum is binascii.crc32, which ssl has loaded already.
     "zlib",
+    # Only a node that runs a leader command, or serves /status and /metrics.
+    "almost_raft._leader_command",
+    "almost_raft._http",
 )
 
 

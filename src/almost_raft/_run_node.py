@@ -13,16 +13,18 @@ import dataclasses
 import logging
 import os
 import signal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
 from ._election import Election
 from ._errors import ConfigError
-from ._http import StatusServer, json_route
-from ._leader_command import LeaderCommand
 from ._outputs import LeaderChange
 from ._store import FileStore
 from ._tcp import TcpTransport
+
+if TYPE_CHECKING:
+    from ._http import StatusServer
+    from ._leader_command import LeaderCommand
 
 __all__ = ["RunOptions", "run_node"]
 
@@ -77,24 +79,25 @@ class _Node:
             config=cluster.election,
             store=FileStore(self.state_path),
         )
-        self.command = (
-            LeaderCommand(options.command, node_id=entry.node_id, grace=options.grace)
-            if options.command
-            else None
-        )
+        # The command's and the HTTP server's modules are imported only by a node that
+        # uses them: whatever a node imports stays in its memory for its whole life.
+        self.command: LeaderCommand | None = None
+        if options.command:
+            from ._leader_command import LeaderCommand
+
+            self.command = LeaderCommand(
+                options.command, node_id=entry.node_id, grace=options.grace
+            )
+        self.http: StatusServer | None = None
         http = options.http or entry.http
-        self.http = (
-            StatusServer(
+        if http is not None:
+            from ._http import StatusServer, json_route
+
+            self.http = StatusServer(
                 http[0],
                 http[1],
-                {
-                    "/status": json_route(self.status),
-                    "/metrics": self._metrics_route,
-                },
+                {"/status": json_route(self.status), "/metrics": self._metrics_route},
             )
-            if http is not None
-            else None
-        )
         self._command_watch: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:
