@@ -82,7 +82,8 @@ class FileStore(Store):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         #: The state file's path.
         self.path: str = os.fspath(path)
-        self._directory, self._name = os.path.split(os.path.abspath(self.path))
+        directory, self._name = os.path.split(self.path)
+        self._directory = directory or os.curdir
         self._lock: IO[bytes] | None = None
         self._closed = False
 
