@@ -33,7 +33,7 @@ def test_good_file_parses(tmp_path: Path) -> None:
     path.write_text(GOOD)
     config = ClusterConfig.load(path)
     assert config.cluster_id == "jobs"
-    assert config.state_dir == tmp_path / "state"
+    assert config.state_dir == str(tmp_path / "state")
     assert config.election.election_timeout_range == (0.15, 0.3)
     assert config.election.heartbeat_interval == 0.05
     assert config.nodes["a"].http == ("127.0.0.1", 8001)

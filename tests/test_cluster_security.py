@@ -56,9 +56,9 @@ def test_shared_tls_files_and_secret_are_relative_to_the_file(tmp_path: Path, pk
     assert cluster.security.load_secret() == SECRET.strip().encode()
     for node in ("a", "b"):
         files = cluster.security.tls[node]
-        assert files.ca == pki / "ca.pem"
-        assert files.cert == tmp_path / "node.pem"
-        assert files.key == tmp_path / "node.key"
+        assert files.ca == str(pki / "ca.pem")
+        assert files.cert == str(tmp_path / "node.pem")
+        assert files.key == str(tmp_path / "node.key")
     # The node's files are read when it starts, and the error names the field.
     with pytest.raises(ConfigError, match="no such file") as info:
         cluster.security.tls["a"].load(cluster.source)
@@ -78,8 +78,8 @@ key = "{pki}/b.key"
 """,
     )
     cluster = ClusterConfig.load(path)
-    assert cluster.security.tls["a"].cert == pki / "a.pem"
-    assert cluster.security.tls["b"].cert == pki / "b.pem"
+    assert cluster.security.tls["a"].cert == str(pki / "a.pem")
+    assert cluster.security.tls["b"].cert == str(pki / "b.pem")
     cluster.security.tls["b"].load()
     with pytest.raises(ConfigError, match="not the private key") as info:
         cluster.security.tls["a"].load(cluster.source)

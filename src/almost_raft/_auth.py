@@ -34,10 +34,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import os
 import secrets
 import struct
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Literal, Protocol
 
 from ._errors import ConfigError
@@ -105,22 +105,24 @@ def check_secret(field: str, value: object) -> bytes:
     return value
 
 
-def read_secret_file(field: str, path: Path) -> bytes:
+def read_secret_file(field: str, path: str | os.PathLike[str]) -> bytes:
     """Read a cluster secret from ``path``, ignoring whitespace around it.
 
     Raises:
         ConfigError: the file is missing, unreadable or too short; names ``field``.
     """
+    path = os.fspath(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except FileNotFoundError:
-        raise ConfigError(field, str(path), "no such file") from None
+        raise ConfigError(field, path, "no such file") from None
     except OSError as exc:
-        raise ConfigError(field, str(path), f"cannot be read: {exc.strerror}") from None
+        raise ConfigError(field, path, f"cannot be read: {exc.strerror}") from None
     try:
         return check_secret(field, data.strip())
     except ConfigError as exc:
-        raise ConfigError(field, str(path), exc.fix) from None
+        raise ConfigError(field, path, exc.fix) from None
 
 
 def new_nonce() -> bytes:

@@ -56,7 +56,7 @@ def _require_cryptography() -> Any:
 
 
 def make_certificates(
-    directory: Path, cluster_id: str, node_ids: list[str], *, days: int = 825
+    directory: str | os.PathLike[str], cluster_id: str, node_ids: list[str], *, days: int = 825
 ) -> CertificateFiles:
     """Write a CA (unless one is there) and a certificate and key for each node.
 
@@ -77,6 +77,7 @@ def make_certificates(
         raise ConfigError("days", days, "must be a whole number of days of at least 1")
     for node_id in node_ids:
         _check_dns_id(node_id)
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca_path, ca_key_path = directory / _CA_CERT, directory / _CA_KEY
     if ca_path.exists() != ca_key_path.exists():

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -16,14 +15,24 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
+    args = _parse(argv)
+    if args is None:
+        return 2
+    code: int = args.handler(args)
+    return code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """The parsed arguments, or None (after printing the help) when no command is given.
+
+    The parser is dropped before the command runs: ``almost-raft run`` lives for months.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
+    if getattr(args, "handler", None) is None:
         parser.print_help()
-        return 2
-    code: int = handler(args)
-    return code
+        return None
+    return args
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -102,9 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         "in its environment; it gets SIGTERM when leadership is lost and SIGKILL after "
         "--grace seconds.",
     )
-    run.add_argument("--config", required=True, type=Path, help="the cluster file (TOML)")
+    run.add_argument("--config", required=True, help="the cluster file (TOML)")
     run.add_argument("--id", required=True, dest="node_id", help="this node's id in the file")
-    run.add_argument("--state-dir", type=Path, help="overrides state_dir of the cluster file")
+    run.add_argument("--state-dir", help="overrides state_dir of the cluster file")
     run.add_argument("--http", type=_host_port, help="serve /status and /metrics on HOST:PORT")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -124,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="print one table of the whole cluster, from each node's /status"
     )
-    status.add_argument("--config", required=True, type=Path, help="the cluster file (TOML)")
+    status.add_argument("--config", required=True, help="the cluster file (TOML)")
     status.add_argument(
         "--timeout", type=_positive_seconds, default=2.0, help="seconds to wait per node"
     )
@@ -137,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         "for each NODE into --dir, for the [tls] section of the cluster file. Needs "
         "cryptography: pip install 'almost-raft[tls]'. Keep ca.key off the nodes.",
     )
-    certs.add_argument("--dir", required=True, type=Path, help="where the files go")
+    certs.add_argument("--dir", required=True, help="where the files go")
     certs.add_argument("--cluster", required=True, help="the cluster id, to name the CA")
     certs.add_argument(
         "--days", type=_positive_int, default=825, help="validity in days (default 825)"

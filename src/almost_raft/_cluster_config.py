@@ -29,9 +29,9 @@ Every error names the field (``nodes.b.address``) and says what would be valid.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ._cluster_security import SECURITY_FIELDS, Security, parse_security
@@ -72,36 +72,37 @@ class ClusterConfig:
     cluster_id: str
     nodes: Mapping[str, NodeEntry]
     election: ElectionConfig
-    state_dir: Path | None = None
+    state_dir: str | None = None
     source: str = "<memory>"
     security: Security = dataclasses.field(default_factory=Security)
     """TLS files and the shared secret's file; none by default."""
 
     @classmethod
-    def load(cls, path: str | Path) -> ClusterConfig:
+    def load(cls, path: str | os.PathLike[str]) -> ClusterConfig:
         """Read and validate a cluster file.
 
         Raises:
             ConfigError: the file is missing, not TOML, or a field is invalid; the error
                 names the file and the field.
         """
-        path = Path(path)
+        path = os.fspath(path)
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            with open(path, encoding="utf-8") as file:
+                raw = tomllib.loads(file.read())
         except FileNotFoundError as exc:
-            raise ConfigError("--config", str(path), "no such file") from exc
+            raise ConfigError("--config", path, "no such file") from exc
         except OSError as exc:
-            raise ConfigError("--config", str(path), f"cannot be read: {exc.strerror}") from exc
+            raise ConfigError("--config", path, f"cannot be read: {exc.strerror}") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError("--config", str(path), f"is not valid TOML: {exc}") from exc
+            raise ConfigError("--config", path, f"is not valid TOML: {exc}") from exc
         try:
-            return cls.from_dict(raw, source=str(path), base_dir=path.parent)
+            return cls.from_dict(raw, source=path, base_dir=os.path.dirname(path))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc.field}", exc.value, exc.fix) from None
 
     @classmethod
     def from_dict(
-        cls, raw: Mapping[str, Any], *, source: str = "<memory>", base_dir: Path | None = None
+        cls, raw: Mapping[str, Any], *, source: str = "<memory>", base_dir: str | None = None
     ) -> ClusterConfig:
         """Validate an already parsed cluster file (see the module docstring for fields)."""
         _no_unknown("", raw, _TOP_FIELDS)
@@ -123,9 +124,7 @@ class ClusterConfig:
             raise ConfigError("state_dir", state_dir, "must be a directory path string")
         state_path = None
         if state_dir is not None:
-            state_path = Path(state_dir)
-            if base_dir is not None and not state_path.is_absolute():
-                state_path = base_dir / state_path
+            state_path = state_dir if base_dir is None else os.path.join(base_dir, state_dir)
         election = _election(raw.get("election", {}))
         security = parse_security(raw, list(nodes), base_dir)
         return cls(cluster_id, nodes, election, state_path, source, security)

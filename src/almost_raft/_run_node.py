@@ -11,18 +11,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
 from ._election import Election
 from ._errors import ConfigError
-from ._http import StatusServer, json_route
-from ._leader_command import LeaderCommand
 from ._outputs import LeaderChange
 from ._store import FileStore
 from ._tcp import TcpTransport
+
+if TYPE_CHECKING:
+    from ._http import StatusServer
+    from ._leader_command import LeaderCommand
 
 __all__ = ["RunOptions", "run_node"]
 
@@ -38,9 +40,9 @@ _RESTART_BACKOFF = (0.5, 30.0)
 class RunOptions:
     """What ``almost-raft run`` was asked to do."""
 
-    config_path: Path
+    config_path: str
     node_id: str
-    state_dir: Path | None = None
+    state_dir: str | None = None
     http: tuple[str, int] | None = None
     command: tuple[str, ...] = ()
     grace: float = 10.0
@@ -52,7 +54,7 @@ class _Node:
         self.options = options
         self.cluster = cluster
         self.entry = entry
-        state_dir = options.state_dir or cluster.state_dir
+        state_dir = cluster.state_dir if options.state_dir is None else options.state_dir
         if state_dir is None:
             raise ConfigError(
                 "state_dir",
@@ -60,7 +62,7 @@ class _Node:
                 "set state_dir in the cluster file or pass --state-dir: the node must keep "
                 "its term and vote on disk to never vote twice in one term",
             )
-        self.state_path = state_dir / f"{entry.node_id}.state"
+        self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
         self.transport = TcpTransport(
@@ -77,24 +79,25 @@ class _Node:
             config=cluster.election,
             store=FileStore(self.state_path),
         )
-        self.command = (
-            LeaderCommand(options.command, node_id=entry.node_id, grace=options.grace)
-            if options.command
-            else None
-        )
+        # The command's and the HTTP server's modules are imported only by a node that
+        # uses them: whatever a node imports stays in its memory for its whole life.
+        self.command: LeaderCommand | None = None
+        if options.command:
+            from ._leader_command import LeaderCommand
+
+            self.command = LeaderCommand(
+                options.command, node_id=entry.node_id, grace=options.grace
+            )
+        self.http: StatusServer | None = None
         http = options.http or entry.http
-        self.http = (
-            StatusServer(
+        if http is not None:
+            from ._http import StatusServer, json_route
+
+            self.http = StatusServer(
                 http[0],
                 http[1],
-                {
-                    "/status": json_route(self.status),
-                    "/metrics": self._metrics_route,
-                },
+                {"/status": json_route(self.status), "/metrics": self._metrics_route},
             )
-            if http is not None
-            else None
-        )
         self._command_watch: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:

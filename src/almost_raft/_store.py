@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import binascii
 import contextlib
 import dataclasses
 import errno
@@ -10,8 +11,6 @@ import fcntl
 import json
 import logging
 import os
-import zlib
-from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from ._errors import StateFileError
@@ -119,7 +118,10 @@ class FileStore(Store):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        #: The state file's path.
+        self.path: str = os.fspath(path)
+        directory, self._name = os.path.split(self.path)
+        self._directory = directory or os.curdir
         self._lock: IO[bytes] | None = None
         self._closed = False
         # The state file, open for writing from the first save on, the slot holding the
@@ -134,19 +136,20 @@ class FileStore(Store):
     def load(self) -> HardState | None:
         self._acquire_lock()
         try:
-            raw = self.path.read_bytes()
+            with open(self.path, "rb") as file:
+                raw = file.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateFileError(str(self.path), f"cannot be read ({exc.strerror})") from exc
-        decoded = _decode_file(raw, str(self.path))
+            raise StateFileError(self.path, f"cannot be read ({exc.strerror})") from exc
+        decoded = _decode_file(raw, self.path)
         if decoded.passed_over is not None:
             slot, problem = decoded.passed_over
             logger.warning(
                 "state file %r: slot %d %s; using slot %d (sequence number %d). A save cut "
                 "short by a crash or power loss leaves this, and the next save overwrites "
                 "the damaged slot",
-                str(self.path),
+                self.path,
                 slot,
                 problem,
                 decoded.slot,
@@ -187,7 +190,7 @@ class FileStore(Store):
         except OSError:
             return None
         try:
-            decoded = _decode_file(os.pread(fd, _FILE_BYTES + 1, 0), str(self.path))
+            decoded = _decode_file(os.pread(fd, _FILE_BYTES + 1, 0), self.path)
         except (OSError, StateFileError):
             decoded = None
         if decoded is None or decoded.version != _VERSION:
@@ -197,8 +200,8 @@ class FileStore(Store):
 
     def _create_file(self, state: HardState) -> None:
         """Replace the file atomically with a new one holding ``state`` in slot 0."""
-        directory = self.path.parent
-        tmp = directory / f".{self.path.name}.tmp-{os.getpid()}"
+        directory = self._directory
+        tmp = os.path.join(directory, f".{self._name}.tmp-{os.getpid()}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
             # Both slots are written with real bytes: blocks that were only reserved
@@ -210,7 +213,7 @@ class FileStore(Store):
             os.close(fd)
             # The old file is untouched; do not leave a half-written copy beside it.
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
         try:
             _fsync_directory(directory)
@@ -258,23 +261,26 @@ class FileStore(Store):
 
     def _acquire_lock(self) -> None:
         if self._closed:
-            raise ValueError(f"the state store for {str(self.path)!r} is closed")
+            raise ValueError(f"the state store for {self.path!r} is closed")
         if self._lock is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115
+        os.makedirs(self._directory, exist_ok=True)
+        lock = open(os.path.join(self._directory, self._name + ".lock"), "a+b")  # noqa: SIM115
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             lock.close()
             raise StateFileError(
-                str(self.path), "is in use by another running node (its lock file is held)"
+                self.path, "is in use by another running node (its lock file is held)"
             ) from exc
         self._lock = lock
         # Only the lock holder writes temporary files, so any found now were left by a
         # process killed in the middle of a save; the real file was never touched by them.
-        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            stale.unlink(missing_ok=True)
+        prefix = f".{self._name}.tmp-"
+        for name in os.listdir(self._directory):
+            if name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self._directory, name))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -288,7 +294,7 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         raise OSError(errno.EIO, f"short write: {written} of {len(data)} bytes")
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -469,4 +475,5 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _checksum(body: dict[str, Any]) -> int:
-    return zlib.crc32(json.dumps(body, sort_keys=True).encode())
+    # binascii's CRC-32 is zlib's, and ssl has loaded binascii already; zlib would be extra.
+    return binascii.crc32(json.dumps(body, sort_keys=True).encode())

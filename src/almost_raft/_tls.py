@@ -19,9 +19,9 @@ names are not checked: nodes are identified by id, not by where they happen to r
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
@@ -68,7 +68,13 @@ class TlsConfig:
             )
 
     @classmethod
-    def from_files(cls, *, ca: str | Path, cert: str | Path, key: str | Path) -> TlsConfig:
+    def from_files(
+        cls,
+        *,
+        ca: str | os.PathLike[str],
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+    ) -> TlsConfig:
         """Build both contexts from PEM files: the CA, this node's certificate and key.
 
         Both contexts require TLS 1.2 or later and trust nothing but ``ca``.
@@ -84,45 +90,46 @@ class TlsConfig:
         for context in (server, client):
             context.verify_mode = ssl.CERT_REQUIRED
             context.minimum_version = ssl.TLSVersion.TLSv1_2
-            _load_ca(context, Path(ca))
-            _load_chain(context, Path(cert), Path(key))
+            _load_ca(context, os.fspath(ca))
+            _load_chain(context, os.fspath(cert), os.fspath(key))
         return cls(server, client)
 
 
-def _load_ca(context: ssl.SSLContext, ca: Path) -> None:
+def _load_ca(context: ssl.SSLContext, ca: str) -> None:
     _check_file("ca", ca)
     try:
-        context.load_verify_locations(cafile=str(ca))
+        context.load_verify_locations(cafile=ca)
     except ssl.SSLError as exc:
-        raise ConfigError("ca", str(ca), f"is not a PEM CA certificate: {exc}") from None
+        raise ConfigError("ca", ca, f"is not a PEM CA certificate: {exc}") from None
 
 
-def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+def _load_chain(context: ssl.SSLContext, cert: str, key: str) -> None:
     # OpenSSL's errors here say "PEM lib" whichever file is wrong; a look at the PEM
     # markers first lets the error name the file.
     if b"-----BEGIN CERTIFICATE-----" not in _check_file("cert", cert):
-        raise ConfigError("cert", str(cert), "is not a PEM certificate")
+        raise ConfigError("cert", cert, "is not a PEM certificate")
     if b"PRIVATE KEY-----" not in _check_file("key", key):
-        raise ConfigError("key", str(key), "is not a PEM private key")
+        raise ConfigError("key", key, "is not a PEM private key")
     try:
-        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        context.load_cert_chain(certfile=cert, keyfile=key)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ConfigError(
-                "key", str(key), f"is not the private key of the certificate {cert}"
+                "key", key, f"is not the private key of the certificate {cert}"
             ) from None
         raise ConfigError(
-            "key", str(key), f"cannot be used with the certificate {cert}: {exc}"
+            "key", key, f"cannot be used with the certificate {cert}: {exc}"
         ) from None
 
 
-def _check_file(field: str, path: Path) -> bytes:
+def _check_file(field: str, path: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as file:
+            return file.read()
     except FileNotFoundError:
-        raise ConfigError(field, str(path), "no such file") from None
+        raise ConfigError(field, path, "no such file") from None
     except OSError as exc:
-        raise ConfigError(field, str(path), f"cannot be read: {exc.strerror}") from None
+        raise ConfigError(field, path, f"cannot be read: {exc.strerror}") from None
 
 
 def certificate_names(peercert: Mapping[str, Any] | None) -> frozenset[str]:
