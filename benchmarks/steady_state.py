@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import pstats
+import selectors
 import signal
 import socket
 import statistics
@@ -247,6 +248,59 @@ def measure_echo_floor(rate: float, duration: float) -> dict[str, float]:
             process.kill()
             process.wait()
     return floor
+
+
+# A process that sends one message to each peer every heartbeat interval and reads their
+# answers, and does nothing else: the floor under a leader's cost with an asyncio protocol.
+_BROADCASTER = """
+import asyncio, socket, sys
+peers = []
+class Peer(asyncio.Protocol):
+    def connection_made(self, transport): peers.append(transport)
+    def data_received(self, data): pass
+async def main():
+    loop = asyncio.get_running_loop()
+    await loop.create_server(Peer, sock=socket.socket(fileno=int(sys.argv[1])))
+    interval = float(sys.argv[2])
+    def beat():
+        for peer in peers:
+            peer.write(b"x" * 40)
+        loop.call_later(interval, beat)
+    beat()
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def measure_broadcast_floor(peers: int, interval: float, duration: float) -> float:
+    """CPU percent of an asyncio process that sends to ``peers`` peers every ``interval``
+    seconds and reads one answer from each: the floor under a leader's cost."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _BROADCASTER, str(listener.fileno()), str(interval)],
+        pass_fds=[listener.fileno()],
+    )
+    clients: list[socket.socket] = []
+    try:
+        selector = selectors.DefaultSelector()
+        for _ in range(peers):
+            client = socket.create_connection(listener.getsockname()[:2], timeout=10)
+            clients.append(client)
+            selector.register(client, selectors.EVENT_READ)
+        before = cpu_seconds(process.pid)
+        started = time.monotonic()
+        while (left := started + duration - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                answer = key.fileobj
+                assert isinstance(answer, socket.socket)
+                answer.sendall(answer.recv(4096))
+        return (cpu_seconds(process.pid) - before) / (time.monotonic() - started) * 100
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+        process.kill()
+        process.wait()
 
 
 # ---------------------------------------------------------------------- almost-raft
@@ -741,6 +795,9 @@ def run_default(size: int, duration: float, compare_src: Path | None) -> None:
     results["baselines"] = measure_baselines()
     heartbeats_per_s = 1000 / TIMINGS.heartbeat_interval_ms
     results["baselines"] |= measure_echo_floor(heartbeats_per_s, min(duration, 20.0))
+    results["baselines"]["asyncio_broadcast_cpu_percent"] = measure_broadcast_floor(
+        size - 1, TIMINGS.heartbeat_interval_ms / 1000, min(duration, 20.0)
+    )
     if compare_src is not None:
         results["almost_raft_compare"] = {
             "src": str(compare_src),
@@ -777,7 +834,9 @@ def run_default(size: int, duration: float, compare_src: Path | None) -> None:
     print(
         f"a process that only answers {heartbeats_per_s:g} messages a second (a follower's "
         f"heartbeats): {base['asyncio_echo_cpu_percent']:.2f} % with an asyncio protocol, "
-        f"{base['selectors_echo_cpu_percent']:.2f} % with a plain selectors loop"
+        f"{base['selectors_echo_cpu_percent']:.2f} % with a plain selectors loop; one that "
+        f"only sends to {size - 1} peers each heartbeat and reads their answers: "
+        f"{base['asyncio_broadcast_cpu_percent']:.2f} % with asyncio"
     )
     rows: list[list[object]] = [
         [
