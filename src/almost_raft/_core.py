@@ -32,10 +32,12 @@ only over the current voters, so a duplicated or forged response cannot count tw
 
 Rule 4 (a live leader is kept). A node that leads, or heard from a leader within the
 election timeout, refuses every pre-vote (thesis 9.6); with CheckQuorum it also ignores
-vote requests of a newer term (thesis 4.2.3). A leader with CheckQuorum steps down one
-election timeout after the last answer that gave it a majority (thesis 6.2): when the
-leases its followers took from the heartbeats they answered run out, one message delay
-later at most, and so before they can have elected a successor (clock drift aside).
+vote requests of a newer term (thesis 4.2.3), keeping the latest of each candidate for a
+moment in case the transport then reports the leader's process gone. A leader with
+CheckQuorum steps down one election timeout after the last answer that gave it a majority
+(thesis 6.2): when the leases its followers took from the heartbeats they answered run
+out, one message delay later at most, and so before they can have elected a successor
+(clock drift aside).
 
 Rule 5 (peer input never raises). A message from an unknown or impossible sender is
 dropped with a log line and a counter; it never changes state. A broken invariant inside
