@@ -26,7 +26,7 @@ from ._log_limit import LimitedWarnings
 from ._tcp_framing import FramedConnection
 from ._tcp_metrics import TcpMetrics
 from ._tcp_settings import TcpSettings
-from ._tls import certificate_names
+from ._tls import require_certificate_name
 from ._transport import Inbox
 from ._wire import (
     FrameProblem,
@@ -216,12 +216,8 @@ class Inbound:
         )
         if settings.tls is not None:
             assert connection.transport is not None
-            names = certificate_names(connection.transport.get_extra_info("peercert"))
-            if handshake.node_id not in names:
-                raise WireError(
-                    FrameProblem.IDENTITY,
-                    f"claims {handshake.node_id!r}, its certificate names {sorted(names)}",
-                )
+            peercert = connection.transport.get_extra_info("peercert")
+            require_certificate_name(peercert, handshake.node_id, "claims")
         if settings.secret is not None:
             from ._auth import accept_proof
 

@@ -34,7 +34,7 @@ import ssl
 from ._tcp_framing import FramedConnection
 from ._tcp_metrics import ConnectFailure, TcpMetrics
 from ._tcp_settings import Address, TcpSettings
-from ._tls import certificate_names
+from ._tls import require_certificate_name
 from ._transport import Inbox
 from ._wire import PROTOCOL_VERSION, FrameProblem, Handshake, WireError, encode_handshake
 
@@ -319,12 +319,8 @@ class Outbound:
         settings = self._settings
         if settings.tls is not None:
             assert connection.transport is not None
-            names = certificate_names(connection.transport.get_extra_info("peercert"))
-            if peer.node_id not in names:
-                raise WireError(
-                    FrameProblem.IDENTITY,
-                    f"dialled {peer.node_id!r}, its certificate names {sorted(names)}",
-                )
+            peercert = connection.transport.get_extra_info("peercert")
+            require_certificate_name(peercert, peer.node_id, "dialled")
         nonce = None
         if settings.secret is not None:
             from ._auth import new_nonce

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._errors import ConfigError
+from ._wire import FrameProblem, WireError
 
 __all__ = ["TlsConfig", "certificate_names"]
 
@@ -153,3 +154,21 @@ def certificate_names(peercert: Mapping[str, Any] | None) -> frozenset[str]:
             if attribute == "commonName" and isinstance(value, str):
                 names.add(value)
     return frozenset(names)
+
+
+def require_certificate_name(peercert: Mapping[str, Any] | None, node_id: str, role: str) -> None:
+    """Refuse a connection whose verified certificate does not name ``node_id``.
+
+    Args:
+        peercert: what the connection's ``getpeercert()`` returns.
+        node_id: the id the peer claims, or the one we dialled.
+        role: how the message names that id: ``"claims"`` or ``"dialled"``.
+
+    Raises:
+        WireError: ``IDENTITY``, naming the id and what the certificate names.
+    """
+    names = certificate_names(peercert)
+    if node_id not in names:
+        raise WireError(
+            FrameProblem.IDENTITY, f"{role} {node_id!r}, its certificate names {sorted(names)}"
+        )
