@@ -262,10 +262,13 @@ async def test_a_connection_paused_longer_than_the_write_timeout_is_aborted() ->
     connection, transport = connected(write_timeout=0.01)
     connection.pause_writing()
     assert not connection.writable
+    timer = connection._pause_timer
+    assert timer is not None
     connection.resume_writing()
     assert connection.writable
-    await asyncio.sleep(0.03)
-    assert not transport.aborted  # resumed in time: no timer left behind
+    # Resumed in time: the timer that would have aborted the connection is gone.
+    assert timer.cancelled()
+    assert not transport.aborted
     connection.pause_writing()
     await eventually(lambda: transport.aborted, "the write timeout")
     await connection.wait_closed()
