@@ -38,7 +38,7 @@ _STEPS = {
 
 
 class Cluster(Protocol):
-    """The part of :class:`almost_raft._process_cluster.ProcessCluster` a trial uses."""
+    """The part of :class:`almost_raft.node._process_cluster.ProcessCluster` a trial uses."""
 
     ids: list[str]
 

@@ -34,7 +34,7 @@ from _common import ideal_failover, machine, plot_cdfs, summarize, table, write_
 from _process_trials import Trial, TrialRun, breakdown, run_trials
 
 from almost_raft import FileStore, HardState
-from almost_raft._process_cluster import ClusterTimings, ProcessCluster
+from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 TIMINGS = ClusterTimings(
     election_timeout_ms=150, election_timeout_max_ms=300, heartbeat_interval_ms=50

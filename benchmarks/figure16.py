@@ -54,7 +54,7 @@ from _common import (
 from _process_trials import run_trials
 
 from almost_raft import Election, ElectionConfig, ElectionCore, InMemoryNetwork, NetworkFaults
-from almost_raft._process_cluster import ClusterTimings, ProcessCluster
+from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 NODES = 5
 RANGES_MS: list[tuple[int, int]] = [

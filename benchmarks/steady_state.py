@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import almost_raft
-from almost_raft._process_cluster import ClusterTimings, ProcessCluster
+from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -107,7 +107,7 @@ out = sys.argv.pop(1)
 profiler = cProfile.Profile(time.process_time)
 signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
 signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats(out)))
-from almost_raft._cli import main
+from almost_raft.cli._main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -11,7 +11,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--rewrite",
         action="store_true",
-        help="write actual transcript output into tests/testdata instead of failing "
+        help="write actual transcript output into tests/core/testdata instead of failing "
         "(same as ALMOST_RAFT_REWRITE=1)",
     )
 

@@ -5,22 +5,15 @@ core (``ElectionCore``) contains no networking code and no clock; the runtime dr
 with asyncio, a transport moves its messages and a store keeps its term and vote.
 """
 
-from ._config import ElectionConfig
-from ._core import ElectionCore
-from ._election import Election, ElectionMetrics, Leadership, LeadershipScope
-from ._errors import (
+from .core._config import ElectionConfig
+from .core._errors import (
     AlmostRaftError,
     ConfigError,
     ElectionClosed,
     LeadershipLost,
     StateFileError,
 )
-from ._faults import NetworkFaults
-from ._memory_transport import InMemoryNetwork, InMemoryTransport
-from ._messages import (
-    ControlAddNode,
-    ControlLeaderChanged,
-    ControlRemoveNode,
+from .core._messages import (
     HeartBeat,
     HeartBeatResponse,
     Message,
@@ -29,17 +22,22 @@ from ._messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from ._node import Node
-from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
-from ._runtime import ElectionStatus
-from ._seed import RaftElectionState, raft_election
-from ._state import HardState, NodeState
-from ._store import FileStore, MemoryStore, Store
-from ._tcp import TcpTransport
-from ._tcp_metrics import TcpMetrics
-from ._tls import TlsConfig
-from ._transport import Inbox, Transport
-from ._watch import Subscription
+from .core._outputs import CoreMetrics, LeaderChange, Outbound, Output
+from .core._state import HardState, NodeState
+from .core._state_machine import ElectionCore
+from .runtime._driver import ElectionStatus
+from .runtime._election import Election, ElectionMetrics, Leadership, LeadershipScope
+from .runtime._latest_value import Subscription
+from .seed._messages import ControlAddNode, ControlLeaderChanged, ControlRemoveNode
+from .seed._node import Node
+from .seed._raft_election import RaftElectionState, raft_election
+from .store._store import FileStore, MemoryStore, Store
+from .transport._faults import NetworkFaults
+from .transport._interface import Inbox, Transport
+from .transport._memory import InMemoryNetwork, InMemoryTransport
+from .transport.tcp._metrics import TcpMetrics
+from .transport.tcp._tls import TlsConfig
+from .transport.tcp._transport import TcpTransport
 
 __all__ = [
     # The election

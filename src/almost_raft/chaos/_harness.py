@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .._errors import StateFileError
-from .._process_cluster import ClusterTimings, ProcessCluster
-from .._store import decode_state
+from ..core._errors import StateFileError
+from ..node._process_cluster import ClusterTimings, ProcessCluster
+from ..store._store import decode_state
 from ._checker import CheckResult, Outage, StateSample, check, read_events
 from ._proxy import LinkState, LinkStats, ProxyNetwork
 from ._schedule import LEADER, PROCESS_KINDS, Fault, make_schedule

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from .._listener import Listener
+from ..transport.tcp._listener import Listener
 
 __all__ = ["LinkState", "LinkStats", "ProxyNetwork"]
 

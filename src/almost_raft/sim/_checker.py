@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._config import ElectionConfig
+from ..core._config import ElectionConfig
 
 __all__ = [
     "CORE_ERROR",

@@ -29,13 +29,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .._config import ElectionConfig
-from .._core import ElectionCore
-from .._faults import NetworkFaults
-from .._messages import RequestVote, RequestVoteResponse
-from .._outputs import Outbound, Output
-from .._state import HardState, NodeState
-from .._store import MemoryStore, Store
+from ..core._config import ElectionConfig
+from ..core._messages import RequestVote, RequestVoteResponse
+from ..core._outputs import Outbound, Output
+from ..core._state import HardState, NodeState
+from ..core._state_machine import ElectionCore
+from ..store._store import MemoryStore, Store
+from ..transport._faults import NetworkFaults
 from ._checker import CORE_ERROR, NO_LEADER_AFTER_HEAL, Checker, Violation, liveness_bound
 from ._schedule import ClusterView, Fault, FaultProfile, choose_fault, weather
 

@@ -1,0 +1,288 @@
+"""The ``almost-raft`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    args = _parse(argv)
+    if args is None:
+        return 2
+    code: int = args.handler(args)
+    return code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """The parsed arguments, or None (after printing the help) when no command is given.
+
+    The parser is dropped before the command runs: ``almost-raft run`` lives for months.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return None
+    return args
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, given the terminal's width so that it needs no shutil.
+
+    argparse builds a formatter for every ``add_argument()``, and one without a width
+    imports shutil to ask the terminal, and shutil imports bz2 and lzma: about 0.9 MiB
+    that every ``almost-raft run`` process kept for its whole life.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            # The margin argparse leaves when it asks the terminal itself.
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help, and its subcommands' help, uses :class:`_HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _terminal_columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size()`` finds it; 80 if unknown."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        columns = 0 if stdout is None else os.get_terminal_size(stdout.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns if columns > 0 else 80
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="almost-raft", description="Raft leader election: one leader among a group."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run a local 5-node cluster and watch it fail over", description=_demo_doc()
+    )
+    demo.add_argument("--nodes", type=_cluster_size, default=5, help="cluster size (default 5)")
+    demo.add_argument("--kills", type=_non_negative, default=4, help="leader kills (default 4)")
+    demo.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every node in this process on an in-memory network instead of as processes",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="seed for a repeatable run (with --in-process)"
+    )
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
+    demo.set_defaults(handler=_run_demo)
+
+    run = commands.add_parser(
+        "run",
+        help="run one node of a real cluster",
+        description="Run one node of the cluster described by --config, until SIGTERM or "
+        "SIGINT. With '-- COMMAND ARGS', COMMAND runs only while this node is leader, with "
+        "ALMOST_RAFT_TERM (the fencing token), ALMOST_RAFT_NODE_ID and ALMOST_RAFT_LEADER "
+        "in its environment; it gets SIGTERM when leadership is lost and SIGKILL after "
+        "--grace seconds.",
+    )
+    run.add_argument("--config", required=True, help="the cluster file (TOML)")
+    run.add_argument("--id", required=True, dest="node_id", help="this node's id in the file")
+    run.add_argument("--state-dir", help="overrides state_dir of the cluster file")
+    run.add_argument("--http", type=_host_port, help="serve /status and /metrics on HOST:PORT")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--grace", type=_positive_seconds, default=10.0, help="seconds from SIGTERM to SIGKILL"
+    )
+    run.add_argument(
+        "--on-command-exit",
+        choices=("step-down", "restart"),
+        default="step-down",
+        help="when COMMAND exits by itself while leader: step down so another node takes "
+        "over (default), or restart it",
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS")
+    run.set_defaults(handler=_run_node)
+
+    status = commands.add_parser(
+        "status", help="print one table of the whole cluster, from each node's /status"
+    )
+    status.add_argument("--config", required=True, help="the cluster file (TOML)")
+    status.add_argument(
+        "--timeout", type=_positive_seconds, default=2.0, help="seconds to wait per node"
+    )
+    status.set_defaults(handler=_run_status)
+
+    certs = commands.add_parser(
+        "certs",
+        help="make a cluster CA and node certificates for mutual TLS",
+        description="Write ca.pem and ca.key (unless they exist) and NODE.pem and NODE.key "
+        "for each NODE into --dir, for the [tls] section of the cluster file. Needs "
+        "cryptography: pip install 'almost-raft[tls]'. Keep ca.key off the nodes.",
+    )
+    certs.add_argument("--dir", required=True, help="where the files go")
+    certs.add_argument("--cluster", required=True, help="the cluster id, to name the CA")
+    certs.add_argument(
+        "--days", type=_positive_int, default=825, help="validity in days (default 825)"
+    )
+    certs.add_argument("node_ids", nargs="+", metavar="NODE", help="a node id to certify")
+    certs.set_defaults(handler=_run_certs)
+    return parser
+
+
+def _demo_doc() -> str:
+    return (
+        "Starts a cluster, waits for a leader, kills the leader several times (restarting "
+        "each killed node so it rejoins) and prints every failover with its time. By default "
+        "each node is an 'almost-raft run' process on 127.0.0.1 over TCP, killed with SIGKILL."
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo._in_process import DemoOptions, run_in_process_demo
+    from .demo._processes import ProcessDemoOptions, run_process_demo
+
+    _configure_logging(logging.INFO if args.verbose else logging.ERROR)
+    try:
+        if args.in_process:
+            options = DemoOptions(nodes=args.nodes, kills=args.kills, seed=args.seed)
+            asyncio.run(run_in_process_demo(options))
+        else:
+            run_process_demo(ProcessDemoOptions(nodes=args.nodes, kills=args.kills))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except TimeoutError as exc:
+        print(f"demo failed: {exc or 'no leader within the deadline'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from ..core._errors import AlmostRaftError
+    from ..node._log_format import configure_logging
+    from ..node._run import RunOptions, run_node
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    configure_logging(
+        logging.DEBUG if args.verbose else logging.INFO, args.log_format, args.node_id
+    )
+    options = RunOptions(
+        config_path=args.config,
+        node_id=args.node_id,
+        state_dir=args.state_dir,
+        http=args.http,
+        command=tuple(command),
+        grace=args.grace,
+        on_command_exit=args.on_command_exit,
+    )
+    try:
+        asyncio.run(run_node(options))
+    except AlmostRaftError as exc:
+        print(f"almost-raft run: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"almost-raft run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from ..core._errors import ConfigError
+    from ..node._cluster_config import ClusterConfig
+    from ._status import gather_reports, print_cluster_status
+
+    try:
+        cluster = ClusterConfig.load(args.config)
+    except ConfigError as exc:
+        print(f"almost-raft status: {exc}", file=sys.stderr)
+        return 2
+    reports = asyncio.run(gather_reports(cluster, args.timeout))
+    return 0 if print_cluster_status(reports, sys.stdout) else 1
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from ..core._errors import ConfigError
+    from ._certs import make_certificates
+
+    try:
+        files = make_certificates(args.dir, args.cluster, args.node_ids, days=args.days)
+    except (ConfigError, ImportError, OSError) as exc:
+        print(f"almost-raft certs: {exc}", file=sys.stderr)
+        return 2
+    print(f"CA: {files.ca} (key {files.ca_key}: keep it off the nodes)")
+    for node_id, (cert, key) in files.nodes.items():
+        print(f"{node_id}: {cert} {key}")
+    return 0
+
+
+def _configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    from ..core._errors import ConfigError
+    from ..node._cluster_config import parse_host_port
+
+    try:
+        return parse_host_port("--http", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.fix) from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _cluster_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 99:
+        raise argparse.ArgumentTypeError("must be between 1 and 99")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value

@@ -1,0 +1,122 @@
+"""``almost-raft status``: ask every node's ``/status`` and print one table."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Any, TextIO
+
+from ..node._cluster_config import ClusterConfig, NodeEntry, format_host_port
+
+__all__ = ["NodeReport", "fetch_status", "print_cluster_status"]
+
+_MAX_BODY = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeReport:
+    """What one node said about itself, or why it could not be asked."""
+
+    entry: NodeEntry
+    status: dict[str, Any] | None
+    error: str | None
+
+
+async def fetch_status(host: str, port: int, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+    """GET ``/status`` from one node.
+
+    Raises:
+        OSError, TimeoutError, ValueError: unreachable, too slow, or not a status answer.
+    """
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(
+                f"GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+            # read(n) returns what has arrived so far; the answer ends when the node closes.
+            raw = await reader.read(_MAX_BODY + 1)
+            while chunk := await reader.read(_MAX_BODY + 1 - len(raw)):
+                raw += chunk
+            if len(raw) > _MAX_BODY:
+                raise ValueError(f"the answer is longer than {_MAX_BODY} bytes")
+        finally:
+            writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(head.split(b"\r\n", 1)[0].decode("ascii", "replace") or "empty answer")
+    status = json.loads(body)
+    if not isinstance(status, dict):
+        raise ValueError("the answer is not a JSON object")
+    return status
+
+
+async def gather_reports(cluster: ClusterConfig, timeout: float) -> list[NodeReport]:  # noqa: ASYNC109
+    """Ask every node with an ``http`` address at once."""
+
+    async def ask(entry: NodeEntry) -> NodeReport:
+        if entry.http is None:
+            return NodeReport(entry, None, "no http address in the cluster file")
+        try:
+            return NodeReport(entry, await fetch_status(*entry.http, timeout), None)
+        except TimeoutError:
+            return NodeReport(entry, None, f"no answer within {timeout:.1f}s")
+        except (OSError, ValueError) as exc:
+            return NodeReport(entry, None, str(exc) or type(exc).__name__)
+
+    return list(await asyncio.gather(*(ask(e) for _, e in sorted(cluster.nodes.items()))))
+
+
+def print_cluster_status(reports: list[NodeReport], out: TextIO) -> bool:
+    """Print the table; return whether the reachable nodes agree on exactly one leader."""
+    leader_views: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        status = report.status
+        if status is not None and status.get("role") == "leader":
+            leader_views[report.entry.node_id] = status
+    rows = [("ID", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER", "LAST CONTACT")]
+    for report in reports:
+        node = report.entry.node_id
+        address = format_host_port(report.entry.address)
+        status = report.status
+        if status is None:
+            rows.append((node, address, f"no: {report.error}", "-", "-", "-", "-"))
+            continue
+        rows.append(
+            (
+                node,
+                address,
+                "yes",
+                str(status.get("role")),
+                str(status.get("term")),
+                str(status.get("leader") or "-"),
+                _last_contact(node, leader_views),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+    leaders = {(s.get("leader"), s.get("term")) for r in reports if (s := r.status) is not None}
+    agreed = len(leaders) == 1 and next(iter(leaders))[0] is not None
+    if agreed:
+        leader, term = next(iter(leaders))
+        print(f"\nall reachable nodes agree: {leader} leads term {term}", file=out)
+    else:
+        print("\nthe reachable nodes do not agree on one leader", file=out)
+    return agreed
+
+
+def _last_contact(node: str, leader_views: dict[str, dict[str, Any]]) -> str:
+    """How long ago the leader last heard from ``node`` (``leader`` for the leader)."""
+    if node in leader_views:
+        return "leader"
+    for view in leader_views.values():
+        seconds = view.get("peers", {}).get(node, {}).get("last_heard_seconds")
+        if isinstance(seconds, int | float):
+            return f"{seconds * 1000:.0f} ms ago"
+    return "-"

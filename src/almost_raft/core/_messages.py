@@ -1,0 +1,198 @@
+"""Peer messages: what nodes say to each other.
+
+Every message is an immutable value, checked when it is built; building one with a field
+of the wrong type or range raises ``TypeError``/``ValueError``. Each carries its sender,
+so a transport needs only to move it.
+
+As in the Rust crate, each message class is also reachable as an attribute of
+:class:`Message` (``Message.HeartBeat(...)``). The seed's control messages live with the
+seed API (``almost_raft.seed``), which attaches them to :class:`Message` the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+__all__ = [
+    "HeartBeat",
+    "HeartBeatResponse",
+    "Message",
+    "PeerMessage",
+    "RequestVote",
+    "RequestVoteResponse",
+    "TimeoutNow",
+]
+
+MAX_TERM = 2**63 - 1
+MAX_ID_LENGTH = 256
+
+
+class Message:
+    """Base class of everything that goes through the election's queues."""
+
+    __slots__ = ()
+
+    RequestVote: ClassVar[type[RequestVote]]
+    RequestVoteResponse: ClassVar[type[RequestVoteResponse]]
+    HeartBeat: ClassVar[type[HeartBeat]]
+    HeartBeatResponse: ClassVar[type[HeartBeatResponse]]
+    TimeoutNow: ClassVar[type[TimeoutNow]]
+    # The seed API's control messages, attached by almost_raft.seed (the core cannot
+    # import a layer above it, so their precise types are not known here).
+    ControlAddNode: ClassVar[type[Any]]
+    ControlRemoveNode: ClassVar[type[Any]]
+    ControlLeaderChanged: ClassVar[type[Any]]
+
+
+class PeerMessage(Message):
+    """A message one node sends to another. Every one carries the sender's term."""
+
+    __slots__ = ()
+
+    term: int
+
+    @property
+    def sender(self) -> str:
+        """The id of the node that sent this message."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestVote(PeerMessage):
+    """A candidate asks for a vote in ``term``.
+
+    With ``pre_vote`` set it only asks whether the receiver *would* vote for it in
+    ``term``; nobody changes term or records a vote for a pre-vote (thesis 9.6).
+
+    With ``transfer`` set the candidate campaigns because the leader handed leadership to
+    it (:class:`TimeoutNow`), so voters answer even though they heard from that leader
+    moments ago (thesis 3.10).
+    """
+
+    term: int
+    candidate_id: str
+    pre_vote: bool = False
+    transfer: bool = False
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("candidate_id", self.candidate_id)
+        check_flag("pre_vote", self.pre_vote)
+        check_flag("transfer", self.transfer)
+        if self.pre_vote and self.transfer:
+            raise ValueError("a handed-over election skips the pre-vote")
+
+    @property
+    def sender(self) -> str:
+        return self.candidate_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestVoteResponse(PeerMessage):
+    """A voter's answer to a (pre-)vote request.
+
+    ``voter_id`` says who answered, so a duplicated response counts once. A granted
+    response carries the term that was asked for; a refusal carries the voter's own term,
+    which tells a candidate that fell behind to catch up.
+    """
+
+    term: int
+    voter_id: str
+    granted: bool
+    pre_vote: bool = False
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("voter_id", self.voter_id)
+        check_flag("granted", self.granted)
+        check_flag("pre_vote", self.pre_vote)
+
+    @property
+    def sender(self) -> str:
+        return self.voter_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeartBeat(PeerMessage):
+    """The leader of ``term`` says it is alive."""
+
+    term: int
+    leader_id: str
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("leader_id", self.leader_id)
+
+    @property
+    def sender(self) -> str:
+        return self.leader_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeartBeatResponse(PeerMessage):
+    """A node answers a heartbeat, so the leader knows a majority still hears it.
+
+    An answer to a heartbeat of an older term carries the newer term, which makes a
+    deposed leader step down as soon as it can talk to the cluster again.
+    """
+
+    term: int
+    follower_id: str
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("follower_id", self.follower_id)
+
+    @property
+    def sender(self) -> str:
+        return self.follower_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimeoutNow(PeerMessage):
+    """The leader of ``term`` hands leadership over: campaign now, without waiting.
+
+    Sent when a leader shuts down cleanly or steps down, so the cluster has a new leader
+    after about one round trip instead of an election timeout (thesis 3.10).
+    """
+
+    term: int
+    leader_id: str
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("leader_id", self.leader_id)
+
+    @property
+    def sender(self) -> str:
+        return self.leader_id
+
+
+def check_term(term: object) -> None:
+    """Raise unless ``term`` is a valid term number."""
+    if isinstance(term, bool) or not isinstance(term, int):
+        raise TypeError(f"term must be an int, got {type(term).__name__}")
+    if not 0 <= term <= MAX_TERM:
+        raise ValueError(f"term must be in [0, 2**63), got {term}")
+
+
+def check_node_id(field: str, node_id: object) -> None:
+    """Raise unless ``node_id`` is a valid node id."""
+    if not isinstance(node_id, str):
+        raise TypeError(f"{field} must be a str, got {type(node_id).__name__}")
+    if not 0 < len(node_id) <= MAX_ID_LENGTH:
+        raise ValueError(f"{field} must have 1 to {MAX_ID_LENGTH} characters")
+
+
+def check_flag(field: str, value: object) -> None:
+    """Raise unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be a bool, got {type(value).__name__}")
+
+
+Message.RequestVote = RequestVote
+Message.RequestVoteResponse = RequestVoteResponse
+Message.HeartBeat = HeartBeat
+Message.HeartBeatResponse = HeartBeatResponse
+Message.TimeoutNow = TimeoutNow

@@ -1,0 +1,218 @@
+"""The cluster file ``almost-raft run`` and ``almost-raft status`` read (TOML).
+
+Example::
+
+    cluster = "scheduler"             # checked on every connection between nodes
+    state_dir = "/var/lib/almost-raft" # this node keeps <state_dir>/<id>.state
+
+    [election]                        # optional; these are the defaults
+    election_timeout_ms = 1000        # drawn from [election_timeout_ms, election_timeout_max_ms)
+    election_timeout_max_ms = 2000
+    heartbeat_interval_ms = 100
+    message_timeout_ms = 500
+    leader_down_delay_ms = 30         # turn length when the leader's process is gone; 0: off
+    pre_vote = true                   # false: a node that cannot win still raises its term
+    check_quorum = true               # false: a cut-off leader keeps its role
+
+    [nodes.a]
+    address = "10.0.0.1:7000"         # where peers reach node a
+    http = "10.0.0.1:8000"            # optional: GET /status and /metrics
+
+    [nodes.b]
+    address = "10.0.0.2:7000"
+
+The optional ``secret_file`` and ``[tls]`` fields are in :mod:`._cluster_security`.
+
+Every error names the field (``nodes.b.address``) and says what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from ..core._config import ElectionConfig
+from ..core._errors import ConfigError
+from ..core._messages import MAX_ID_LENGTH
+from ._cluster_security import SECURITY_FIELDS, Security, parse_security
+
+__all__ = ["ClusterConfig", "NodeEntry", "format_host_port", "parse_host_port"]
+
+_ELECTION_FIELDS = {
+    "election_timeout_ms": "election_timeout",
+    "election_timeout_max_ms": "election_timeout_max",
+    "heartbeat_interval_ms": "heartbeat_interval",
+    "message_timeout_ms": "message_timeout",
+    "leader_down_delay_ms": "leader_down_delay",
+}
+# Fields where 0 is meaningful (it turns the behaviour off).
+_ZERO_ALLOWED = {"leader_down_delay_ms"}
+# Switches that only turn a protection off: for tests and for comparing behaviours.
+_ELECTION_FLAGS = ("pre_vote", "check_quorum")
+_TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
+_NODE_FIELDS = {"address", "http", "tls"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeEntry:
+    """One member of the cluster as the file describes it."""
+
+    node_id: str
+    address: tuple[str, int]
+    http: tuple[str, int] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A parsed, validated cluster file."""
+
+    cluster_id: str
+    nodes: Mapping[str, NodeEntry]
+    election: ElectionConfig
+    state_dir: str | None = None
+    source: str = "<memory>"
+    security: Security = dataclasses.field(default_factory=Security)
+    """TLS files and the shared secret's file; none by default."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ClusterConfig:
+        """Read and validate a cluster file.
+
+        Raises:
+            ConfigError: the file is missing, not TOML, or a field is invalid; the error
+                names the file and the field.
+        """
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as file:
+                raw = tomllib.loads(file.read())
+        except FileNotFoundError as exc:
+            raise ConfigError("--config", path, "no such file") from exc
+        except OSError as exc:
+            raise ConfigError("--config", path, f"cannot be read: {exc.strerror}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("--config", path, f"is not valid TOML: {exc}") from exc
+        try:
+            return cls.from_dict(raw, source=path, base_dir=os.path.dirname(path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.field}", exc.value, exc.fix) from None
+
+    @classmethod
+    def from_dict(
+        cls, raw: Mapping[str, Any], *, source: str = "<memory>", base_dir: str | None = None
+    ) -> ClusterConfig:
+        """Validate an already parsed cluster file (see the module docstring for fields)."""
+        _no_unknown("", raw, _TOP_FIELDS)
+        cluster_id = raw.get("cluster")
+        if not isinstance(cluster_id, str) or not cluster_id:
+            raise ConfigError(
+                "cluster", cluster_id, 'must be a non-empty string naming the cluster, e.g. "jobs"'
+            )
+        nodes_raw = raw.get("nodes")
+        if not isinstance(nodes_raw, dict) or not nodes_raw:
+            raise ConfigError(
+                "nodes",
+                nodes_raw,
+                'must list the members, one table each: [nodes.a] address = "host:7000"',
+            )
+        nodes = {node_id: _node(node_id, entry) for node_id, entry in nodes_raw.items()}
+        state_dir = raw.get("state_dir")
+        if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
+            raise ConfigError("state_dir", state_dir, "must be a directory path string")
+        state_path = None
+        if state_dir is not None:
+            state_path = state_dir if base_dir is None else os.path.join(base_dir, state_dir)
+        election = _election(raw.get("election", {}))
+        security = parse_security(raw, list(nodes), base_dir)
+        return cls(cluster_id, nodes, election, state_path, source, security)
+
+    def peers_of(self, node_id: str) -> dict[str, tuple[str, int]]:
+        """The addresses of every member but ``node_id``."""
+        return {n: e.address for n, e in self.nodes.items() if n != node_id}
+
+    def entry(self, node_id: str) -> NodeEntry:
+        """The entry of ``node_id``, or a ConfigError listing the known ids."""
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            known = ", ".join(sorted(self.nodes))
+            raise ConfigError(
+                "--id", node_id, f"is not a member in {self.source}; members are: {known}"
+            ) from None
+
+
+def parse_host_port(field: str, value: object) -> tuple[str, int]:
+    """Parse ``"host:port"`` (``"[::1]:7000"`` for IPv6) or raise ConfigError naming ``field``."""
+    fix = 'must be "HOST:PORT", e.g. "127.0.0.1:7000"'
+    if not isinstance(value, str):
+        raise ConfigError(field, value, fix)
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(field, value, fix)
+    return host, int(port_text)
+
+
+def format_host_port(address: tuple[str, int]) -> str:
+    """``"host:port"``, with brackets around an IPv6 host."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _node(node_id: object, entry: object) -> NodeEntry:
+    field = f"nodes.{node_id}"
+    if not isinstance(node_id, str) or not 0 < len(node_id) <= MAX_ID_LENGTH:
+        raise ConfigError(field, node_id, f"a node id must have 1 to {MAX_ID_LENGTH} characters")
+    if not isinstance(entry, dict):
+        raise ConfigError(field, entry, 'must be a table: [nodes.a] address = "host:7000"')
+    _no_unknown(field, entry, _NODE_FIELDS)
+    address = parse_host_port(f"{field}.address", entry.get("address"))
+    http = entry.get("http")
+    return NodeEntry(
+        node_id, address, None if http is None else parse_host_port(f"{field}.http", http)
+    )
+
+
+def _election(raw: object) -> ElectionConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("election", raw, "must be a table: [election]")
+    _no_unknown("election", raw, {*_ELECTION_FIELDS, *_ELECTION_FLAGS})
+    values: dict[str, float | bool] = {}
+    for key, name in _ELECTION_FIELDS.items():
+        if key in raw:
+            value = raw[key]
+            lowest = 0 if key in _ZERO_ALLOWED else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ConfigError(
+                    f"election.{key}", value, f"must be a whole number of ms, at least {lowest}"
+                )
+            values[name] = value / 1000
+    for key in _ELECTION_FLAGS:
+        if key in raw:
+            flag = raw[key]
+            if not isinstance(flag, bool):
+                raise ConfigError(f"election.{key}", flag, "must be true or false")
+            values[key] = flag
+    try:
+        return ElectionConfig(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        field = next((k for k, n in _ELECTION_FIELDS.items() if n == exc.field), None)
+        if field is None or field not in raw:
+            # A default clashes only because a timeout the file set is too short.
+            raise ConfigError(
+                "election.election_timeout_ms",
+                raw.get("election_timeout_ms"),
+                f"is too short for the default {exc.field} ({exc.value} s): {exc.fix}; "
+                f"set election.{field or exc.field} as well, or a longer timeout",
+            ) from None
+        raise ConfigError(f"election.{field}", raw.get(field), exc.fix) from None
+
+
+def _no_unknown(where: str, raw: Mapping[str, Any], known: set[str]) -> None:
+    for key in raw:
+        if key not in known:
+            field = f"{where}.{key}" if where else key
+            raise ConfigError(field, raw[key], f"unknown field; known: {', '.join(sorted(known))}")

@@ -1,0 +1,263 @@
+"""``almost-raft run``: one node of a real cluster, over TCP, with a durable state file.
+
+The node logs every leadership change, optionally serves ``/status`` and ``/metrics``,
+and optionally runs a command only while it is leader. SIGTERM or SIGINT shut it down
+cleanly: the command is stopped, the node leaves the election, the state is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..core._errors import ConfigError
+from ..core._outputs import LeaderChange
+from ..runtime._election import Election
+from ..store._store import FileStore
+from ..transport.tcp._transport import TcpTransport
+from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
+
+if TYPE_CHECKING:
+    from ._http import StatusServer
+    from ._leader_command import LeaderCommand
+
+__all__ = ["RunOptions", "run_node"]
+
+logger = logging.getLogger("almost_raft.node")
+
+OnCommandExit = Literal["step-down", "restart"]
+
+#: Restarting a command that keeps exiting waits this long at first, doubling up to the max.
+_RESTART_BACKOFF = (0.5, 30.0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What ``almost-raft run`` was asked to do."""
+
+    config_path: str
+    node_id: str
+    state_dir: str | None = None
+    http: tuple[str, int] | None = None
+    command: tuple[str, ...] = ()
+    grace: float = 10.0
+    on_command_exit: OnCommandExit = "step-down"
+
+
+class _Node:
+    def __init__(self, options: RunOptions, cluster: ClusterConfig, entry: NodeEntry) -> None:
+        self.options = options
+        self.cluster = cluster
+        self.entry = entry
+        state_dir = cluster.state_dir if options.state_dir is None else options.state_dir
+        if state_dir is None:
+            raise ConfigError(
+                "state_dir",
+                None,
+                "set state_dir in the cluster file or pass --state-dir: the node must keep "
+                "its term and vote on disk to never vote twice in one term",
+            )
+        self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
+        peers = cluster.peers_of(entry.node_id)
+        tls_files = cluster.security.tls.get(entry.node_id)
+        self.transport = TcpTransport(
+            listen=entry.address,
+            peers=peers,
+            cluster_id=cluster.cluster_id,
+            tls=None if tls_files is None else tls_files.load(cluster.source),
+            secret=cluster.security.load_secret(cluster.source),
+        )
+        self.election = Election(
+            entry.node_id,
+            sorted(peers),
+            self.transport,
+            config=cluster.election,
+            store=FileStore(self.state_path),
+        )
+        # The command's and the HTTP server's modules are imported only by a node that
+        # uses them: whatever a node imports stays in its memory for its whole life.
+        self.command: LeaderCommand | None = None
+        if options.command:
+            from ._leader_command import LeaderCommand
+
+            self.command = LeaderCommand(
+                options.command, node_id=entry.node_id, grace=options.grace
+            )
+        self.http: StatusServer | None = None
+        http = options.http or entry.http
+        if http is not None:
+            from ._http import StatusServer, json_route
+
+            self.http = StatusServer(
+                http[0],
+                http[1],
+                {"/status": json_route(self.status), "/metrics": self._metrics_route},
+            )
+        self._command_watch: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        status = self.election.status()
+        return {
+            "id": status.node_id,
+            "cluster": self.cluster.cluster_id,
+            "term": status.term,
+            "role": status.role.value,
+            "leader": status.leader_id,
+            "voted_for": status.voted_for,
+            "peers": {
+                peer: {
+                    "address": format_host_port(self.cluster.nodes[peer].address),
+                    "last_heard_seconds": status.last_heard.get(peer),
+                }
+                for peer in sorted(status.peers)
+                if peer in self.cluster.nodes
+            },
+            "command": None
+            if self.command is None
+            else {
+                "running": self.command.running,
+                "pid": self.command.pid,
+                "term": self.command.term,
+            },
+        }
+
+    def _metrics_route(self) -> tuple[int, str, bytes]:
+        from ._prometheus import metrics_text
+
+        try:
+            body = metrics_text(self.election, lambda: self.transport.metrics)
+        except ModuleNotFoundError as exc:
+            return 501, "text/plain; charset=utf-8", f"{exc}\n".encode()
+        return 200, "text/plain; version=0.0.4; charset=utf-8", body
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.election.start()
+        try:
+            if self.http is not None:
+                await self.http.start()
+                logger.info("serving /status and /metrics on %s:%d", *self.http.address)
+            logger.info(
+                "node %s of cluster %s listening on %s:%d; state in %s",
+                self.entry.node_id,
+                self.cluster.cluster_id,
+                *self.transport.address,
+                self.state_path,
+            )
+            follow = asyncio.create_task(self._follow_leadership())
+            stopped = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({follow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if follow in done:
+                follow.result()
+            follow.cancel()
+            stopped.cancel()
+            logger.info("shutting down")
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._command_watch is not None:
+            self._command_watch.cancel()
+        if self.command is not None:
+            await self.command.stop()
+        if self.http is not None:
+            await self.http.close()
+        await self.election.close()
+
+    async def _follow_leadership(self) -> None:
+        me = self.entry.node_id
+        async for change in self.election.leadership_changes():
+            _log_change(me, change)
+            if self.command is None:
+                continue
+            if change.leader_id == me:
+                if self.command.running and self.command.term == change.term:
+                    continue
+                await self._stop_command()
+                await self._start_command(change.term)
+            elif self.command.running:
+                await self._stop_command()
+
+    async def _start_command(self, term: int) -> None:
+        assert self.command is not None
+        try:
+            await self.command.start(term)
+        except OSError as exc:
+            logger.error("cannot start the leader command %r: %s", self.command.argv[0], exc)
+            await self._after_command_exit(term)
+            return
+        self._command_watch = asyncio.create_task(self._watch_command(term))
+
+    async def _stop_command(self) -> None:
+        assert self.command is not None
+        if self._command_watch is not None:
+            self._command_watch.cancel()
+            self._command_watch = None
+        await self.command.stop()
+
+    async def _watch_command(self, term: int) -> None:
+        assert self.command is not None
+        code = await self.command.wait()
+        logger.warning(
+            "the leader command exited with status %d while leader of term %d", code, term
+        )
+        await self._after_command_exit(term)
+
+    async def _after_command_exit(self, term: int) -> None:
+        status = self.election.status()
+        if not status.is_leader or status.term != term:
+            return
+        if self.options.on_command_exit == "step-down":
+            logger.warning("stepping down, so that another node runs the command")
+            self.election.step_down()
+            return
+        assert self.command is not None
+        delay = min(_RESTART_BACKOFF[0] * 2 ** max(self.command.starts - 1, 0), _RESTART_BACKOFF[1])
+        logger.info("restarting the leader command in %.1fs", delay)
+        await asyncio.sleep(delay)
+        status = self.election.status()
+        if status.is_leader and status.term == term and not self.command.running:
+            await self._start_command(term)
+
+
+def _log_change(me: str, change: LeaderChange) -> None:
+    if change.leader_id is None:
+        text = f"no leader known (term {change.term})"
+    elif change.leader_id == me:
+        text = f"this node is leader of term {change.term}"
+    else:
+        text = f"leader is {change.leader_id} (term {change.term})"
+    logger.info(
+        text,
+        extra={
+            "event": "leader_changed",
+            "leader": change.leader_id,
+            "term": change.term,
+            "is_self": change.leader_id == me,
+        },
+    )
+
+
+async def run_node(options: RunOptions) -> None:
+    """Run one node until SIGTERM or SIGINT.
+
+    Raises:
+        ConfigError: the cluster file or the options are invalid (names the field).
+        StateFileError: the state file cannot be trusted; the node did not start.
+    """
+    cluster = ClusterConfig.load(options.config_path)
+    node = _Node(options, cluster, cluster.entry(options.node_id))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await node.run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)

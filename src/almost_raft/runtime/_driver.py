@@ -1,0 +1,635 @@
+"""The asyncio driver of one :class:`ElectionCore`: clock, inputs, store, sends, news.
+
+One task owns the core. It waits for the next input or the core's next deadline, hands
+the input to the core and carries out the :class:`Output` batch in its documented order:
+the hard state is made durable first (only a candidate's vote requests leave during the
+save, and no input reaches the core until it ends), then each message leaves (handed to
+the transport's :meth:`~Transport.send_nowait` when it takes it, otherwise in its own task
+cut off after ``message_timeout``, so a dead peer never delays the others), then
+leadership news is published. Every decision about terms, votes and roles is the core's;
+this module only moves inputs in and effects out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from ..core._config import ElectionConfig
+from ..core._errors import ElectionClosed
+from ..core._messages import PeerMessage, RequestVote
+from ..core._outputs import LeaderChange, Outbound, Output
+from ..core._state import HardState, NodeState
+from ..core._state_machine import ElectionCore
+from ..store._store import MemoryStore, Store
+from ..transport._interface import Transport
+from ._latest_value import LatestValue
+
+__all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
+
+logger = logging.getLogger("almost_raft.runtime")
+
+#: Inputs from the network waiting for the core beyond this many are dropped: a node
+#: that cannot keep up must shed load rather than grow without bound.
+MAX_PENDING_INPUTS = 10_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ElectionStatus:
+    """A snapshot of one node's election state, cheap to take at any time.
+
+    Attributes:
+        node_id: this node's id.
+        term: its current term.
+        role: the role it plays (``TERMINATING`` once closed).
+        leader_id: the leader of ``term`` as far as it knows, or ``None``.
+        voted_for: whom it voted for in ``term``, if anyone.
+        peers: the other voting members.
+        is_leader: whether this node is the leader.
+        last_heard: seconds since a message last arrived from each peer; a peer never
+            heard from since this node started is absent.
+    """
+
+    node_id: str
+    term: int
+    role: NodeState
+    leader_id: str | None
+    voted_for: str | None
+    peers: frozenset[str]
+    is_leader: bool
+    last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class RuntimeMetrics:
+    """Counters the runtime keeps; read them, never write them.
+
+    Attributes:
+        inputs_dropped: peer messages dropped because too many were waiting.
+        messages_sent: sends started (one per message per peer).
+        sends_failed: sends whose transport call raised.
+        sends_timed_out: sends cut off after ``message_timeout`` (only sends through
+            ``Transport.send``; ``send_nowait`` never waits).
+        state_saves: hard states made durable.
+    """
+
+    inputs_dropped: int = 0
+    messages_sent: int = 0
+    sends_failed: int = 0
+    sends_timed_out: int = 0
+    state_saves: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AddPeer:
+    peer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RemovePeer:
+    peer_id: str
+
+
+class _StepDown:
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Terminate:
+    hand_over: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PeerUnreachable:
+    peer_id: str
+
+
+class _Alarm:
+    """Put in the inputs when the core's deadline comes, to wake the driver."""
+
+
+_ALARM = _Alarm()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CarryOut:
+    """A batch the core made from a message handled on arrival, which needs a save."""
+
+    output: Output
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Failed:
+    """The core raised on a message handled on arrival; the driver fails with it."""
+
+    error: BaseException
+
+
+_Input = (
+    PeerMessage
+    | _AddPeer
+    | _RemovePeer
+    | _StepDown
+    | _PeerUnreachable
+    | _Terminate
+    | _Alarm
+    | _CarryOut
+    | _Failed
+)
+
+
+class Runtime:
+    """Runs one node's election on the running event loop; implements ``Inbox``.
+
+    Single use: :meth:`start` once, :meth:`close` when done (``close`` is idempotent and
+    may be called without ``start``). The runtime owns the transport and the store it is
+    given and closes both.
+
+    Args:
+        node_id: this node's id (already validated).
+        peers: the other voting members at start (already validated).
+        transport: carries messages; started by :meth:`start` with this runtime as inbox.
+        config: timings and limits.
+        store: where the term and vote are kept.
+        rng: the randomness of the election timeouts.
+        on_leader_change: called, on the event loop's thread, with each leadership
+            change right after it is published. It must not block; an exception it raises is
+            logged and ignored.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        peers: Iterable[str],
+        transport: Transport,
+        config: ElectionConfig,
+        store: Store,
+        rng: random.Random,
+        on_leader_change: Callable[[LeaderChange], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.metrics = RuntimeMetrics()
+        self.leadership: LatestValue[LeaderChange] = LatestValue(LeaderChange(None, 0))
+        self._initial_peers = set(peers)
+        self._transport = transport
+        self._store = store
+        self._rng = rng
+        self._on_leader_change = on_leader_change
+        self._core: ElectionCore | None = None
+        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        # True only while the driver waits for input with nothing queued and no hand-over
+        # under way: then a message is handed to the core as it arrives (see deliver()).
+        self._idle = False
+        # The one timer for the core's deadline, and the time it is set for.
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.nan
+        self._driver: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self._saving: asyncio.Future[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._started = False
+        self._closing: asyncio.Task[None] | None = None
+        self._last_heard: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def core(self) -> ElectionCore | None:
+        """The core, once :meth:`start` has built it."""
+        return self._core
+
+    @property
+    def driver(self) -> asyncio.Task[None] | None:
+        """The election's task, once :meth:`start` has created it."""
+        return self._driver
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called or :meth:`start` failed."""
+        return self._closing is not None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the election's task crashed with, if it did (a bug)."""
+        return self.leadership.cause
+
+    def status(self) -> ElectionStatus:
+        """A snapshot of the election state.
+
+        Before :meth:`start` it shows the configured peers and term 0; the term kept in
+        the store is read only when the node starts.
+        """
+        core = self._core
+        if core is None:
+            role = NodeState.TERMINATING if self.closed else NodeState.FOLLOWER
+            return ElectionStatus(
+                self.node_id, 0, role, None, None, frozenset(self._initial_peers), False
+            )
+        peers = core.peers
+        now = time.monotonic()
+        return ElectionStatus(
+            self.node_id,
+            core.term,
+            core.role,
+            core.leader_id,
+            core.voted_for,
+            peers,
+            core.role is NodeState.LEADER,
+            {peer: now - at for peer, at in self._last_heard.items() if peer in peers},
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def deliver(self, message: PeerMessage) -> None:
+        """Inbox: hand a peer's message to the core, or queue it; never blocks.
+
+        While the election's task is idle the core takes the message at once and its
+        batch is carried out here, unless the batch needs a save, which the task then
+        does (taking no further input until it is done). Otherwise the message waits in
+        the task's queue. Either way the core sees inputs one at a time, in order.
+
+        Dropped (counted in ``inputs_dropped``) if the node is not running or more than
+        ``MAX_PENDING_INPUTS`` inputs are already waiting.
+        """
+        core = self._core
+        if core is None or self.failure is not None:
+            return
+        if self.closed and (self._driver is None or self._driver.done()):
+            return
+        if self._idle and self._inputs.empty():
+            self._last_heard[message.sender] = time.monotonic()
+            self._handle_now(core, message)
+            return
+        if self._inputs.qsize() >= MAX_PENDING_INPUTS:
+            self.metrics.inputs_dropped += 1
+            dropped = self.metrics.inputs_dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                logger.warning(
+                    "%s: %d inputs waiting; dropped %r (%d dropped so far)",
+                    self.node_id,
+                    self._inputs.qsize(),
+                    message,
+                    dropped,
+                )
+            return
+        self._last_heard[message.sender] = time.monotonic()
+        self._inputs.put_nowait(message)
+
+    def add_peer(self, peer_id: str) -> None:
+        """Make ``peer_id`` a voting member (the core may refuse past ``max_nodes``)."""
+        self._control(_AddPeer(peer_id))
+
+    def remove_peer(self, peer_id: str) -> None:
+        """Stop counting ``peer_id`` as a voting member."""
+        self._control(_RemovePeer(peer_id))
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
+        if self._core is None or self.closed or self.failure is not None:
+            return
+        self._inputs.put_nowait(_PeerUnreachable(peer_id))
+
+    def step_down(self) -> None:
+        """Stop leading, if leading, and let another node win the next election."""
+        self._control(_StepDown())
+
+    def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:
+        if self.failure is not None:
+            raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
+        if self.closed:
+            raise ElectionClosed(f"{self.node_id}: the election is closed")
+        if self._core is None:
+            limit = self.config.max_nodes
+            if isinstance(command, _AddPeer):
+                if limit is not None and len(self._initial_peers | {command.peer_id}) + 1 > limit:
+                    # The same refusal the core makes once it runs.
+                    logger.warning(
+                        "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
+                        self.node_id,
+                        command.peer_id,
+                        limit,
+                    )
+                    return
+                self._initial_peers.add(command.peer_id)
+            elif isinstance(command, _RemovePeer):
+                self._initial_peers.discard(command.peer_id)
+            return
+        # Control inputs bypass the bound: they come from this process, not the network.
+        self._inputs.put_nowait(command)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the store, build the core, start the transport and the election's task.
+
+        Raises:
+            StateFileError: the stored term and vote cannot be trusted; nothing started
+                and the runtime is closed.
+            ElectionClosed: the runtime was closed before it started.
+            RuntimeError: it was already started.
+        """
+        if self.closed:
+            raise ElectionClosed(f"{self.node_id}: the election is closed")
+        if self._started:
+            raise RuntimeError(f"{self.node_id}: the election was already started")
+        self._started = True
+        loop = asyncio.get_running_loop()
+        starting = self._starting = loop.create_future()
+        try:
+            try:
+                if isinstance(self._store, MemoryStore):
+                    hard_state = self._store.load()
+                else:
+                    hard_state = await asyncio.to_thread(self._store.load)
+                self._core = ElectionCore(
+                    self.node_id,
+                    self._initial_peers,
+                    self.config,
+                    self._rng,
+                    loop.time(),
+                    hard_state,
+                )
+                self.leadership.publish(LeaderChange(None, self._core.term))
+                await self._transport.start(self.node_id, self)
+                if self.closed:
+                    raise ElectionClosed(f"{self.node_id}: closed while starting")
+            finally:
+                # close() waits for this before it looks for the election's task.
+                starting.set_result(None)
+        except BaseException:
+            await self.close()
+            raise
+        self._driver = loop.create_task(self._drive(), name=f"almost-raft election {self.node_id}")
+        self._driver.add_done_callback(self._driver_done)
+        logger.info(
+            "%s: started at term %d with peers %s",
+            self.node_id,
+            self._core.term,
+            sorted(self._core.peers),
+        )
+
+    async def close(self, *, hand_over: bool = True) -> None:
+        """Leave the election and release the transport and the store.
+
+        A leader first hands leadership to a peer (``hand_over``) and gives that message
+        up to ``message_timeout`` to leave. Idempotent; safe to call before
+        :meth:`start`. The cleanup runs in its own task and finishes even if the caller
+        is cancelled while waiting for it.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(hand_over), name=f"almost-raft close {self.node_id}"
+            )
+            self._closing.add_done_callback(_log_close_failure)
+        await asyncio.shield(self._closing)
+
+    async def _close(self, hand_over: bool) -> None:
+        if self._starting is not None:
+            await asyncio.wait({self._starting})
+        driver = self._driver
+        if driver is not None and not driver.done():
+            self._inputs.put_nowait(_Terminate(hand_over))
+            try:
+                await asyncio.wait({driver})
+            finally:
+                driver.cancel()
+        core = self._core
+        if core is not None and core.role is not NodeState.TERMINATING:
+            # The election's task never ran or died: nobody else owns the core now.
+            change = core.terminate(asyncio.get_running_loop().time()).leader_change
+            if change is not None:
+                self.leadership.publish(change)
+        if self._sends:
+            # Let the last messages (a hand-over above all) leave; each send is already
+            # bounded by message_timeout.
+            await asyncio.wait(set(self._sends), timeout=self.config.message_timeout)
+        sends = list(self._sends)
+        for task in sends:
+            task.cancel()
+        if sends:
+            await asyncio.wait(sends)
+        try:
+            await self._transport.close()
+        except Exception:
+            logger.exception("%s: closing the transport failed", self.node_id)
+        if self._saving is not None:
+            # The store must not be closed under a save still running in its thread.
+            await asyncio.wait({self._saving})
+        try:
+            self._store.close()
+        except Exception:
+            logger.exception("%s: closing the store failed", self.node_id)
+        self.leadership.close(self.failure)
+        logger.info("%s: closed", self.node_id)
+
+    def _driver_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            self.leadership.close()
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("%s: the election task failed", self.node_id, exc_info=error)
+            self.leadership.close(error)
+
+    # ------------------------------------------------------------------ the driver
+
+    def _handle_now(self, core: ElectionCore, message: PeerMessage) -> None:
+        """Give ``message`` to the idle core and carry out what needs no save.
+
+        This saves the event loop a turn (and a queue) per message: a heartbeat and its
+        answer cost the follower one wake-up. Anything the driver must see first goes
+        through the queue instead: a deadline that has passed, or a batch with a save.
+        """
+        now = asyncio.get_running_loop().time()
+        if now >= core.next_deadline:
+            self._inputs.put_nowait(message)
+            return
+        try:
+            output = core.receive(message, now)
+        except BaseException as error:
+            # A bug in the core: fail the election's task as if it had made the call.
+            self._idle = False
+            self._inputs.put_nowait(_Failed(error))
+            return
+        if output.hard_state is not None:
+            self._idle = False
+            self._inputs.put_nowait(_CarryOut(output))
+            return
+        self._finish_batch(output.messages, output.leader_change)
+        if core.next_deadline < self._alarm_at:
+            # A later deadline can wait: the alarm rings early and the driver sets it anew.
+            self._set_alarm(core.next_deadline)
+
+    def _set_alarm(self, deadline: float) -> None:
+        if deadline == self._alarm_at:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = (
+            asyncio.get_running_loop().call_at(deadline, self._inputs.put_nowait, _ALARM)
+            if math.isfinite(deadline)
+            else None
+        )
+        self._alarm_at = deadline
+
+    async def _drive(self) -> None:
+        core = self._core
+        assert core is not None, "the driver runs only after start() built the core"
+        loop = asyncio.get_running_loop()
+        inputs = self._inputs
+        # One timer for the core's deadline (self._alarm), moved only when the deadline
+        # moves. A timeout around each wait would add and cancel a timer for every
+        # message: a leader's deadline (its next heartbeat) stays put while the answers
+        # come in.
+        # Set while a leader that handed over waits to hear of its successor: the term it
+        # led and the time it leaves regardless.
+        handed_over_term: float = -1
+        leave_by = math.inf
+        try:
+            while True:
+                if leave_by < math.inf:
+                    if core.leader_id is not None and core.term > handed_over_term:
+                        # The successor leads. Stay one heartbeat more, so that its first
+                        # heartbeats reach the others before they see this process go
+                        # and spend their time on the broken connections.
+                        handed_over_term = math.inf
+                        leave_by = min(leave_by, loop.time() + self.config.heartbeat_interval)
+                    if loop.time() >= leave_by:
+                        await self._carry_out(core.terminate(loop.time()))
+                        return
+                if loop.time() >= core.next_deadline:
+                    await self._carry_out(core.tick(loop.time()))
+                    continue
+                try:
+                    item = inputs.get_nowait()
+                except asyncio.QueueEmpty:
+                    self._set_alarm(min(core.next_deadline, leave_by))
+                    # A leader that handed over checks each input for its successor.
+                    self._idle = leave_by == math.inf
+                    try:
+                        item = await inputs.get()
+                    finally:
+                        self._idle = False
+                now = loop.time()
+                if isinstance(item, _Alarm):
+                    # Rang, or stale: either way the next wait sets the alarm anew.
+                    self._alarm_at = math.nan
+                    continue
+                if isinstance(item, _CarryOut):
+                    await self._carry_out(item.output)
+                    continue
+                if isinstance(item, _Failed):
+                    raise item.error
+                if isinstance(item, PeerMessage):
+                    output = core.receive(item, now)
+                elif isinstance(item, _AddPeer):
+                    output = core.add_peer(item.peer_id, now)
+                elif isinstance(item, _RemovePeer):
+                    output = core.remove_peer(item.peer_id, now)
+                elif isinstance(item, _StepDown):
+                    output = core.step_down(now)
+                elif isinstance(item, _PeerUnreachable):
+                    output = core.peer_unreachable(item.peer_id, now)
+                elif item.hand_over and core.role is NodeState.LEADER:
+                    # Hand over, then stay connected until the successor is known (or an
+                    # election timeout passed): leaving at once would show the others a
+                    # refused connection, and they would campaign against the successor.
+                    handed_over_term = core.term
+                    leave_by = now + self.config.election_timeout
+                    output = core.transfer_leadership(now)
+                else:
+                    await self._carry_out(core.terminate(now))
+                    return
+                await self._carry_out(output)
+        finally:
+            self._idle = False
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+
+    async def _carry_out(self, output: Output) -> None:
+        """Carry out one batch in the order :class:`Output` prescribes."""
+        messages = output.messages
+        if output.hard_state is not None:
+            if any(outbound.message.__class__ is RequestVote for outbound in messages):
+                # A candidate's vote requests leave while its new term and own vote are
+                # saved, so the voters' saves overlap this one. The driver takes no input
+                # until the save ends, so no answer counts towards leadership before the
+                # node's own vote is durable.
+                for outbound in messages:
+                    if outbound.message.__class__ is RequestVote:
+                        self._send(outbound)
+                messages = tuple(
+                    outbound
+                    for outbound in messages
+                    if outbound.message.__class__ is not RequestVote
+                )
+            await self._persist(output.hard_state)
+        self._finish_batch(messages, output.leader_change)
+
+    def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
+        """Send a batch's messages and publish its news: what follows any save."""
+        for outbound in messages:
+            self._send(outbound)
+        if change is not None:
+            self.leadership.publish(change)
+            if self._on_leader_change is not None:
+                try:
+                    self._on_leader_change(change)
+                except Exception:
+                    logger.exception("%s: the leader-change callback failed", self.node_id)
+
+    async def _persist(self, state: HardState) -> None:
+        if isinstance(self._store, MemoryStore):
+            self._store.save(state)
+        else:
+            # A real store fsyncs; a worker thread keeps the loop (and its timers) running.
+            # Shielded, so a cancelled driver still lets close() wait for the save to end.
+            self._saving = asyncio.ensure_future(asyncio.to_thread(self._store.save, state))
+            await asyncio.shield(self._saving)
+            self._saving = None
+        self.metrics.state_saves += 1
+
+    def _send(self, outbound: Outbound) -> None:
+        self.metrics.messages_sent += 1
+        # A transport that never waits takes the message here: no task, no timer, no
+        # extra turn of the event loop per message.
+        try:
+            if self._transport.send_nowait(outbound.to, outbound.message):
+                return
+        except Exception as exc:
+            self._send_failed(outbound, exc)
+            return
+        task = asyncio.get_running_loop().create_task(self._send_one(outbound))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send_one(self, outbound: Outbound) -> None:
+        """Send through a transport whose ``send()`` may wait, cut off at ``message_timeout``."""
+        try:
+            async with asyncio.timeout(self.config.message_timeout):
+                await self._transport.send(outbound.to, outbound.message)
+        except TimeoutError:
+            self.metrics.sends_timed_out += 1
+            logger.debug("%s: send to %s timed out", self.node_id, outbound.to)
+        except Exception as exc:
+            self._send_failed(outbound, exc)
+
+    def _send_failed(self, outbound: Outbound, exc: Exception) -> None:
+        self.metrics.sends_failed += 1
+        logger.debug("%s: send to %s failed: %r", self.node_id, outbound.to, exc)
+
+
+def _log_close_failure(task: asyncio.Task[None]) -> None:
+    # Retrieve the result so an error of a close whose caller was cancelled is not lost.
+    with contextlib.suppress(asyncio.CancelledError):
+        error = task.exception()
+        if error is not None:
+            logger.error("closing the election failed", exc_info=error)

@@ -1,0 +1,478 @@
+"""The API most users need: :class:`Election`, one node's membership in an election.
+
+Everything here is a convenience over the runtime: status reads, waiting for a leader,
+a stream of leadership changes, and scopes that run code only while this node leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+
+from ..core._config import ElectionConfig
+from ..core._errors import ConfigError, ElectionClosed, LeadershipLost
+from ..core._messages import MAX_ID_LENGTH
+from ..core._outputs import LeaderChange
+from ..core._state import NodeState
+from ..store._store import MemoryStore, Store
+from ..transport._interface import Transport
+from ._driver import ElectionStatus, Runtime
+from ._latest_value import Subscription
+
+__all__ = ["Election", "ElectionMetrics", "Leadership"]
+
+logger = logging.getLogger("almost_raft.election")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Leadership:
+    """This node's leadership of one term.
+
+    Attributes:
+        node_id: this node's id.
+        term: the term it leads. Terms only grow and at most one node leads each, so the
+            term is a fencing token: a resource that remembers the highest term it has
+            seen can refuse a deposed leader's late writes.
+    """
+
+    node_id: str
+    term: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ElectionMetrics:
+    """A snapshot of one node's counters: the core's and the runtime's.
+
+    Attributes:
+        term: the current term.
+        role: the current role.
+        pre_votes_started: pre-vote rounds this node started.
+        leader_down_reports: times the transport's evidence that the leader's process was
+            gone made this node campaign early.
+        handovers_received: times a leader handed leadership to this node.
+        elections_started: real elections this node started (each raised its term).
+        elections_won: elections this node won.
+        leader_changes: changes of the leader this node knows.
+        messages_dropped: peer messages the core ignored, by reason.
+        inputs_dropped: peer messages dropped because too many were waiting.
+        messages_sent: sends started.
+        sends_failed: sends whose transport call raised.
+        sends_timed_out: sends cut off after ``message_timeout``.
+        state_saves: terms and votes made durable.
+    """
+
+    term: int
+    role: NodeState
+    pre_votes_started: int
+    leader_down_reports: int
+    handovers_received: int
+    elections_started: int
+    elections_won: int
+    leader_changes: int
+    messages_dropped: dict[str, int]
+    inputs_dropped: int
+    messages_sent: int
+    sends_failed: int
+    sends_timed_out: int
+    state_saves: int
+
+
+class Election:
+    """One node's part in electing a leader among ``node_id`` and ``peers``.
+
+    Use it as an async context manager (or call :meth:`start` and :meth:`close`)::
+
+        async with Election("a", ["b", "c"], transport) as election:
+            async with election.leadership() as leadership:
+                ...  # runs only while this node leads term leadership.term
+
+    Args:
+        node_id: this node's id: 1 to 256 characters, unique in the cluster, the same
+            across restarts.
+        peers: the ids of the voting members. ``node_id`` itself may be included and is
+            then ignored, so every node can be given the same list.
+        transport: carries messages to and from the peers; the election starts and
+            closes it.
+        config: timings and limits; ``ElectionConfig()`` if not given.
+        store: where the term and vote survive restarts; a fresh :class:`MemoryStore`
+            if not given (which forgets them when the process exits). The election
+            closes it.
+        rng: the randomness of the election timeouts; seed it to replay a run.
+
+    Raises:
+        ConfigError: an argument is invalid; the error names it. Nothing was started.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        peers: Iterable[str],
+        transport: Transport,
+        *,
+        config: ElectionConfig | None = None,
+        store: Store | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        _check_id("node_id", node_id)
+        peer_list = _check_peers(node_id, peers)
+        if not isinstance(transport, Transport):
+            raise ConfigError("transport", transport, "must be an almost_raft.Transport")
+        if config is None:
+            config = ElectionConfig()
+        elif not isinstance(config, ElectionConfig):
+            raise ConfigError("config", config, "must be an ElectionConfig or None")
+        if config.max_nodes is not None and len(peer_list) + 1 > config.max_nodes:
+            raise ConfigError(
+                "peers",
+                peer_list,
+                f"makes a cluster of {len(peer_list) + 1} nodes, more than "
+                f"max_nodes={config.max_nodes}; raise max_nodes or list fewer peers",
+            )
+        if store is None:
+            store = MemoryStore()
+        elif not isinstance(store, Store):
+            raise ConfigError("store", store, "must be an almost_raft.Store or None")
+        if rng is None:
+            rng = random.Random()
+        elif not isinstance(rng, random.Random):
+            raise ConfigError("rng", rng, "must be a random.Random or None")
+        self._runtime = Runtime(node_id, peer_list, transport, config, store, rng)
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self._runtime.node_id
+
+    @property
+    def config(self) -> ElectionConfig:
+        """The timings and limits this election runs with."""
+        return self._runtime.config
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the stored term and vote, start the transport and take part.
+
+        Raises:
+            StateFileError: the stored state cannot be trusted. The node did not start;
+                the election is closed (as are its transport and store).
+            ElectionClosed: the election was already closed.
+            RuntimeError: it was already started.
+        """
+        await self._runtime.start()
+
+    async def close(self, *, hand_over: bool = True) -> None:
+        """Leave the election, then close the transport and the store.
+
+        A leader first hands leadership over to the peer that answered it most recently,
+        so the others have a new leader after about one round trip instead of an election
+        timeout, and stays connected until it hears of that leader (an election timeout
+        at most); ``hand_over=False`` leaves at once, as abruptly as a crash would.
+
+        Waiters get :class:`ElectionClosed`, leadership scopes raise
+        :class:`LeadershipLost`, and iterators over leadership changes end. Idempotent
+        and safe to call before :meth:`start`; the cleanup completes even if the caller
+        is cancelled while waiting for it.
+        """
+        await self._runtime.close(hand_over=hand_over)
+
+    async def __aenter__(self) -> Election:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ reading the state
+
+    def status(self) -> ElectionStatus:
+        """A snapshot of the election state; cheap, never blocks.
+
+        Before :meth:`start` it shows term 0 and the configured peers (the stored term is
+        read when the node starts); after :meth:`close` the role is ``TERMINATING``.
+        """
+        return self._runtime.status()
+
+    def metrics(self) -> ElectionMetrics:
+        """A snapshot of the core's and the runtime's counters."""
+        status = self._runtime.status()
+        runtime = self._runtime.metrics
+        core = self._runtime.core
+        return ElectionMetrics(
+            term=status.term,
+            role=status.role,
+            pre_votes_started=core.metrics.pre_votes_started if core else 0,
+            leader_down_reports=core.metrics.leader_down_reports if core else 0,
+            handovers_received=core.metrics.handovers_received if core else 0,
+            elections_started=core.metrics.elections_started if core else 0,
+            elections_won=core.metrics.elections_won if core else 0,
+            leader_changes=core.metrics.leader_changes if core else 0,
+            messages_dropped=dict(core.metrics.dropped) if core else {},
+            inputs_dropped=runtime.inputs_dropped,
+            messages_sent=runtime.messages_sent,
+            sends_failed=runtime.sends_failed,
+            sends_timed_out=runtime.sends_timed_out,
+            state_saves=runtime.state_saves,
+        )
+
+    # A timeout argument, though asyncio.timeout() exists: "how long until there is a
+    # leader" is the one question every caller asks, so it gets the short spelling.
+    async def wait_for_leader(self, timeout: float | None = None) -> LeaderChange:  # noqa: ASYNC109
+        """Wait until a leader is known; return it and its term.
+
+        Returns at once if a leader is already known.
+
+        Args:
+            timeout: the longest wait, in seconds; ``None`` waits without limit.
+
+        Raises:
+            TimeoutError: no leader was known within ``timeout``.
+            ElectionClosed: the election closed (or failed) before a leader was known.
+        """
+        source = self._runtime.leadership
+        changes = source.subscribe()
+        async with asyncio.timeout(timeout):
+            while True:
+                change = await changes.next()
+                if source.closed:
+                    raise source.closed_error()
+                if change.leader_id is not None:
+                    return change
+
+    def leadership_changes(self) -> Subscription[LeaderChange]:
+        """An async iterator over the leader this node knows, newest value first.
+
+        The first value is the current one (``leader_id`` ``None`` while no leader is
+        known). After that each value is a real change, but only the newest: the
+        election never waits for a reader, so a reader that falls behind skips
+        intermediate values (its ``skipped`` attribute counts them) and always ends up
+        with the current leader and term. Iteration ends when the election closes;
+        it raises :class:`ElectionClosed` if the election's task failed.
+        """
+        return self._runtime.leadership.subscribe()
+
+    # ------------------------------------------------------------------ leading
+
+    def leadership(self) -> LeadershipScope:
+        """An async context manager that runs its body only while this node leads.
+
+        Entering waits until this node is leader and gives a :class:`Leadership` with the
+        term. If leadership is lost while the body runs (another node wins a newer term,
+        this node loses contact with a majority, or the election closes), the body is
+        cancelled and :class:`LeadershipLost` is raised out of the ``async with``, like
+        ``asyncio.timeout()`` raises ``TimeoutError``. A body that finishes first exits
+        normally. Each scope is entered once.
+
+        Raises (from entering):
+            ElectionClosed: the election closed (or failed) while waiting.
+        """
+        return LeadershipScope(self._runtime)
+
+    async def run_while_leader(self, work: Callable[[Leadership], Awaitable[None]]) -> None:
+        """Run ``work`` whenever this node leads, and stop it when leadership ends.
+
+        Forever: wait until this node is leader, run ``work(leadership)`` in a task, and
+        cancel that task (and wait for it to finish) when leadership is lost. If ``work``
+        returns or raises while this node still leads, that is logged and ``work`` is not
+        run again until this node leads a later term. Returns when the election closes.
+
+        Raises:
+            ElectionClosed: the election's task failed.
+        """
+        while True:
+            try:
+                async with self.leadership() as leadership:
+                    await _run_until_done(work, leadership)
+                    # Hold the scope until leadership ends: work runs once per term.
+                    await asyncio.get_running_loop().create_future()
+            except LeadershipLost as lost:
+                logger.info("%s: leadership of term %d ended", self.node_id, lost.term)
+            except ElectionClosed:
+                if self._runtime.failure is not None:
+                    raise
+                return
+
+    # ------------------------------------------------------------------ membership
+
+    def add_peer(self, peer_id: str) -> None:
+        """Make ``peer_id`` a voting member of this node's view of the cluster.
+
+        Takes effect when the election's task next runs. Every node must be told: the
+        membership is not replicated. A peer beyond ``max_nodes`` is refused with a log
+        line.
+
+        Raises:
+            ConfigError: ``peer_id`` is not a valid id or is this node's own.
+            ElectionClosed: the election is closed.
+        """
+        _check_id("peer_id", peer_id)
+        if peer_id == self.node_id:
+            raise ConfigError("peer_id", peer_id, "is this node's own id; name another node")
+        self._runtime.add_peer(peer_id)
+
+    def remove_peer(self, peer_id: str) -> None:
+        """Stop counting ``peer_id`` as a voting member; unknown ids are ignored.
+
+        Raises:
+            ConfigError: ``peer_id`` is not a valid id.
+            ElectionClosed: the election is closed.
+        """
+        _check_id("peer_id", peer_id)
+        self._runtime.remove_peer(peer_id)
+
+    def step_down(self) -> None:
+        """Stop leading, if this node leads, so that another node takes over.
+
+        The others elect a new leader within about an election timeout; this node stays
+        out of that election (it competes again only if no one else wins). Does nothing
+        on a node that is not leader.
+
+        Raises:
+            ElectionClosed: the election is closed.
+        """
+        self._runtime.step_down()
+
+    def __repr__(self) -> str:
+        status = self.status()
+        return (
+            f"<Election {status.node_id} term={status.term} role={status.role.value} "
+            f"leader={status.leader_id}>"
+        )
+
+
+class _ScopeState(enum.Enum):
+    CREATED = "created"
+    ACTIVE = "active"
+    LOST = "lost"
+    EXITED = "exited"
+
+
+class LeadershipScope:
+    """What :meth:`Election.leadership` returns; see there."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._state = _ScopeState.CREATED
+        self._leadership: Leadership | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> Leadership:
+        if self._state is not _ScopeState.CREATED:
+            raise RuntimeError("a leadership scope can be entered only once")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a leadership scope must be used inside a task")
+        source = self._runtime.leadership
+        changes = source.subscribe()
+        node_id = self._runtime.node_id
+        while True:
+            change = await changes.next()
+            if source.closed:
+                raise source.closed_error()
+            if change.leader_id == node_id:
+                break
+        self._leadership = Leadership(node_id, change.term)
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._state = _ScopeState.ACTIVE
+        # Equal values are never published, so the next publish (or the close) means the
+        # leadership of this term is over: the term can only be led once by this node.
+        self._waiter = source.changed()
+        self._waiter.add_done_callback(self._on_change)
+        return self._leadership
+
+    def _on_change(self, waiter: asyncio.Future[None]) -> None:
+        if self._state is not _ScopeState.ACTIVE or waiter.cancelled():
+            return
+        assert self._task is not None
+        self._state = _ScopeState.LOST
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state, self._state = self._state, _ScopeState.EXITED
+        if self._waiter is not None:
+            self._waiter.cancel()
+        if state is _ScopeState.LOST:
+            assert self._task is not None
+            assert self._leadership is not None
+            # As asyncio.timeout() does: the cancellation is ours to turn into an error
+            # only if nobody else asked to cancel the task meanwhile.
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise LeadershipLost(self._leadership.term) from exc
+
+
+async def _run_until_done(
+    work: Callable[[Leadership], Awaitable[None]], leadership: Leadership
+) -> None:
+    """Run ``work`` in its own task; if this task is cancelled, cancel it and wait for it."""
+
+    async def run() -> None:
+        await work(leadership)
+
+    task = asyncio.get_running_loop().create_task(
+        run(), name=f"almost-raft work {leadership.node_id} term {leadership.term}"
+    )
+    try:
+        await asyncio.wait({task})
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        logger.warning(
+            "%s: work of term %d was cancelled from inside; it runs again in a later term",
+            leadership.node_id,
+            leadership.term,
+        )
+    elif (error := task.exception()) is not None:
+        logger.error(
+            "%s: work of term %d failed; it runs again in a later term",
+            leadership.node_id,
+            leadership.term,
+            exc_info=error,
+        )
+    else:
+        logger.info(
+            "%s: work of term %d returned; it runs again in a later term",
+            leadership.node_id,
+            leadership.term,
+        )
+
+
+def _check_id(field: str, value: object) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise ConfigError(field, value, f"must be a str of 1 to {MAX_ID_LENGTH} characters")
+
+
+def _check_peers(node_id: str, peers: Iterable[str]) -> list[str]:
+    if isinstance(peers, str | bytes):
+        raise ConfigError("peers", peers, "must be a list of ids, not a single string")
+    try:
+        peer_list = list(peers)
+    except TypeError:
+        raise ConfigError("peers", peers, "must be an iterable of ids") from None
+    seen: set[str] = set()
+    for peer in peer_list:
+        _check_id("peers", peer)
+        if peer in seen:
+            raise ConfigError("peers", peer_list, f"names {peer!r} twice; list each member once")
+        seen.add(peer)
+    seen.discard(node_id)
+    return sorted(seen)

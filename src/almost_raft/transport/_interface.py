@@ -1,0 +1,76 @@
+"""The narrow interface between the runtime and whatever carries messages."""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+from ..core._messages import PeerMessage
+
+__all__ = ["Inbox", "Transport"]
+
+
+class Inbox(Protocol):
+    """Where a transport hands what it receives. The runtime implements it.
+
+    Methods are called from the event loop's thread and never block. New optional
+    methods may be added here; a transport that does not call them keeps working.
+    """
+
+    def deliver(self, message: PeerMessage) -> None:
+        """A message arrived from a peer (already decoded and checked)."""
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        """Evidence that ``peer_id``'s process is gone: its host refused a connection.
+
+        Report it only on evidence, never on a timeout or a single broken connection
+        that a reconnect could mend; a silent or slow peer is not evidence. The election
+        may then replace a dead leader in milliseconds instead of an election timeout.
+        """
+
+
+class Transport(abc.ABC):
+    """Carries :class:`PeerMessage` values from this node to its peers and back.
+
+    The contract is weak on purpose: a message may be dropped, delayed, duplicated or
+    reordered, and the election stays safe regardless; it needs only that most messages
+    between live, connected nodes arrive for a leader to be elected. A transport never
+    delivers a message it could not decode, and never raises into the runtime because of
+    what a peer sent.
+    """
+
+    @abc.abstractmethod
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        """Begin receiving for ``node_id``: hand each incoming message to ``inbox``."""
+
+    @abc.abstractmethod
+    async def send(self, to: str, message: PeerMessage) -> None:
+        """Send ``message`` to the peer ``to``, best effort.
+
+        May return before the message is delivered. Unless :meth:`send_nowait` took the
+        message, the runtime runs each call in its own task and cancels it after
+        ``message_timeout``; an exception counts as a failed send and is logged, nothing
+        more.
+        """
+
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        """Send ``message`` to the peer ``to`` without waiting, if this transport can.
+
+        The optional fast path: a transport whose sending never waits (it writes to a
+        socket buffer, queues, or schedules a delivery) implements it, and the runtime
+        then needs no task per message. The delivery contract is that of :meth:`send`.
+
+        Returns:
+            True if the message was taken: sent, queued, or dropped by the transport's
+            own rules, exactly as :meth:`send` would have. False if it was not touched,
+            and the caller must use :meth:`send` instead; that is what this default
+            does, so a transport whose sending awaits (the user's own) needs nothing.
+
+        It must not block and must not call back into the runtime. An exception counts
+        as a failed send, as one from :meth:`send` does.
+        """
+        return False
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop receiving and release connections. Safe to call more than once."""

@@ -1,0 +1,370 @@
+"""The sending half of the TCP transport: one connection to each peer, dialled by us.
+
+Theory of operation
+-------------------
+A message for a peer whose connection is up and not held back by flow control is
+written to the socket at once, by the caller of :meth:`Outbound.send`: no task, no
+queue, no wake-up. Otherwise it waits in the peer's bounded queue (the oldest dropped
+when it is full) and is written when the connection comes up or resumes.
+
+A dialler task per peer does what takes time: it connects as soon as the transport
+starts, writes the handshake (and proves the secret), and then only waits for the
+connection to end, to redial with exponential backoff and jitter. Every peer is dialled
+whether or not anything waits for it, so the first message of an election (from one
+follower to another, which exchange nothing while a leader is up) does not wait for a
+connect and a handshake: that alone took several milliseconds per election.
+
+The first redial after an established connection broke goes out at once: it is the probe
+that tells a dead process (its host refuses the connection:
+:meth:`Inbox.peer_unreachable`) from a blip (it reconnects). A process being killed can
+still complete a probe's connect from its listening socket's backlog and reset it a
+moment later; a probe connection that dies that young is probed again at once, a few
+times at most, instead of waiting a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import socket
+import ssl
+
+from .._interface import Inbox
+from ._framing import FramedConnection
+from ._metrics import ConnectFailure, TcpMetrics
+from ._settings import Address, TcpSettings
+from ._tls import require_certificate_name
+from ._wire import PROTOCOL_VERSION, FrameProblem, Handshake, WireError, encode_handshake
+
+__all__ = ["Outbound", "Peer", "backoff_delay"]
+
+logger = logging.getLogger("almost_raft.tcp")
+
+# The longest exponent the backoff computes, so a peer down for days cannot overflow it.
+_MAX_BACKOFF_DOUBLINGS = 32
+
+# How many times in a row a probe connection that died young is probed again at once.
+_QUICK_PROBES = 3
+
+
+class Peer:
+    """What the transport keeps per peer: where it is, and what waits to go there."""
+
+    __slots__ = (
+        "address",
+        "connection",
+        "dialler",
+        "failing",
+        "lost",
+        "node_id",
+        "queue",
+    )
+
+    def __init__(self, node_id: str, address: Address) -> None:
+        self.node_id = node_id
+        self.address = address
+        # (message kind, frame) pairs waiting for a connection, oldest first.
+        self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.dialler: asyncio.Task[None] | None = None
+        # The connection, once its handshake is done; None while there is none.
+        self.connection: FramedConnection | None = None
+        # Only the first failure of a run is logged above debug level.
+        self.failing = False
+        # An established connection just broke; the next dial is the probe that tells a
+        # dead process (refused) from a blip (reconnects).
+        self.lost = False
+
+
+def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait before the next dial after ``failures`` failures in a row.
+
+    Doubles from ``initial`` up to ``maximum``, then jittered to between half and all of
+    that, so nodes that lost a peer together do not all redial at the same instant.
+    """
+    doublings = min(failures - 1, _MAX_BACKOFF_DOUBLINGS)
+    ceiling = min(maximum, initial * 2.0**doublings)
+    return ceiling * (0.5 + 0.5 * rng.random())
+
+
+class Outbound:
+    """Dials peers and writes their messages.
+
+    Args:
+        node_id: this node's id, sent in every handshake.
+        inbox: told when a refused redial shows a peer's process is gone.
+        settings: the transport's settings.
+        metrics: the transport's counters, shared with the receiving half.
+        rng: the source of the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        inbox: Inbox,
+        settings: TcpSettings,
+        metrics: TcpMetrics,
+        rng: random.Random,
+    ) -> None:
+        self._node_id = node_id
+        self._inbox = inbox
+        self._settings = settings
+        self._metrics = metrics
+        self._rng = rng
+        # Every dialler task, including any still ending after its peer moved.
+        self._diallers: set[asyncio.Task[None]] = set()
+        # Set whenever a peer's queue emptied into its connection; close() waits on it.
+        self.wrote = asyncio.Event()
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, peer: Peer, kind: str, frame: bytes) -> None:
+        """Write ``frame`` to ``peer``'s connection now, or queue it; never waits."""
+        connection = peer.connection
+        if connection is not None and connection.writable and not peer.queue:
+            connection.write(frame)
+            self._metrics.sent.add(kind)
+            return
+        queue = peer.queue
+        if len(queue) >= self._settings.queue_size:
+            queue.popleft()
+            self._metrics.dropped_queue_full += 1
+        queue.append((kind, frame))
+        if connection is not None and connection.writable:
+            self._flush(peer)
+
+    def _flush(self, peer: Peer) -> None:
+        """Write what waits for ``peer`` until its queue is empty or flow control stops it."""
+        connection = peer.connection
+        if connection is None:
+            return
+        queue = peer.queue
+        while queue and connection.writable:
+            kind, frame = queue.popleft()
+            connection.write(frame)
+            self._metrics.sent.add(kind)
+        if not queue:
+            self.wrote.set()
+
+    # ------------------------------------------------------------------ diallers
+
+    def start(self, peer: Peer) -> None:
+        """Start ``peer``'s dialler; it dials at once and keeps the connection up."""
+        task = asyncio.get_running_loop().create_task(
+            self._run(peer), name=f"almost-raft tcp sender {self._node_id}->{peer.node_id}"
+        )
+        self._diallers.add(task)
+        task.add_done_callback(self._dialler_done)
+        peer.dialler = task
+
+    def stop(self, peer: Peer) -> None:
+        """Stop ``peer``'s dialler, which closes its connection; its queue stays."""
+        peer.connection = None
+        if peer.dialler is not None:
+            peer.dialler.cancel()
+            peer.dialler = None
+
+    async def close(self) -> None:
+        """Stop every dialler and wait until their connections are closed."""
+        for task in self._diallers:
+            task.cancel()
+        if self._diallers:
+            # wait(), not gather(): if close() itself is cancelled, the tasks still end.
+            await asyncio.wait(set(self._diallers))
+
+    def _dialler_done(self, task: asyncio.Task[None]) -> None:
+        self._diallers.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("%s: %s failed", self._node_id, task.get_name(), exc_info=exc)
+
+    async def _run(self, peer: Peer) -> None:
+        """Dial ``peer``, and redial whenever the connection ends."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        quick_probes = 0
+        while True:
+            probe, peer.lost = peer.lost, False
+            connection = await self._connect(peer, probe=probe)
+            if connection is None:
+                # What waited for a dead peer is stale by the time it is back.
+                self._metrics.dropped_not_connected += len(peer.queue)
+                peer.queue.clear()
+                failures += 1
+                await asyncio.sleep(self._backoff_delay(failures))
+                continue
+            opened_at = loop.time()
+            try:
+                peer.connection = connection
+                connection.on_resume = lambda: self._flush(peer)
+                self._flush(peer)
+                await connection.wait_closed()
+                logger.info(
+                    "%s: connection to %s lost: %s",
+                    self._node_id,
+                    peer.node_id,
+                    connection.reason or repr(connection.reason),
+                )
+                peer.lost = True
+            finally:
+                if peer.connection is connection:
+                    peer.connection = None
+                self._metrics.disconnects += 1
+                connection.abort()
+                await connection.wait_closed()
+            # A connection that lasted proves the peer healthy; one that ended at once (a
+            # peer refusing our handshake, say) must not make us redial in a tight loop.
+            # Anything in between is redialled at once, because that redial is the probe
+            # that tells a dead leader from a blip, and it must not wait a backoff.
+            lasted = loop.time() - opened_at
+            young = lasted < 2 * self._settings.backoff_initial
+            if probe and young and quick_probes < _QUICK_PROBES:
+                # Most likely the backlog of a listener whose process is being killed.
+                quick_probes += 1
+                continue
+            quick_probes = 0
+            failures = 0 if lasted >= self._settings.backoff_max else failures + 1
+            if failures and young:
+                await asyncio.sleep(self._backoff_delay(failures))
+
+    def _backoff_delay(self, failures: int) -> float:
+        return backoff_delay(
+            failures, self._settings.backoff_initial, self._settings.backoff_max, self._rng
+        )
+
+    # ------------------------------------------------------------------ dialling
+
+    async def _connect(self, peer: Peer, *, probe: bool) -> FramedConnection | None:
+        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure."""
+        settings = self._settings
+        host, port = peer.address
+        connection = FramedConnection(
+            settings.max_frame_bytes, write_timeout=settings.write_timeout
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            # asyncio.timeout(), not wait_for(): on Python 3.11 wait_for() can swallow a
+            # cancellation that arrives as the connection completes, and close() would
+            # then wait for this task forever.
+            async with asyncio.timeout(settings.connect_timeout):
+                if settings.tls is None:
+                    await loop.create_connection(lambda: connection, host, port)
+                else:
+                    await loop.create_connection(
+                        lambda: connection,
+                        host,
+                        port,
+                        ssl=settings.tls.client,
+                        server_hostname=host,
+                    )
+        except ssl.SSLError as exc:
+            self._metrics.count(FrameProblem.TLS)
+            self._report_refusal(peer, "TLS handshake failed", exc)
+            return None
+        except ConnectionRefusedError as exc:
+            self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
+            if probe:
+                # The connection broke and the host now refuses: the process is gone.
+                self._inbox.peer_unreachable(peer.node_id)
+            return None
+        except TimeoutError as exc:
+            self._report_connect_failure(peer, ConnectFailure.TIMEOUT, exc)
+            return None
+        except OSError as exc:
+            self._report_connect_failure(peer, ConnectFailure.OTHER, exc)
+            return None
+        transport = connection.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A fixed size also turns off the kernel's buffer autotuning, which would
+            # otherwise let megabytes of stale messages queue for a peer that stopped reading.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+        transport.set_write_buffer_limits(high=settings.send_buffer_bytes)
+        try:
+            async with asyncio.timeout(settings.handshake_timeout):
+                await self._introduce(peer, connection)
+        except WireError as exc:
+            self._metrics.count(exc.problem)
+            self._report_refusal(peer, "refused the connection", exc)
+            connection.abort()
+            await connection.wait_closed()
+            return None
+        except (TimeoutError, OSError) as exc:
+            # The acceptor closed on our handshake: another secret, or a TLS certificate
+            # it refused. Its own log says which.
+            self._report_refusal(peer, "closed the connection during the handshake", exc)
+            connection.abort()
+            await connection.wait_closed()
+            return None
+        except BaseException:
+            # Cancelled (close()) while waiting for the acceptor: nobody else owns the socket.
+            connection.abort()
+            await connection.wait_closed()
+            raise
+        connection.send_only()
+        self._metrics.connects += 1
+        peer.failing = False
+        logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
+        return connection
+
+    async def _introduce(self, peer: Peer, connection: FramedConnection) -> None:
+        """Check the acceptor's certificate, send our handshake and prove the secret.
+
+        Raises:
+            WireError: the acceptor is not ``peer`` (``IDENTITY``) or did not prove the
+                secret (``AUTH``).
+            OSError: the connection failed.
+        """
+        settings = self._settings
+        if settings.tls is not None:
+            assert connection.transport is not None
+            peercert = connection.transport.get_extra_info("peercert")
+            require_certificate_name(peercert, peer.node_id, "dialled")
+        nonce = None
+        if settings.secret is not None:
+            from ._auth import new_nonce
+
+            nonce = new_nonce()
+        handshake = Handshake(PROTOCOL_VERSION, settings.cluster_id, self._node_id, nonce)
+        connection.write(encode_handshake(handshake))
+        if settings.secret is not None:
+            from ._auth import prove
+
+            await prove(settings.secret, handshake, peer.node_id, connection.read_frame, connection)
+
+    # ------------------------------------------------------------------ reporting
+
+    def _report_refusal(self, peer: Peer, what: str, exc: BaseException) -> None:
+        # Every refusal is worth a warning: a misconfigured or hostile peer, not a blip.
+        peer.failing = True
+        logger.warning(
+            "%s: %s at %s:%d %s: %s",
+            self._node_id,
+            peer.node_id,
+            *peer.address,
+            what,
+            exc or repr(exc),
+        )
+
+    def _report_connect_failure(self, peer: Peer, failure: ConnectFailure, exc: OSError) -> None:
+        """Count and log a failed dial of ``peer``.
+
+        This is where the transport's evidence about a peer's health starts. ``REFUSED``
+        means the peer's host answered and nothing listens on the port: its process is
+        gone, which is worth an election at once; the caller reports it to the inbox when
+        it follows a connection that just broke. ``TIMEOUT`` and ``OTHER`` say only that
+        the network did not carry the dial, which is no evidence.
+        """
+        self._metrics.count(failure)
+        level = logging.DEBUG if peer.failing else logging.INFO
+        peer.failing = True
+        logger.log(
+            level,
+            "%s: cannot connect to %s at %s:%d (%s): %s",
+            self._node_id,
+            peer.node_id,
+            *peer.address,
+            failure.name.lower(),
+            exc or repr(exc),
+        )

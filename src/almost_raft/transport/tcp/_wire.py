@@ -1,0 +1,438 @@
+"""The TCP wire format: length-prefixed msgpack frames, a handshake, five message kinds.
+
+This module does no I/O; it turns values into bytes and bytes back into values. The
+transport reads frames off a socket and hands their bodies here.
+
+Layout
+------
+Every frame is a 4-byte big-endian body length followed by a msgpack body. The first
+frame on a connection is the handshake, then every frame is one peer message::
+
+    handshake             ["almost-raft", version, cluster_id, node_id]
+                          ["almost-raft", version, cluster_id, node_id, nonce]
+    RequestVote           [1, term, candidate_id, pre_vote, transfer]
+    RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
+    HeartBeat             [3, term, leader_id]
+    HeartBeatResponse     [4, term, follower_id]
+    TimeoutNow            [5, term, leader_id]
+
+The first two handshake fields keep this layout in every protocol version, so a node can
+always tell a peer that speaks another version from one that speaks garbage.
+
+In a cluster with a shared secret (:mod:`._auth`) the handshake carries the dialler's
+nonce, and two more frames follow it before any message: the acceptor answers
+``[nonce, proof]`` (its own nonce, and its proof of the secret) and the dialler then
+sends ``[proof]``. Nonces and proofs are 32-byte msgpack binaries. A node without the
+secret refuses the five-field handshake and a node with it refuses the four-field one,
+so the layout needs no new protocol version: neither side can misread the other.
+
+Rules
+-----
+Rule 1 (size first). A frame longer than the limit is refused from its 4-byte header,
+before its body is read, and msgpack's own limits stop a body from allocating more than
+it is long: frames carry a few dozen bytes, so a large one is an attack or a bug.
+
+Rule 2 (strict decoding). The decoder builds nothing but our five message types. Every
+field must have exactly its type (a bool is not an int here, though Python says it is),
+the field count must be exact, and ids and terms go through the same checks as a
+locally built message.
+
+Rule 3 (one error type). Whatever the bytes, decoding either returns one of our values
+or raises :class:`WireError`, whose ``problem`` says what was wrong; the transport counts
+it, logs it and closes the connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+from collections.abc import Container
+from typing import Any
+
+from ...core._messages import (
+    MAX_ID_LENGTH,
+    HeartBeat,
+    HeartBeatResponse,
+    PeerMessage,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+    check_node_id,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "HEADER_BYTES",
+    "MESSAGE_KINDS",
+    "MIN_MAX_FRAME_BYTES",
+    "NONCE_BYTES",
+    "PROTOCOL_VERSION",
+    "FrameProblem",
+    "Handshake",
+    "WireError",
+    "check_handshake",
+    "check_wire_id",
+    "decode_challenge",
+    "decode_handshake",
+    "decode_proof",
+    "decode_message",
+    "encode_challenge",
+    "encode_handshake",
+    "encode_message",
+    "encode_proof",
+    "frame_length",
+    "message_kind",
+    "require_msgpack",
+]
+
+PROTOCOL_VERSION = 1
+MAGIC = "almost-raft"
+HEADER_BYTES = 4
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+# The largest handshake (two ids of MAX_ID_LENGTH four-byte characters) must fit.
+MIN_MAX_FRAME_BYTES = 4 * 1024
+
+_HEADER = struct.Struct(">I")
+# A str field holds at most MAX_ID_LENGTH characters of up to 4 UTF-8 bytes each.
+_MAX_STR_BYTES = 4 * MAX_ID_LENGTH
+# The longest array we ever send has 5 elements; a little slack costs nothing.
+_MAX_ARRAY_LEN = 8
+#: The length of every nonce and proof of the shared-secret handshake (HMAC-SHA256).
+NONCE_BYTES = 32
+
+
+class FrameProblem(enum.Enum):
+    """Why a frame was refused. Each value names the transport's counter for it."""
+
+    OVERSIZED = "bad_oversized"
+    UNDECODABLE = "bad_undecodable"
+    UNKNOWN_KIND = "bad_unknown_kind"
+    BAD_FIELD = "bad_field"
+    IMPERSONATION = "bad_impersonation"
+    HANDSHAKE_REFUSED = "handshakes_refused"
+    #: The peer did not prove it knows the cluster's shared secret.
+    AUTH = "bad_auth"
+    #: The TLS handshake failed: no certificate from the cluster's CA, or not TLS at all.
+    TLS = "bad_tls"
+    #: The peer's certificate does not name the node id it claims, or that we dialled.
+    IDENTITY = "bad_identity"
+
+
+class WireError(Exception):
+    """A frame from a peer was refused. Never leaves the transport.
+
+    Attributes:
+        problem: the kind of refusal, for counting.
+        detail: a human-readable reason, for the log line.
+    """
+
+    def __init__(self, problem: FrameProblem, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(f"{problem.name.lower()}: {detail}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Handshake:
+    """The first frame of every connection: who is calling, in which cluster, how.
+
+    ``nonce`` is the dialler's fresh random challenge when it proves a shared secret, and
+    None when the cluster has none.
+    """
+
+    version: int
+    cluster_id: str
+    node_id: str
+    nonce: bytes | None = None
+
+
+def require_msgpack() -> Any:
+    """Return the ``msgpack`` module.
+
+    Raises:
+        ImportError: msgpack is not installed; the message says how to install it.
+    """
+    try:
+        import msgpack
+    except ImportError as exc:
+        raise ImportError(
+            "the TCP transport needs msgpack; install it with: pip install 'almost-raft[tcp]'",
+            name="msgpack",
+        ) from exc
+    return msgpack
+
+
+def check_wire_id(field: str, value: object) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``value`` is an id the wire can carry.
+
+    On top of the message checks, the id must be encodable as UTF-8 (a lone surrogate is
+    a valid ``str`` but not valid UTF-8).
+    """
+    check_node_id(field, value)
+    assert isinstance(value, str)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{field} must be valid Unicode text, got {value!r}") from exc
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def message_kind(message: PeerMessage) -> str:
+    """The metric name of ``message``'s kind, e.g. ``"heartbeat"``."""
+    return _KIND_NAMES[type(message)]
+
+
+def encode_handshake(handshake: Handshake) -> bytes:
+    """Return the complete frame (header included) that opens a connection."""
+    fields: list[object] = [MAGIC, handshake.version, handshake.cluster_id, handshake.node_id]
+    if handshake.nonce is not None:
+        fields.append(handshake.nonce)
+    return _frame(fields)
+
+
+def encode_challenge(nonce: bytes, proof: bytes) -> bytes:
+    """Return the acceptor's answer to a handshake with a nonce: its nonce and its proof."""
+    return _frame([nonce, proof])
+
+
+def encode_proof(proof: bytes) -> bytes:
+    """Return the dialler's last handshake frame: its proof of the shared secret."""
+    return _frame([proof])
+
+
+def encode_message(message: PeerMessage) -> bytes:
+    """Return the complete frame (header included) that carries ``message``.
+
+    Raises:
+        TypeError: ``message`` is not one of the five peer message types.
+    """
+    match message:
+        case RequestVote():
+            fields: list[object] = [
+                1,
+                message.term,
+                message.candidate_id,
+                message.pre_vote,
+                message.transfer,
+            ]
+        case RequestVoteResponse():
+            fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
+        case HeartBeat():
+            fields = [3, message.term, message.leader_id]
+        case HeartBeatResponse():
+            fields = [4, message.term, message.follower_id]
+        case TimeoutNow():
+            fields = [5, message.term, message.leader_id]
+        case _:
+            raise TypeError(f"cannot encode {type(message).__name__}")
+    return _frame(fields)
+
+
+def _frame(fields: list[object]) -> bytes:
+    body: bytes = require_msgpack().packb(fields, use_bin_type=True)
+    return _HEADER.pack(len(body)) + body
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def frame_length(header: bytes, max_frame_bytes: int) -> int:
+    """Return the body length announced by a 4-byte frame ``header``.
+
+    Raises:
+        WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``).
+    """
+    (length,) = _HEADER.unpack(header)
+    if length > max_frame_bytes:
+        raise WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {max_frame_bytes}")
+    return int(length)
+
+
+def decode_handshake(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Handshake:
+    """Decode the body of a connection's first frame.
+
+    Raises:
+        WireError: the body is not a handshake of our protocol version.
+    """
+    fields = _unpack(body, max_frame_bytes, max_bin_len=NONCE_BYTES)
+    if not isinstance(fields, list) or len(fields) < 2 or fields[0] != MAGIC:
+        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "not an almost-raft handshake")
+    version = fields[1]
+    if type(version) is not int:
+        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "protocol version is not an integer")
+    if version != PROTOCOL_VERSION:
+        raise WireError(
+            FrameProblem.HANDSHAKE_REFUSED,
+            f"protocol version {version}, this node speaks {PROTOCOL_VERSION}",
+        )
+    if len(fields) not in (4, 5) or type(fields[2]) is not str or type(fields[3]) is not str:
+        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "malformed handshake")
+    cluster_id, node_id = fields[2], fields[3]
+    nonce = fields[4] if len(fields) == 5 else None
+    if nonce is not None and (type(nonce) is not bytes or len(nonce) != NONCE_BYTES):
+        raise WireError(
+            FrameProblem.HANDSHAKE_REFUSED, f"the nonce must be {NONCE_BYTES} bytes of binary"
+        )
+    try:
+        check_node_id("cluster_id", cluster_id)
+        check_node_id("node_id", node_id)
+    except (TypeError, ValueError) as exc:
+        raise WireError(FrameProblem.HANDSHAKE_REFUSED, str(exc)) from None
+    return Handshake(version, cluster_id, node_id, nonce)
+
+
+def decode_challenge(body: bytes) -> tuple[bytes, bytes]:
+    """Decode the acceptor's answer to a handshake: ``(its nonce, its proof)``.
+
+    Raises:
+        WireError: ``AUTH``: the body is not exactly two 32-byte binaries.
+    """
+    nonce, proof = _binaries(body, 2, "challenge")
+    return nonce, proof
+
+
+def decode_proof(body: bytes) -> bytes:
+    """Decode the dialler's proof of the shared secret.
+
+    Raises:
+        WireError: ``AUTH``: the body is not exactly one 32-byte binary.
+    """
+    (proof,) = _binaries(body, 1, "proof")
+    return proof
+
+
+def _binaries(body: bytes, count: int, what: str) -> list[bytes]:
+    # Both frames are a few dozen bytes; anything longer is refused before decoding.
+    limit = 16 + count * (NONCE_BYTES + 2)
+    try:
+        fields = _unpack(body, limit, max_bin_len=NONCE_BYTES)
+    except WireError as exc:
+        raise WireError(FrameProblem.AUTH, f"{what}: {exc.detail}") from None
+    wrong = WireError(
+        FrameProblem.AUTH, f"a {what} must be {count} binaries of {NONCE_BYTES} bytes"
+    )
+    if not isinstance(fields, list) or len(fields) != count:
+        raise wrong
+    binaries: list[bytes] = []
+    for field in fields:
+        if type(field) is not bytes or len(field) != NONCE_BYTES:
+            raise wrong
+        binaries.append(field)
+    return binaries
+
+
+def check_handshake(
+    handshake: Handshake, *, cluster_id: str, our_id: str, peers: Container[str]
+) -> None:
+    """Raise unless a connection that opened with ``handshake`` may talk to this node.
+
+    Raises:
+        WireError: ``HANDSHAKE_REFUSED``, naming which of cluster or node id was wrong.
+    """
+    if handshake.cluster_id != cluster_id:
+        raise WireError(
+            FrameProblem.HANDSHAKE_REFUSED,
+            f"cluster {handshake.cluster_id!r}, this node is in {cluster_id!r}",
+        )
+    if handshake.node_id == our_id:
+        raise WireError(FrameProblem.HANDSHAKE_REFUSED, f"peer claims this node's id {our_id!r}")
+    if handshake.node_id not in peers:
+        raise WireError(
+            FrameProblem.HANDSHAKE_REFUSED, f"node {handshake.node_id!r} is not a known peer"
+        )
+
+
+def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> PeerMessage:
+    """Decode the body of one message frame.
+
+    Returns:
+        A new ``RequestVote``, ``RequestVoteResponse``, ``HeartBeat``,
+        ``HeartBeatResponse`` or ``TimeoutNow``, and nothing else.
+
+    Raises:
+        WireError: the body is not exactly one valid message.
+    """
+    fields = _unpack(body, max_frame_bytes)
+    if not isinstance(fields, list) or not fields:
+        raise WireError(FrameProblem.BAD_FIELD, "a message must be a non-empty array")
+    kind = fields[0]
+    schema = _SCHEMAS.get(kind) if type(kind) is int else None
+    if schema is None:
+        raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
+    cls, types = schema
+    values = fields[1:]
+    if len(values) != len(types):
+        raise WireError(
+            FrameProblem.BAD_FIELD,
+            f"{cls.__name__} needs {len(types)} fields, got {len(values)}",
+        )
+    # Exact types rather than isinstance: True must not pass for an int. One comparison of
+    # type tuples checks them all; the loop only finds which field to name.
+    if tuple(map(type, values)) != types:
+        for index, (value, expected) in enumerate(zip(values, types, strict=True)):
+            if type(value) is not expected:
+                raise WireError(
+                    FrameProblem.BAD_FIELD,
+                    f"{cls.__name__} field {index} must be {expected.__name__}, "
+                    f"got {type(value).__name__}",
+                )
+    try:
+        return cls(*values)
+    except (TypeError, ValueError) as exc:
+        raise WireError(FrameProblem.BAD_FIELD, f"{cls.__name__}: {exc}") from None
+
+
+def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> object:
+    if len(body) > max_frame_bytes:
+        raise WireError(
+            FrameProblem.OVERSIZED, f"frame of {len(body)} bytes, limit {max_frame_bytes}"
+        )
+    msgpack = require_msgpack()
+    # Each limit caps what one header inside the body may make msgpack allocate; maps and
+    # extension types never occur in our frames, and binaries only where the caller allows
+    # them (handshake nonces and proofs), so they are refused otherwise. The body is already
+    # within the frame limit, so one call over the whole of it is safe.
+    try:
+        value: object = msgpack.unpackb(
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=_MAX_STR_BYTES,
+            max_bin_len=max_bin_len,
+            max_array_len=_MAX_ARRAY_LEN,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise WireError(
+            FrameProblem.UNDECODABLE, f"{len(exc.extra)} bytes after the message"
+        ) from None
+    except Exception as exc:
+        # msgpack signals bad input with a dozen exception types (ValueError, its own
+        # UnpackException family, UnicodeDecodeError, RecursionError on deep nesting);
+        # all mean the same thing here.
+        raise WireError(FrameProblem.UNDECODABLE, f"{type(exc).__name__}: {exc}") from None
+    return value
+
+
+_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
+    1: (RequestVote, (int, str, bool, bool)),
+    2: (RequestVoteResponse, (int, str, bool, bool)),
+    3: (HeartBeat, (int, str)),
+    4: (HeartBeatResponse, (int, str)),
+    5: (TimeoutNow, (int, str)),
+}
+
+_KIND_NAMES: dict[type[PeerMessage], str] = {
+    RequestVote: "request_vote",
+    RequestVoteResponse: "request_vote_response",
+    HeartBeat: "heartbeat",
+    HeartBeatResponse: "heartbeat_response",
+    TimeoutNow: "timeout_now",
+}
+
+MESSAGE_KINDS: tuple[str, ...] = tuple(_KIND_NAMES.values())

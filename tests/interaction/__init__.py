@@ -1,1 +1,0 @@
-"""A scripted cluster of election cores, driven by transcript files in ``tests/testdata``."""
