@@ -51,7 +51,9 @@ import math
 import random
 from collections.abc import Iterable
 
+from ._batch import BatchBuilder
 from ._config import ElectionConfig
+from ._leader_down import LeaderDown, campaign_turn, turn_wait
 from ._messages import (
     MAX_TERM,
     HeartBeat,
@@ -62,7 +64,7 @@ from ._messages import (
     TimeoutNow,
     check_node_id,
 )
-from ._outputs import CoreMetrics, LeaderChange, Outbound, Output
+from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult, quorum_heard_since, vote_result
 from ._state import HardState, NodeState
 
@@ -122,19 +124,13 @@ class ElectionCore:
         self._last_heard: dict[str, float] = {}
         # Whether the current campaign was handed over by the leader (TimeoutNow).
         self._transfer = False
-        # While the leader is known to be gone: the time until short retries end.
-        self._leader_down_until = -math.inf
-        # Vote requests dropped while a leader seemed alive, by candidate, with the time
-        # they came; see _hold_vote_request.
-        self._held_vote_requests: dict[str, tuple[RequestVote, float]] = {}
+        # While the leader is known to be gone: short retries, and held vote requests.
+        self._leader_down = LeaderDown()
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
-        # What the caller has already been told, so each batch reports only changes.
-        self._reported_hard_state = state
-        self._reported_leader: tuple[str | None, int | None] = (None, None)
-        self._reported_role = self._role
-        self._outbox: list[Outbound] = []
+        # This input's messages, and what the caller was already told.
+        self._batch = BatchBuilder(state, self._role)
 
     # ------------------------------------------------------------------ read-only status
 
@@ -305,18 +301,14 @@ class ElectionCore:
                 self._term,
             )
             self.metrics.leader_down_reports += 1
-            survivors = sorted(self._voters() - {peer_id})
-            turn = (survivors.index(self.node_id) + self._term) % len(survivors)
+            turn = campaign_turn(sorted(self._voters() - {peer_id}), self.node_id, self._term)
             self._leader_id = None
             self._leader_contact = -math.inf
             # Until a leader is known again, or for one long timeout at most, elections
             # retry after short waits: a split vote then costs a few round trips, not a
             # full election timeout. Safety never rests on timing.
-            self._leader_down_until = now + self.config.election_timeout_range[1]
-            # The first in line starts at once: the others learn of the crash within
-            # moments of it, and any vote request that reaches them first is held (see
-            # _hold_vote_request), not refused.
-            wait = delay * (turn + 0.5 * self._rng.random()) if turn else 0.0
+            self._leader_down.begin(now, self.config.election_timeout_range[1])
+            wait = turn_wait(turn, delay, self._rng)
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
         return self._finish()
@@ -332,17 +324,10 @@ class ElectionCore:
         the candidate's word: the request then passes the same rules as any other.
         """
         if self.config.leader_down_step > 0 and request.candidate_id in self._peers:
-            self._held_vote_requests[request.candidate_id] = (request, self._now)
+            self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
-        held = self._held_vote_requests
-        if not held:
-            return
-        fresh = [
-            request for request, at in held.values() if now - at <= self.config.leader_down_step
-        ]
-        held.clear()
-        for request in fresh:
+        for request in self._leader_down.take_fresh(now, self.config.leader_down_step):
             if self._accept(request):
                 self._on_vote_request(request)
 
@@ -430,7 +415,7 @@ class ElectionCore:
             grant
             and request.pre_vote
             and self._role is NodeState.FOLLOWER
-            and self._now < self._leader_down_until
+            and self._leader_down.active(self._now)
         ):
             # Someone is already campaigning for the dead leader's place: give it a round
             # before competing, or the two would split the vote.
@@ -524,9 +509,8 @@ class ElectionCore:
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
-        self._leader_down_until = -math.inf
         # The leader is alive: what was held for the case that it had died is moot.
-        self._held_vote_requests.clear()
+        self._leader_down.end()
         self._reset_election_deadline()
         self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
 
@@ -637,7 +621,7 @@ class ElectionCore:
         self._leader_id = leader_id
         if leader_id is not None:
             self._leader_contact = self._now
-            self._leader_down_until = -math.inf
+            self._leader_down.end()
         self._votes.clear()
         self._last_heard.clear()
         self._heartbeat_deadline = self._quorum_deadline = math.inf
@@ -683,7 +667,7 @@ class ElectionCore:
         self._role = NodeState.LEADER
         self._leader_id = self.node_id
         self._leader_contact = self._now
-        self._leader_down_until = -math.inf
+        self._leader_down.end()
         # The votes that elected it are the first answers CheckQuorum counts.
         self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
         self._votes.clear()
@@ -713,7 +697,7 @@ class ElectionCore:
         )
 
     def _random_timeout(self) -> float:
-        if self._now < self._leader_down_until:
+        if self._leader_down.active(self._now):
             step = self.config.leader_down_step
             return step + step * self._rng.random()
         low, high = self.config.election_timeout_range
@@ -723,7 +707,7 @@ class ElectionCore:
         self._election_deadline = self._now + self._random_timeout()
 
     def _send(self, to: str, message: PeerMessage) -> None:
-        self._outbox.append(Outbound(to, message))
+        self._batch.send(to, message)
 
     def _drop(self, reason: str, message: PeerMessage) -> bool:
         self.metrics.dropped[reason] += 1
@@ -732,24 +716,9 @@ class ElectionCore:
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
-        # Called once per input, so it compares fields rather than building tuples.
-        outbox = self._outbox
-        messages: tuple[Outbound, ...] = ()
-        if outbox:
-            messages = tuple(outbox)
-            outbox.clear()
-        hard_state = None
-        reported = self._reported_hard_state
-        if self._term != reported.term or self._voted_for != reported.voted_for:
-            hard_state = self._reported_hard_state = HardState(self._term, self._voted_for)
-        leader_change = None
-        leader = self._leader_id
-        reported_leader, reported_term = self._reported_leader
-        if leader != reported_leader or (leader is not None and self._term != reported_term):
-            self._reported_leader = (leader, self._term if leader is not None else None)
+        output, leader_changed = self._batch.finish(
+            self._term, self._voted_for, self._leader_id, self._role, self.next_deadline
+        )
+        if leader_changed:
             self.metrics.leader_changes += 1
-            leader_change = LeaderChange(leader, self._term)
-        role = None
-        if self._role is not self._reported_role:
-            role = self._reported_role = self._role
-        return Output(messages, hard_state, leader_change, role, self.next_deadline)
+        return output

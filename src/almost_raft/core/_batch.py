@@ -1,0 +1,60 @@
+"""Collecting one input's effects into an :class:`Output`, reporting only what changed."""
+
+from __future__ import annotations
+
+from ._messages import PeerMessage
+from ._outputs import LeaderChange, Outbound, Output
+from ._state import HardState, NodeState
+
+__all__ = ["BatchBuilder"]
+
+
+class BatchBuilder:
+    """Gathers the messages of one input and remembers what the caller was last told.
+
+    The core calls :meth:`send` while it handles an input and :meth:`finish` once at the
+    end; each batch then carries ``hard_state``, ``leader_change`` and ``role`` only when
+    they differ from the previous batch, as etcd's ``Ready`` carries ``SoftState``.
+    """
+
+    __slots__ = ("_outbox", "_reported_hard_state", "_reported_leader", "_reported_role")
+
+    def __init__(self, hard_state: HardState, role: NodeState) -> None:
+        self._outbox: list[Outbound] = []
+        self._reported_hard_state = hard_state
+        self._reported_leader: tuple[str | None, int | None] = (None, None)
+        self._reported_role = role
+
+    def send(self, to: str, message: PeerMessage) -> None:
+        """Add a message to the batch under way."""
+        self._outbox.append(Outbound(to, message))
+
+    def finish(
+        self,
+        term: int,
+        voted_for: str | None,
+        leader: str | None,
+        role: NodeState,
+        next_deadline: float,
+    ) -> tuple[Output, bool]:
+        """Close the batch; also return whether it reports a change of leader."""
+        # Called once per input, so it compares fields rather than building tuples.
+        outbox = self._outbox
+        messages: tuple[Outbound, ...] = ()
+        if outbox:
+            messages = tuple(outbox)
+            outbox.clear()
+        hard_state = None
+        reported = self._reported_hard_state
+        if term != reported.term or voted_for != reported.voted_for:
+            hard_state = self._reported_hard_state = HardState(term, voted_for)
+        leader_change = None
+        reported_leader, reported_term = self._reported_leader
+        if leader != reported_leader or (leader is not None and term != reported_term):
+            self._reported_leader = (leader, term if leader is not None else None)
+            leader_change = LeaderChange(leader, term)
+        changed_role = None
+        if role is not self._reported_role:
+            changed_role = self._reported_role = role
+        output = Output(messages, hard_state, leader_change, changed_role, next_deadline)
+        return output, leader_change is not None

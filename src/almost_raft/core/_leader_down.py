@@ -1,0 +1,77 @@
+"""What a follower keeps while it has evidence that its leader's process is gone.
+
+The transport reports a refused redial after a broken connection as evidence that a
+peer's process died (see :meth:`ElectionCore.peer_unreachable`). A follower that gets
+such evidence about its leader campaigns in a turn instead of after a full election
+timeout, and for a while it also retries elections after short waits. This module holds
+that state and the arithmetic of the turns, free of the rest of the election.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from ._messages import RequestVote
+
+__all__ = ["LeaderDown", "campaign_turn", "turn_wait"]
+
+
+class LeaderDown:
+    """The leader-down window of one node, and the vote requests held for it.
+
+    ``until`` is the time until which elections retry after short waits; ``-inf`` when no
+    leader is known to be down. :meth:`end` is the one way the window closes, so every
+    path that learns of a live leader forgets the held requests too.
+    """
+
+    __slots__ = ("_held", "until")
+
+    def __init__(self) -> None:
+        self.until = -math.inf
+        # The latest vote request per candidate that was refused only because a leader
+        # seemed alive, with the time it came.
+        self._held: dict[str, tuple[RequestVote, float]] = {}
+
+    def active(self, now: float) -> bool:
+        """Whether the leader is known to be down at ``now``."""
+        return now < self.until
+
+    def begin(self, now: float, duration: float) -> None:
+        """Evidence arrived at ``now``: short retries for ``duration`` seconds."""
+        self.until = now + duration
+
+    def end(self) -> None:
+        """A leader is known again: close the window and forget what was held."""
+        self.until = -math.inf
+        self._held.clear()
+
+    def hold(self, request: RequestVote, now: float) -> None:
+        """Keep ``request``, replacing any older one from the same candidate."""
+        self._held[request.candidate_id] = (request, now)
+
+    def take_fresh(self, now: float, max_age: float) -> list[RequestVote]:
+        """Return the held requests at most ``max_age`` old, and hold nothing more."""
+        fresh = [request for request, at in self._held.values() if now - at <= max_age]
+        self._held.clear()
+        return fresh
+
+
+def campaign_turn(survivors: Sequence[str], node_id: str, term: int) -> int:
+    """This node's place (0 first) among ``survivors`` (sorted) after ``term``'s leader died.
+
+    Every node derives the same order from the term, so it rotates from one failover to
+    the next and no node is always first.
+    """
+    return (survivors.index(node_id) + term) % len(survivors)
+
+
+def turn_wait(turn: int, step: float, rng: random.Random) -> float:
+    """How long the node in ``turn`` waits before it campaigns.
+
+    The first in line starts at once: the others learn of the crash within moments, and
+    a vote request that reaches them first is held, not refused. Each later turn starts
+    ``step`` after the one before, with a random part of up to half a step.
+    """
+    return step * (turn + 0.5 * rng.random()) if turn else 0.0
