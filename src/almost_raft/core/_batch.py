@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._lease import Lease
 from ._messages import PeerMessage
 from ._outputs import LeaderChange, Outbound, Output
 from ._state import HardState, NodeState
@@ -17,13 +18,20 @@ class BatchBuilder:
     they differ from the previous batch, as etcd's ``Ready`` carries ``SoftState``.
     """
 
-    __slots__ = ("_outbox", "_reported_hard_state", "_reported_leader", "_reported_role")
+    __slots__ = (
+        "_outbox",
+        "_reported_hard_state",
+        "_reported_leader",
+        "_reported_lease",
+        "_reported_role",
+    )
 
     def __init__(self, hard_state: HardState, role: NodeState) -> None:
         self._outbox: list[Outbound] = []
         self._reported_hard_state = hard_state
         self._reported_leader: tuple[str | None, int | None] = (None, None)
         self._reported_role = role
+        self._reported_lease: Lease | None = None
 
     def send(self, to: str, message: PeerMessage) -> None:
         """Add a message to the batch under way."""
@@ -36,6 +44,7 @@ class BatchBuilder:
         leader: str | None,
         role: NodeState,
         next_deadline: float,
+        lease: Lease | None = None,
     ) -> tuple[Output, bool]:
         """Close the batch; also return whether it reports a change of leader."""
         # Called once per input, so it compares fields rather than building tuples.
@@ -56,5 +65,10 @@ class BatchBuilder:
         changed_role = None
         if role is not self._reported_role:
             changed_role = self._reported_role = role
-        output = Output(messages, hard_state, leader_change, changed_role, next_deadline)
+        changed_lease = None
+        if lease != self._reported_lease:
+            changed_lease = self._reported_lease = lease
+        output = Output(
+            messages, hard_state, leader_change, changed_role, next_deadline, changed_lease
+        )
         return output, leader_change is not None

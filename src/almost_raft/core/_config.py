@@ -46,6 +46,11 @@ class ElectionConfig:
             this off; silent failures always fall back to the election timeout. ``None``
             (the default) means 30 ms, or a fifth of ``election_timeout`` if that is less;
             :attr:`leader_down_step` gives the value in force.
+        max_clock_drift: how much slower, as a fraction, one node's clock may run than
+            another's: while one clock advances by ``d`` seconds, every other advances by
+            at least ``d * (1 - max_clock_drift)``. The leader's lease is shortened by
+            this factor (see :attr:`lease_duration`). The default, 0.01, is twenty times
+            the largest rate NTP slews a clock by (500 ppm); from 0 to below 0.5.
     """
 
     election_timeout: float = 1.0
@@ -57,6 +62,7 @@ class ElectionConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     leader_down_delay: float | None = None
+    max_clock_drift: float = 0.01
 
     def __post_init__(self) -> None:
         _positive("election_timeout", self.election_timeout)
@@ -100,6 +106,14 @@ class ElectionConfig:
                 f"must be a number of seconds from 0 (off) to below election_timeout "
                 f"({self.election_timeout}); a few round trips, such as 0.03, is typical",
             )
+        drift = self.max_clock_drift
+        if isinstance(drift, bool) or not isinstance(drift, int | float) or not 0 <= drift < 0.5:
+            raise ConfigError(
+                "max_clock_drift",
+                drift,
+                "must be a fraction from 0 to below 0.5; 0.01 (1%) is a safe bound for "
+                "clocks kept by NTP",
+            )
         for name in ("pre_vote", "check_quorum"):
             value = getattr(self, name)
             if not isinstance(value, bool):
@@ -111,6 +125,24 @@ class ElectionConfig:
         if self.leader_down_delay is None:
             return min(0.03, self.election_timeout / 5)
         return self.leader_down_delay
+
+    @property
+    def lease_margin(self) -> float:
+        """Seconds a lease ends early, for the work it covers to be stopped in time.
+
+        A twentieth of ``election_timeout``, at most 50 ms.
+        """
+        return min(0.05, self.election_timeout / 20)
+
+    @property
+    def lease_duration(self) -> float:
+        """How long a lease lasts after the heartbeat round a majority answered was sent.
+
+        ``election_timeout * (1 - max_clock_drift) - lease_margin`` (thesis 6.4): the
+        followers' promise, seen through the slowest clock the drift bound allows, less the
+        margin.
+        """
+        return self.election_timeout * (1 - self.max_clock_drift) - self.lease_margin
 
     @property
     def election_timeout_range(self) -> tuple[float, float]:

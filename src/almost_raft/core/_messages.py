@@ -95,18 +95,25 @@ class RequestVoteResponse(PeerMessage):
     ``voter_id`` says who answered, so a duplicated response counts once. A granted
     response carries the term that was asked for; a refusal carries the voter's own term,
     which tells a candidate that fell behind to catch up.
+
+    ``promise_left`` is how many seconds (on the voter's clock) were left of the voter's
+    promise not to vote, given to an earlier leader, when it voted anyway: on evidence
+    that the leader died, or soon after a restart. The winner waits that long (stretched
+    by the drift bound) before it starts exclusive work.
     """
 
     term: int
     voter_id: str
     granted: bool
     pre_vote: bool = False
+    promise_left: float = 0.0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("voter_id", self.voter_id)
         check_flag("granted", self.granted)
         check_flag("pre_vote", self.pre_vote)
+        check_seconds("promise_left", self.promise_left)
 
     @property
     def sender(self) -> str:
@@ -115,14 +122,20 @@ class RequestVoteResponse(PeerMessage):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HeartBeat(PeerMessage):
-    """The leader of ``term`` says it is alive."""
+    """The leader of ``term`` says it is alive.
+
+    ``round`` numbers the leader's heartbeat rounds; the answer echoes it, so the leader
+    knows when the round it answers was sent, which is what its lease counts from.
+    """
 
     term: int
     leader_id: str
+    round: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("leader_id", self.leader_id)
+        check_count("round", self.round)
 
     @property
     def sender(self) -> str:
@@ -134,15 +147,18 @@ class HeartBeatResponse(PeerMessage):
     """A node answers a heartbeat, so the leader knows a majority still hears it.
 
     An answer to a heartbeat of an older term carries the newer term, which makes a
-    deposed leader step down as soon as it can talk to the cluster again.
+    deposed leader step down as soon as it can talk to the cluster again. ``round`` echoes
+    the round of the heartbeat it answers.
     """
 
     term: int
     follower_id: str
+    round: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("follower_id", self.follower_id)
+        check_count("round", self.round)
 
     @property
     def sender(self) -> str:
@@ -183,6 +199,22 @@ def check_node_id(field: str, node_id: object) -> None:
         raise TypeError(f"{field} must be a str, got {type(node_id).__name__}")
     if not 0 < len(node_id) <= MAX_ID_LENGTH:
         raise ValueError(f"{field} must have 1 to {MAX_ID_LENGTH} characters")
+
+
+def check_count(field: str, value: object) -> None:
+    """Raise unless ``value`` is an int in ``[0, 2**63)``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_TERM:
+        raise ValueError(f"{field} must be in [0, 2**63), got {value}")
+
+
+def check_seconds(field: str, value: object) -> None:
+    """Raise unless ``value`` is a float of finite, non-negative seconds."""
+    if not isinstance(value, float):
+        raise TypeError(f"{field} must be a float, got {type(value).__name__}")
+    if not 0 <= value < 1e9:
+        raise ValueError(f"{field} must be finite seconds from 0, got {value}")
 
 
 def check_flag(field: str, value: object) -> None:

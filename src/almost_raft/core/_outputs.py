@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import math
 
+from ._lease import Lease
 from ._messages import PeerMessage
 from ._state import HardState, NodeState
 
@@ -48,9 +49,15 @@ class Output:
        nothing; if the node crashes before the save ends, it restarts at its old term and
        vote, and votes it was granted in the lost term die with the process that would
        have counted them.
-    2. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
-    3. Publish ``leader_change`` and ``role`` to whoever watches.
-    4. Call the core's ``tick`` again no later than ``next_deadline``.
+    2. If ``lease`` is set and ends sooner than the lease reported before, stop the
+       exclusive work that runs past its ``until`` (see :class:`Lease`) before any
+       message leaves: a hand-over's :class:`TimeoutNow` lets another node lead at once,
+       so the work must be over before it goes.
+    3. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
+    4. Publish ``leader_change``, ``role`` and ``lease`` to whoever watches. Exclusive
+       work may run only while ``lease.exclusive_at(now)`` holds for the latest lease,
+       ``now`` on the clock the core is fed; nothing renews it but a later batch.
+    5. Call the core's ``tick`` again no later than ``next_deadline``.
 
     Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
     """
@@ -60,6 +67,7 @@ class Output:
     leader_change: LeaderChange | None = None
     role: NodeState | None = None
     next_deadline: float = math.inf
+    lease: Lease | None = None
 
 
 @dataclasses.dataclass(slots=True)

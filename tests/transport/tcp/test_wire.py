@@ -50,6 +50,9 @@ EVERY_KIND: list[PeerMessage] = [
     HeartBeatResponse(0, "f\u00e9\U0001f600"),
     RequestVote(8, "c", transfer=True),
     TimeoutNow(3, "a"),
+    HeartBeat(3, "leader", round=2**40),
+    HeartBeatResponse(3, "b", round=17),
+    RequestVoteResponse(4, "c", granted=True, promise_left=0.4375),
 ]
 
 
@@ -89,6 +92,9 @@ def test_message_kinds_name_the_metrics() -> None:
         "heartbeat_response",
         "request_vote",
         "timeout_now",
+        "heartbeat",
+        "heartbeat_response",
+        "request_vote_response",
     ]
 
 
@@ -98,9 +104,16 @@ messages = st.one_of(
     st.builds(RequestVote, terms, node_ids, st.booleans()),
     st.builds(RequestVote, terms, node_ids, st.just(False), st.booleans()),
     st.builds(TimeoutNow, terms, node_ids),
-    st.builds(RequestVoteResponse, terms, node_ids, st.booleans(), st.booleans()),
-    st.builds(HeartBeat, terms, node_ids),
-    st.builds(HeartBeatResponse, terms, node_ids),
+    st.builds(
+        RequestVoteResponse,
+        terms,
+        node_ids,
+        st.booleans(),
+        st.booleans(),
+        st.floats(min_value=0, max_value=1e6),
+    ),
+    st.builds(HeartBeat, terms, node_ids, terms),
+    st.builds(HeartBeatResponse, terms, node_ids, terms),
 )
 
 
@@ -126,7 +139,13 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
     ("kind as bool", [True, 1, "a", False], FrameProblem.UNKNOWN_KIND),
     ("kind as str", ["3", 1, "a"], FrameProblem.UNKNOWN_KIND),
     ("missing field", [3, 1], FrameProblem.BAD_FIELD),
-    ("extra field", [3, 1, "a", 0], FrameProblem.BAD_FIELD),
+    ("extra field", [3, 1, "a", 0, 0], FrameProblem.BAD_FIELD),
+    ("round left out", [3, 1, "a"], FrameProblem.BAD_FIELD),
+    ("round as bool", [4, 1, "a", True], FrameProblem.BAD_FIELD),
+    ("negative round", [3, 1, "a", -1], FrameProblem.BAD_FIELD),
+    ("promise_left as int", [2, 1, "a", True, False, 0], FrameProblem.BAD_FIELD),
+    ("negative promise_left", [2, 1, "a", True, False, -0.5], FrameProblem.BAD_FIELD),
+    ("promise_left as nan", [2, 1, "a", True, False, float("nan")], FrameProblem.BAD_FIELD),
     ("pre_vote left out", [1, 1, "a"], FrameProblem.BAD_FIELD),
     ("term as bool", [3, True, "a"], FrameProblem.BAD_FIELD),
     ("term as float", [3, 1.0, "a"], FrameProblem.BAD_FIELD),

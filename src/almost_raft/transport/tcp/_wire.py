@@ -11,9 +11,9 @@ frame on a connection is the handshake, then every frame is one peer message::
     handshake             ["almost-raft", version, cluster_id, node_id]
                           ["almost-raft", version, cluster_id, node_id, nonce]
     RequestVote           [1, term, candidate_id, pre_vote, transfer]
-    RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
-    HeartBeat             [3, term, leader_id]
-    HeartBeatResponse     [4, term, follower_id]
+    RequestVoteResponse   [2, term, voter_id, granted, pre_vote, promise_left]
+    HeartBeat             [3, term, leader_id, round]
+    HeartBeatResponse     [4, term, follower_id, round]
     TimeoutNow            [5, term, leader_id]
 
 The first two handshake fields keep this layout in every protocol version, so a node can
@@ -219,11 +219,18 @@ def encode_message(message: PeerMessage) -> bytes:
                 message.transfer,
             ]
         case RequestVoteResponse():
-            fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
+            fields = [
+                2,
+                message.term,
+                message.voter_id,
+                message.granted,
+                message.pre_vote,
+                message.promise_left,
+            ]
         case HeartBeat():
-            fields = [3, message.term, message.leader_id]
+            fields = [3, message.term, message.leader_id, message.round]
         case HeartBeatResponse():
-            fields = [4, message.term, message.follower_id]
+            fields = [4, message.term, message.follower_id, message.round]
         case TimeoutNow():
             fields = [5, message.term, message.leader_id]
         case _:
@@ -421,9 +428,9 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
 
 _SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
     1: (RequestVote, (int, str, bool, bool)),
-    2: (RequestVoteResponse, (int, str, bool, bool)),
-    3: (HeartBeat, (int, str)),
-    4: (HeartBeatResponse, (int, str)),
+    2: (RequestVoteResponse, (int, str, bool, bool, float)),
+    3: (HeartBeat, (int, str, int)),
+    4: (HeartBeatResponse, (int, str, int)),
     5: (TimeoutNow, (int, str)),
 }
 
