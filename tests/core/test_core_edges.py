@@ -98,7 +98,7 @@ def test_peer_added_to_a_leader_gets_a_heartbeat() -> None:
     timeout(core)
     assert role(core) is NodeState.LEADER
     out = core.add_peer("b", core.next_deadline)
-    assert [(o.to, o.message) for o in out.messages] == [("b", HeartBeat(1, "a"))]
+    assert [(o.to, o.message) for o in out.messages] == [("b", HeartBeat(1, "a", round=1))]
 
 
 def test_max_nodes_counts_this_node() -> None:

@@ -150,7 +150,7 @@ def test_candidate_wins_with_votes_from_a_majority() -> None:
     out = core.receive(RequestVoteResponse(1, "c", True), now)
     assert role(core) is NodeState.LEADER
     assert out.leader_change == LeaderChange("a", 1)
-    assert sent(out) == [(p, HeartBeat(1, "a")) for p in ("b", "c", "d", "e")]
+    assert sent(out) == [(p, HeartBeat(1, "a", round=1)) for p in ("b", "c", "d", "e")]
 
 
 def test_candidate_counts_a_duplicated_vote_once() -> None:
@@ -259,7 +259,9 @@ def test_higher_term_makes_a_leader_follower_with_no_vote() -> None:
     assert out.hard_state == HardState(7, None)
     assert out.leader_change == LeaderChange(None, 7)
     reply = core.receive(RequestVote(7, "c"), now)
-    assert sent(reply) == [("c", RequestVoteResponse(7, "a", True))]
+    # It votes, and says that the promise it made as leader, at its last heartbeat, has a
+    # whole election timeout left: the winner's exclusive work waits that out.
+    assert sent(reply) == [("c", RequestVoteResponse(7, "a", True, promise_left=1.0))]
 
 
 def test_term_never_goes_back() -> None:
@@ -275,12 +277,13 @@ def test_term_never_goes_back() -> None:
 def test_leader_sends_heartbeats_every_interval() -> None:
     core = make_core(heartbeat_interval=0.1)
     start = elect(core)
-    times = []
+    times: list[float] = []
     while core.next_deadline < start + 0.55:
         now = core.next_deadline
         out = core.tick(now)
         if out.messages:
-            assert sent(out) == [(p, HeartBeat(1, "a")) for p in PEERS]
+            heartbeat = HeartBeat(1, "a", round=len(times) + 2)
+            assert sent(out) == [(p, heartbeat) for p in PEERS]
             times.append(now)
     gaps = [round(b - a, 9) for a, b in zip([start, *times], times, strict=False)]
     assert gaps == [0.1] * 5

@@ -54,6 +54,7 @@ from collections.abc import Iterable
 from ._batch import BatchBuilder
 from ._config import ElectionConfig
 from ._leader_down import LeaderDown, campaign_turn, turn_wait
+from ._lease import Lease, LeaseKeeper, Promise, stretched
 from ._messages import (
     MAX_TERM,
     HeartBeat,
@@ -129,6 +130,17 @@ class ElectionCore:
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
+        # Exclusive leadership (see _lease.py): what this node promised by accepting
+        # heartbeats, and on a leader the rounds that earn its lease. A node that starts
+        # with a term may have promised just before it stopped.
+        self._promise = Promise()
+        if state.term > 0:
+            self._promise.restarted(now, config.election_timeout)
+        self._lease_keeper: LeaseKeeper | None = None
+        self._lease: Lease | None = None
+        # On a candidate: when its exclusive work could begin, given the promises its
+        # voters (itself included) broke early to vote for it.
+        self._exclusive_after = -math.inf
         # This input's messages, and what the caller was already told.
         self._batch = BatchBuilder(state, self._role)
 
@@ -163,6 +175,14 @@ class ElectionCore:
     def hard_state(self) -> HardState:
         """The term and vote as they are now."""
         return HardState(self._term, self._voted_for)
+
+    @property
+    def lease(self) -> Lease | None:
+        """This node's latest lease, as the last batch reported it; ``None`` before any.
+
+        See :class:`Lease`: it is exclusive while ``lease.exclusive_at(now)``.
+        """
+        return self._lease
 
     @property
     def next_deadline(self) -> float:
@@ -220,7 +240,9 @@ class ElectionCore:
             self._peers.add(peer_id)
             logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
             if self._role is NodeState.LEADER:
-                self._send(peer_id, HeartBeat(self._term, self.node_id))
+                keeper = self._lease_keeper
+                assert keeper is not None, "a leader keeps its heartbeat rounds"
+                self._send(peer_id, HeartBeat(self._term, self.node_id, keeper.current_round))
             elif self._role in _CAMPAIGNING:
                 self._request_votes_from(peer_id)
         return self._finish()
@@ -337,6 +359,7 @@ class ElectionCore:
         if self._role is not NodeState.TERMINATING:
             logger.info("%s: terminating at term %d", self.node_id, self._term)
             self._role = NodeState.TERMINATING
+            self._end_lease()
             self._leader_id = None
             self._votes.clear()
         return self._finish()
@@ -420,7 +443,14 @@ class ElectionCore:
             # Someone is already campaigning for the dead leader's place: give it a round
             # before competing, or the two would split the vote.
             self._reset_election_deadline()
+        promise_left = 0.0
         if grant and not request.pre_vote:
+            # A vote the promise forbids can only come early (crash evidence, a restart);
+            # the winner then waits out what was left. A hand-over waives the promise
+            # made to the leader that handed over, which ended its lease first.
+            promise_left = self._promise.left(
+                self._now, handed_over_by=request.term - 1 if request.transfer else None
+            )
             self._voted_for = candidate
             # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
             if self._role is NodeState.PRE_CANDIDATE:
@@ -444,6 +474,7 @@ class ElectionCore:
                 self.node_id,
                 granted=grant,
                 pre_vote=request.pre_vote,
+                promise_left=promise_left,
             ),
         )
 
@@ -470,6 +501,8 @@ class ElectionCore:
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
             self._last_heard[message.follower_id] = self._now
+            if self._lease_keeper is not None:
+                self._lease_keeper.answered(message.follower_id, message.round)
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -509,10 +542,14 @@ class ElectionCore:
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
+        # The answer is the promise the leader's lease rests on (thesis 6.4).
+        self._promise.made(self._term, self._now, self.config.election_timeout)
         # The leader is alive: what was held for the case that it had died is moot.
         self._leader_down.end()
         self._reset_election_deadline()
-        self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
+        self._send(
+            heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id, heartbeat.round)
+        )
 
     def _on_vote_response(self, response: RequestVoteResponse) -> None:
         pre_vote = self._role is NodeState.PRE_CANDIDATE
@@ -526,7 +563,16 @@ class ElectionCore:
             self._drop("stale_vote_response", response)
             return
         self._record_vote(response.voter_id, response.granted)
+        if response.granted and not pre_vote:
+            self._wait_out_promise(response.promise_left)
         self._tally()
+
+    def _wait_out_promise(self, voter_promise_left: float) -> None:
+        """A voter broke a promise to vote: no exclusive work until it would have ended."""
+        self._exclusive_after = max(
+            self._exclusive_after,
+            self._now + stretched(voter_promise_left, self.config.max_clock_drift),
+        )
 
     def _record_vote(self, voter: str, granted: bool) -> None:
         """Record a voter's answer; the first answer from each voter wins."""
@@ -605,7 +651,15 @@ class ElectionCore:
         self._become_follower(self._term, None)
 
     def _broadcast_heartbeat(self) -> None:
-        heartbeat = HeartBeat(self._term, self.node_id)
+        keeper = self._lease_keeper
+        assert keeper is not None, "a leader keeps its heartbeat rounds"
+        timeout = self.config.election_timeout
+        heartbeat = HeartBeat(
+            self._term, self.node_id, keeper.send_round(self.node_id, self._now, timeout)
+        )
+        # A leader answers its own round: it votes for nobody else while it leads, and
+        # keeps that promise for an election timeout after it stops.
+        self._promise.made(self._term, self._now, timeout)
         for peer in sorted(self._peers):
             self._send(peer, heartbeat)
         self._heartbeat_deadline = self._now + self.config.heartbeat_interval
@@ -618,6 +672,7 @@ class ElectionCore:
             self._term = term
             self._voted_for = None
         self._role = NodeState.FOLLOWER
+        self._end_lease()
         self._leader_id = leader_id
         if leader_id is not None:
             self._leader_contact = self._now
@@ -639,6 +694,10 @@ class ElectionCore:
         assert self._role is not NodeState.LEADER, "a leader cannot campaign"
         self._transfer = transfer
         self.metrics.elections_started += 1
+        # Its own vote counts like any other: on the promise it may break, wait.
+        self._exclusive_after = self._now + self._promise.left(
+            self._now, handed_over_by=self._term if transfer else None
+        )
         self._term += 1
         self._voted_for = self.node_id
         logger.info("%s: campaigning for term %d", self.node_id, self._term)
@@ -671,6 +730,14 @@ class ElectionCore:
         # The votes that elected it are the first answers CheckQuorum counts.
         self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
         self._votes.clear()
+        self._lease_keeper = LeaseKeeper(self._term, self._exclusive_after)
+        if self._exclusive_after > self._now:
+            logger.info(
+                "%s: exclusive work of term %d waits %.3fs for promises given to an earlier leader",
+                self.node_id,
+                self._term,
+                self._exclusive_after - self._now,
+            )
         # Without CheckQuorum a leader keeps its role until it sees a higher term.
         if self.config.check_quorum:
             self._quorum_deadline = self._now + self.config.election_timeout
@@ -714,10 +781,30 @@ class ElectionCore:
         logger.debug("%s: dropped %r (%s)", self.node_id, message, reason)
         return False
 
+    def _lease_duration(self) -> float:
+        return self.config.lease_duration
+
+    def _end_lease(self) -> None:
+        """Leadership is over: so is the lease, at once (a hand-over relies on it)."""
+        self._lease_keeper = None
+        lease = self._lease
+        if lease is not None and lease.until > self._now:
+            self._lease = Lease(lease.term, lease.start, self._now)
+
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
+        if self._lease_keeper is not None:
+            lease = self._lease_keeper.lease(self._voters(), self._lease_duration())
+            # A leader has a lease once a majority answered one of its rounds.
+            if lease.until > -math.inf:
+                self._lease = lease
         output, leader_changed = self._batch.finish(
-            self._term, self._voted_for, self._leader_id, self._role, self.next_deadline
+            self._term,
+            self._voted_for,
+            self._leader_id,
+            self._role,
+            self.next_deadline,
+            self._lease,
         )
         if leader_changed:
             self.metrics.leader_changes += 1

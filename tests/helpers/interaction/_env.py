@@ -22,9 +22,14 @@ Commands (``name positional... key=value...``):
 - ``cut a b``, ``cut-one-way a b``, ``isolate a``, ``partition a,b c``, ``heal``.
 - ``crash a`` (the stored hard state survives), ``restart a``, ``terminate a``.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
+- ``transfer a [to=b]``: leader ``a`` hands leadership over (TimeoutNow).
+- ``unreachable a about=b``: the transport tells ``a`` that ``b``'s process is gone.
 - ``inject <to> <Kind> term=N from=x [pre] [granted|refused]``: hand one crafted message
   to a node at once.
 - ``status [node...]``, ``metrics <node>``.
+
+A batch's lease is shown when a lease of a new term begins (``lease term=N from=T``) and
+when it ends; its renewals are not, but ``status`` shows a leader's current lease.
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("granted" if message.granted else "refused")
     if isinstance(message, RequestVote | RequestVoteResponse) and message.pre_vote:
         parts.append("pre")
+    if isinstance(message, RequestVote) and message.transfer:
+        parts.append("transfer")
+    if isinstance(message, RequestVoteResponse) and message.promise_left > 0:
+        parts.append(f"promise-left={message.promise_left:.3f}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
@@ -132,6 +141,8 @@ class Env:
         self.faults = NetworkFaults(random.Random(0))
         self.seed = "1"
         self._capture = _Capture()
+        # Per node, the term of the last lease shown and whether it was shown ended.
+        self._lease_shown: dict[str, tuple[int, bool]] = {}
         self._handlers: dict[str, Callable[[Args], list[str]]] = {
             "add-nodes": self._add_nodes,
             "tick": self._tick,
@@ -153,6 +164,8 @@ class Env:
             "terminate": self._terminate,
             "add-peer": self._add_peer,
             "remove-peer": self._remove_peer,
+            "transfer": self._transfer,
+            "unreachable": self._unreachable,
             "inject": self._inject,
             "status": self._status,
             "metrics": self._metrics,
@@ -214,10 +227,23 @@ class Env:
         if out.leader_change is not None:
             change = out.leader_change
             lines.append(f"{node_id}: leader {change.leader_id or 'none'} term={change.term}")
+        if out.lease is not None:
+            lines.extend(self._lease_lines(node, out))
         for outbound in out.messages:
             self.in_flight.append(InFlight(node_id, outbound.to, outbound.message))
             lines.append(format_message(node_id, outbound.to, outbound.message))
         return [indent + line for line in lines]
+
+    def _lease_lines(self, node: SimNode, out: Output) -> list[str]:
+        lease = out.lease
+        assert lease is not None
+        ended = lease.until <= node.clock
+        if self._lease_shown.get(node.node_id) == (lease.term, ended):
+            return []
+        self._lease_shown[node.node_id] = (lease.term, ended)
+        if ended:
+            return [f"{node.node_id}: lease term={lease.term} ended"]
+        return [f"{node.node_id}: lease term={lease.term} from={lease.start:.3f}"]
 
     def _start(self, node: SimNode) -> None:
         rng = random.Random(f"{self.seed}/{node.node_id}/{node.starts}")
@@ -232,11 +258,15 @@ class Env:
             term, vote = (state.term, state.voted_for) if state else (0, None)
             return f"{node.node_id}: down term={term} vote={vote or 'none'}"
         core = node.core
-        return (
+        line = (
             f"{node.node_id}: {core.role.value} term={core.term} vote={core.voted_for or 'none'} "
             f"leader={core.leader_id or 'none'} clock={node.clock:.3f} "
             f"deadline={_time(core.next_deadline)}"
         )
+        lease = core.lease
+        if lease is not None and lease.until > node.clock:
+            line += f" lease={_time(lease.start)}..{_time(lease.until)}"
+        return line
 
     # ------------------------------------------------------------------ time
 
@@ -442,6 +472,18 @@ class Env:
         node_id, peer = args.positional
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.add_peer(peer, node.clock))
+
+    def _transfer(self, args: Args) -> list[str]:
+        (node_id,) = args.positional
+        node = self.nodes[node_id]
+        to = args.options.get("to")
+        return self._call(node_id, lambda c: c.transfer_leadership(node.clock, to))
+
+    def _unreachable(self, args: Args) -> list[str]:
+        (node_id,) = args.positional
+        node = self.nodes[node_id]
+        about = args.options["about"]
+        return self._call(node_id, lambda c: c.peer_unreachable(about, node.clock))
 
     def _remove_peer(self, args: Args) -> list[str]:
         node_id, peer = args.positional
