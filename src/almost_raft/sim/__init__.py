@@ -4,8 +4,10 @@
 against a simulated clock and a network that drops, delays, duplicates and partitions,
 while a fault schedule crashes and restarts nodes; then everything is healed and a leader
 must appear. A checker watches every step for two leaders in one term, a term going
-backwards, a node voting twice in one term, and a cluster that cannot elect after the
-heal. The same seed and options replay the same run, event for event.
+backwards, a node voting twice in one term, two nodes exclusive (holding a lease) at the
+same real time, and a cluster that cannot elect after the heal. Every node's clock runs
+at its own rate, as far apart as the config's ``max_clock_drift`` allows. The same seed
+and options replay the same run, event for event.
 
 What one seed covers, with the defaults: five nodes with realistic LAN timings
 (election timeouts drawn from 150-300 ms, heartbeats every 50 ms, 0.2-2 ms message
@@ -35,6 +37,7 @@ from ._checker import (
     Violation,
     liveness_bound,
 )
+from ._exclusive import TWO_EXCLUSIVE
 from ._schedule import FaultProfile
 from ._simulation import DEFAULT_CONFIG, CoreFactory, SeedResult, quiet_logs, run_seed
 
@@ -50,6 +53,7 @@ __all__ = [
     "Violation",
     "liveness_bound",
     "TWO_LEADERS_IN_TERM",
+    "TWO_EXCLUSIVE",
     "TERM_DECREASED",
     "DOUBLE_VOTE",
     "NO_LEADER_AFTER_HEAL",

@@ -38,8 +38,9 @@ class Violation:
     """One broken invariant.
 
     Attributes:
-        kind: ``two_leaders_in_term``, ``term_decreased``, ``double_vote``,
-            ``no_leader_after_heal`` or ``core_error`` (a core raised; the run stopped).
+        kind: ``two_leaders_in_term``, ``two_exclusive_at_once``, ``term_decreased``,
+            ``double_vote``, ``no_leader_after_heal`` or ``core_error`` (a core raised;
+            the run stopped).
         message: what happened, naming the nodes and terms.
         time: the simulated time, in seconds, at which it was seen.
     """

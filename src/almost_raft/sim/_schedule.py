@@ -29,6 +29,7 @@ FAULT_KINDS = (
     "weather",
     "shutdown_leader",
     "false_evidence",
+    "step_down_leader",
 )
 
 _DEFAULT_WEIGHTS: Mapping[str, float] = {
@@ -62,8 +63,9 @@ class FaultProfile:
             ``partition``
             (two random groups), ``cut`` (one link, both ways), ``cut_one_way``,
             ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
-            leader hands over, then stops) and ``false_evidence`` (every node is told the
-            live leader's process is gone). Every crash also gives the nodes that can
+            leader hands over, then stops), ``false_evidence`` (every node is told the
+            live leader's process is gone) and ``step_down_leader`` (the leader hands
+            over and runs on; weight 0 unless given). Every crash also gives the nodes that can
             reach the crashed one the evidence a refused connection would.
         downtime: how long a crashed node stays down.
         quick_restart: how long a ``crash_voter`` or ``crash_candidate`` victim stays
@@ -114,7 +116,7 @@ class Fault:
     """One fault to carry out.
 
     ``kind`` is ``crash``, ``crash_next_voter``, ``crash_next_candidate``, ``shutdown``,
-    ``false_evidence``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
+    ``false_evidence``, ``step_down``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
     ``weather``. ``nodes`` names the crashed, stopped or isolated node (or the leader
     wrongly reported gone), or a link's two ends (sender first for a one-way cut);
     ``groups`` holds a partition's sides. The fault is undone after ``lasts`` seconds (a
@@ -159,6 +161,10 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
         if victim is None:
             return None
         return Fault("shutdown", (victim,), lasts=rng.uniform(*profile.downtime))
+    if kind == "step_down_leader":
+        # The leader hands over (TimeoutNow) and goes on running as a follower.
+        victim = _pick(rng, view.leaders)
+        return None if victim is None else Fault("step_down", (victim,))
     if kind == "false_evidence":
         # A transport wrongly reports a live leader's process as gone, to every node.
         victim = _pick(rng, view.leaders)

@@ -37,6 +37,8 @@ from ..core._state_machine import ElectionCore
 from ..store._store import MemoryStore, Store
 from ..transport._faults import NetworkFaults
 from ._checker import CORE_ERROR, NO_LEADER_AFTER_HEAL, Checker, Violation, liveness_bound
+from ._clock import NodeClock
+from ._exclusive import ExclusiveChecker
 from ._schedule import ClusterView, Fault, FaultProfile, choose_fault, weather
 
 __all__ = ["DEFAULT_CONFIG", "CoreFactory", "SeedResult", "quiet_logs", "run_seed"]
@@ -53,7 +55,7 @@ _DELIVER = 0
 _TICK = 1
 _CALL = 2
 _EVIDENCE = 3  # the transport's report that a peer's process is gone
-_HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
+_HAND_OVER = 4  # a leader hands over, then stops (or, with no downtime, runs on)
 _SAVED = 5  # a node's save of its term and vote has reached the disk
 
 
@@ -157,6 +159,7 @@ def run_seed(
     faults: bool | FaultProfile = True,
     trace: bool = False,
     quiet: bool = True,
+    clock_drift: float | None = None,
 ) -> SeedResult:
     """Simulate one cluster for ``duration`` seconds and check it all along.
 
@@ -178,6 +181,9 @@ def run_seed(
             cluster from the start (the whole run is then the heal phase), or a profile.
         trace: hash every event into :attr:`SeedResult.trace_digest`.
         quiet: silence the core's logging below ERROR during the run.
+        clock_drift: how far the nodes' clocks drift apart (see :class:`NodeClock`);
+            ``None`` means the config's ``max_clock_drift``, the most it promises to
+            survive. A larger value models clocks that break the promise.
 
     Returns:
         The run's counters and violations. A core that raises ends the run early with a
@@ -207,6 +213,7 @@ def run_seed(
         hold_inputs_while_saving,
         profile,
         trace,
+        config.max_clock_drift if clock_drift is None else clock_drift,
     )
     with quiet_logs() if quiet else contextlib.nullcontext():
         return simulation.run()
@@ -214,6 +221,7 @@ def run_seed(
 
 class _Node:
     __slots__ = (
+        "clock",
         "core",
         "generation",
         "id",
@@ -226,10 +234,12 @@ class _Node:
         "timer_at",
     )
 
-    def __init__(self, node_id: str, index: int, store: Store) -> None:
+    def __init__(self, node_id: str, index: int, store: Store, clock: NodeClock) -> None:
         self.id = node_id
         self.index = index
         self.store = store
+        # The node's own clock, which its core reads; it outlives crashes like the host.
+        self.clock = clock
         self.core: ElectionCore | None = None
         # Ticks are scheduled lazily: a tick event is pushed only when the deadline moves
         # earlier than the one already waiting; a tick that fires early re-arms itself.
@@ -260,6 +270,7 @@ class _Simulation:
         hold_inputs: bool,
         profile: FaultProfile | None,
         trace: bool,
+        clock_drift: float,
     ) -> None:
         self.seed = seed
         self.duration = duration
@@ -280,9 +291,14 @@ class _Simulation:
         self.evidence_rng = random.Random(master.getrandbits(64))
         self.save_rng = random.Random(master.getrandbits(64))
         self.save_time = profile.save_time if profile is not None else FaultProfile().save_time
-        self.nodes = [_Node(f"n{i + 1}", i, store_factory()) for i in range(size)]
+        clock_rng = random.Random(master.getrandbits(64))
+        self.nodes = [
+            _Node(f"n{i + 1}", i, store_factory(), NodeClock.drawn(clock_rng, clock_drift))
+            for i in range(size)
+        ]
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
+        self.exclusive = ExclusiveChecker(self.checker)
         self.heap: list[tuple[Any, ...]] = []
         self.sequence = itertools.count()
         self.bound = liveness_bound(config, calm[1])
@@ -354,7 +370,9 @@ class _Simulation:
         def publish(node: _Node, output: Output, now: float) -> None:
             if output.leader_change is not None or output.role is not None:
                 self._news(node, output, now)
-            deadline = output.next_deadline
+            if output.lease is not None:
+                self.exclusive.lease(node.id, output.lease, node.clock, now)
+            deadline = node.clock.real(output.next_deadline)
             if deadline < node.timer_at:
                 node.generation += 1
                 node.timer_at = deadline
@@ -382,7 +400,12 @@ class _Simulation:
             done_at = now + save_time(save_low, save_high)
             node.saves += 1
             rest = Output(
-                messages, hard_state, output.leader_change, output.role, output.next_deadline
+                messages,
+                hard_state,
+                output.leader_change,
+                output.role,
+                output.next_deadline,
+                output.lease,
             )
             if not hold:
                 publish(node, output, now)
@@ -410,19 +433,22 @@ class _Simulation:
         def handle(node: _Node, kind: int, arg: Any, now: float) -> None:
             core = node.core
             assert core is not None, "inputs reach running nodes only"
+            # The core reads its own clock; the events run on real time.
+            local = node.clock.local(now)
             if kind == _DELIVER:
-                carry_out(node, core.receive(arg, now), now)
+                carry_out(node, core.receive(arg, local), now)
             elif kind == _TICK:
                 deadline = core.next_deadline
-                if now < deadline:
+                if local < deadline:
                     self._arm(node, deadline)
                 else:
-                    carry_out(node, core.tick(now), now)
+                    carry_out(node, core.tick(local), now)
             elif kind == _EVIDENCE:
-                carry_out(node, core.peer_unreachable(arg, now), now)
+                carry_out(node, core.peer_unreachable(arg, local), now)
             else:
-                carry_out(node, core.transfer_leadership(now), now)
-                self._crash_for(node, arg, now)
+                carry_out(node, core.transfer_leadership(local), now)
+                if arg is not None:
+                    self._crash_for(node, arg, now)
 
         events = 0
         now = 0.0
@@ -467,7 +493,8 @@ class _Simulation:
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
         heapq.heappush(self.heap, (when, next(self.sequence), _CALL, action, arg))
 
-    def _arm(self, node: _Node, deadline: float) -> None:
+    def _arm(self, node: _Node, local_deadline: float) -> None:
+        deadline = node.clock.real(local_deadline)
         if deadline < node.timer_at:
             node.generation += 1
             node.timer_at = deadline
@@ -515,7 +542,9 @@ class _Simulation:
     def _start(self, node: _Node, now: float) -> None:
         rng = random.Random(self.core_seeds.getrandbits(64))
         peers = [other.id for other in self.nodes if other is not node]
-        core = self.core_factory(node.id, peers, self.config, rng, now, node.store.load())
+        core = self.core_factory(
+            node.id, peers, self.config, rng, node.clock.local(now), node.store.load()
+        )
         node.core = core
         node.news = (None, 0)
         self.checker.term_seen(node.id, core.term, now)
@@ -526,6 +555,7 @@ class _Simulation:
         if core is None:
             return
         self._collect(core)
+        self.exclusive.stopped(node.id, now)
         self.crashes += 1
         # Everything but the store is lost: the core, its timers, and (by delivery-time
         # checks) every message that reaches the node while it is down.
@@ -607,6 +637,9 @@ class _Simulation:
             heapq.heappush(
                 self.heap, (now, next(self.sequence), _HAND_OVER, node.index, fault.lasts)
             )
+        elif fault.kind == "step_down":
+            node = self.nodes[self.index[fault.nodes[0]]]
+            heapq.heappush(self.heap, (now, next(self.sequence), _HAND_OVER, node.index, None))
         elif fault.kind == "false_evidence":
             for node in self.nodes:
                 if node.core is not None:
@@ -659,6 +692,7 @@ class _Simulation:
     # ------------------------------------------------------------------ the result
 
     def _result(self, now: float) -> SeedResult:
+        self.exclusive.finish(min(now, self.duration))
         for node in self.nodes:
             if node.core is not None:
                 self._collect(node.core)
