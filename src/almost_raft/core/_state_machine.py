@@ -605,7 +605,9 @@ class ElectionCore:
         self._tally()
 
     def _request_votes_from(self, peer: str) -> None:
-        self._send(peer, self._campaign.request(self._term, self.node_id))
+        # A vote request promises nothing, so it may leave while the term and the
+        # candidate's own vote are saved: the voters' saves then overlap this one.
+        self._batch.send(peer, self._campaign.request(self._term, self.node_id), early=True)
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"

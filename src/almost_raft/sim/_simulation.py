@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core._config import ElectionConfig
-from ..core._messages import RequestVote, RequestVoteResponse
+from ..core._messages import RequestVoteResponse
 from ..core._outputs import Outbound, Output
 from ..core._state import NodeState
 from ..core._state_machine import ElectionCore
@@ -263,10 +263,10 @@ class _Simulation:
                 self._send(node, messages, now)
             self._publish(node, output, now)
             return
-        requests = tuple(o for o in messages if o.message.__class__ is RequestVote)
+        requests = output.before_save()
         if requests:
             self._send(node, requests, now)
-            messages = tuple(o for o in messages if o.message.__class__ is not RequestVote)
+        messages = output.after_save()
         low, high = self.save_time
         done_at = now + self.save_rng.uniform(low, high)
         node.saves += 1
