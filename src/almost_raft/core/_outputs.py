@@ -15,10 +15,15 @@ __all__ = ["CoreMetrics", "LeaderChange", "Outbound", "Output"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outbound:
-    """A message to send to the peer ``to``."""
+    """A message to send to the peer ``to``.
+
+    ``early`` is the core's word that the message may leave before its batch's
+    ``hard_state`` is durable, or while it is being saved; see :class:`Output`.
+    """
 
     to: str
     message: PeerMessage
+    early: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,11 +49,11 @@ class Output:
        nothing else of this batch may happen, and the core takes no further input: a
        vote sent before it is on disk could be cast twice after a crash (Raft paper 5.2,
        thesis 3.8), and a candidate must not count its own vote before it is on disk.
-       The one exception: :class:`RequestVote` messages in ``messages`` may leave before
-       or during the save, as etcd's raft sends them. They ask for votes and promise
-       nothing; if the node crashes before the save ends, it restarts at its old term and
-       vote, and votes it was granted in the lost term die with the process that would
-       have counted them.
+       The one exception: messages marked ``early`` (the core marks its vote requests)
+       may leave before or during the save, as etcd's raft sends them. They ask for
+       votes and promise nothing; if the node crashes before the save ends, it restarts
+       at its old term and vote, and votes it was granted in the lost term die with the
+       process that would have counted them.
     2. If ``lease`` is set and ends sooner than the lease reported before, stop the
        exclusive work that runs past its ``until`` (see :class:`Lease`) before any
        message leaves: a hand-over's :class:`TimeoutNow` lets another node lead at once,
@@ -59,6 +64,9 @@ class Output:
        ``now`` on the clock the core is fed; nothing renews it but a later batch.
     5. Call the core's ``tick`` again no later than ``next_deadline``.
 
+    :meth:`before_save` and :meth:`after_save` split ``messages`` along the first rule, so
+    a driver sends the first, saves, then sends the second.
+
     Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
     """
 
@@ -68,6 +76,21 @@ class Output:
     role: NodeState | None = None
     next_deadline: float = math.inf
     lease: Lease | None = None
+
+    def before_save(self) -> tuple[Outbound, ...]:
+        """The messages that may leave before ``hard_state`` is durable, in order.
+
+        All of them when there is nothing to save; else the ones marked ``early``.
+        """
+        if self.hard_state is None:
+            return self.messages
+        return tuple(outbound for outbound in self.messages if outbound.early)
+
+    def after_save(self) -> tuple[Outbound, ...]:
+        """The messages that must wait until ``hard_state`` is durable, in order."""
+        if self.hard_state is None:
+            return ()
+        return tuple(outbound for outbound in self.messages if not outbound.early)
 
 
 @dataclasses.dataclass(slots=True)
