@@ -13,6 +13,7 @@ from .core._errors import (
     LeadershipLost,
     StateFileError,
 )
+from .core._lease import Lease
 from .core._messages import (
     HeartBeat,
     HeartBeatResponse,
@@ -25,6 +26,7 @@ from .core._messages import (
 from .core._outputs import CoreMetrics, LeaderChange, Outbound, Output
 from .core._state import HardState, NodeState
 from .core._state_machine import ElectionCore
+from .runtime._clock import election_clock
 from .runtime._driver import ElectionStatus
 from .runtime._election import Election, ElectionMetrics, Leadership, LeadershipScope
 from .runtime._latest_value import Subscription
@@ -47,6 +49,7 @@ __all__ = [
     "Leadership",
     "LeadershipScope",
     "Subscription",
+    "election_clock",
     # Configuration
     "ElectionConfig",
     # The pure core
@@ -54,6 +57,7 @@ __all__ = [
     "Output",
     "Outbound",
     "LeaderChange",
+    "Lease",
     "HardState",
     "NodeState",
     "CoreMetrics",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
+
 from almost_raft import (
     ElectionConfig,
     ElectionCore,
@@ -246,6 +248,11 @@ def test_a_real_vote_request_held_during_the_lease_is_granted_on_evidence() -> N
     assert core.receive(RequestVote(4, "c"), 0.2).messages == ()
     assert core.term == 3
     output = core.peer_unreachable("b", 0.201)
-    assert [o.message for o in output.messages] == [RequestVoteResponse(4, "a", granted=True)]
+    # The vote breaks the promise a made to b at 0.1; it says how much was left, so that
+    # c waits that out before it starts exclusive work.
+    (vote,) = [o.message for o in output.messages]
+    assert isinstance(vote, RequestVoteResponse)
+    assert vote == RequestVoteResponse(4, "a", granted=True, promise_left=vote.promise_left)
+    assert vote.promise_left == pytest.approx(0.899)
     assert (core.term, core.voted_for) == (4, "c")
     assert output.hard_state is not None

@@ -29,7 +29,9 @@ from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
+from ._clock import election_clock
 from ._latest_value import LatestValue
+from ._lease_watch import LeaseWatch
 
 __all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
 
@@ -177,6 +179,9 @@ class Runtime:
         self.config = config
         self.metrics = RuntimeMetrics()
         self.leadership: LatestValue[LeaderChange] = LatestValue(LeaderChange(None, 0))
+        # The core runs on the election clock (CLOCK_BOOTTIME), which leases rest on.
+        self._clock = election_clock
+        self.lease = LeaseWatch(self._clock)
         self._initial_peers = set(peers)
         self._transport = transport
         self._store = store
@@ -353,7 +358,7 @@ class Runtime:
                     self._initial_peers,
                     self.config,
                     self._rng,
-                    loop.time(),
+                    self._clock(),
                     hard_state,
                 )
                 self.leadership.publish(LeaderChange(None, self._core.term))
@@ -403,7 +408,10 @@ class Runtime:
         core = self._core
         if core is not None and core.role is not NodeState.TERMINATING:
             # The election's task never ran or died: nobody else owns the core now.
-            change = core.terminate(asyncio.get_running_loop().time()).leader_change
+            output = core.terminate(self._clock())
+            if output.lease is not None:
+                self.lease.update(output.lease)
+            change = output.leader_change
             if change is not None:
                 self.leadership.publish(change)
         if self._sends:
@@ -447,7 +455,7 @@ class Runtime:
         answer cost the follower one wake-up. Anything the driver must see first goes
         through the queue instead: a deadline that has passed, or a batch with a save.
         """
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         if now >= core.next_deadline:
             self._inputs.put_nowait(message)
             return
@@ -458,10 +466,16 @@ class Runtime:
             self._idle = False
             self._inputs.put_nowait(_Failed(error))
             return
-        if output.hard_state is not None:
+        if output.hard_state is not None or (
+            output.lease is not None and self.lease.shrinks(output.lease)
+        ):
+            # A save, or exclusive work to stop before the messages leave: the driver
+            # waits for either, and takes no input meanwhile.
             self._idle = False
             self._inputs.put_nowait(_CarryOut(output))
             return
+        if output.lease is not None:
+            self.lease.update(output.lease)
         self._finish_batch(output.messages, output.leader_change)
         if core.next_deadline < self._alarm_at:
             # A later deadline can wait: the alarm rings early and the driver sets it anew.
@@ -472,8 +486,11 @@ class Runtime:
             return
         if self._alarm is not None:
             self._alarm.cancel()
+        # The loop's timers run on its own clock; the deadline is on the election clock.
         self._alarm = (
-            asyncio.get_running_loop().call_at(deadline, self._inputs.put_nowait, _ALARM)
+            asyncio.get_running_loop().call_later(
+                max(0.0, deadline - self._clock()), self._inputs.put_nowait, _ALARM
+            )
             if math.isfinite(deadline)
             else None
         )
@@ -482,7 +499,7 @@ class Runtime:
     async def _drive(self) -> None:
         core = self._core
         assert core is not None, "the driver runs only after start() built the core"
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         inputs = self._inputs
         # One timer for the core's deadline (self._alarm), moved only when the deadline
         # moves. A timeout around each wait would add and cancel a timer for every
@@ -500,12 +517,12 @@ class Runtime:
                         # heartbeats reach the others before they see this process go
                         # and spend their time on the broken connections.
                         handed_over_term = math.inf
-                        leave_by = min(leave_by, loop.time() + self.config.heartbeat_interval)
-                    if loop.time() >= leave_by:
-                        await self._carry_out(core.terminate(loop.time()))
+                        leave_by = min(leave_by, clock() + self.config.heartbeat_interval)
+                    if clock() >= leave_by:
+                        await self._carry_out(core.terminate(clock()))
                         return
-                if loop.time() >= core.next_deadline:
-                    await self._carry_out(core.tick(loop.time()))
+                if clock() >= core.next_deadline:
+                    await self._carry_out(core.tick(clock()))
                     continue
                 try:
                     item = inputs.get_nowait()
@@ -517,7 +534,7 @@ class Runtime:
                         item = await inputs.get()
                     finally:
                         self._idle = False
-                now = loop.time()
+                now = clock()
                 if isinstance(item, _Alarm):
                     # Rang, or stale: either way the next wait sets the alarm anew.
                     self._alarm_at = math.nan
@@ -556,6 +573,12 @@ class Runtime:
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""
+        if output.lease is not None:
+            previous = self.lease.update(output.lease)
+            if previous is not None and output.lease.until < previous.until:
+                # The lease ended early (a hand-over, a step-down): the exclusive work it
+                # covered stops before any message leaves, or by the old lease's end.
+                await self.lease.stop_work(previous.until)
         if output.hard_state is None:
             self._finish_batch(output.messages, output.leader_change)
             return

@@ -23,6 +23,7 @@ from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
 from ._driver import ElectionStatus, Runtime
 from ._latest_value import Subscription
+from ._lease_watch import LeaseWatch
 
 __all__ = ["Election", "ElectionMetrics", "Leadership"]
 
@@ -33,6 +34,11 @@ logger = logging.getLogger("almost_raft.election")
 class Leadership:
     """This node's leadership of one term.
 
+    Two levels of leadership exist. *Leader known*: this node won ``term``; another node
+    may still believe for a moment that it leads an older term, so work that can check a
+    fencing token uses ``term``. *Exclusive*: this node also holds a lease, and while it
+    does no other node can hold one, for any term (see :attr:`exclusive`).
+
     Attributes:
         node_id: this node's id.
         term: the term it leads. Terms only grow and at most one node leads each, so the
@@ -42,6 +48,37 @@ class Leadership:
 
     node_id: str
     term: int
+    _lease: LeaseWatch | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def lease_until(self) -> float | None:
+        """When this term's lease ends, on :func:`election_clock`; ``None`` if it has none.
+
+        The lease is renewed with every heartbeat round a majority answers, so this
+        moves on while the node stays leader; a lease ended early (a hand-over) reads as
+        a time that has passed.
+        """
+        lease = None if self._lease is None else self._lease.lease
+        return lease.until if lease is not None and lease.term == self.term else None
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this node is exclusive now: no other node can lead any term.
+
+        That holds while the lease lasts, given that no node's clock runs slower than
+        another's by more than ``max_clock_drift`` (see :class:`ElectionConfig`), and
+        that the node's process does not run on past the lease unseen: a frozen process
+        that wakes up must check this again before it acts (the command-line leader
+        command has a watchdog process for that).
+        """
+        return self._lease is not None and self._lease.exclusive(self.term)
+
+    def lease_remaining(self) -> float:
+        """Seconds left of the lease now; 0 when this node is not exclusive."""
+        until = self.lease_until
+        if until is None or self._lease is None or not self.exclusive:
+            return 0.0
+        return max(0.0, until - self._lease.now())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -263,7 +300,7 @@ class Election:
 
     # ------------------------------------------------------------------ leading
 
-    def leadership(self) -> LeadershipScope:
+    def leadership(self, *, exclusive: bool = False) -> LeadershipScope:
         """An async context manager that runs its body only while this node leads.
 
         Entering waits until this node is leader and gives a :class:`Leadership` with the
@@ -273,25 +310,36 @@ class Election:
         ``asyncio.timeout()`` raises ``TimeoutError``. A body that finishes first exits
         normally. Each scope is entered once.
 
+        With ``exclusive`` the body runs only under a lease (see
+        :attr:`Leadership.exclusive`): entering waits until this node holds one, and
+        the body is cancelled as above when the lease runs out unrenewed or ends early.
+        A lease that ends early (a hand-over, :meth:`step_down`, :meth:`close`) waits for
+        the body to finish, up to the lease's end, before the next leader is told to
+        take over. Right after an election on crash evidence the lease waits out what
+        the voters promised the old leader, up to an election timeout.
+
         Raises (from entering):
             ElectionClosed: the election closed (or failed) while waiting.
         """
-        return LeadershipScope(self._runtime)
+        return LeadershipScope(self._runtime, exclusive=exclusive)
 
-    async def run_while_leader(self, work: Callable[[Leadership], Awaitable[None]]) -> None:
+    async def run_while_leader(
+        self, work: Callable[[Leadership], Awaitable[None]], *, exclusive: bool = False
+    ) -> None:
         """Run ``work`` whenever this node leads, and stop it when leadership ends.
 
         Forever: wait until this node is leader, run ``work(leadership)`` in a task, and
         cancel that task (and wait for it to finish) when leadership is lost. If ``work``
         returns or raises while this node still leads, that is logged and ``work`` is not
         run again until this node leads a later term. Returns when the election closes.
+        ``exclusive`` runs ``work`` only under a lease, as :meth:`leadership` says.
 
         Raises:
             ElectionClosed: the election's task failed.
         """
         while True:
             try:
-                async with self.leadership() as leadership:
+                async with self.leadership(exclusive=exclusive) as leadership:
                     await _run_until_done(work, leadership)
                     # Hold the scope until leadership ends: work runs once per term.
                     await asyncio.get_running_loop().create_future()
@@ -360,13 +408,18 @@ class _ScopeState(enum.Enum):
 class LeadershipScope:
     """What :meth:`Election.leadership` returns; see there."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, exclusive: bool = False) -> None:
         self._runtime = runtime
+        self._exclusive = exclusive
         self._state = _ScopeState.CREATED
         self._leadership: Leadership | None = None
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._waiter: asyncio.Future[None] | None = None
+        # With ``exclusive``: the lease check at the lease's end, and the future that
+        # tells the runtime the body is over.
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self._work_done: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> Leadership:
         if self._state is not _ScopeState.CREATED:
@@ -381,9 +434,11 @@ class LeadershipScope:
             change = await changes.next()
             if source.closed:
                 raise source.closed_error()
-            if change.leader_id == node_id:
+            if change.leader_id == node_id and (
+                not self._exclusive or await self._wait_for_lease(change)
+            ):
                 break
-        self._leadership = Leadership(node_id, change.term)
+        self._leadership = Leadership(node_id, change.term, self._runtime.lease)
         self._task = task
         self._cancelling = task.cancelling()
         self._state = _ScopeState.ACTIVE
@@ -391,10 +446,56 @@ class LeadershipScope:
         # leadership of this term is over: the term can only be led once by this node.
         self._waiter = source.changed()
         self._waiter.add_done_callback(self._on_change)
+        if self._exclusive:
+            self._work_done = self._runtime.lease.register(self._lose)
+            self._arm_lease_check()
         return self._leadership
+
+    async def _wait_for_lease(self, change: LeaderChange) -> bool:
+        """Wait until this node is exclusive in ``change.term``; ``False`` if it lost it."""
+        source = self._runtime.leadership
+        watch = self._runtime.lease
+        while not watch.exclusive(change.term):
+            if source.closed or source.value != change:
+                return False
+            lease = watch.lease
+            delay = None
+            if lease is not None and lease.term == change.term:
+                now = watch.now()
+                if now < lease.start < lease.until:
+                    # Votes came early: the lease holds, but exclusive only from ``start``.
+                    delay = lease.start - now
+            wakers = {watch.changed(), source.changed()}
+            await asyncio.wait(wakers, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            for waker in wakers:
+                waker.cancel()
+        return True
+
+    def _arm_lease_check(self) -> None:
+        leadership = self._leadership
+        assert leadership is not None
+        until = leadership.lease_until
+        delay = 0.0 if until is None else max(0.0, until - self._runtime.lease.now())
+        self._lease_timer = asyncio.get_running_loop().call_later(delay, self._check_lease)
+
+    def _check_lease(self) -> None:
+        self._lease_timer = None
+        if self._state is not _ScopeState.ACTIVE:
+            return
+        assert self._leadership is not None
+        if self._leadership.exclusive:
+            # Renewed meanwhile: look again when the renewed lease would run out.
+            self._arm_lease_check()
+        else:
+            self._lose()
 
     def _on_change(self, waiter: asyncio.Future[None]) -> None:
         if self._state is not _ScopeState.ACTIVE or waiter.cancelled():
+            return
+        self._lose()
+
+    def _lose(self) -> None:
+        if self._state is not _ScopeState.ACTIVE:
             return
         assert self._task is not None
         self._state = _ScopeState.LOST
@@ -409,6 +510,10 @@ class LeadershipScope:
         state, self._state = self._state, _ScopeState.EXITED
         if self._waiter is not None:
             self._waiter.cancel()
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+        if self._work_done is not None and not self._work_done.done():
+            self._work_done.set_result(None)
         if state is _ScopeState.LOST:
             assert self._task is not None
             assert self._leadership is not None
