@@ -134,13 +134,21 @@ async def test_an_exclusive_scope_raises_leadership_lost_when_the_lease_runs_out
     try:
         leader = await cluster.wait_for_agreed_leader()
         election = cluster.elections[leader]
-        with pytest.raises(LeadershipLost):
+        seen: list[Leadership] = []
+
+        async def hold() -> None:
             async with election.leadership(exclusive=True) as leadership:
-                until = leadership.lease_until
+                seen.append(leadership)
                 cluster.network.faults.isolate(leader)
                 await asyncio.sleep(DEADLINE)
-        assert until is not None
+
+        with pytest.raises(LeadershipLost):
+            await hold()
+        (leadership,) = seen
+        # Lost to the lease running out: no news of another leader can reach it.
+        assert election.status().is_leader or election.status().leader_id is None
         assert not leadership.exclusive
+        assert leadership.lease_remaining() == 0.0
     finally:
         cluster.network.faults.heal()
         await cluster.close()
