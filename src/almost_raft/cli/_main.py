@@ -108,8 +108,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run one node of the cluster described by --config, until SIGTERM or "
         "SIGINT. With '-- COMMAND ARGS', COMMAND runs only while this node is leader, with "
         "ALMOST_RAFT_TERM (the fencing token), ALMOST_RAFT_NODE_ID and ALMOST_RAFT_LEADER "
-        "in its environment; it gets SIGTERM when leadership is lost and SIGKILL after "
-        "--grace seconds.",
+        "in its environment. By default it runs exclusively: only while this node holds "
+        "a lease, so that no two nodes' commands ever run at once (given clocks within "
+        "max_clock_drift), and a watchdog process stops it at the lease's end even if "
+        "this node is frozen or cut off. It gets SIGTERM when leadership is lost and "
+        "SIGKILL after --grace seconds or at the lease's end, whichever comes first.",
     )
     run.add_argument("--config", required=True, help="the cluster file (TOML)")
     run.add_argument("--id", required=True, dest="node_id", help="this node's id in the file")
@@ -118,7 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.add_argument(
-        "--grace", type=_positive_seconds, default=10.0, help="seconds from SIGTERM to SIGKILL"
+        "--grace",
+        type=_positive_seconds,
+        default=10.0,
+        help="seconds from SIGTERM to SIGKILL; when exclusive, capped by the lease: SIGKILL "
+        "comes at the lease's end at the latest, and a node that cannot renew its lease "
+        "gives at most half a lease (election_timeout * (1 - max_clock_drift) less a "
+        "margin, halved: 0.47 s at the defaults)",
+    )
+    run.add_argument(
+        "--exclusive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run COMMAND only under a lease, watched by a watchdog process (default); "
+        "--no-exclusive runs it whenever this node knows it leads, which is faster after "
+        "a crash but may overlap another node's command for up to an election timeout",
     )
     run.add_argument(
         "--on-command-exit",
@@ -203,6 +220,7 @@ def _run_node(args: argparse.Namespace) -> int:
         command=tuple(command),
         grace=args.grace,
         on_command_exit=args.on_command_exit,
+        exclusive=args.exclusive,
     )
     try:
         asyncio.run(run_node(options))

@@ -1,12 +1,14 @@
 """Run a command only while this node is leader, as ``consul lock`` does.
 
-The command starts when leadership is won, with the term (the fencing token) in its
-environment, and is stopped when leadership is lost: SIGTERM to its whole process group,
-then SIGKILL after a grace period. It runs in a session of its own, so a shell command's
-children are stopped with it. On Linux the command is also killed if the node's process
-dies without stopping it (SIGKILL, a crash), so it cannot outlive the leadership it was
-started for; its own children are not covered by that, which is one reason to pass the
-term on as a fencing token.
+The command starts when leadership is won (by default only once the node holds a lease,
+see :mod:`._supervisor`), with the term (the fencing token) in its environment, and is
+stopped when leadership is lost: SIGTERM to its whole process group, then SIGKILL after
+a grace period, or at the end of the lease, whichever comes first. It runs in a session
+of its own, so a shell command's children are stopped with it. On Linux the command is
+also killed if the node's process dies without stopping it (SIGKILL, a crash), so it
+cannot outlive the leadership it was started for; its own children are not covered by
+that (the watchdog's signals to the group are), which is one reason to pass the term on
+as a fencing token.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class LeaderCommand:
             raise RuntimeError("the leader command was never started")
         return await self._process.wait()
 
-    async def stop(self) -> int | None:
-        """Stop the command: SIGTERM, then SIGKILL after the grace period.
+    async def stop(self, grace: float | None = None) -> int | None:
+        """Stop the command: SIGTERM, then SIGKILL after ``grace`` (default: ``self.grace``).
 
         Returns the exit status, or ``None`` if it was not running. Safe to call when the
         command already exited. Finishes the stop even if the caller is cancelled.
@@ -102,7 +104,9 @@ class LeaderCommand:
         process = self._process
         if process is None or process.returncode is not None:
             return None if process is None else process.returncode
-        stopping = asyncio.ensure_future(self._terminate(process))
+        stopping = asyncio.ensure_future(
+            self._terminate(process, self.grace if grace is None else max(0.0, grace))
+        )
         try:
             return await asyncio.shield(stopping)
         except asyncio.CancelledError:
@@ -110,16 +114,14 @@ class LeaderCommand:
             await stopping
             raise
 
-    async def _terminate(self, process: asyncio.subprocess.Process) -> int:
+    async def _terminate(self, process: asyncio.subprocess.Process, grace: float) -> int:
         logger.info("stopping pid %d (term %s) with SIGTERM", process.pid, self.term)
         _signal_group(process.pid, signal.SIGTERM)
         try:
-            async with asyncio.timeout(self.grace):
+            async with asyncio.timeout(grace):
                 return await process.wait()
         except TimeoutError:
-            logger.warning(
-                "pid %d ignored SIGTERM for %.1fs; sending SIGKILL", process.pid, self.grace
-            )
+            logger.warning("pid %d ignored SIGTERM for %.3fs; sending SIGKILL", process.pid, grace)
             _signal_group(process.pid, signal.SIGKILL)
             return await process.wait()
 

@@ -1,8 +1,10 @@
 """``almost-raft run``: one node of a real cluster, over TCP, with a durable state file.
 
 The node logs every leadership change, optionally serves ``/status`` and ``/metrics``,
-and optionally runs a command only while it is leader. SIGTERM or SIGINT shut it down
-cleanly: the command is stopped, the node leaves the election, the state is on disk.
+and optionally runs a command only while it is leader (by default only while it holds a
+lease, with a watchdog process that stops the command at the lease's end). SIGTERM or
+SIGINT shut it down cleanly: the command is stopped, the node leaves the election, the
+state is on disk.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigError
 from ..core._outputs import LeaderChange
@@ -25,15 +27,12 @@ from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
 if TYPE_CHECKING:
     from ._http import StatusServer
     from ._leader_command import LeaderCommand
+    from ._supervisor import CommandSupervisor, OnCommandExit
+    from ._watchdog import Watchdog
 
 __all__ = ["RunOptions", "run_node"]
 
 logger = logging.getLogger("almost_raft.node")
-
-OnCommandExit = Literal["step-down", "restart"]
-
-#: Restarting a command that keeps exiting waits this long at first, doubling up to the max.
-_RESTART_BACKOFF = (0.5, 30.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +46,7 @@ class RunOptions:
     command: tuple[str, ...] = ()
     grace: float = 10.0
     on_command_exit: OnCommandExit = "step-down"
+    exclusive: bool = True
 
 
 class _Node:
@@ -98,7 +98,9 @@ class _Node:
                 http[1],
                 {"/status": json_route(self.status), "/metrics": self._metrics_route},
             )
-        self._command_watch: asyncio.Task[None] | None = None
+        self.watchdog: Watchdog | None = None
+        self._supervisor: CommandSupervisor | None = None
+        self._supervising: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:
         status = self.election.status()
@@ -135,8 +137,31 @@ class _Node:
             return 501, "text/plain; charset=utf-8", f"{exc}\n".encode()
         return 200, "text/plain; version=0.0.4; charset=utf-8", body
 
+    async def _start_watchdog(self) -> None:
+        from ._watchdog import Watchdog, WatchdogUnavailable
+
+        watchdog = Watchdog()
+        try:
+            await watchdog.start()
+        except WatchdogUnavailable as exc:
+            raise ConfigError(
+                "command",
+                " ".join(self.options.command),
+                f"cannot run exclusively: {exc}, and without a watchdog process nothing "
+                "stops the command when this node's lease ends unseen; fix that, or pass "
+                "--no-exclusive to run it whenever this node is leader",
+            ) from exc
+        self.watchdog = watchdog
+
     async def run(self, stop: asyncio.Event) -> None:
-        await self.election.start()
+        if self.command is not None and self.options.exclusive:
+            await self._start_watchdog()
+        try:
+            await self.election.start()
+        except BaseException:
+            if self.watchdog is not None:
+                await self.watchdog.close()
+            raise
         try:
             if self.http is not None:
                 await self.http.start()
@@ -148,11 +173,36 @@ class _Node:
                 *self.transport.address,
                 self.state_path,
             )
+            if self.command is not None:
+                from ._supervisor import CommandSupervisor
+
+                self._supervisor = CommandSupervisor(
+                    self.election,
+                    self.command,
+                    on_exit=self.options.on_command_exit,
+                    watchdog=self.watchdog,
+                )
+                self._supervising = asyncio.create_task(self._supervisor.run())
             follow = asyncio.create_task(self._follow_leadership())
             stopped = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({follow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            watched = {follow, stopped}
+            if self._supervising is not None:
+                watched.add(self._supervising)
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if follow in done:
                 follow.result()
+            if self._supervising in done:
+                # The supervisor ends only with the election, or by failing (its
+                # watchdog died): either way this node must not go on without it.
+                from ._watchdog import WatchdogUnavailable
+
+                try:
+                    self._supervising.result()
+                except WatchdogUnavailable as exc:
+                    raise OSError(
+                        f"stopping: the leader command's watchdog failed ({exc}), and the "
+                        "command must not outlive this node's lease"
+                    ) from exc
             follow.cancel()
             stopped.cancel()
             logger.info("shutting down")
@@ -160,68 +210,30 @@ class _Node:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        if self._command_watch is not None:
-            self._command_watch.cancel()
-        if self.command is not None:
-            await self.command.stop()
+        supervising = self._supervising
+        if supervising is not None and self.watchdog is None:
+            # Run whenever leader, the command stops first, with its full grace.
+            supervising.cancel()
+            await asyncio.wait({supervising})
         if self.http is not None:
             await self.http.close()
+        # An exclusive command is stopped by the election's close: its lease ends, and
+        # the hand-over waits for the command (up to the lease's end) before it goes.
         await self.election.close()
+        if supervising is not None and not supervising.done():
+            supervising.cancel()
+            await asyncio.wait({supervising})
+        if self.command is not None:
+            await self.command.stop(0.0)
+        if self.watchdog is not None:
+            await self.watchdog.close()
 
     async def _follow_leadership(self) -> None:
+        # News only: the command's supervisor follows leadership on its own, so a
+        # command that is slow to stop never holds the next change back.
         me = self.entry.node_id
         async for change in self.election.leadership_changes():
             _log_change(me, change)
-            if self.command is None:
-                continue
-            if change.leader_id == me:
-                if self.command.running and self.command.term == change.term:
-                    continue
-                await self._stop_command()
-                await self._start_command(change.term)
-            elif self.command.running:
-                await self._stop_command()
-
-    async def _start_command(self, term: int) -> None:
-        assert self.command is not None
-        try:
-            await self.command.start(term)
-        except OSError as exc:
-            logger.error("cannot start the leader command %r: %s", self.command.argv[0], exc)
-            await self._after_command_exit(term)
-            return
-        self._command_watch = asyncio.create_task(self._watch_command(term))
-
-    async def _stop_command(self) -> None:
-        assert self.command is not None
-        if self._command_watch is not None:
-            self._command_watch.cancel()
-            self._command_watch = None
-        await self.command.stop()
-
-    async def _watch_command(self, term: int) -> None:
-        assert self.command is not None
-        code = await self.command.wait()
-        logger.warning(
-            "the leader command exited with status %d while leader of term %d", code, term
-        )
-        await self._after_command_exit(term)
-
-    async def _after_command_exit(self, term: int) -> None:
-        status = self.election.status()
-        if not status.is_leader or status.term != term:
-            return
-        if self.options.on_command_exit == "step-down":
-            logger.warning("stepping down, so that another node runs the command")
-            self.election.step_down()
-            return
-        assert self.command is not None
-        delay = min(_RESTART_BACKOFF[0] * 2 ** max(self.command.starts - 1, 0), _RESTART_BACKOFF[1])
-        logger.info("restarting the leader command in %.1fs", delay)
-        await asyncio.sleep(delay)
-        status = self.election.status()
-        if status.is_leader and status.term == term and not self.command.running:
-            await self._start_command(term)
 
 
 def _log_change(me: str, change: LeaderChange) -> None:

@@ -73,6 +73,16 @@ class Leadership:
         """
         return self._lease is not None and self._lease.exclusive(self.term)
 
+    def lease_changed(self) -> asyncio.Future[None]:
+        """A future that completes when this node's lease next changes (renewed or ended).
+
+        Raises:
+            RuntimeError: this leadership did not come from an election.
+        """
+        if self._lease is None:
+            raise RuntimeError("this Leadership was not given by an election")
+        return self._lease.changed()
+
     def lease_remaining(self) -> float:
         """Seconds left of the lease now; 0 when this node is not exclusive."""
         until = self.lease_until

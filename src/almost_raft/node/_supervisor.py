@@ -1,0 +1,174 @@
+"""The leader command's lifecycle: one loop that owns its tasks.
+
+Forever: wait until this node leads (by default: until it holds a lease, so that no other
+node can lead any term), start the command, and keep it while leadership lasts. While it
+runs, every renewal of the lease moves the watchdog's deadlines on: SIGTERM at the end of
+the lease less the grace, SIGKILL at its end. If the node stalls or is cut off, the
+watchdog acts on them without the node; if leadership ends in a way the node sees (news
+of a newer term, a hand-over, a shutdown), the node sends SIGTERM at once and the
+watchdog still kills the group at the lease's end. A hand-over waits for the command to
+be gone (up to that end) before the next leader is told to take over.
+
+A command that exits by itself while this node leads makes the node step down, or with
+``restart`` is started again after a backoff that doubles with every failure in a row,
+failed spawns included; a run that lasted longer than the longest backoff resets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Literal
+
+from ..core._errors import ElectionClosed, LeadershipLost
+from ..runtime._clock import election_clock
+from ..runtime._election import Election, Leadership
+from ._leader_command import LeaderCommand
+from ._watchdog import Watchdog
+
+__all__ = ["CommandSupervisor", "OnCommandExit", "effective_grace", "restart_delay"]
+
+logger = logging.getLogger("almost_raft.command")
+
+OnCommandExit = Literal["step-down", "restart"]
+
+#: Restarting a command that keeps failing waits this long at first, doubling up to the max.
+RESTART_BACKOFF = (0.5, 30.0)
+
+
+def restart_delay(failures: int) -> float:
+    """The wait before the next start after ``failures`` failures in a row (1 or more)."""
+    low, high = RESTART_BACKOFF
+    return float(min(high, low * 2.0 ** min(max(failures - 1, 0), 32)))
+
+
+def effective_grace(grace: float, lease_duration: float) -> float:
+    """The grace an exclusive command gets: at most half a lease.
+
+    When the node cannot renew its lease, the command has at most the rest of the lease
+    to stop; half leaves the other half for renewals that are merely late.
+    """
+    return min(grace, lease_duration / 2)
+
+
+class CommandSupervisor:
+    """Runs ``command`` while ``election`` makes this node leader; see the module docstring.
+
+    Args:
+        election: this node's election.
+        command: the command to run.
+        on_exit: what to do when the command exits by itself while leader.
+        watchdog: the started watchdog; with one, the command runs exclusively (only
+            under a lease), without one whenever this node is leader.
+    """
+
+    def __init__(
+        self,
+        election: Election,
+        command: LeaderCommand,
+        *,
+        on_exit: OnCommandExit = "step-down",
+        watchdog: Watchdog | None = None,
+    ) -> None:
+        self._election = election
+        self._command = command
+        self._on_exit = on_exit
+        self._watchdog = watchdog
+        self._grace = (
+            command.grace
+            if watchdog is None
+            else effective_grace(command.grace, election.config.lease_duration)
+        )
+        self.failures = 0
+        self._renewed_until = 0.0
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether the command runs only under a lease."""
+        return self._watchdog is not None
+
+    async def run(self) -> None:
+        """Supervise until the election closes."""
+        while True:
+            try:
+                async with self._election.leadership(exclusive=self.exclusive) as leadership:
+                    await self._lead(leadership)
+            except LeadershipLost as lost:
+                logger.info("leadership of term %d ended; the command is stopped", lost.term)
+            except ElectionClosed:
+                return
+
+    async def _lead(self, leadership: Leadership) -> None:
+        """Run the command for as long as ``leadership`` lasts (cancelled when it ends)."""
+        while True:
+            started = election_clock()
+            try:
+                await self._command.start(leadership.term)
+            except OSError as exc:
+                self.failures += 1
+                logger.error("cannot start the leader command %r: %s", self._command.argv[0], exc)
+            else:
+                code = await self._run(leadership)
+                ran_for = election_clock() - started
+                self.failures = 0 if ran_for > RESTART_BACKOFF[1] else self.failures + 1
+                logger.warning(
+                    "the leader command exited with status %d while leader of term %d",
+                    code,
+                    leadership.term,
+                )
+            if self._on_exit == "step-down":
+                logger.warning("stepping down, so that another node runs the command")
+                self._election.step_down()
+                # Leadership is over in a moment, and this task is cancelled with it.
+                await asyncio.get_running_loop().create_future()
+            delay = restart_delay(self.failures)
+            logger.info("restarting the leader command in %.1fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _run(self, leadership: Leadership) -> int:
+        """Wait for the command to exit, renewing the watchdog; stop it if cancelled."""
+        command = self._command
+        watchdog = self._watchdog
+        pid = command.pid
+        assert pid is not None, "the command was just started"
+        # The end of the latest lease the watchdog was told of: the command dies by then,
+        # even when the lease ended early (a hand-over) and reads as over already.
+        self._renewed_until = 0.0
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                renewer = None
+                if watchdog is not None:
+                    watchdog.watch(pid)
+                    renewer = tasks.create_task(self._renew(leadership, watchdog))
+                code = await command.wait()
+                if renewer is not None:
+                    renewer.cancel()
+            return code
+        finally:
+            if watchdog is None:
+                await self._stop(None)
+            else:
+                await self._stop(self._renewed_until or election_clock())
+                with contextlib.suppress(Exception):
+                    watchdog.release()
+
+    async def _renew(self, leadership: Leadership, watchdog: Watchdog) -> None:
+        while True:
+            until = leadership.lease_until
+            if until is not None and until > self._renewed_until and leadership.exclusive:
+                self._renewed_until = until
+                watchdog.renew(until - self._grace, until)
+            await leadership.lease_changed()
+
+    async def _stop(self, kill_at: float | None) -> None:
+        """Stop the command now: SIGTERM, and SIGKILL at ``kill_at`` at the latest."""
+        if not self._command.running:
+            return
+        if self._watchdog is None or kill_at is None:
+            await self._command.stop(self._grace)
+            return
+        with contextlib.suppress(Exception):
+            # The watchdog kills the group at the lease's end even if this node stalls.
+            self._watchdog.renew(election_clock(), kill_at)
+        await self._command.stop(max(0.0, kill_at - election_clock()))

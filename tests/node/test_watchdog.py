@@ -1,0 +1,211 @@
+"""The watchdog process and the command supervisor that renews it.
+
+Real processes and real time: each test polls with generous deadlines and asserts what
+happened (who is alive, in which order), never how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from almost_raft import Election, ElectionConfig, InMemoryNetwork, election_clock
+from almost_raft.node import _supervisor
+from almost_raft.node._leader_command import LeaderCommand
+from almost_raft.node._supervisor import CommandSupervisor, effective_grace, restart_delay
+from almost_raft.node._watchdog import Watchdog
+
+PY = sys.executable
+DEADLINE = 10.0
+# Ignores SIGTERM, so only a SIGKILL ends it.
+STUBBORN = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(600)\n"
+)
+ONE_NODE = ElectionConfig(election_timeout=0.2, heartbeat_interval=0.02)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def _stubborn_group() -> subprocess.Popen[bytes]:
+    """A process group that ignores SIGTERM, once it does."""
+    child = subprocess.Popen([PY, "-c", STUBBORN], start_new_session=True, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    child.stdout.close()
+    return child
+
+
+def test_the_watchdog_kills_a_group_that_ignores_sigterm_when_renewals_stop() -> None:
+    async def main() -> None:
+        watchdog = Watchdog()
+        await watchdog.start()
+        child = _stubborn_group()
+        try:
+            watchdog.watch(child.pid)
+            now = election_clock()
+            watchdog.renew(now + 0.05, now + 0.2)
+            await _until(lambda: child.poll() is not None, "the SIGKILL")
+            assert child.returncode == -signal.SIGKILL
+            assert election_clock() >= now + 0.2
+        finally:
+            child.kill()
+            child.wait()
+            await watchdog.close()
+
+    asyncio.run(main())
+
+
+def test_renewals_keep_the_group_alive_and_release_lets_it_go() -> None:
+    async def main() -> None:
+        watchdog = Watchdog()
+        await watchdog.start()
+        child = _stubborn_group()
+        try:
+            watchdog.watch(child.pid)
+            for _ in range(20):
+                now = election_clock()
+                watchdog.renew(now + 0.05, now + 0.1)
+                await asyncio.sleep(0.02)
+            watchdog.release()
+            await asyncio.sleep(0.3)
+            assert child.poll() is None
+        finally:
+            child.kill()
+            child.wait()
+            await watchdog.close()
+
+    asyncio.run(main())
+
+
+def test_the_watchdog_kills_the_group_at_once_when_the_node_dies() -> None:
+    child = _stubborn_group()
+    watchdog = subprocess.Popen(
+        [PY, "-I", _supervisor.__file__.replace("_supervisor.py", "_watchdog.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert watchdog.stdout is not None
+        assert watchdog.stdin is not None
+        assert watchdog.stdout.readline() == b"ready\n"
+        far = election_clock() + 600
+        watchdog.stdin.write(f"group {child.pid}\nrenew {far} {far}\n".encode())
+        watchdog.stdin.flush()
+        watchdog.stdin.close()  # as the node's death closes it
+        assert child.wait(timeout=DEADLINE) == -signal.SIGKILL
+        assert watchdog.wait(timeout=DEADLINE) == 0
+    finally:
+        child.kill()
+        child.wait()
+        watchdog.kill()
+        watchdog.wait()
+        for pipe in (watchdog.stdin, watchdog.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_the_watchdog_is_not_stopped_with_the_nodes_process_group() -> None:
+    async def main() -> None:
+        watchdog = Watchdog()
+        await watchdog.start()
+        try:
+            assert watchdog.pid is not None
+            assert os.getpgid(watchdog.pid) != os.getpgid(0)
+        finally:
+            await watchdog.close()
+        assert watchdog.pid is None
+
+    asyncio.run(main())
+
+
+def test_restart_backoff_doubles_with_every_failure_up_to_its_cap() -> None:
+    assert [restart_delay(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert restart_delay(10_000) == 30
+
+
+def test_an_exclusive_command_gets_at_most_half_a_lease_of_grace() -> None:
+    assert effective_grace(10.0, 0.94) == pytest.approx(0.47)
+    assert effective_grace(0.1, 0.94) == 0.1
+
+
+def test_a_missing_program_is_retried_with_backoff_and_never_recurses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_supervisor, "RESTART_BACKOFF", (0.001, 0.004))
+
+    async def main() -> None:
+        election = Election(
+            "a", [], InMemoryNetwork().transport("a"), config=ONE_NODE, rng=random.Random(1)
+        )
+        command = LeaderCommand(["/nonexistent/program"], node_id="a")
+        supervisor = CommandSupervisor(election, command, on_exit="restart")
+        async with election:
+            task = asyncio.create_task(supervisor.run())
+            await _until(lambda: supervisor.failures >= 50, "50 failed starts")
+            assert not task.done()
+        await asyncio.wait_for(task, DEADLINE)
+
+    asyncio.run(main())
+
+
+def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_closes(
+    tmp_path: Path,
+) -> None:
+    started = tmp_path / "started"
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(started)!r}, 'w').write('x')\n"
+        "time.sleep(600)\n"
+    )
+
+    async def main() -> None:
+        election = Election(
+            "a", [], InMemoryNetwork().transport("a"), config=ONE_NODE, rng=random.Random(2)
+        )
+        command = LeaderCommand([PY, "-c", script], node_id="a", grace=5.0)
+        watchdog = Watchdog()
+        await watchdog.start()
+        supervisor = CommandSupervisor(election, command, watchdog=watchdog)
+        assert supervisor.exclusive
+        await election.start()
+        task = asyncio.create_task(supervisor.run())
+        try:
+            await _until(started.exists, "the command to start")
+            pid = command.pid
+            assert pid is not None
+            # Closing ends the lease; the command ignores SIGTERM, so it dies of the
+            # SIGKILL at the lease's end, before close() returns.
+            await election.close()
+            assert _gone(pid)
+        finally:
+            await election.close()
+            await asyncio.wait_for(task, DEADLINE)
+            await command.stop(0.0)
+            await watchdog.close()
+
+    asyncio.run(main())
