@@ -184,8 +184,8 @@ class Runtime:
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
-        # True only while the driver waits for input with nothing queued and no hand-over
-        # under way: then a message is handed to the core as it arrives (see deliver()).
+        # True only while the driver waits for input with nothing queued: then a message
+        # is handed to the core as it arrives (see deliver()).
         self._idle = False
         # The one timer for the core's deadline, and the time it is set for.
         self._alarm: asyncio.TimerHandle | None = None
@@ -488,31 +488,16 @@ class Runtime:
         # moves. A timeout around each wait would add and cancel a timer for every
         # message: a leader's deadline (its next heartbeat) stays put while the answers
         # come in.
-        # Set while a leader that handed over waits to hear of its successor: the term it
-        # led and the time it leaves regardless.
-        handed_over_term: float = -1
-        leave_by = math.inf
         try:
-            while True:
-                if leave_by < math.inf:
-                    if core.leader_id is not None and core.term > handed_over_term:
-                        # The successor leads. Stay one heartbeat more, so that its first
-                        # heartbeats reach the others before they see this process go
-                        # and spend their time on the broken connections.
-                        handed_over_term = math.inf
-                        leave_by = min(leave_by, loop.time() + self.config.heartbeat_interval)
-                    if loop.time() >= leave_by:
-                        await self._carry_out(core.terminate(loop.time()))
-                        return
+            while core.role is not NodeState.TERMINATING:
                 if loop.time() >= core.next_deadline:
                     await self._carry_out(core.tick(loop.time()))
                     continue
                 try:
                     item = inputs.get_nowait()
                 except asyncio.QueueEmpty:
-                    self._set_alarm(min(core.next_deadline, leave_by))
-                    # A leader that handed over checks each input for its successor.
-                    self._idle = leave_by == math.inf
+                    self._set_alarm(core.next_deadline)
+                    self._idle = True
                     try:
                         item = await inputs.get()
                     finally:
@@ -537,16 +522,9 @@ class Runtime:
                     output = core.step_down(now)
                 elif isinstance(item, _PeerUnreachable):
                     output = core.peer_unreachable(item.peer_id, now)
-                elif item.hand_over and core.role is NodeState.LEADER:
-                    # Hand over, then stay connected until the successor is known (or an
-                    # election timeout passed): leaving at once would show the others a
-                    # refused connection, and they would campaign against the successor.
-                    handed_over_term = core.term
-                    leave_by = now + self.config.election_timeout
-                    output = core.transfer_leadership(now)
                 else:
-                    await self._carry_out(core.terminate(now))
-                    return
+                    # The core decides how long a leaving leader stays (see leave()).
+                    output = core.leave(now, hand_over=item.hand_over)
                 await self._carry_out(output)
         finally:
             self._idle = False
