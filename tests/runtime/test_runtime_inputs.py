@@ -19,6 +19,7 @@ from almost_raft import (
     Transport,
 )
 from almost_raft.runtime._driver import Runtime
+from almost_raft.runtime._lifecycle import Phase
 from almost_raft.transport._interface import Inbox
 from helpers.cluster import run_async, wait_until
 
@@ -68,7 +69,9 @@ async def _started(store: Store) -> tuple[Runtime, _Recorder]:
     runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
     await runtime.start()
     # Let the election's task reach its first wait for input.
-    await wait_until(lambda: runtime._idle, what="the election's task to wait for input")
+    await wait_until(
+        lambda: runtime.phase is Phase.IDLE, what="the election's task to wait for input"
+    )
     return runtime, transport
 
 

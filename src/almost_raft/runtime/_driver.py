@@ -30,6 +30,7 @@ from ..core._state_machine import ElectionCore
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
 from ._latest_value import LatestValue
+from ._lifecycle import Lifecycle, Phase
 
 __all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
 
@@ -184,17 +185,16 @@ class Runtime:
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
-        # True only while the driver waits for input with nothing queued: then a message
-        # is handed to the core as it arrives (see deliver()).
-        self._idle = False
+        # The one state of the runtime's life; every public call is judged by it.
+        self._life = Lifecycle()
         # The one timer for the core's deadline, and the time it is set for.
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.nan
         self._driver: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Future[None] | None = None
+        # Done once start() has built what close() must release; close() waits for it.
         self._starting: asyncio.Future[None] | None = None
-        self._started = False
         self._closing: asyncio.Task[None] | None = None
         self._last_heard: dict[str, float] = {}
 
@@ -211,9 +211,14 @@ class Runtime:
         return self._driver
 
     @property
+    def phase(self) -> Phase:
+        """Where the runtime is in its life."""
+        return self._life.phase
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called or :meth:`start` failed."""
-        return self._closing is not None
+        return self._life.closed
 
     @property
     def failure(self) -> BaseException | None:
@@ -224,11 +229,13 @@ class Runtime:
         """A snapshot of the election state.
 
         Before :meth:`start` it shows the configured peers and term 0; the term kept in
-        the store is read only when the node starts.
+        the store is read only when the node starts. Once the election has ended (closed,
+        or its task stopped) the role is ``TERMINATING``.
         """
         core = self._core
         if core is None:
-            role = NodeState.TERMINATING if self.closed else NodeState.FOLLOWER
+            ended = self._life.closed or self._life.phase is Phase.STOPPED
+            role = NodeState.TERMINATING if ended else NodeState.FOLLOWER
             return ElectionStatus(
                 self.node_id, 0, role, None, None, frozenset(self._initial_peers), False
             )
@@ -255,15 +262,13 @@ class Runtime:
         does (taking no further input until it is done). Otherwise the message waits in
         the task's queue. Either way the core sees inputs one at a time, in order.
 
-        Dropped (counted in ``inputs_dropped``) if the node is not running or more than
-        ``MAX_PENDING_INPUTS`` inputs are already waiting.
+        Dropped if the node is not running, and (counted in ``inputs_dropped``) if more
+        than ``MAX_PENDING_INPUTS`` inputs are already waiting.
         """
         core = self._core
-        if core is None or self.failure is not None:
+        if core is None or not self._life.takes_input:
             return
-        if self.closed and (self._driver is None or self._driver.done()):
-            return
-        if self._idle and self._inputs.empty():
+        if self._life.phase is Phase.IDLE and self._inputs.empty():
             self._last_heard[message.sender] = time.monotonic()
             self._handle_now(core, message)
             return
@@ -292,20 +297,23 @@ class Runtime:
 
     def peer_unreachable(self, peer_id: str) -> None:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
-        if self._core is None or self.closed or self.failure is not None:
-            return
-        self._inputs.put_nowait(_PeerUnreachable(peer_id))
+        if self._core is not None and self._life.takes_input:
+            self._inputs.put_nowait(_PeerUnreachable(peer_id))
 
     def step_down(self) -> None:
         """Stop leading, if leading, and let another node win the next election."""
         self._control(_StepDown())
 
     def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:
+        phase = self._life.phase
         if self.failure is not None:
             raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
-        if self.closed:
+        if phase is Phase.STOPPED:
+            raise ElectionClosed(f"{self.node_id}: the election's task was stopped")
+        if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
         if self._core is None:
+            # Not started yet (or still loading the store): the core is built from these.
             limit = self.config.max_nodes
             if isinstance(command, _AddPeer):
                 if limit is not None and len(self._initial_peers | {command.peer_id}) + 1 > limit:
@@ -335,11 +343,11 @@ class Runtime:
             ElectionClosed: the runtime was closed before it started.
             RuntimeError: it was already started.
         """
-        if self.closed:
+        if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
-        if self._started:
+        if self._life.phase is not Phase.NEW:
             raise RuntimeError(f"{self.node_id}: the election was already started")
-        self._started = True
+        self._life.move(Phase.STARTING)
         loop = asyncio.get_running_loop()
         starting = self._starting = loop.create_future()
         try:
@@ -358,7 +366,7 @@ class Runtime:
                 )
                 self.leadership.publish(LeaderChange(None, self._core.term))
                 await self._transport.start(self.node_id, self)
-                if self.closed:
+                if self._life.closed:
                     raise ElectionClosed(f"{self.node_id}: closed while starting")
             finally:
                 # close() waits for this before it looks for the election's task.
@@ -366,6 +374,7 @@ class Runtime:
         except BaseException:
             await self.close()
             raise
+        self._life.move(Phase.RUNNING)
         self._driver = loop.create_task(self._drive(), name=f"almost-raft election {self.node_id}")
         self._driver.add_done_callback(self._driver_done)
         logger.info(
@@ -384,6 +393,8 @@ class Runtime:
         is cancelled while waiting for it.
         """
         if self._closing is None:
+            # The phase moves now, so every call made after this one sees a closed election.
+            self._life.move(Phase.LEAVING if self._life.running else Phase.CLOSING)
             self._closing = asyncio.get_running_loop().create_task(
                 self._close(hand_over), name=f"almost-raft close {self.node_id}"
             )
@@ -394,12 +405,15 @@ class Runtime:
         if self._starting is not None:
             await asyncio.wait({self._starting})
         driver = self._driver
-        if driver is not None and not driver.done():
+        if self._life.phase is Phase.LEAVING:
+            assert driver is not None, "a running election has its task"
             self._inputs.put_nowait(_Terminate(hand_over))
             try:
                 await asyncio.wait({driver})
             finally:
                 driver.cancel()
+            # Either the leave ended, or the task stopped (STOPPED) on the way.
+            self._life.move(Phase.CLOSING)
         core = self._core
         if core is not None and core.role is not NodeState.TERMINATING:
             # The election's task never ran or died: nobody else owns the core now.
@@ -427,16 +441,26 @@ class Runtime:
         except Exception:
             logger.exception("%s: closing the store failed", self.node_id)
         self.leadership.close(self.failure)
+        self._life.move(Phase.CLOSED)
         logger.info("%s: closed", self.node_id)
 
     def _driver_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            self.leadership.close()
+        error = None if task.cancelled() else task.exception()
+        if error is None and not task.cancelled():
+            # The core's leave ended; close() goes on from here.
             return
-        error = task.exception()
         if error is not None:
             logger.error("%s: the election task failed", self.node_id, exc_info=error)
-            self.leadership.close(error)
+        # Cancelled (as asyncio.run cancels what is left when it returns) or crashed:
+        # nobody owns the core now, so it ends here, and with it the leadership.
+        self._life.move(Phase.STOPPED)
+        core = self._core
+        assert core is not None, "the task runs only after start() built the core"
+        if core.role is not NodeState.TERMINATING:
+            change = core.terminate(asyncio.get_running_loop().time()).leader_change
+            if change is not None:
+                self.leadership.publish(change)
+        self.leadership.close(error)
 
     # ------------------------------------------------------------------ the driver
 
@@ -455,11 +479,11 @@ class Runtime:
             output = core.receive(message, now)
         except BaseException as error:
             # A bug in the core: fail the election's task as if it had made the call.
-            self._idle = False
+            self._life.move(Phase.RUNNING)
             self._inputs.put_nowait(_Failed(error))
             return
         if output.hard_state is not None:
-            self._idle = False
+            self._life.move(Phase.RUNNING)
             self._inputs.put_nowait(_CarryOut(output))
             return
         self._finish_batch(output.messages, output.leader_change)
@@ -497,11 +521,15 @@ class Runtime:
                     item = inputs.get_nowait()
                 except asyncio.QueueEmpty:
                     self._set_alarm(core.next_deadline)
-                    self._idle = True
+                    # Only a running election takes messages on arrival; a leaving one
+                    # queues them, which costs a turn of the loop and nothing else.
+                    if self._life.phase is Phase.RUNNING:
+                        self._life.move(Phase.IDLE)
                     try:
                         item = await inputs.get()
                     finally:
-                        self._idle = False
+                        if self._life.phase is Phase.IDLE:
+                            self._life.move(Phase.RUNNING)
                 now = loop.time()
                 if isinstance(item, _Alarm):
                     # Rang, or stale: either way the next wait sets the alarm anew.
@@ -527,7 +555,6 @@ class Runtime:
                     output = core.leave(now, hand_over=item.hand_over)
                 await self._carry_out(output)
         finally:
-            self._idle = False
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
