@@ -470,26 +470,35 @@ class Runtime:
         This saves the event loop a turn (and a queue) per message: a heartbeat and its
         answer cost the follower one wake-up. Anything the driver must see first goes
         through the queue instead: a deadline that has passed, or a batch with a save.
+
+        It runs inside the transport's delivery, so nothing may escape into it: whatever
+        fails here, in the core, a send or a leadership reader, fails the election as if
+        its task had made the call, and the connection that carried the message lives on.
+        Meanwhile the phase is RUNNING, so a message that a send delivers back to this
+        node re-entrantly waits in the queue instead of overtaking this batch.
         """
         now = asyncio.get_running_loop().time()
         if now >= core.next_deadline:
             self._inputs.put_nowait(message)
             return
+        self._life.move(Phase.RUNNING)
         try:
             output = core.receive(message, now)
+            if output.hard_state is not None:
+                self._inputs.put_nowait(_CarryOut(output))
+                return
+            self._finish_batch(output.messages, output.leader_change)
+            if core.next_deadline < self._alarm_at:
+                # A later deadline can wait: the alarm rings early and the driver sets it
+                # anew.
+                self._set_alarm(core.next_deadline)
         except BaseException as error:
-            # A bug in the core: fail the election's task as if it had made the call.
-            self._life.move(Phase.RUNNING)
             self._inputs.put_nowait(_Failed(error))
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
             return
-        if output.hard_state is not None:
-            self._life.move(Phase.RUNNING)
-            self._inputs.put_nowait(_CarryOut(output))
-            return
-        self._finish_batch(output.messages, output.leader_change)
-        if core.next_deadline < self._alarm_at:
-            # A later deadline can wait: the alarm rings early and the driver sets it anew.
-            self._set_alarm(core.next_deadline)
+        if self._life.phase is Phase.RUNNING and self._inputs.empty():
+            self._life.move(Phase.IDLE)
 
     def _set_alarm(self, deadline: float) -> None:
         if deadline == self._alarm_at:
