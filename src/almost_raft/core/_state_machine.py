@@ -65,12 +65,12 @@ from ._messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
-    check_node_id,
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
+from ._validation import admits_peer, check_cluster_size, check_id
 from ._vote_rules import (
     grants_vote,
     ignored_during_lease,
@@ -111,17 +111,16 @@ class ElectionCore:
         now: float,
         hard_state: HardState | None = None,
     ) -> None:
-        check_node_id("node_id", node_id)
-        self.node_id = node_id
+        self.node_id = check_id("node_id", node_id)
         self.config = config
         self.metrics = CoreMetrics()
         self._rng = rng
         self._now = now
         self._peers: set[str] = set()
         for peer in peers:
-            check_node_id("peers", peer)
-            if peer != node_id:
+            if check_id("peers", peer) != node_id:
                 self._peers.add(peer)
+        check_cluster_size("peers", self._peers, config)
         state = hard_state or HardState()
         self._term = state.term
         self._voted_for = state.voted_for
@@ -220,16 +219,15 @@ class ElectionCore:
     def add_peer(self, peer_id: str, now: float) -> Output:
         """Make ``peer_id`` a voting member; refused past ``max_nodes``."""
         self._now = now
-        check_node_id("peer_id", peer_id)
-        limit = self.config.max_nodes
+        check_id("peer_id", peer_id)
         if peer_id == self.node_id or peer_id in self._peers:
             logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif limit is not None and len(self._peers) + 2 > limit:
+        elif not admits_peer(self._peers, self.config):
             logger.warning(
                 "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
                 self.node_id,
                 peer_id,
-                limit,
+                self.config.max_nodes,
             )
         else:
             self._peers.add(peer_id)

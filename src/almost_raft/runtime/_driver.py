@@ -27,6 +27,7 @@ from ..core._messages import PeerMessage
 from ..core._outputs import LeaderChange, Outbound, Output
 from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
+from ..core._validation import admits_peer
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
 from ._latest_value import LatestValue
@@ -314,15 +315,15 @@ class Runtime:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
         if self._core is None:
             # Not started yet (or still loading the store): the core is built from these.
-            limit = self.config.max_nodes
             if isinstance(command, _AddPeer):
-                if limit is not None and len(self._initial_peers | {command.peer_id}) + 1 > limit:
-                    # The same refusal the core makes once it runs.
+                others = self._initial_peers - {command.peer_id}
+                if not admits_peer(others, self.config):
+                    # The rule the core applies to add_peer once it runs.
                     logger.warning(
-                        "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
+                        "%s: refused to add peer %s: the cluster already has max_nodes=%s nodes",
                         self.node_id,
                         command.peer_id,
-                        limit,
+                        self.config.max_nodes,
                     )
                     return
                 self._initial_peers.add(command.peer_id)
