@@ -228,3 +228,41 @@ async def test_a_delivery_made_from_inside_a_send_waits_its_turn() -> None:
         assert runtime.failure is None
     finally:
         await runtime.close()
+
+
+class _ThreadRecordingStore(MemoryStore):
+    """Records the thread of every load and save."""
+
+    def __init__(self, *, blocking: bool) -> None:
+        super().__init__()
+        self.blocking = blocking
+        self.threads: list[threading.Thread] = []
+
+    def load(self) -> HardState | None:
+        self.threads.append(threading.current_thread())
+        return super().load()
+
+    def save(self, state: HardState) -> None:
+        self.threads.append(threading.current_thread())
+        super().save(state)
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_store_that_blocks_is_called_off_the_loop_and_one_that_does_not_on_it(
+    blocking: bool,
+) -> None:
+    store = _ThreadRecordingStore(blocking=blocking)
+
+    @run_async
+    async def scenario() -> None:
+        runtime, transport = await _started(store)
+        try:
+            runtime.deliver(RequestVote(1, "b"))
+            await wait_until(lambda: len(transport.sent) == 1, what="the vote")
+        finally:
+            await runtime.close()
+
+    scenario()
+    assert len(store.threads) == 2  # the load, then the vote's save
+    on_loop = [thread is threading.main_thread() for thread in store.threads]
+    assert on_loop == [not blocking, not blocking]

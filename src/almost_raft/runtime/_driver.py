@@ -28,7 +28,7 @@ from ..core._outputs import LeaderChange, Outbound, Output
 from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
 from ..core._validation import admits_peer
-from ..store._store import MemoryStore, Store
+from ..store._store import Store
 from ..transport._interface import Transport
 from ._latest_value import LatestValue
 from ._lifecycle import Lifecycle, Phase
@@ -353,10 +353,10 @@ class Runtime:
         starting = self._starting = loop.create_future()
         try:
             try:
-                if isinstance(self._store, MemoryStore):
-                    hard_state = self._store.load()
-                else:
+                if self._store.blocking:
                     hard_state = await asyncio.to_thread(self._store.load)
+                else:
+                    hard_state = self._store.load()
                 self._core = ElectionCore(
                     self.node_id,
                     self._initial_peers,
@@ -596,7 +596,7 @@ class Runtime:
                     logger.exception("%s: the leader-change callback failed", self.node_id)
 
     async def _persist(self, state: HardState) -> None:
-        if isinstance(self._store, MemoryStore):
+        if not self._store.blocking:
             self._store.save(state)
         else:
             # A real store fsyncs; a worker thread keeps the loop (and its timers) running.
