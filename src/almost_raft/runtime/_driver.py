@@ -197,7 +197,9 @@ class Runtime:
         # Done once start() has built what close() must release; close() waits for it.
         self._starting: asyncio.Future[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._last_heard: dict[str, float] = {}
+        # When a message last arrived from each peer (time.monotonic), for status(); the core
+        # keeps its own record of answers, which is a different thing.
+        self._last_arrival: dict[str, float] = {}
 
     # ------------------------------------------------------------------ status
 
@@ -250,7 +252,7 @@ class Runtime:
             core.voted_for,
             peers,
             core.role is NodeState.LEADER,
-            {peer: now - at for peer, at in self._last_heard.items() if peer in peers},
+            {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
         )
 
     # ------------------------------------------------------------------ inputs
@@ -270,7 +272,7 @@ class Runtime:
         if core is None or not self._life.takes_input:
             return
         if self._life.phase is Phase.IDLE and self._inputs.empty():
-            self._last_heard[message.sender] = time.monotonic()
+            self._last_arrival[message.sender] = time.monotonic()
             self._handle_now(core, message)
             return
         if self._inputs.qsize() >= MAX_PENDING_INPUTS:
@@ -285,7 +287,7 @@ class Runtime:
                     dropped,
                 )
             return
-        self._last_heard[message.sender] = time.monotonic()
+        self._last_arrival[message.sender] = time.monotonic()
         self._inputs.put_nowait(message)
 
     def add_peer(self, peer_id: str) -> None:
@@ -302,7 +304,7 @@ class Runtime:
             self._inputs.put_nowait(_PeerUnreachable(peer_id))
 
     def step_down(self) -> None:
-        """Stop leading, if leading, and let another node win the next election."""
+        """Stop leading, if leading: hand leadership to a peer (see Election.step_down)."""
         self._control(_StepDown())
 
     def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:

@@ -289,8 +289,8 @@ class Election:
                     await _run_until_done(work, leadership)
                     # Hold the scope until leadership ends: work runs once per term.
                     await asyncio.get_running_loop().create_future()
-            except LeadershipLost as lost:
-                logger.info("%s: leadership of term %d ended", self.node_id, lost.term)
+            except LeadershipLost as ended:
+                logger.info("%s: leadership of term %d ended", self.node_id, ended.term)
             except ElectionClosed:
                 if self._runtime.failure is not None:
                     raise
@@ -327,9 +327,10 @@ class Election:
     def step_down(self) -> None:
         """Stop leading, if this node leads, so that another node takes over.
 
-        The others elect a new leader within about an election timeout; this node stays
-        out of that election (it competes again only if no one else wins). Does nothing
-        on a node that is not leader.
+        This node hands leadership to the peer that answered it most recently, which
+        campaigns at once; the others have a new leader after about one round trip. This
+        node stays out of that election, and if the hand-over is lost the others elect
+        someone after their election timeout. Does nothing on a node that is not leader.
 
         Raises:
             ElectionClosed: the election is closed.
@@ -347,7 +348,7 @@ class Election:
 class _ScopeState(enum.Enum):
     CREATED = "created"
     ACTIVE = "active"
-    LOST = "lost"
+    REVOKED = "revoked"
     EXITED = "exited"
 
 
@@ -391,7 +392,7 @@ class LeadershipScope:
         if self._state is not _ScopeState.ACTIVE or waiter.cancelled():
             return
         assert self._task is not None
-        self._state = _ScopeState.LOST
+        self._state = _ScopeState.REVOKED
         self._task.cancel()
 
     async def __aexit__(
@@ -403,7 +404,7 @@ class LeadershipScope:
         state, self._state = self._state, _ScopeState.EXITED
         if self._waiter is not None:
             self._waiter.cancel()
-        if state is _ScopeState.LOST:
+        if state is _ScopeState.REVOKED:
             assert self._task is not None
             assert self._leadership is not None
             # As asyncio.timeout() does: the cancellation is ours to turn into an error
