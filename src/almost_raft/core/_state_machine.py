@@ -55,7 +55,7 @@ from ._batch import BatchBuilder
 from ._campaign import Campaign
 from ._config import ElectionConfig
 from ._departure import Departure
-from ._leader_down import LeaderDown, campaign_turn, turn_wait
+from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._messages import (
     MAX_TERM,
@@ -287,15 +287,9 @@ class ElectionCore:
         Evidence means the peer's host refused a new connection after the old one broke,
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
         node's leader, the node forgets it and campaigns after a short delay instead of a
-        full election timeout. Safety never depends on this: wrong evidence costs at most
-        a pre-vote that the others refuse while they still hear the leader.
-
-        All followers see the same evidence at about the same moment, so a random delay
-        alone would have them campaign together and split the vote. Instead they take
-        turns: the surviving members, in an order that every node derives from the term
-        (and so rotates from one failover to the next), campaign ``leader_down_delay``
-        apart, each with a random part of up to half that step. The first in line usually
-        wins before the second starts.
+        full election timeout, in a turn shared out among the survivors (see
+        :meth:`LeaderDown.begin`). Safety never depends on this: wrong evidence costs at
+        most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
         delay = self.config.leader_down_step
@@ -312,14 +306,12 @@ class ElectionCore:
                 self._term,
             )
             self.metrics.leader_down_reports += 1
-            turn = campaign_turn(sorted(self._voters() - {peer_id}), self.node_id, self._term)
             self._leader_id = None
             self._leader_contact = -math.inf
-            # Until a leader is known again, or for one long timeout at most, elections
-            # retry after short waits: a split vote then costs a few round trips, not a
-            # full election timeout. Safety never rests on timing.
-            self._leader_down.begin(now, self.config.election_timeout_range[1])
-            wait = turn_wait(turn, delay, self._rng)
+            survivors = sorted(self._voters() - {peer_id})
+            wait = self._leader_down.begin(
+                now, survivors, self.node_id, self._term, self.config, self._rng
+            )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
         return self._finish()
