@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from almost_raft import ElectionCore, Output
+from almost_raft import ElectionCore
 from almost_raft.core._lease import Lease
 from almost_raft.sim import DEFAULT_CONFIG, TWO_EXCLUSIVE, FaultProfile, SeedResult, run_seed
 from almost_raft.sim._checker import Checker
@@ -53,9 +53,9 @@ class KeepsLeaseCore(ElectionCore):
 
     _handed_over = -1
 
-    def transfer_leadership(self, now: float, to: str | None = None) -> Output:
+    def _hand_over(self, to: str | None) -> None:
         self._handed_over = self.term
-        return super().transfer_leadership(now, to)
+        super()._hand_over(to)
 
     def _end_lease(self) -> None:
         if self._lease is not None and self._lease.term == self._handed_over:
