@@ -223,6 +223,30 @@ def test_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
     run(body)
 
 
+def test_a_peer_that_refuses_but_still_sends_is_not_reported_gone() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            a, b = nodes["a"], nodes["b"]
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeatResponse(1, "b"))
+            await eventually(lambda: len(nodes.received("b")) == 1, "a's heartbeat at b")
+            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+            # b's listener breaks while its process, and its connection to a, live on;
+            # then a's connection to b ends, and a's probe is refused.
+            assert b._listener is not None
+            assert b._inbound is not None
+            b._listener.close()
+            b._inbound.remove_peer("a")
+            await eventually(lambda: a.metrics.connect_refused > 0, "a refused probe")
+            await asyncio.sleep(0.05)
+            assert nodes.inboxes["a"].unreachable == []
+            # b still reaches a: it is alive, which is why a refusal alone is no evidence.
+            await b.send("a", HeartBeatResponse(2, "b"))
+            await eventually(lambda: len(nodes.received("a")) == 2, "b's next message")
+
+    run(body)
+
+
 def test_a_dial_without_answer_counts_as_a_timeout_not_a_refusal() -> None:
     async def body() -> None:
         # A listener with a full accept queue drops further SYNs: the dial hangs.

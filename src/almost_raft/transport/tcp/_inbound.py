@@ -90,6 +90,10 @@ class Inbound:
         self._setups.add(task)
         task.add_done_callback(self._setup_done)
 
+    def connected(self, node_id: str) -> bool:
+        """Whether ``node_id`` has a connection to this node open now."""
+        return node_id in self._current
+
     def remove_peer(self, node_id: str) -> None:
         """Close ``node_id``'s connection; its next message on any other is refused."""
         connection = self._current.pop(node_id, None)

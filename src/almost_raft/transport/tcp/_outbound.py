@@ -30,6 +30,7 @@ import logging
 import random
 import socket
 import ssl
+from collections.abc import Callable
 
 from .._interface import Inbox
 from ._framing import FramedConnection
@@ -77,6 +78,11 @@ class Peer:
         self.lost = False
 
 
+#: How long a refusal waits for the peer's own connection to end before it is not taken
+#: as evidence: a dead process's sockets all close at once, so a few milliseconds.
+_BOTH_WAYS_WAIT = (0.002, 10)
+
+
 def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
     """Seconds to wait before the next dial after ``failures`` failures in a row.
 
@@ -106,9 +112,13 @@ class Outbound:
         settings: TcpSettings,
         metrics: TcpMetrics,
         rng: random.Random,
+        hears_from: Callable[[str], bool] | None = None,
     ) -> None:
         self._node_id = node_id
         self._inbox = inbox
+        # Whether a peer's own connection to this node is open: a refusal is evidence
+        # of a dead process only once that direction is gone too.
+        self._hears_from = hears_from
         self._settings = settings
         self._metrics = metrics
         self._rng = rng
@@ -263,7 +273,7 @@ class Outbound:
             return None
         except ConnectionRefusedError as exc:
             self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
-            if probe:
+            if probe and await self._inbound_gone_too(peer.node_id):
                 # The connection broke and the host now refuses: the process is gone.
                 self._inbox.peer_unreachable(peer.node_id)
             return None
@@ -346,6 +356,29 @@ class Outbound:
             what,
             exc or repr(exc),
         )
+
+    async def _inbound_gone_too(self, node_id: str) -> bool:
+        """Whether ``node_id``'s connection to this node is gone as well (soon after).
+
+        A refused dial alone can also mean a listener that is broken while the process
+        lives on and still sends to this node; taking that for a crash would let the
+        others elect a successor while the old leader still leads. Only a peer gone in
+        both directions is reported.
+        """
+        if self._hears_from is None:
+            return True
+        step, tries = _BOTH_WAYS_WAIT
+        for _ in range(tries):
+            if not self._hears_from(node_id):
+                return True
+            await asyncio.sleep(step)
+        logger.info(
+            "%s: %s refuses connections but its connection to this node is open; "
+            "not taken as evidence that its process is gone",
+            self._node_id,
+            node_id,
+        )
+        return False
 
     def _report_connect_failure(self, peer: Peer, failure: ConnectFailure, exc: OSError) -> None:
         """Count and log a failed dial of ``peer``.

@@ -241,7 +241,9 @@ class TcpTransport(Transport):
             self._node_id = None
             raise
         self._inbound = inbound
-        self._outbound = Outbound(node_id, inbox, self._settings, self.metrics, self._rng)
+        self._outbound = Outbound(
+            node_id, inbox, self._settings, self.metrics, self._rng, inbound.connected
+        )
         protections = [
             name
             for name, on in (
