@@ -73,6 +73,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "election.election_timeout_max_ms",
     ),
     ("unknown election field", {**_base(), "election": {"timeout": 1}}, "election.timeout"),
+    (
+        "clock drift too large",
+        {**_base(), "election": {"max_clock_drift": 0.7}},
+        "election.max_clock_drift",
+    ),
     ("bad state_dir", {**_base(), "state_dir": 3}, "state_dir"),
 ]
 
@@ -125,6 +130,12 @@ def test_leader_down_delay_can_be_set_or_turned_off() -> None:
     with pytest.raises(ConfigError) as info:
         ClusterConfig.from_dict({**_base(), "election": {"leader_down_delay_ms": -1}})
     assert info.value.field == "election.leader_down_delay_ms"
+
+
+def test_the_clock_drift_bound_can_be_set() -> None:
+    config = ClusterConfig.from_dict({**_base(), "election": {"max_clock_drift": 0.05}})
+    assert config.election.max_clock_drift == 0.05
+    assert ClusterConfig.from_dict(_base()).election.max_clock_drift == 0.01
 
 
 def test_a_short_timeout_that_clashes_with_a_default_names_the_timeout() -> None:

@@ -11,6 +11,7 @@ Example::
     heartbeat_interval_ms = 100
     message_timeout_ms = 500
     leader_down_delay_ms = 30         # turn length when the leader's process is gone; 0: off
+    max_clock_drift = 0.01            # how much slower one clock may run than another's
     pre_vote = true                   # false: a node that cannot win still raises its term
     check_quorum = true               # false: a cut-off leader keeps its role
 
@@ -52,6 +53,8 @@ _ELECTION_FIELDS = {
 _ZERO_ALLOWED = {"leader_down_delay_ms"}
 # Switches that only turn a protection off: for tests and for comparing behaviours.
 _ELECTION_FLAGS = ("pre_vote", "check_quorum")
+# Fields passed on as they are (ElectionConfig checks them).
+_ELECTION_PLAIN = ("max_clock_drift",)
 _TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
 _NODE_FIELDS = {"address", "http", "tls"}
 
@@ -179,7 +182,7 @@ def _node(node_id: object, entry: object) -> NodeEntry:
 def _election(raw: object) -> ElectionConfig:
     if not isinstance(raw, dict):
         raise ConfigError("election", raw, "must be a table: [election]")
-    _no_unknown("election", raw, {*_ELECTION_FIELDS, *_ELECTION_FLAGS})
+    _no_unknown("election", raw, {*_ELECTION_FIELDS, *_ELECTION_FLAGS, *_ELECTION_PLAIN})
     values: dict[str, float | bool] = {}
     for key, name in _ELECTION_FIELDS.items():
         if key in raw:
@@ -196,9 +199,14 @@ def _election(raw: object) -> ElectionConfig:
             if not isinstance(flag, bool):
                 raise ConfigError(f"election.{key}", flag, "must be true or false")
             values[key] = flag
+    for key in _ELECTION_PLAIN:
+        if key in raw:
+            values[key] = raw[key]
     try:
         return ElectionConfig(**values)  # type: ignore[arg-type]
     except ConfigError as exc:
+        if exc.field in _ELECTION_PLAIN:
+            raise ConfigError(f"election.{exc.field}", exc.value, exc.fix) from None
         field = next((k for k, n in _ELECTION_FIELDS.items() if n == exc.field), None)
         if field is None or field not in raw:
             # A default clashes only because a timeout the file set is too short.
