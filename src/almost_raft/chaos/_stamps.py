@@ -14,6 +14,7 @@ the other side, the time from one command's last stamp to the next one's start.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 __all__ = ["STAMPING_COMMAND", "CommandLife", "Stamp", "gaps", "lives", "overlaps", "read_stamps"]
@@ -106,4 +107,4 @@ def overlaps(stamps: list[Stamp]) -> list[str]:
 def gaps(stamps: list[Stamp]) -> list[float]:
     """Seconds from each command's last stamp to the next command's start."""
     ordered = lives(stamps)
-    return [b.start - a.last for a, b in zip(ordered, ordered[1:], strict=False)]
+    return [b.start - a.last for a, b in itertools.pairwise(ordered)]
