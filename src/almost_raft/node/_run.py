@@ -15,12 +15,18 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core._errors import ConfigError
 from ..core._outputs import LeaderChange
 from ..runtime._election import Election
 from ..store._store import FileStore
 from ..transport.tcp._transport import TcpTransport
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
+from ._field_errors import MissingField
+from ._startup_checks import (
+    check_can_listen,
+    check_leader_command,
+    check_state_dir,
+    listen_error,
+)
 
 if TYPE_CHECKING:
     from ._http import StatusServer
@@ -56,12 +62,17 @@ class _Node:
         self.entry = entry
         state_dir = cluster.state_dir if options.state_dir is None else options.state_dir
         if state_dir is None:
-            raise ConfigError(
-                "state_dir",
-                None,
+            raise MissingField(
+                f"{cluster.source}: state_dir",
                 "set state_dir in the cluster file or pass --state-dir: the node must keep "
                 "its term and vote on disk to never vote twice in one term",
             )
+        check_state_dir(
+            f"{cluster.source}: state_dir" if options.state_dir is None else "--state-dir",
+            state_dir,
+        )
+        if options.command:
+            check_leader_command(options.command)
         self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
@@ -69,7 +80,7 @@ class _Node:
             listen=entry.address,
             peers=peers,
             cluster_id=cluster.cluster_id,
-            tls=None if tls_files is None else tls_files.load(cluster.source),
+            tls=None if tls_files is None else tls_files.load(cluster.source, entry.node_id),
             secret=cluster.security.load_secret(cluster.source),
         )
         self.election = Election(
@@ -90,6 +101,12 @@ class _Node:
             )
         self.http: StatusServer | None = None
         http = options.http or entry.http
+        self._http_field = (
+            "--http"
+            if options.http is not None
+            else f"{cluster.source}: nodes.{entry.node_id}.http"
+        )
+        self._http_address = http
         if http is not None:
             from ._http import StatusServer, json_route
 
@@ -136,10 +153,25 @@ class _Node:
         return 200, "text/plain; version=0.0.4; charset=utf-8", body
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.election.start()
-        try:
-            if self.http is not None:
+        # Both ports are checked, and the HTTP one bound, before the election starts, so
+        # that a port in use stops the node before it has joined the cluster.
+        address_field = f"{self.cluster.source}: nodes.{self.entry.node_id}.address"
+        check_can_listen(address_field, self.entry.address)
+        if self.http is not None and self._http_address is not None:
+            try:
                 await self.http.start()
+            except OSError as exc:
+                raise listen_error(
+                    self._http_field, format_host_port(self._http_address), exc
+                ) from None
+        try:
+            try:
+                await self.election.start()
+            except OSError as exc:
+                raise listen_error(
+                    address_field, format_host_port(self.entry.address), exc
+                ) from None
+            if self.http is not None:
                 logger.info("serving /status and /metrics on %s:%d", *self.http.address)
             logger.info(
                 "node %s of cluster %s listening on %s:%d; state in %s",
