@@ -33,6 +33,7 @@ import ssl
 
 from .._interface import Inbox
 from ._framing import FramedConnection
+from ._log_limit import LimitedWarnings
 from ._metrics import ConnectFailure, TcpMetrics
 from ._settings import Address, TcpSettings
 from ._tls import require_certificate_name
@@ -112,6 +113,7 @@ class Outbound:
         self._settings = settings
         self._metrics = metrics
         self._rng = rng
+        self._refusals = LimitedWarnings(logger)
         # Every dialler task, including any still ending after its peer moved.
         self._diallers: set[asyncio.Task[None]] = set()
         # Set whenever a peer's queue emptied into its connection; close() waits on it.
@@ -183,9 +185,11 @@ class Outbound:
         loop = asyncio.get_running_loop()
         failures = 0
         quick_probes = 0
+        # The peer closed the last connection as soon as it was made: it refuses us.
+        refused = False
         while True:
             probe, peer.lost = peer.lost, False
-            connection = await self._connect(peer, probe=probe)
+            connection = await self._connect(peer, probe=probe, quiet=refused)
             if connection is None:
                 # What waited for a dead peer is stale by the time it is back.
                 self._metrics.dropped_not_connected += len(peer.queue)
@@ -199,7 +203,20 @@ class Outbound:
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
                 await connection.wait_closed()
-                logger.info(
+                refused = not probe and loop.time() - opened_at < 2 * self._settings.backoff_initial
+                if refused:
+                    # The acceptor refused our handshake; only its log has the detail.
+                    self._refusals.warn(
+                        peer.node_id,
+                        "%s: %s closes this node's connections as soon as they are made: it "
+                        "refuses this node, and its log says why. If this node's own log shows "
+                        "no refusal by it, compare this node's cluster, secret_file and [tls] "
+                        "settings with the other nodes'",
+                        self._node_id,
+                        peer.node_id,
+                    )
+                logger.log(
+                    logging.DEBUG if refused else logging.INFO,
                     "%s: connection to %s lost: %s",
                     self._node_id,
                     peer.node_id,
@@ -234,8 +251,13 @@ class Outbound:
 
     # ------------------------------------------------------------------ dialling
 
-    async def _connect(self, peer: Peer, *, probe: bool) -> FramedConnection | None:
-        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure."""
+    async def _connect(
+        self, peer: Peer, *, probe: bool, quiet: bool = False
+    ) -> FramedConnection | None:
+        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure.
+
+        ``quiet`` logs a success at DEBUG: the peer refused the previous connection.
+        """
         settings = self._settings
         host, port = peer.address
         connection = FramedConnection(
@@ -305,7 +327,14 @@ class Outbound:
         connection.send_only()
         self._metrics.connects += 1
         peer.failing = False
-        logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
+        logger.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "%s: connected to %s at %s:%d",
+            self._node_id,
+            peer.node_id,
+            host,
+            port,
+        )
         return connection
 
     async def _introduce(self, peer: Peer, connection: FramedConnection) -> None:
