@@ -307,7 +307,14 @@ def _run_node(args: argparse.Namespace) -> int:
         on_command_exit=args.on_command_exit,
     )
     try:
-        asyncio.run(run_node(options))
+        try:
+            asyncio.run(run_node(options))
+        finally:
+            # The node has stopped: a further Ctrl-C must not cut the exit short (the
+            # interpreter's own default would end the process by the signal).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except AlmostRaftError as exc:
         print(f"almost-raft run: {exc}", file=sys.stderr)
         return 2
