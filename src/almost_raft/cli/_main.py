@@ -219,7 +219,7 @@ class _VersionAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        from .. import __version__
+        from ..core._version import __version__
 
         print(f"almost-raft {__version__}")
         parser.exit()
