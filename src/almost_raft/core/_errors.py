@@ -29,7 +29,8 @@ __all__ = [
 DAMAGED_STATE_ADVICE = (
     "Its term and vote are lost, so it must rejoin as a new member: remove this node "
     "from the cluster, then add it back (with an empty state directory) once the removal "
-    "is committed. Do not delete or move the file and restart it under the same id"
+    "is committed. Do not delete or move the file and restart it under the same id: it "
+    "would start again at term 0 and could vote a second time in a term it already voted in"
 )
 #: What to do when another process holds the state file's lock.
 LOCKED_STATE_ADVICE = (
