@@ -215,6 +215,26 @@ def test_a_state_dir_that_cannot_be_created_is_named(
     assert "cannot be created" in line
 
 
+def test_a_state_dir_that_cannot_be_written_is_named(
+    cluster_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Even root may not create files in /sys (os.access() would say root may).
+    probe = Path("/sys/.almost-raft-test-probe")
+    try:
+        probe.touch()
+    except OSError:
+        pass
+    else:
+        probe.unlink()
+        pytest.skip("needs a directory that cannot be written")
+    argv = ["run", "--config", str(cluster_file), "--id", "b", "--state-dir", "/sys"]
+    code, err = run_cli(argv, capsys)
+    assert code == 2
+    line = one_line(err)
+    assert "--state-dir='/sys'" in line
+    assert "cannot be written" in line
+
+
 def test_a_missing_state_dir_says_how_to_set_it(
     cluster_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

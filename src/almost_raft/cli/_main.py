@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         parents=[cluster],
         help="print one table of the whole cluster, from each node's /status",
         description="Ask every node's GET /status (the http address of each [nodes.ID] "
-        "in the cluster file) and print one table. " + _EXIT_CODES + ".",
+        "in the cluster file) and print one table.",
         epilog=_EXIT_CODES,
     )
     status.add_argument(
