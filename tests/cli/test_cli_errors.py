@@ -219,6 +219,8 @@ def test_a_state_dir_that_cannot_be_written_is_named(
     cluster_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Even root may not create files in /sys (os.access() would say root may).
+    if not Path("/sys").is_dir():
+        pytest.skip("needs Linux's /sys")
     probe = Path("/sys/.almost-raft-test-probe")
     try:
         probe.touch()
