@@ -138,13 +138,13 @@ async def test_the_node_without_the_secret_says_what_it_must_change(
             return explained()
 
         await eventually_async(refused, "a to explain the refusals in its own log")
-        # The refused connections are not a stream of "connected"/"lost" lines.
-        connected = [
-            r
-            for r in caplog.records
-            if r.levelno >= logging.INFO and r.getMessage().startswith("a: connected to b")
-        ]
-        assert len(connected) <= 1
+        # Redials go on (with backoff), but are not a stream of "connected"/"lost" lines:
+        # after the few a dying peer's backlog could explain, they are logged at DEBUG.
+        await asyncio.sleep(1.0)
+        dials = [r for r in caplog.records if r.getMessage().startswith("a: connected to b")]
+        shown = [r for r in dials if r.levelno >= logging.INFO]
+        assert len(dials) > len(shown)
+        assert len(shown) <= 5
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:

@@ -185,7 +185,9 @@ class Outbound:
         loop = asyncio.get_running_loop()
         failures = 0
         quick_probes = 0
-        # The peer closed the last connection as soon as it was made: it refuses us.
+        # Connections in a row that the peer closed as soon as they were made. More than a
+        # dying process's backlog can account for means the peer refuses this node.
+        closed_at_once = 0
         refused = False
         while True:
             probe, peer.lost = peer.lost, False
@@ -203,7 +205,9 @@ class Outbound:
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
                 await connection.wait_closed()
-                refused = not probe and loop.time() - opened_at < 2 * self._settings.backoff_initial
+                at_once = loop.time() - opened_at < 2 * self._settings.backoff_initial
+                closed_at_once = closed_at_once + 1 if at_once else 0
+                refused = closed_at_once > _QUICK_PROBES
                 if refused:
                     # The acceptor refused our handshake; only its log has the detail.
                     self._refusals.warn(
