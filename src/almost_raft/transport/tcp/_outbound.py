@@ -377,7 +377,7 @@ class Outbound:
             peer.node_id,
             *peer.address,
             what,
-            exc or repr(exc),
+            str(exc) or repr(exc),
         )
 
     def _report_connect_failure(self, peer: Peer, failure: ConnectFailure, exc: OSError) -> None:
@@ -399,5 +399,5 @@ class Outbound:
             peer.node_id,
             *peer.address,
             failure.name.lower(),
-            exc or repr(exc),
+            str(exc) or repr(exc),
         )
