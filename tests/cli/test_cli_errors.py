@@ -293,6 +293,19 @@ def test_a_port_in_use_names_the_field_and_address(
     assert "is in use by another process" in line
 
 
+def test_an_http_option_equal_to_a_node_address_is_named(
+    cluster_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = cluster_file.read_text()
+    address = text.split('[nodes.b]\naddress = "', 1)[1].split('"', 1)[0]
+    argv = ["run", "--config", str(cluster_file), "--id", "b", "--http", address]
+    code, err = run_cli(argv, capsys)
+    assert code == 2
+    line = one_line(err)
+    assert f"--http='{address}'" in line
+    assert "is also nodes.b.address" in line
+
+
 def test_an_http_port_in_use_names_the_field(
     cluster_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

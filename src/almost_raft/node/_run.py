@@ -15,6 +15,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..core._errors import ConfigError
 from ..core._outputs import LeaderChange
 from ..runtime._election import Election
 from ..store._store import FileStore
@@ -107,6 +108,8 @@ class _Node:
             else f"{cluster.source}: nodes.{entry.node_id}.http"
         )
         self._http_address = http
+        if options.http is not None:
+            _check_http_option(cluster, entry.node_id, options.http)
         if http is not None:
             from ._http import StatusServer, json_route
 
@@ -254,6 +257,22 @@ class _Node:
         status = self.election.status()
         if status.is_leader and status.term == term and not self.command.running:
             await self._start_command(term)
+
+
+def _check_http_option(cluster: ClusterConfig, node_id: str, http: tuple[str, int]) -> None:
+    """Refuse an ``--http`` that is an address the cluster file gives another listener.
+
+    The file's own addresses are checked when it is loaded; ``--http`` comes later.
+    """
+    for other_id, other in sorted(cluster.nodes.items()):
+        for name, address in (("address", other.address), ("http", other.http)):
+            if address == http and not (other_id == node_id and name == "http"):
+                raise ConfigError(
+                    "--http",
+                    format_host_port(http),
+                    f"is also nodes.{other_id}.{name} in {cluster.source}: give /status "
+                    "and /metrics a port of their own",
+                )
 
 
 def _log_change(me: str, change: LeaderChange) -> None:
