@@ -106,14 +106,15 @@ def check_can_listen(field: str, address: tuple[str, int]) -> None:
         raise ConfigError(
             field, shown, f"cannot be resolved ({exc.strerror}): give an IP address or a known name"
         ) from None
-    for family, kind, proto, _, sockaddr in infos:
-        with socket.socket(family, kind, proto) as probe:
-            # As asyncio's servers do: a port left in TIME_WAIT by a stopped node is free.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as exc:
-                raise listen_error(field, shown, exc) from None
+    # The first address only: that is the one the TCP transport listens on.
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the transport does: a port left in TIME_WAIT by a stopped node is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise listen_error(field, shown, exc) from None
 
 
 def listen_error(field: str, address: str, exc: OSError) -> ConfigError:
