@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
 __all__ = ["main"]
@@ -248,11 +248,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     _configure_logging(logging.INFO if args.verbose else logging.ERROR)
     try:
-        with _second_interrupt_waits():
-            if args.in_process:
-                options = DemoOptions(nodes=args.nodes, kills=args.kills, seed=args.seed)
-                asyncio.run(run_in_process_demo(options))
-            else:
+        if args.in_process:
+            options = DemoOptions(nodes=args.nodes, kills=args.kills, seed=args.seed)
+            asyncio.run(_cancelled_by_first_interrupt(run_in_process_demo(options)))
+        else:
+            with _second_interrupt_waits():
                 run_process_demo(ProcessDemoOptions(nodes=args.nodes, kills=args.kills))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -261,6 +261,44 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"demo failed: {exc or 'no leader within the deadline'}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _cancelled_by_first_interrupt(work: Coroutine[Any, Any, object]) -> None:
+    """Run ``work``; the first Ctrl-C cancels it, further ones wait for it to clean up.
+
+    Cancelling lets the demo close its elections the way any task's cancellation does;
+    a KeyboardInterrupt raised in the middle of the event loop would skip that.
+
+    Raises:
+        KeyboardInterrupt: after ``work`` was cancelled by Ctrl-C and has cleaned up.
+    """
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        loop.add_signal_handler(signal.SIGINT, still_stopping)
+        task.cancel()
+
+    def still_stopping() -> None:
+        print("stopping the nodes; one moment", file=sys.stderr)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        # Ignored from now on: the demo has stopped and only the exit is left.
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
