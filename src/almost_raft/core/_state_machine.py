@@ -39,7 +39,16 @@ CheckQuorum steps down one election timeout after the last answer that gave it a
 out, one message delay later at most, and so before they can have elected a successor
 (clock drift aside).
 
-Rule 5 (peer input never raises). A message from an unknown or impossible sender is
+Rule 5 (a promise is kept or paid for). Accepting a heartbeat, or sending one as leader,
+is a promise not to vote for another node for an election timeout (see ``_lease.py``); a
+node that starts with a term may have made one just before it stopped. A vote that
+breaks the promise early carries what was left of it, and a hand-over waives only what
+was promised to the leader that hands over. A leader's lease counts from the send time
+of the latest round a majority answered, it ends at once when leadership does (before a
+hand-over's TimeoutNow leaves), and a winner's exclusive work waits out its voters'
+broken promises. Every batch that changes the lease reports it.
+
+Rule 6 (peer input never raises). A message from an unknown or impossible sender is
 dropped with a log line and a counter; it never changes state. A broken invariant inside
 the core is a bug and fails loudly with an assertion.
 """

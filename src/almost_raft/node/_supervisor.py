@@ -103,6 +103,11 @@ class CommandSupervisor:
         """Run the command for as long as ``leadership`` lasts (cancelled when it ends)."""
         while True:
             started = election_clock()
+            logger.info(
+                "%s term %d: starting the leader command",
+                "holding the lease of" if self.exclusive else "leading",
+                leadership.term,
+            )
             try:
                 await self._command.start(leadership.term)
             except OSError as exc:
