@@ -346,10 +346,13 @@ def test_a_connection_to_a_node_that_is_down_is_closed() -> None:
 @pytest.mark.slow
 def test_a_short_chaos_run_of_five_real_nodes_has_no_violation() -> None:
     out = io.StringIO()
-    report = run_chaos(ChaosOptions(seed=11, duration=35.0), out=out)
+    # Every node runs an exclusive leader command that ignores SIGTERM, stamping its life.
+    report = run_chaos(ChaosOptions(seed=11, duration=35.0, commands="ignore-sigterm"), out=out)
     print_report(report, out)
     text = out.getvalue()
     assert report.check.violations == (), text
+    assert report.command_overlaps == (), text
+    assert report.command_gaps, text
     assert report.recovered_after is not None, text
     assert report.ok
     # This seed's schedule holds every kind of fault, and each was carried out.

@@ -36,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=5, help="cluster size (at least 3)")
     parser.add_argument("--keep-logs", type=Path, help="copy the nodes' logs into this directory")
     parser.add_argument("--quiet", action="store_true", help="print the summary only")
+    parser.add_argument(
+        "--commands",
+        choices=("exit-on-sigterm", "ignore-sigterm"),
+        help="every node runs an exclusive leader command that stamps its life; the run "
+        "fails if two ever ran at once",
+    )
     options = parser.parse_args(args)
     if options.duration < 2:
         parser.error("--duration must be at least 2 seconds")
@@ -47,11 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration=options.duration,
             size=options.nodes,
             keep_logs=options.keep_logs,
+            commands=_COMMANDS[options.commands],
         ),
         out=None if options.quiet else sys.stdout,
     )
     print_report(report, sys.stdout)
     return 0 if report.ok else 1
+
+
+# --commands: none, commands that exit on SIGTERM, or ones that ignore it.
+_COMMANDS: dict[str | None, bool | str] = {
+    None: False,
+    "exit-on-sigterm": True,
+    "ignore-sigterm": "ignore-sigterm",
+}
 
 
 def _check(argv: list[str]) -> int:

@@ -11,8 +11,11 @@ checker reads every node's log.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import random
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,7 @@ from ..store._store import decode_state
 from ._checker import CheckResult, Outage, StateSample, check, read_events
 from ._proxy import LinkState, LinkStats, ProxyNetwork
 from ._schedule import LEADER, PROCESS_KINDS, Fault, make_schedule
+from ._stamps import STAMPING_COMMAND, gaps, overlaps, read_stamps
 
 __all__ = ["ChaosOptions", "ChaosReport", "print_report", "run_chaos"]
 
@@ -48,6 +52,10 @@ class ChaosOptions:
         timings: the cluster's election timings.
         recovery_deadline: seconds the healed cluster has to agree on a leader.
         keep_logs: a directory to copy the nodes' logs into, or ``None``.
+        commands: every node runs an exclusive leader command that stamps its life
+            (see :mod:`._stamps`), and the report says whether two ever ran at once;
+            ``"ignore-sigterm"`` makes the commands ignore SIGTERM, so only the
+            watchdog's SIGKILL at the lease's end stops a command its node cannot.
     """
 
     seed: int = 1
@@ -56,6 +64,7 @@ class ChaosOptions:
     timings: ClusterTimings = DEFAULT_TIMINGS
     recovery_deadline: float = 30.0
     keep_logs: Path | None = None
+    commands: bool | str = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +82,10 @@ class ChaosReport:
         final_leader: ``(leader, term)`` after the heal, or ``None``.
         links: each directed link's proxy counters.
         samples: state-file samples taken.
+        command_overlaps: with ``commands``, every pair of leader commands that ran at
+            once (none, if exclusive leadership holds).
+        command_gaps: with ``commands``, seconds from each command's last stamp to the
+            next one's start: the price of the guarantee.
     """
 
     options: ChaosOptions
@@ -83,6 +96,8 @@ class ChaosReport:
     final_leader: tuple[str, int] | None
     links: dict[tuple[str, str], LinkStats]
     samples: int
+    command_overlaps: tuple[str, ...] = ()
+    command_gaps: tuple[float, ...] = ()
 
     @property
     def frames_dropped(self) -> int:
@@ -96,8 +111,12 @@ class ChaosReport:
 
     @property
     def ok(self) -> bool:
-        """No violation, and the healed cluster elected a leader."""
-        return not self.check.violations and self.recovered_after is not None
+        """No violation, no two commands at once, and the healed cluster elected a leader."""
+        return (
+            not self.check.violations
+            and not self.command_overlaps
+            and self.recovered_after is not None
+        )
 
 
 class _Run:
@@ -238,9 +257,21 @@ def run_chaos(options: ChaosOptions, out: TextIO | None = None) -> ChaosReport:
     ids = [f"n{i}" for i in range(1, options.size + 1)]
     schedule = make_schedule(options.seed, ids, options.duration)
     real: dict[str, tuple[str, int]] = {}
-    with ProxyNetwork(ids, real.__getitem__, options.seed) as network:
+    with (
+        ProxyNetwork(ids, real.__getitem__, options.seed) as network,
+        contextlib.ExitStack() as stack,
+    ):
+        command: list[str] = []
+        if options.commands:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            command = [sys.executable, "-c", STAMPING_COMMAND, str(scratch / "stamps.txt")]
+            if options.commands == "ignore-sigterm":
+                command.append("ignore-sigterm")
         cluster = ProcessCluster(
-            options.size, timings=options.timings, peer_address=network.address
+            options.size,
+            timings=options.timings,
+            peer_address=network.address,
+            command=command,
         )
         with cluster:
             real.update(cluster.addresses)
@@ -291,6 +322,11 @@ def _execute(
         for node in cluster.ids:
             (options.keep_logs / f"{node}.log").write_bytes(cluster.log_path(node).read_bytes())
     result = check(events, run.samples, run.outages, span=(began, time.monotonic()))
+    stamps = []
+    if cluster.command:
+        # The last stamp file argument is the shared file (see run_chaos).
+        path = next(Path(arg) for arg in cluster.command if arg.endswith("stamps.txt"))
+        stamps = read_stamps(path)
     return ChaosReport(
         options=options,
         faults=dict(run.injected),
@@ -300,6 +336,8 @@ def _execute(
         final_leader=final,
         links=run.network.stats(),
         samples=len(run.samples),
+        command_overlaps=tuple(overlaps(stamps)),
+        command_gaps=tuple(gaps(stamps)),
     )
 
 
@@ -330,6 +368,15 @@ def print_report(report: ChaosReport, out: TextIO) -> None:
             f"(agreed after {report.recovered_after:.3f}s)",
             file=out,
         )
+    if report.options.commands:
+        longest = max(report.command_gaps, default=0.0)
+        print(
+            f"  leader commands:      {len(report.command_gaps) + 1} runs, "
+            f"{len(report.command_overlaps)} overlaps, longest gap {longest:.3f}s",
+            file=out,
+        )
+        for overlap in report.command_overlaps:
+            print(f"    overlap: {overlap}", file=out)
     print(f"  violations:           {len(result.violations)}", file=out)
     for violation in result.violations:
         print(f"    {violation.kind}: {violation.message}", file=out)
