@@ -369,10 +369,11 @@ def print_report(report: ChaosReport, out: TextIO) -> None:
             file=out,
         )
     if report.options.commands:
-        longest = max(report.command_gaps, default=0.0)
+        ordered = sorted(report.command_gaps) or [0.0]
         print(
             f"  leader commands:      {len(report.command_gaps) + 1} runs, "
-            f"{len(report.command_overlaps)} overlaps, longest gap {longest:.3f}s",
+            f"{len(report.command_overlaps)} overlaps, gaps median "
+            f"{ordered[len(ordered) // 2]:.3f}s, longest {ordered[-1]:.3f}s",
             file=out,
         )
         for overlap in report.command_overlaps:
