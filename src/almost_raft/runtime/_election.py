@@ -21,8 +21,9 @@ from ..core._state import NodeState
 from ..core._validation import check_cluster_size, check_id, check_peer_ids
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
-from ._driver import ElectionStatus, Runtime
+from ._driver import Runtime
 from ._latest_value import Subscription
+from ._status import ElectionStatus
 
 __all__ = ["Election", "ElectionMetrics", "Leadership"]
 
