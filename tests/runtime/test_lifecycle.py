@@ -12,7 +12,7 @@ from helpers.cluster import FAST, run_async, wait_until
 
 
 def phase(election: Election) -> Phase:
-    return election._runtime.phase
+    return election._runtime._life.phase
 
 
 async def _solo_leader() -> Election:

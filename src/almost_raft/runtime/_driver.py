@@ -122,11 +122,6 @@ class Runtime:
         return self._driver
 
     @property
-    def phase(self) -> Phase:
-        """Where the runtime is in its life."""
-        return self._life.phase
-
-    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called or :meth:`start` failed."""
         return self._life.closed
