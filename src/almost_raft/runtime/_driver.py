@@ -210,14 +210,21 @@ class Runtime:
         """Stop leading, if leading: hand leadership to a peer (see Election.step_down)."""
         self._control(StepDown())
 
-    def _control(self, command: AddPeer | RemovePeer | StepDown) -> None:
-        phase = self._life.phase
+    def check_open(self) -> None:
+        """Raise :class:`ElectionClosed` unless the election may still take part.
+
+        What every call that acts on the election, or waits for it, checks first: it is
+        new, starting or running, and neither closed (or closing) nor stopped.
+        """
         if self.failure is not None:
             raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
-        if phase is Phase.STOPPED:
+        if self._life.phase is Phase.STOPPED:
             raise ElectionClosed(f"{self.node_id}: the election's task was stopped")
         if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
+
+    def _control(self, command: AddPeer | RemovePeer | StepDown) -> None:
+        self.check_open()
         if self._core is None:
             # Not started yet (or still loading the store): the core is built from these.
             if isinstance(command, AddPeer):
