@@ -13,7 +13,7 @@ import logging
 import os
 from typing import IO, Any, TypeGuard
 
-from ..core._errors import StateFileError
+from ..core._errors import DAMAGED_STATE_ADVICE, LOCKED_STATE_ADVICE, StateFileError
 from ..core._state import HardState
 
 __all__ = ["FileStore", "MemoryStore", "Store"]
@@ -152,7 +152,12 @@ class FileStore(Store):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateFileError(self.path, f"cannot be read ({exc.strerror})") from exc
+            raise StateFileError(
+                self.path,
+                f"cannot be read ({exc.strerror})",
+                "Make it readable by this node's user and start again. "
+                + DAMAGED_STATE_ADVICE.replace("Its term", "If it is lost instead, its term"),
+            ) from exc
         decoded = _decode_file(raw, self.path)
         if decoded.passed_over is not None:
             slot, problem = decoded.passed_over
@@ -282,7 +287,9 @@ class FileStore(Store):
         except BlockingIOError as exc:
             lock.close()
             raise StateFileError(
-                self.path, "is in use by another running node (its lock file is held)"
+                self.path,
+                "is in use by another running node (its lock file is held)",
+                LOCKED_STATE_ADVICE,
             ) from exc
         self._lock = lock
         # Only the lock holder writes temporary files, so any found now were left by a
@@ -477,6 +484,7 @@ def _check_version(version: object, expected: int, path: str, where: str) -> Non
             path,
             f"{where}has format version {version!r}; this release reads "
             f"{_VERSION_1} and {_VERSION}",
+            "Start this node with the release that wrote the file, or a newer one",
         )
 
 
