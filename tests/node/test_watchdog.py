@@ -199,9 +199,9 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
             pid = command.pid
             assert pid is not None
             # Closing ends the lease; the command ignores SIGTERM, so it dies of the
-            # SIGKILL at the lease's end, before close() returns.
+            # SIGKILL at the lease's end, which close() waits for.
             await election.close()
-            assert _gone(pid)
+            await _until(lambda: _gone(pid), "the SIGKILLed command to be gone")
         finally:
             await election.close()
             await asyncio.wait_for(task, DEADLINE)

@@ -208,8 +208,10 @@ class ElectionCore:
             return self._leader_side.next_deadline
         if self._role is NodeState.TERMINATING:
             return math.inf
-        if self._departure.active:
-            return self._departure.deadline
+        departure = self._departure
+        # Read on every input, so the attribute stands in for the property.
+        if departure.term is not None:
+            return departure.deadline
         return self._election_deadline
 
     # ------------------------------------------------------------------ inputs
@@ -780,9 +782,10 @@ class ElectionCore:
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
-        self._departure.observe(
-            self._leader_id, self._term, self._now, self.config.heartbeat_interval
-        )
+        if self._departure.term is not None:
+            self._departure.observe(
+                self._leader_id, self._term, self._now, self.config.heartbeat_interval
+            )
         if self._lease_keeper is not None:
             lease = self._lease_keeper.lease(self._voters(), self._lease_duration())
             # A leader has a lease once a majority answered one of its rounds.
