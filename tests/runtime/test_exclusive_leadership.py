@@ -11,7 +11,8 @@ import itertools
 
 import pytest
 
-from almost_raft import Election, Leadership, LeadershipLost, election_clock
+from almost_raft import Election, Leadership, LeadershipLost, Lease, election_clock
+from almost_raft.runtime._lease_watch import LeaseWatch
 from helpers.cluster import DEADLINE, Cluster, run_async, wait_until
 
 
@@ -152,3 +153,14 @@ async def test_an_exclusive_scope_raises_leadership_lost_when_the_lease_runs_out
     finally:
         cluster.network.faults.heal()
         await cluster.close()
+
+
+@run_async
+async def test_a_lease_waiter_that_gives_up_does_not_cancel_the_others() -> None:
+    watch = LeaseWatch(election_clock)
+    first, second = watch.changed(), watch.changed()
+    first.cancel()
+    watch.update(Lease(1, 0.0, 1.0))
+    assert second.done()
+    assert not second.cancelled()
+    assert watch.lease == Lease(1, 0.0, 1.0)

@@ -64,9 +64,11 @@ class Leadership:
 
     @property
     def exclusive(self) -> bool:
-        """Whether this node is exclusive now: no other node can lead any term.
+        """Whether this node is exclusive now, which no other node then is, for any term.
 
-        That holds while the lease lasts, given that no node's clock runs slower than
+        A node elected meanwhile on evidence that this one died may already know that it
+        leads a newer term, but it starts exclusive work only once this lease would have
+        run out. That holds while the lease lasts, given that no node's clock runs slower than
         another's by more than ``max_clock_drift`` (see :class:`ElectionConfig`), and
         that the node's process does not run on past the lease unseen: a frozen process
         that wakes up must check this again before it acts (the command-line leader
@@ -74,15 +76,15 @@ class Leadership:
         """
         return self._lease is not None and self._lease.exclusive(self.term)
 
-    def lease_changed(self) -> asyncio.Future[None]:
-        """A future that completes when this node's lease next changes (renewed or ended).
+    async def lease_changed(self) -> None:
+        """Return when this node's lease next changes (is renewed or ends).
 
         Raises:
             RuntimeError: this leadership did not come from an election.
         """
         if self._lease is None:
             raise RuntimeError("this Leadership was not given by an election")
-        return self._lease.changed()
+        await self._lease.changed()
 
     def lease_remaining(self) -> float:
         """Seconds left of the lease now; 0 when this node is not exclusive."""

@@ -25,12 +25,13 @@ class LeaseWatch:
         clock: the clock the core is fed (the lease is on its scale).
     """
 
-    __slots__ = ("_changed", "_clock", "_work", "lease")
+    __slots__ = ("_clock", "_waiters", "_work", "lease")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.lease: Lease | None = None
-        self._changed: asyncio.Future[None] | None = None
+        # One future per waiter, so that one that gives up cancels only its own.
+        self._waiters: set[asyncio.Future[None]] = set()
         # Exclusive work under way: how to stop it, and the future that says it stopped.
         self._work: dict[asyncio.Future[None], Callable[[], None]] = {}
 
@@ -51,16 +52,18 @@ class LeaseWatch:
     def update(self, lease: Lease) -> Lease | None:
         """Take the core's newest lease; return the one it replaces."""
         previous, self.lease = self.lease, lease
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         return previous
 
     def changed(self) -> asyncio.Future[None]:
-        """A future that completes at the next :meth:`update`."""
-        if self._changed is None or self._changed.done():
-            self._changed = asyncio.get_running_loop().create_future()
-        return self._changed
+        """A new future that completes at the next :meth:`update`; cancel it to give up."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(future)
+        future.add_done_callback(self._waiters.discard)
+        return future
 
     def register(self, stop: Callable[[], None]) -> asyncio.Future[None]:
         """Exclusive work begins; ``stop()`` asks it to end. Resolve the result when it has."""
