@@ -66,7 +66,7 @@ class BatchBuilder:
         if role is not self._reported_role:
             changed_role = self._reported_role = role
         changed_lease = None
-        if lease != self._reported_lease:
+        if lease is not self._reported_lease and lease != self._reported_lease:
             changed_lease = self._reported_lease = lease
         output = Output(
             messages, hard_state, leader_change, changed_role, next_deadline, changed_lease

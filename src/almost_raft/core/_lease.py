@@ -116,7 +116,7 @@ class LeaseKeeper:
     still extend the lease are remembered.
     """
 
-    __slots__ = ("_acked", "_round", "_sent", "start", "term")
+    __slots__ = ("_acked", "_round", "_sent", "stale", "start", "term")
 
     def __init__(self, term: int, start: float) -> None:
         self.term = term
@@ -126,15 +126,14 @@ class LeaseKeeper:
         self._sent: dict[int, float] = {}
         # Per node, the send time of the latest round it answered.
         self._acked: dict[str, float] = {}
+        # Whether an answer, a round or a change of members may have moved the lease
+        # since it was last computed: most of a leader's inputs change nothing here.
+        self.stale = True
 
     @property
     def current_round(self) -> int:
         """The number of the latest round sent."""
         return self._round
-
-    def delay_start(self, until: float) -> None:
-        """Exclusive work must not begin before ``until``."""
-        self.start = max(self.start, until)
 
     def send_round(self, node_id: str, now: float, horizon: float) -> int:
         """A new round leaves at ``now``; return its number.
@@ -145,6 +144,7 @@ class LeaseKeeper:
         self._round += 1
         self._sent[self._round] = now
         self._acked[node_id] = now
+        self.stale = True
         for old in [r for r, sent in self._sent.items() if sent <= now - horizon]:
             del self._sent[old]
         return self._round
@@ -154,11 +154,13 @@ class LeaseKeeper:
         sent = self._sent.get(round_number)
         if sent is not None and sent > self._acked.get(node_id, -math.inf):
             self._acked[node_id] = sent
+            self.stale = True
 
     def until(self, voters: Collection[str], duration: float) -> float:
         """The end of the lease: ``duration`` after the latest round a majority answered."""
         return quorum_heard_since(voters, self._acked) + duration
 
     def lease(self, voters: Collection[str], duration: float) -> Lease:
-        """The lease as it stands."""
+        """The lease as it stands; it is no longer :attr:`stale`."""
+        self.stale = False
         return Lease(self.term, self.start, self.until(voters, duration))

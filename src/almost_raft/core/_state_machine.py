@@ -262,6 +262,9 @@ class ElectionCore:
             )
         else:
             self._peers.add(peer_id)
+            if self._lease_keeper is not None:
+                # A larger majority: the lease may end sooner.
+                self._lease_keeper.stale = True
             logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
             if self._role is NodeState.LEADER:
                 keeper = self._lease_keeper
@@ -276,6 +279,8 @@ class ElectionCore:
         self._now = now
         if peer_id in self._peers:
             self._peers.discard(peer_id)
+            if self._lease_keeper is not None:
+                self._lease_keeper.stale = True
             logger.info("%s: removed peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
             if self._role in _CAMPAIGNING:
                 self._tally()
@@ -786,8 +791,9 @@ class ElectionCore:
             self._departure.observe(
                 self._leader_id, self._term, self._now, self.config.heartbeat_interval
             )
-        if self._lease_keeper is not None:
-            lease = self._lease_keeper.lease(self._voters(), self._lease_duration())
+        keeper = self._lease_keeper
+        if keeper is not None and keeper.stale:
+            lease = keeper.lease(self._voters(), self._lease_duration())
             # A leader has a lease once a majority answered one of its rounds.
             if lease.until > -math.inf:
                 self._lease = lease

@@ -38,18 +38,18 @@ class NodeClock:
         return self.offset + self.rate * real
 
     def real(self, local: float) -> float:
-        """The earliest real time at which the node's reading is at least ``local``.
+        """A real time, within an ulp or two of the earliest, at which the node's
+        reading is at least ``local``.
 
         Rounded up, so that a deadline set for that real time has passed on the node's
         own clock when it fires: otherwise the node would be woken again and again at the
         same instant, a moment before its deadline.
         """
-        if math.isinf(local):
+        if local == math.inf or local == -math.inf:
             return local
-        real = (local - self.offset) / self.rate
-        # The division is off by an ulp or two at most; these loops take a step or two.
-        while self.local(real) < local:
+        offset, rate = self.offset, self.rate
+        real = (local - offset) / rate
+        # The division is off by an ulp or two at most; this loop takes a step or two.
+        while offset + rate * real < local:
             real = math.nextafter(real, math.inf)
-        while self.local(earlier := math.nextafter(real, -math.inf)) >= local:
-            real = earlier
         return real
