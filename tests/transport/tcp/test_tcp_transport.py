@@ -29,7 +29,7 @@ from almost_raft.core._messages import (
     RequestVoteResponse,
 )
 from almost_raft.transport.tcp._metrics import TcpMetrics
-from almost_raft.transport.tcp._outbound import backoff_delay
+from almost_raft.transport.tcp._redial import backoff_delay
 from almost_raft.transport.tcp._transport import TcpTransport
 from almost_raft.transport.tcp._wire import (
     PROTOCOL_VERSION,

@@ -29,7 +29,8 @@ class TcpSettings:
     """What both halves of a :class:`TcpTransport` need, already checked.
 
     The fields are the transport's arguments of the same names; ``secret`` is None when
-    the cluster has no shared secret and ``tls`` None for plain TCP.
+    the cluster has no shared secret, ``tls`` None for plain TCP, and ``answer_timeout``
+    None for connections that are never given up for want of an answer.
     """
 
     cluster_id: str
@@ -43,6 +44,7 @@ class TcpSettings:
     send_buffer_bytes: int
     tls: TlsConfig | None
     secret: bytes | None
+    answer_timeout: float | None = None
 
 
 def check_id(field: str, value: object) -> None:

@@ -239,13 +239,18 @@ def _frame(fields: list[object]) -> bytes:
 # ---------------------------------------------------------------------------- decoding
 
 
-def frame_length(header: bytes, max_frame_bytes: int) -> int:
-    """Return the body length announced by a 4-byte frame ``header``.
+def frame_length(
+    data: bytes | bytearray | memoryview, max_frame_bytes: int, offset: int = 0
+) -> int:
+    """Return the body length announced by the 4-byte frame header at ``data[offset:]``.
+
+    This is the one reader of frame headers: the framed connection cuts frames with it,
+    and so does anything else that reads the stream (the chaos proxies).
 
     Raises:
         WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``).
     """
-    (length,) = _HEADER.unpack(header)
+    (length,) = _HEADER.unpack_from(data, offset)
     if length > max_frame_bytes:
         raise WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {max_frame_bytes}")
     return int(length)
