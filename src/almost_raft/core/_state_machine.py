@@ -55,6 +55,7 @@ from ._batch import BatchBuilder
 from ._config import ElectionConfig
 from ._leader_down import LeaderDown, campaign_turn, turn_wait
 from ._messages import (
+    MAX_ROUND_TRIP_US,
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
@@ -66,6 +67,7 @@ from ._messages import (
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult, quorum_heard_since, vote_result
+from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 
 __all__ = ["ElectionCore"]
@@ -126,6 +128,11 @@ class ElectionCore:
         self._transfer = False
         # While the leader is known to be gone: short retries, and held vote requests.
         self._leader_down = LeaderDown()
+        # Measured round trips and save time, which space those retries; the runtime
+        # reports each save's duration to it (RoundTrips.note_save).
+        self.round_trips = RoundTrips(
+            max_age=config.election_timeout, stale_after=10 * config.election_timeout_range[1]
+        )
         self._election_deadline = now + self._random_timeout()
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
@@ -220,7 +227,7 @@ class ElectionCore:
             self._peers.add(peer_id)
             logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
             if self._role is NodeState.LEADER:
-                self._send(peer_id, HeartBeat(self._term, self.node_id))
+                self._send_heartbeat(peer_id, self._heartbeat())
             elif self._role in _CAMPAIGNING:
                 self._request_votes_from(peer_id)
         return self._finish()
@@ -287,7 +294,7 @@ class ElectionCore:
         wins before the second starts.
         """
         self._now = now
-        delay = self.config.leader_down_step
+        delay = self._leader_down_spacing()
         if (
             delay > 0
             and peer_id == self._leader_id
@@ -323,11 +330,11 @@ class ElectionCore:
         looked at again when this node gets evidence of its own. Nothing is granted on
         the candidate's word: the request then passes the same rules as any other.
         """
-        if self.config.leader_down_step > 0 and request.candidate_id in self._peers:
+        if self._leader_down_spacing() > 0 and request.candidate_id in self._peers:
             self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
-        for request in self._leader_down.take_fresh(now, self.config.leader_down_step):
+        for request in self._leader_down.take_fresh(now, self._leader_down_spacing()):
             if self._accept(request):
                 self._on_vote_request(request)
 
@@ -470,6 +477,7 @@ class ElectionCore:
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
             self._last_heard[message.follower_id] = self._now
+            self.round_trips.heartbeat_answered(message.follower_id, self._now)
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -509,6 +517,7 @@ class ElectionCore:
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
+        self.round_trips.heard_from_leader(heartbeat.round_trip_us / 1e6, self._now)
         # The leader is alive: what was held for the case that it had died is moot.
         self._leader_down.end()
         self._reset_election_deadline()
@@ -525,6 +534,7 @@ class ElectionCore:
         if response.term != expected:
             self._drop("stale_vote_response", response)
             return
+        self.round_trips.vote_answered(response.voter_id, self._now)
         self._record_vote(response.voter_id, response.granted)
         self._tally()
 
@@ -605,10 +615,21 @@ class ElectionCore:
         self._become_follower(self._term, None)
 
     def _broadcast_heartbeat(self) -> None:
-        heartbeat = HeartBeat(self._term, self.node_id)
+        heartbeat = self._heartbeat()
         for peer in sorted(self._peers):
-            self._send(peer, heartbeat)
+            self._send_heartbeat(peer, heartbeat)
         self._heartbeat_deadline = self._now + self.config.heartbeat_interval
+
+    def _heartbeat(self) -> HeartBeat:
+        # Followers cannot time a round trip themselves (they ask nothing), so the
+        # leader tells them what it measures.
+        round_trip = self.round_trips.majority(self._peers, self._now)
+        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
+        return HeartBeat(self._term, self.node_id, round_trip_us)
+
+    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
+        self.round_trips.heartbeat_sent(peer, self._now)
+        self._send(peer, heartbeat)
 
     # ------------------------------------------------------------------ transitions
 
@@ -649,6 +670,12 @@ class ElectionCore:
         self._leader_id = None
         self._votes = {self.node_id: True}
         self._reset_election_deadline()
+        # Never give a round up while its answers can still be on their way.
+        expected = self.round_trips.campaign_round(
+            self._peers, self._now, vote=self._role is NodeState.CANDIDATE
+        )
+        if expected is not None:
+            self._election_deadline = max(self._election_deadline, self._now + expected)
         for peer in sorted(self._peers):
             self._request_votes_from(peer)
         self._tally()
@@ -657,6 +684,7 @@ class ElectionCore:
         pre_vote = self._role is NodeState.PRE_CANDIDATE
         term = self._term + 1 if pre_vote else self._term
         transfer = self._transfer and not pre_vote
+        self.round_trips.vote_asked(peer, self._now)
         self._send(peer, RequestVote(term, self.node_id, pre_vote=pre_vote, transfer=transfer))
 
     def _become_leader(self) -> None:
@@ -668,6 +696,7 @@ class ElectionCore:
         self._leader_id = self.node_id
         self._leader_contact = self._now
         self._leader_down.end()
+        self.round_trips.forget_heartbeats()
         # The votes that elected it are the first answers CheckQuorum counts.
         self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
         self._votes.clear()
@@ -698,10 +727,16 @@ class ElectionCore:
 
     def _random_timeout(self) -> float:
         if self._leader_down.active(self._now):
-            step = self.config.leader_down_step
+            step = self._leader_down_spacing()
             return step + step * self._rng.random()
         low, high = self.config.election_timeout_range
         return low + (high - low) * self._rng.random()
+
+    def _leader_down_spacing(self) -> float:
+        """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
+        return self.config.leader_down_spacing(
+            self.round_trips.election_round(self._peers, self._now)
+        )
 
     def _reset_election_deadline(self) -> None:
         self._election_deadline = self._now + self._random_timeout()

@@ -222,6 +222,9 @@ def encode_message(message: PeerMessage) -> bytes:
             fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
         case HeartBeat():
             fields = [3, message.term, message.leader_id]
+            if message.round_trip_us:
+                # Left out while unknown, so such a heartbeat reads as before.
+                fields.append(message.round_trip_us)
         case HeartBeatResponse():
             fields = [4, message.term, message.follower_id]
         case TimeoutNow():
@@ -367,13 +370,16 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     schema = _SCHEMAS.get(kind) if type(kind) is int else None
     if schema is None:
         raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
-    cls, types = schema
+    cls, types, optional = schema
     values = fields[1:]
-    if len(values) != len(types):
+    if not len(types) <= len(values) <= len(types) + len(optional):
         raise WireError(
             FrameProblem.BAD_FIELD,
-            f"{cls.__name__} needs {len(types)} fields, got {len(values)}",
+            f"{cls.__name__} needs {len(types)} fields"
+            + (f" and up to {len(optional)} more" if optional else "")
+            + f", got {len(values)}",
         )
+    types += optional[: len(values) - len(types)]
     # Exact types rather than isinstance: True must not pass for an int. One comparison of
     # type tuples checks them all; the loop only finds which field to name.
     if tuple(map(type, values)) != types:
@@ -424,12 +430,14 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
     return value
 
 
-_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
-    1: (RequestVote, (int, str, bool, bool)),
-    2: (RequestVoteResponse, (int, str, bool, bool)),
-    3: (HeartBeat, (int, str)),
-    4: (HeartBeatResponse, (int, str)),
-    5: (TimeoutNow, (int, str)),
+# Per kind: the class, the types of its fields, and those of trailing fields that a
+# sender may leave out (added later, so that an older sender's frames still decode).
+_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]] = {
+    1: (RequestVote, (int, str, bool, bool), ()),
+    2: (RequestVoteResponse, (int, str, bool, bool), ()),
+    3: (HeartBeat, (int, str), (int,)),
+    4: (HeartBeatResponse, (int, str), ()),
+    5: (TimeoutNow, (int, str), ()),
 }
 
 _KIND_NAMES: dict[type[PeerMessage], str] = {
