@@ -73,12 +73,12 @@ class CountEveryResponseCore(ElectionCore):
 
     def _record_vote(self, voter: str, granted: bool) -> None:
         if not granted:
-            self._votes.setdefault(voter, False)
+            self._campaign.votes.setdefault(voter, False)
             return
         # A duplicate fills the next voter's slot: the count goes up once per response.
         for slot in sorted(self._voters()):
-            if slot not in self._votes:
-                self._votes[slot] = True
+            if slot not in self._campaign.votes:
+                self._campaign.votes[slot] = True
                 return
 
 
