@@ -152,3 +152,21 @@ def test_a_connection_whose_heartbeats_are_answered_is_kept() -> None:
                 await transport.close()
 
     asyncio.run(body())
+
+
+def test_a_node_gives_connections_up_after_about_an_election_timeout() -> None:
+    from almost_raft.core._config import ElectionConfig
+    from almost_raft.transport.tcp._settings import timeouts_for_election
+
+    lan = ElectionConfig(election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05)
+    assert timeouts_for_election(lan) == {
+        "answer_timeout": 0.3,
+        "connect_timeout": 0.6,
+        "backoff_max": 0.6,
+    }
+    # Tiny test timeouts do not make a busy machine's pauses end connections.
+    tiny = ElectionConfig(election_timeout=0.02, heartbeat_interval=0.005)
+    assert timeouts_for_election(tiny)["answer_timeout"] == 0.2
+    assert timeouts_for_election(tiny)["connect_timeout"] == 0.25
+    # A slow cluster still redials a lost peer at least every second.
+    assert timeouts_for_election(ElectionConfig())["backoff_max"] == 1.0
