@@ -63,8 +63,9 @@ Link = tuple[str, str]
 
 _HOST = "127.0.0.1"
 _CONNECT_TIMEOUT = 1.0
-# Linux's minimum retransmission timeout: what a lost segment of a sparse stream (one
-# frame in flight, no duplicate acknowledgements to trigger a fast retransmit) waits.
+# Linux's minimum retransmission timeout. A lost segment of a sparse stream (one frame in
+# flight, no duplicate acknowledgements to trigger a fast retransmit) is resent by the tail
+# loss probe, two round trips and this much after it left.
 _MIN_RTO = 0.2
 _MAX_RTO = 120.0
 # A dial's SYN that is lost is sent again after TCP's initial timeout.
@@ -113,9 +114,9 @@ class LinkState:
         return self.cut or self.stall
 
     def retransmit_timeout(self) -> float:
-        """How much later a lost frame arrives: TCP's minimum timeout, or two round trips
-        if those are longer (its timeout is never under the smoothed round trip)."""
-        return max(_MIN_RTO, 4 * self.delay)
+        """How much later a lost frame arrives: Linux's tail loss probe with one segment
+        in flight, two round trips plus the minimum retransmission timeout (200 ms)."""
+        return _MIN_RTO + 4 * self.delay
 
 
 @dataclasses.dataclass(slots=True)
