@@ -14,7 +14,7 @@ import random
 import pytest
 
 from almost_raft.core._config import ElectionConfig
-from almost_raft.core._messages import PeerMessage
+from almost_raft.core._messages import HeartBeat, PeerMessage, RequestVote, RequestVoteResponse
 from almost_raft.core._outputs import Output
 from almost_raft.core._round_trip import RoundTrips, Smoothed
 from almost_raft.core._state import NodeState
@@ -249,3 +249,17 @@ def test_a_fixed_spacing_still_elects_in_one_term_when_rounds_are_kept() -> None
     # The fixed override keeps working, and a candidate still waits for answers in flight.
     terms = [failover_terms(seed, FIXED_30_MS)[0] for seed in SEEDS]
     assert sum(1 for t in terms if t > 1) <= 2
+
+
+def test_a_voter_leaves_a_candidate_a_full_timeout_while_the_leader_is_down() -> None:
+    # Only candidates retry after short waits: a voter that competed a turn after
+    # granting would split the vote whenever one lost answer held the round up.
+    core = ElectionCore("b", ["a", "c"], CONFIG, random.Random(1), 0.0)
+    core.receive(HeartBeat(1, "a"), 0.0)
+    core.peer_unreachable("a", 0.01)
+    assert core.next_deadline < 0.01 + 2 * CONFIG.leader_down_step  # b's turn comes soon
+    output = core.receive(RequestVote(2, "c", pre_vote=True), 0.011)
+    [answer] = [outbound.message for outbound in output.messages]
+    assert isinstance(answer, RequestVoteResponse)
+    assert answer.granted
+    assert core.next_deadline >= 0.011 + CONFIG.election_timeout

@@ -392,9 +392,9 @@ class ElectionCore:
             and self._role is NodeState.FOLLOWER
             and self._leader_down.active(self._now)
         ):
-            # Someone is already campaigning for the dead leader's place: give it a round
-            # before competing, or the two would split the vote.
-            self._reset_election_deadline()
+            # Someone is already campaigning for the dead leader's place: leave it its
+            # election before competing, or the two would split the vote.
+            self._defer_to_candidate()
         if grant and not request.pre_vote:
             self._voted_for = candidate
             # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
@@ -403,7 +403,7 @@ class ElectionCore:
                 # which would cut short the election it just voted in.
                 self._become_follower(self._term, None)
             else:
-                self._reset_election_deadline()
+                self._defer_to_candidate()
         logger.debug(
             "%s: %s %svote for %s in term %d",
             self.node_id,
@@ -676,6 +676,16 @@ class ElectionCore:
         if self._leader_down.active(self._now):
             return random_timeout(self.config, self._rng, True, self._leader_down_spacing())
         return random_timeout(self.config, self._rng, False)
+
+    def _defer_to_candidate(self) -> None:
+        """Having granted a candidate its (pre-)vote, wait a full election timeout.
+
+        Only candidates retry after short waits while the leader is known down; a voter
+        that competed as soon as one lost answer kept the candidate's round from ending
+        in time (a lost segment waits out TCP's retransmission, longer than a round)
+        would split the vote.
+        """
+        self._election_deadline = self._now + random_timeout(self.config, self._rng, False)
 
     def _leader_down_spacing(self) -> float:
         """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
