@@ -54,7 +54,8 @@ from collections.abc import Iterable
 from ._batch import BatchBuilder
 from ._campaign import Campaign
 from ._config import ElectionConfig
-from ._leader_down import LeaderDown, campaign_turn, turn_wait
+from ._departure import Departure
+from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._messages import (
     MAX_ROUND_TRIP_US,
@@ -65,13 +66,13 @@ from ._messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
-    check_node_id,
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
+from ._validation import admits_peer, check_cluster_size, check_id
 from ._vote_rules import (
     grants_vote,
     ignored_during_lease,
@@ -112,17 +113,16 @@ class ElectionCore:
         now: float,
         hard_state: HardState | None = None,
     ) -> None:
-        check_node_id("node_id", node_id)
-        self.node_id = node_id
+        self.node_id = check_id("node_id", node_id)
         self.config = config
         self.metrics = CoreMetrics()
         self._rng = rng
         self._now = now
         self._peers: set[str] = set()
         for peer in peers:
-            check_node_id("peers", peer)
-            if peer != node_id:
+            if check_id("peers", peer) != node_id:
                 self._peers.add(peer)
+        check_cluster_size("peers", self._peers, config)
         state = hard_state or HardState()
         self._term = state.term
         self._voted_for = state.voted_for
@@ -141,6 +141,8 @@ class ElectionCore:
         self.round_trips = RoundTrips(
             max_age=config.election_timeout, stale_after=10 * config.election_timeout_range[1]
         )
+        # While this node leaves after handing over: from which term, and until when.
+        self._departure = Departure()
         self._election_deadline = now + self._random_timeout()
         # This input's messages, and what the caller was already told.
         self._batch = BatchBuilder(state, self._role)
@@ -184,6 +186,8 @@ class ElectionCore:
             return self._leader_side.next_deadline
         if self._role is NodeState.TERMINATING:
             return math.inf
+        if self._departure.active:
+            return self._departure.deadline
         return self._election_deadline
 
     # ------------------------------------------------------------------ inputs
@@ -191,7 +195,11 @@ class ElectionCore:
     def tick(self, now: float) -> Output:
         """Time has advanced to ``now``: fire whichever deadlines have passed."""
         self._now = now
-        if self._role is NodeState.LEADER:
+        if self._departure.active:
+            # A leaving node never campaigns: its only deadline is the end of its leave.
+            if self._departure.due(now):
+                self._terminate()
+        elif self._role is NodeState.LEADER:
             if now >= self._leader_side.quorum_deadline:
                 self._check_quorum()
             if self._role is NodeState.LEADER and now >= self._leader_side.heartbeat_deadline:
@@ -218,16 +226,15 @@ class ElectionCore:
     def add_peer(self, peer_id: str, now: float) -> Output:
         """Make ``peer_id`` a voting member; refused past ``max_nodes``."""
         self._now = now
-        check_node_id("peer_id", peer_id)
-        limit = self.config.max_nodes
+        check_id("peer_id", peer_id)
         if peer_id == self.node_id or peer_id in self._peers:
             logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif limit is not None and len(self._peers) + 2 > limit:
+        elif not admits_peer(self._peers, self.config):
             logger.warning(
                 "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
                 self.node_id,
                 peer_id,
-                limit,
+                self.config.max_nodes,
             )
         else:
             self._peers.add(peer_id)
@@ -261,8 +268,11 @@ class ElectionCore:
         this node is leader.
         """
         self._now = now
-        if self._role is not NodeState.LEADER:
-            return self._finish()
+        if self._role is NodeState.LEADER:
+            self._hand_over(to)
+        return self._finish()
+
+    def _hand_over(self, to: str | None) -> None:
         target = to if to is not None else self._leader_side.freshest(self._peers)
         if target is not None and target in self._peers:
             logger.info(
@@ -273,7 +283,6 @@ class ElectionCore:
             logger.info("%s: stepping down as leader of term %d", self.node_id, self._term)
         self._become_follower(self._term, None)
         self._election_deadline += self.config.election_timeout_range[1]
-        return self._finish()
 
     def step_down(self, now: float) -> Output:
         """Stop leading so that another node takes over; see :meth:`transfer_leadership`."""
@@ -285,15 +294,9 @@ class ElectionCore:
         Evidence means the peer's host refused a new connection after the old one broke,
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
         node's leader, the node forgets it and campaigns after a short delay instead of a
-        full election timeout. Safety never depends on this: wrong evidence costs at most
-        a pre-vote that the others refuse while they still hear the leader.
-
-        All followers see the same evidence at about the same moment, so a random delay
-        alone would have them campaign together and split the vote. Instead they take
-        turns: the surviving members, in an order that every node derives from the term
-        (and so rotates from one failover to the next), campaign ``leader_down_delay``
-        apart, each with a random part of up to half that step. The first in line usually
-        wins before the second starts.
+        full election timeout, in a turn shared out among the survivors (see
+        :meth:`LeaderDown.begin`). Safety never depends on this: wrong evidence costs at
+        most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
         delay = self._leader_down_spacing()
@@ -310,14 +313,12 @@ class ElectionCore:
                 self._term,
             )
             self.metrics.leader_down_reports += 1
-            turn = campaign_turn(sorted(self._voters() - {peer_id}), self.node_id, self._term)
             self._leader_id = None
             self._leader_contact = -math.inf
-            # Until a leader is known again, or for one long timeout at most, elections
-            # retry after short waits: a split vote then costs a few round trips, not a
-            # full election timeout. Safety never rests on timing.
-            self._leader_down.begin(now, self.config.election_timeout_range[1])
-            wait = turn_wait(turn, delay, self._rng)
+            survivors = sorted(self._voters() - {peer_id})
+            wait = self._leader_down.begin(
+                now, survivors, self.node_id, self._term, self.config, self._rng, delay
+            )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
         return self._finish()
@@ -332,15 +333,43 @@ class ElectionCore:
             if self._accept(request):
                 self._on_vote_request(request)
 
-    def terminate(self, now: float) -> Output:
-        """Leave the election for good: no more messages, deadlines or votes."""
+    def leave(self, now: float, *, hand_over: bool = True) -> Output:
+        """Leave the election for good, handing leadership over first if this node leads.
+
+        A leader (with ``hand_over``) sends a :class:`TimeoutNow` as
+        :meth:`transfer_leadership` does, then stays on as a follower that never
+        campaigns: it answers heartbeats and vote requests, so the successor's election
+        can count on it. It terminates by itself, at a deadline it reports as
+        ``next_deadline``: one ``heartbeat_interval`` after it hears of a leader of a
+        newer term, or one ``election_timeout`` after the hand-over if none appears. The
+        batch in which it terminates reports the role ``TERMINATING``; the caller stops
+        then. Any other node, or with ``hand_over=False``, terminates at once.
+        """
         self._now = now
+        if self._role is NodeState.TERMINATING or self._departure.active:
+            return self._finish()
+        if hand_over and self._role is NodeState.LEADER and self._peers:
+            term = self._term
+            logger.info("%s: leaving the election", self.node_id)
+            self._hand_over(None)
+            self._departure.begin(term, now, self.config.election_timeout)
+        else:
+            self._terminate()
+        return self._finish()
+
+    def terminate(self, now: float) -> Output:
+        """Leave the election for good at once: no more messages, deadlines or votes."""
+        self._now = now
+        self._terminate()
+        return self._finish()
+
+    def _terminate(self) -> None:
         if self._role is not NodeState.TERMINATING:
             logger.info("%s: terminating at term %d", self.node_id, self._term)
             self._role = NodeState.TERMINATING
             self._leader_id = None
             self._campaign.clear()
-        return self._finish()
+            self._departure = Departure()
 
     # ------------------------------------------------------------------ the term rules
 
@@ -459,6 +488,8 @@ class ElectionCore:
     def _on_timeout_now(self, message: TimeoutNow) -> None:
         if self._leader_id not in (None, message.leader_id):
             self._drop("conflicting_leader", message)
+        elif self._departure.active:
+            self._drop("leaving", message)
         elif self._term >= MAX_TERM or len(self._peers) < self.config.min_peers:
             self._drop("cannot_campaign", message)
         else:
@@ -603,6 +634,7 @@ class ElectionCore:
 
     def _become_pre_candidate(self) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot pre-campaign"
+        assert not self._departure.active, "a leaving node cannot campaign"
         self.metrics.pre_votes_started += 1
         logger.info("%s: asking for pre-votes for term %d", self.node_id, self._term + 1)
         self._role = NodeState.PRE_CANDIDATE
@@ -610,6 +642,7 @@ class ElectionCore:
 
     def _become_candidate(self, *, transfer: bool = False) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot campaign"
+        assert not self._departure.active, "a leaving node cannot campaign"
         self.metrics.elections_started += 1
         self._term += 1
         self._voted_for = self.node_id
@@ -706,6 +739,9 @@ class ElectionCore:
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
+        self._departure.observe(
+            self._leader_id, self._term, self._now, self.config.heartbeat_interval
+        )
         output, leader_changed = self._batch.finish(
             self._term, self._voted_for, self._leader_id, self._role, self.next_deadline
         )

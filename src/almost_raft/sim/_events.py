@@ -57,6 +57,7 @@ class SimNode:
 
     __slots__ = (
         "core",
+        "downtime",
         "generation",
         "id",
         "incarnation",
@@ -84,6 +85,8 @@ class SimNode:
         self.pending: list[tuple[int, Any]] = []
         # Counts crashes, so a save that finishes after one is known to be lost.
         self.incarnation = 0
+        # How long the node stays down once the clean shutdown under way completes.
+        self.downtime = 0.0
 
     def __repr__(self) -> str:
         return self.id

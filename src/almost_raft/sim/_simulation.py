@@ -245,8 +245,10 @@ class _Simulation:
         elif kind == EVIDENCE:
             self._carry_out(node, core.peer_unreachable(arg, now), now)
         else:
-            self._carry_out(node, core.transfer_leadership(now), now)
-            self._crash_for(node, arg, now)
+            # A clean shutdown: the core hands over and says when it is done (see
+            # _publish); until then the node goes on answering.
+            node.downtime = arg
+            self._carry_out(node, core.leave(now), now)
 
     def _carry_out(self, node: SimNode, output: Output, now: float) -> None:
         """The runtime's order: vote requests, durable state, other messages, news, timer."""
@@ -319,6 +321,10 @@ class _Simulation:
         if output.leader_change is not None or output.role is not None:
             self._news(node, output, now)
         self._arm(node, output.next_deadline)
+        if output.role is NodeState.TERMINATING:
+            # The core left the election: the process exits, and is started again later
+            # (at once after the heal, when every node must be up).
+            self._crash_for(node, 0.0 if self.healed else node.downtime, now)
 
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
         heapq.heappush(self.heap, (when, next(self.sequence), CALL, action, arg))

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import IO, Any, TypeGuard
 
-from ..core._errors import StateFileError
+from ..core._errors import DAMAGED_STATE_ADVICE, LOCKED_STATE_ADVICE, StateFileError
 from ..core._state import HardState
 
 __all__ = ["FileStore", "MemoryStore", "Store"]
@@ -38,9 +38,18 @@ class Store(abc.ABC):
 
     ``save`` must not return before the state would survive a crash of the process (and,
     for a real deployment, of the machine): the runtime sends a vote only after ``save``
-    returns. The runtime calls ``save`` from a worker thread, so a slow disk does not stall
-    the event loop, and never calls two methods at once.
+    returns. The runtime never calls two methods at once.
+
+    Attributes:
+        blocking: whether ``load`` and ``save`` may block (they touch a disk or the
+            network). The runtime then calls them from a worker thread, so a slow disk
+            does not stall the event loop; otherwise it calls them on the loop, which
+            saves a thread hop per vote. True unless a store says otherwise, as
+            :class:`MemoryStore` does; a subclass of it that does I/O must set it back to
+            True.
     """
+
+    blocking: bool = True
 
     @abc.abstractmethod
     def load(self) -> HardState | None:
@@ -64,6 +73,8 @@ class MemoryStore(Store):
     A node restarted with the same ``MemoryStore`` object keeps its term and vote, which
     is how tests model a process restart on a machine whose disk survived.
     """
+
+    blocking = False
 
     def __init__(self, state: HardState | None = None) -> None:
         self.state = state
@@ -141,7 +152,12 @@ class FileStore(Store):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateFileError(self.path, f"cannot be read ({exc.strerror})") from exc
+            raise StateFileError(
+                self.path,
+                f"cannot be read ({exc.strerror})",
+                "Make it readable by this node's user and start again. "
+                + DAMAGED_STATE_ADVICE.replace("Its term", "If it is lost instead, its term"),
+            ) from exc
         decoded = _decode_file(raw, self.path)
         if decoded.passed_over is not None:
             slot, problem = decoded.passed_over
@@ -271,7 +287,9 @@ class FileStore(Store):
         except BlockingIOError as exc:
             lock.close()
             raise StateFileError(
-                self.path, "is in use by another running node (its lock file is held)"
+                self.path,
+                "is in use by another running node (its lock file is held)",
+                LOCKED_STATE_ADVICE,
             ) from exc
         self._lock = lock
         # Only the lock holder writes temporary files, so any found now were left by a
@@ -466,6 +484,7 @@ def _check_version(version: object, expected: int, path: str, where: str) -> Non
             path,
             f"{where}has format version {version!r}; this release reads "
             f"{_VERSION_1} and {_VERSION}",
+            "Start this node with the release that wrote the file, or a newer one",
         )
 
 

@@ -28,7 +28,14 @@ from __future__ import annotations
 import dataclasses
 import random
 
-__all__ = ["ANSWERED_KINDS", "AnswerWatch", "Redial", "after_connection", "backoff_delay"]
+__all__ = [
+    "ANSWERED_KINDS",
+    "QUICK_PROBES",
+    "AnswerWatch",
+    "Redial",
+    "after_connection",
+    "backoff_delay",
+]
 
 # The longest exponent the backoff computes, so a peer down for days cannot overflow it.
 _MAX_BACKOFF_DOUBLINGS = 32
