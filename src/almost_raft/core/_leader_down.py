@@ -78,10 +78,10 @@ class LeaderDown:
         Every follower learns that the leader's process is gone within moments of the
         others, but not at the same instant; a candidate that learned first would
         otherwise have its requests dropped by followers a millisecond behind it and wait
-        a retry. Held for one ``leader_down_delay`` in force, the latest request per candidate (this
-        one replaces any older) is looked at again when this node gets evidence of its
-        own. Nothing is granted on the candidate's word: the request then passes the same
-        rules as any other.
+        a retry. Held for one ``leader_down_delay`` (the one in force), the latest request
+        per candidate (this one replaces any older) is looked at again when this node gets
+        evidence of its own. Nothing is granted on the candidate's word: the request then
+        passes the same rules as any other.
         """
         self._held[request.candidate_id] = (request, now)
 
