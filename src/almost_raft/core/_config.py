@@ -39,13 +39,13 @@ class ElectionConfig:
         leader_down_delay: when the transport reports that the leader's process is gone
             (its host refused the connection), the followers campaign in turn, this far
             apart, instead of after a full election timeout; the first starts at once.
-            Until a leader is known again, retries wait between one and two of these
-            instead of a full election timeout, and a follower that grants a pre-vote
-            waits that long before competing. ``None`` (the default) measures it: one
+            Until a leader is known again, a candidate's retries wait between one and two
+            of these instead of a full election timeout, while a follower that grants a
+            candidate its (pre-)vote leaves it a full election timeout. ``None`` (the default) measures it: one
             pre-vote round and one vote round, which is two round trips to a majority
-            and a save, as measured (:mod:`almost_raft.core._round_trip`), and never less
-            than :attr:`leader_down_step` nor more than :attr:`leader_down_ceiling`. A
-            number fixes it, in seconds; it should exceed one pre-vote and vote round
+            and a save, as the core measures them, never less than
+            :attr:`leader_down_step` nor more than :attr:`leader_down_ceiling`. A number
+            fixes it, in seconds; it should exceed one pre-vote and vote round
             trip, so that the first in line wins before the next starts. 0 turns this off;
             silent failures always fall back to the election timeout.
     """
