@@ -41,11 +41,11 @@ class ElectionConfig:
             apart, instead of after a full election timeout; the first starts at once.
             Until a leader is known again, a candidate's retries wait between one and two
             of these instead of a full election timeout, while a follower that grants a
-            candidate its (pre-)vote leaves it a full election timeout. ``None`` (the default) measures it: one
-            pre-vote round and one vote round, which is two round trips to a majority
-            and a save, as the core measures them, never less than
-            :attr:`leader_down_step` nor more than :attr:`leader_down_ceiling`. A number
-            fixes it, in seconds; it should exceed one pre-vote and vote round
+            candidate its (pre-)vote leaves it a full election timeout. ``None`` (the
+            default) measures it: one pre-vote round and one vote round, which is two
+            round trips to a majority and a save, as the core measures them, never less
+            than :attr:`leader_down_step` nor more than :attr:`leader_down_ceiling`. A
+            number fixes it, in seconds; it should exceed one pre-vote and vote round
             trip, so that the first in line wins before the next starts. 0 turns this off;
             silent failures always fall back to the election timeout.
     """
