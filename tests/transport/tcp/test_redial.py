@@ -7,7 +7,12 @@ import asyncio
 import pytest
 
 from almost_raft.core._messages import HeartBeat, HeartBeatResponse
-from almost_raft.transport.tcp._redial import QUICK_PROBES, AnswerWatch, after_connection
+from almost_raft.transport.tcp._redial import (
+    QUICK_PROBES,
+    AnswerWatch,
+    Verdict,
+    after_connection,
+)
 from almost_raft.transport.tcp._transport import TcpTransport
 from helpers.transport import Inbox, eventually
 
@@ -48,27 +53,30 @@ def test_a_connection_that_lasted_is_redialled_at_once_and_resets_the_failures()
 # ------------------------------------------------------------------ AnswerWatch
 
 
-def test_writes_unanswered_for_the_limit_are_overdue() -> None:
-    watch = AnswerWatch(asked=0, heard=0)
-    assert not watch.overdue(0.00, asked=0, heard=0, limit=0.2)
-    assert not watch.overdue(0.05, asked=1, heard=0, limit=0.2)  # the clock starts
-    assert not watch.overdue(0.20, asked=4, heard=0, limit=0.2)
-    assert watch.overdue(0.25, asked=5, heard=0, limit=0.2)
+def test_an_ask_unanswered_for_the_limit_ends_the_connection() -> None:
+    watch = AnswerWatch()
+    assert watch.arm(asked=1, heard=0)  # the caller schedules one look
+    assert not watch.arm(asked=2, heard=0)  # a look is due already: no second timer
+    assert watch.look(asked=6, heard=0) is Verdict.UNANSWERED
 
 
-def test_an_answer_stops_the_clock() -> None:
-    watch = AnswerWatch(asked=0, heard=0)
-    watch.overdue(0.05, asked=1, heard=0, limit=0.2)
-    assert not watch.overdue(0.10, asked=2, heard=1, limit=0.2)
-    # Heartbeats answered in time never make the connection overdue, however long it runs.
-    for look in range(3, 100):
-        assert not watch.overdue(look * 0.05, asked=look, heard=look - 1, limit=0.2)
+def test_heartbeats_answered_in_time_never_end_the_connection() -> None:
+    watch = AnswerWatch()
+    watch.arm(asked=1, heard=0)
+    for look in range(1, 50):
+        assert watch.look(asked=6 * look + 1, heard=6 * look) is Verdict.AGAIN
+    # An answer, then a whole limit of asks with nothing back: given up.
+    assert watch.look(asked=400, heard=294) is Verdict.UNANSWERED
 
 
-def test_a_connection_that_asks_nothing_is_never_overdue() -> None:
-    # A follower only answers its leader; silence from a peer it asked nothing is normal.
-    watch = AnswerWatch(asked=3, heard=7)
-    assert not any(watch.overdue(t, asked=3, heard=7, limit=0.2) for t in (0.1, 1.0, 100.0))
+def test_a_connection_that_stops_asking_needs_no_more_looks() -> None:
+    # A follower only answers its leader: nothing it writes arms the watch, no timer runs.
+    watch = AnswerWatch()
+    assert not watch.armed
+    watch.arm(asked=1, heard=0)
+    assert watch.look(asked=1, heard=1) is Verdict.ANSWERED
+    assert not watch.armed
+    assert watch.arm(asked=2, heard=1)
 
 
 # ------------------------------------------------------------------ one real socket

@@ -21,8 +21,9 @@ still complete a probe's connect from its listening socket's backlog and reset i
 moment later; a probe connection that dies that young is probed again at once, a few
 times at most, instead of waiting a backoff.
 
-A connection is also given up when what it carries goes unanswered for
-``answer_timeout`` (:class:`AnswerWatch`), and the kernel is told the same limit for
+A connection is also given up when what it asks goes unanswered for
+``answer_timeout`` (:class:`AnswerWatch`, looked at by one timer per limit while the
+connection asks, none while it does not), and the kernel is told the same limit for
 unacknowledged data (``TCP_USER_TIMEOUT``, on Linux): after a partition heals, a fresh
 connection gets through at once, where the old one would wait out TCP's retransmission
 backoff. Every decision about redialling is a pure function of :mod:`._redial`.
@@ -46,6 +47,7 @@ from ._redial import (
     ANSWERED_KINDS,
     QUICK_PROBES,
     AnswerWatch,
+    Verdict,
     after_connection,
     backoff_delay,
 )
@@ -63,6 +65,7 @@ class Peer:
 
     __slots__ = (
         "address",
+        "answers",
         "asked",
         "broke",
         "connection",
@@ -91,6 +94,8 @@ class Peer:
         # from one that a partition swallows.
         self.asked = 0
         self.heard = 0
+        # The current connection's watch on its answers; None while there is none.
+        self.answers: AnswerWatch | None = None
 
 
 class PeerLink:
@@ -130,9 +135,7 @@ class PeerLink:
         connection = peer.connection
         if connection is not None and connection.writable and not peer.queue:
             connection.write(frame)
-            self._metrics.sent.add(kind)
-            if kind in ANSWERED_KINDS:
-                peer.asked += 1
+            self._wrote(peer, connection, kind)
             return
         queue = peer.queue
         if len(queue) >= self._settings.queue_size:
@@ -151,11 +154,32 @@ class PeerLink:
         while queue and connection.writable:
             kind, frame = queue.popleft()
             connection.write(frame)
-            self._metrics.sent.add(kind)
-            if kind in ANSWERED_KINDS:
-                peer.asked += 1
+            self._wrote(peer, connection, kind)
         if not queue:
             self.wrote.set()
+
+    def _wrote(self, peer: Peer, connection: FramedConnection, kind: str) -> None:
+        self._metrics.sent.add(kind)
+        if kind not in ANSWERED_KINDS:
+            return
+        peer.asked += 1
+        answers = peer.answers
+        limit = self._settings.answer_timeout
+        if answers is not None and limit is not None and answers.arm(peer.asked, peer.heard):
+            # One timer per limit while the connection asks, none while it does not.
+            asyncio.get_running_loop().call_later(limit, self._look, peer, connection, limit)
+
+    def _look(self, peer: Peer, connection: FramedConnection, limit: float) -> None:
+        """``limit`` after an unanswered ask: end the connection if nothing came back."""
+        answers = peer.answers
+        if peer.connection is not connection or answers is None or connection.closed:
+            return
+        verdict = answers.look(peer.asked, peer.heard)
+        if verdict is Verdict.AGAIN:
+            asyncio.get_running_loop().call_later(limit, self._look, peer, connection, limit)
+        elif verdict is Verdict.UNANSWERED:
+            self._metrics.unanswered += 1
+            connection.abort(TimeoutError(f"no answer from the peer for {limit} s"))
 
     # ------------------------------------------------------------------ diallers
 
@@ -211,9 +235,10 @@ class PeerLink:
             opened_at = loop.time()
             try:
                 peer.connection = connection
+                peer.answers = AnswerWatch()
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
-                await self._carry(peer, connection)
+                await connection.wait_closed()
                 at_once = loop.time() - opened_at < 2 * settings.backoff_initial
                 closed_at_once = closed_at_once + 1 if at_once else 0
                 refused = closed_at_once > QUICK_PROBES
@@ -239,6 +264,7 @@ class PeerLink:
             finally:
                 if peer.connection is connection:
                     peer.connection = None
+                    peer.answers = None
                 self._metrics.disconnects += 1
                 connection.abort()
                 await connection.wait_closed()
@@ -253,26 +279,6 @@ class PeerLink:
             failures, quick_probes = redial.failures, redial.quick_probes
             if redial.backoff:
                 await asyncio.sleep(self._backoff_delay(failures))
-
-    async def _carry(self, peer: Peer, connection: FramedConnection) -> None:
-        """Return once ``connection`` has ended, ending it if it goes unanswered."""
-        limit = self._settings.answer_timeout
-        if limit is None:
-            await connection.wait_closed()
-            return
-        loop = asyncio.get_running_loop()
-        watch = AnswerWatch(peer.asked, peer.heard)
-        # Four looks per limit: an unanswered connection ends within 1.25 limits of
-        # the write, at the cost of one timer per peer, not one per message.
-        period = limit / 4
-        while not connection.lost:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(period):
-                    await connection.wait_closed()
-            if not connection.lost and watch.overdue(loop.time(), peer.asked, peer.heard, limit):
-                self._metrics.unanswered += 1
-                connection.abort(TimeoutError(f"no answer from the peer for {limit} s"))
-                await connection.wait_closed()
 
     def _backoff_delay(self, failures: int) -> float:
         return backoff_delay(

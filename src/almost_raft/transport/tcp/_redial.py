@@ -17,15 +17,17 @@ jittered so nodes that lost a peer together do not redial together.
 
 Rule 3 (unanswered writes end a connection). Every message that asks for an answer (a
 heartbeat, a vote request, a hand-over) is answered by the peer over its own connection
-to us. A connection whose such writes have gone unanswered for ``answer_timeout`` is given
-up and redialled: after a partition, an established connection would otherwise wait out
-TCP's retransmission backoff, which doubles to many seconds, while a new connection gets
-through within a round trip of the heal.
+to us. A connection that asked and heard nothing back for ``answer_timeout`` (what it
+asks after an answer is judged within two) is given up and redialled: after a
+partition, an established connection would otherwise wait out TCP's retransmission
+backoff, which doubles to many seconds, while a new connection gets through within a
+round trip of the heal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import random
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "QUICK_PROBES",
     "AnswerWatch",
     "Redial",
+    "Verdict",
     "after_connection",
     "backoff_delay",
 ]
@@ -101,37 +104,52 @@ def after_connection(
     return Redial(failures, 0, backoff=bool(failures) and young)
 
 
+class Verdict(enum.Enum):
+    """What a look at a connection one ``answer_timeout`` after it asked finds."""
+
+    #: Nothing came from the peer since: give the connection up.
+    UNANSWERED = "unanswered"
+    #: The peer answered, but more was asked since: look again one limit from now.
+    AGAIN = "again"
+    #: The peer answered and nothing more was asked: no look is due.
+    ANSWERED = "answered"
+
+
 class AnswerWatch:
-    """Whether a connection's writes that ask for an answer are still being answered.
+    """Whether what a connection asks of its peer is answered within ``answer_timeout``.
 
-    The dialler looks every so often and passes the counts so far: ``asked``, frames of
-    :data:`ANSWERED_KINDS` written on the connection, and ``heard``, frames received from
-    the peer on any connection. A look that sees ``asked`` grew, and no frame heard, starts
-    the clock (the write was at most one look earlier); any frame heard stops it.
-
-    Args:
-        asked: the count of asking writes when the connection came up.
-        heard: the count of frames heard from the peer then.
+    The first asking write while no look is due arms the watch (:meth:`arm`) and the
+    caller schedules one look (:meth:`look`) a limit later; a connection that asks nothing,
+    such as a follower's to its leader, costs no timer at all. ``asked`` counts the frames
+    of :data:`ANSWERED_KINDS` written on the connection so far, ``heard`` the frames
+    received from the peer on any connection.
     """
 
-    __slots__ = ("_asked", "_heard", "_since")
+    __slots__ = ("_asked", "_heard", "armed")
 
-    def __init__(self, asked: int, heard: int) -> None:
+    def __init__(self) -> None:
+        self.armed = False
+        self._asked = 0
+        self._heard = 0
+
+    def arm(self, asked: int, heard: int) -> bool:
+        """An asking write happened; True if a look must now be scheduled."""
+        if self.armed:
+            return False
+        self.armed = True
         self._asked = asked
         self._heard = heard
-        self._since: float | None = None
+        return True
 
-    def overdue(self, now: float, asked: int, heard: int, limit: float) -> bool:
-        """Whether writes have gone unanswered for at least ``limit`` seconds at ``now``."""
-        if heard != self._heard:
-            # An answer came; writes made since the last look may be newer than it, and
-            # are judged from the next look on.
-            self._heard = heard
-            self._asked = asked
-            self._since = None
-            return False
+    def look(self, asked: int, heard: int) -> Verdict:
+        """One limit has passed since the watch was armed (or last said AGAIN)."""
+        if heard == self._heard:
+            self.armed = False
+            return Verdict.UNANSWERED
         if asked != self._asked:
+            # What was asked since the answer may be unanswered: judge it from now on.
             self._asked = asked
-            if self._since is None:
-                self._since = now
-        return self._since is not None and now - self._since >= limit
+            self._heard = heard
+            return Verdict.AGAIN
+        self.armed = False
+        return Verdict.ANSWERED
