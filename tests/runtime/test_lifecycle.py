@@ -12,7 +12,7 @@ from helpers.cluster import FAST, run_async, wait_until
 
 
 def phase(election: Election) -> Phase:
-    return election._runtime.phase
+    return election._runtime._life.phase
 
 
 async def _solo_leader() -> Election:
@@ -53,6 +53,21 @@ async def test_after_the_task_is_cancelled_the_election_is_over_for_every_call()
 
 
 @run_async
+async def test_a_task_cancelled_between_close_and_its_cleanup_still_closes() -> None:
+    # As asyncio.run's teardown after a KeyboardInterrupt: close() is called, and the
+    # election's task is cancelled before the cleanup task has taken its first step.
+    election = await _solo_leader()
+    driver = election._runtime.driver
+    assert driver is not None
+    closing = asyncio.ensure_future(election.close())
+    await asyncio.sleep(0)
+    driver.cancel()
+    await asyncio.wait_for(closing, timeout=10)
+    assert phase(election) is Phase.CLOSED
+    assert election.status().is_leader is False
+
+
+@run_async
 async def test_phases_from_start_to_close() -> None:
     network = InMemoryNetwork()
     election = Election("solo", [], network.transport("solo"), config=FAST)
@@ -64,6 +79,11 @@ async def test_phases_from_start_to_close() -> None:
     # Closed for every call from the moment close() is called.
     with pytest.raises(ElectionClosed):
         election.step_down()
+    with pytest.raises(ElectionClosed):
+        await election.wait_for_leader(timeout=5)
+    with pytest.raises(ElectionClosed):
+        async with election.leadership():
+            pass
     await closing
     assert phase(election) is Phase.CLOSED
     with pytest.raises(ElectionClosed):
