@@ -26,6 +26,8 @@ __all__ = [
 
 MAX_TERM = 2**63 - 1
 MAX_ID_LENGTH = 256
+# A heartbeat's round-trip figure: an hour, far beyond any election timeout, fits.
+MAX_ROUND_TRIP_US = 3_600_000_000
 
 
 class Message:
@@ -124,17 +126,31 @@ class RequestVoteResponse(PeerMessage):
 class HeartBeat(PeerMessage):
     """The leader of ``term`` says it is alive.
 
+    ``round_trip_us`` is the leader's estimate, in microseconds, of how long a request
+    takes to be answered by a majority (0: not known yet). Followers answer nothing that
+    could time a round trip, so they space their failover turns by this figure.
+
     ``round`` numbers the leader's heartbeat rounds; the answer echoes it, so the leader
     knows when the round it answers was sent, which is what its lease counts from.
     """
 
     term: int
     leader_id: str
+    round_trip_us: int = 0
     round: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("leader_id", self.leader_id)
+        if (
+            isinstance(self.round_trip_us, bool)
+            or not isinstance(self.round_trip_us, int)
+            or not 0 <= self.round_trip_us <= MAX_ROUND_TRIP_US
+        ):
+            raise ValueError(
+                f"round_trip_us must be an int in [0, {MAX_ROUND_TRIP_US}], "
+                f"got {self.round_trip_us!r}"
+            )
         check_count("round", self.round)
 
     @property

@@ -68,6 +68,7 @@ from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._lease import Lease, LeaseKeeper, Promise, stretched
 from ._messages import (
+    MAX_ROUND_TRIP_US,
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
@@ -78,6 +79,7 @@ from ._messages import (
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
+from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
 from ._validation import admits_peer, check_cluster_size, check_id
@@ -144,6 +146,11 @@ class ElectionCore:
         self._leader_side = LeaderSide()
         # While the leader is known to be gone: short retries, and held vote requests.
         self._leader_down = LeaderDown()
+        # Measured round trips and save time, which space those retries; the runtime
+        # reports each save's duration to it (RoundTrips.note_save).
+        self.round_trips = RoundTrips(
+            max_age=config.election_timeout, stale_after=10 * config.election_timeout_range[1]
+        )
         # While this node leaves after handing over: from which term, and until when.
         self._departure = Departure()
         self._election_deadline = now + self._random_timeout()
@@ -269,7 +276,7 @@ class ElectionCore:
             if self._role is NodeState.LEADER:
                 keeper = self._lease_keeper
                 assert keeper is not None, "a leader keeps its heartbeat rounds"
-                self._send(peer_id, HeartBeat(self._term, self.node_id, keeper.current_round))
+                self._send_heartbeat(peer_id, self._heartbeat(keeper.current_round))
             elif self._role in _CAMPAIGNING:
                 self._request_votes_from(peer_id)
         return self._finish()
@@ -330,7 +337,7 @@ class ElectionCore:
         most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
-        delay = self.config.leader_down_step
+        delay = self._leader_down_spacing()
         if (
             delay > 0
             and peer_id == self._leader_id
@@ -348,7 +355,7 @@ class ElectionCore:
             self._leader_contact = -math.inf
             survivors = sorted(self._voters() - {peer_id})
             wait = self._leader_down.begin(
-                now, survivors, self.node_id, self._term, self.config, self._rng
+                now, survivors, self.node_id, self._term, self.config, self._rng, delay
             )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
@@ -356,11 +363,11 @@ class ElectionCore:
 
     def _hold_vote_request(self, request: RequestVote) -> None:
         """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
-        if self.config.leader_down_step > 0 and request.candidate_id in self._peers:
+        if self._leader_down_spacing() > 0 and request.candidate_id in self._peers:
             self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
-        for request in self._leader_down.take_fresh(now, self.config.leader_down_step):
+        for request in self._leader_down.take_fresh(now, self._leader_down_spacing()):
             if self._accept(request):
                 self._on_vote_request(request)
 
@@ -453,9 +460,9 @@ class ElectionCore:
             and self._role is NodeState.FOLLOWER
             and self._leader_down.active(self._now)
         ):
-            # Someone is already campaigning for the dead leader's place: give it a round
-            # before competing, or the two would split the vote.
-            self._reset_election_deadline()
+            # Someone is already campaigning for the dead leader's place: leave it its
+            # election before competing, or the two would split the vote.
+            self._defer_to_candidate()
         promise_left = 0.0
         if grant and not request.pre_vote:
             # A vote the promise forbids can only come early (crash evidence, a restart);
@@ -471,7 +478,7 @@ class ElectionCore:
                 # which would cut short the election it just voted in.
                 self._become_follower(self._term, None)
             else:
-                self._reset_election_deadline()
+                self._defer_to_candidate()
         logger.debug(
             "%s: %s %svote for %s in term %d",
             self.node_id,
@@ -514,6 +521,7 @@ class ElectionCore:
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
             self._leader_side.answered(message.follower_id, self._now)
+            self.round_trips.heartbeat_answered(message.follower_id, self._now)
             if self._lease_keeper is not None:
                 self._lease_keeper.answered(message.follower_id, message.round)
         elif isinstance(message, HeartBeat):
@@ -557,6 +565,7 @@ class ElectionCore:
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
+        self.round_trips.heard_from_leader(heartbeat.round_trip_us / 1e6, self._now)
         # The answer is the promise the leader's lease rests on (thesis 6.4).
         self._promise.made(self._term, self._now, self.config.election_timeout)
         # The leader is alive: what was held for the case that it had died is moot.
@@ -572,6 +581,7 @@ class ElectionCore:
         ):
             self._drop("stale_vote_response", response)
             return
+        self.round_trips.vote_answered(response.voter_id, self._now)
         self._record_vote(response.voter_id, response.granted)
         if response.granted and not response.pre_vote:
             self._wait_out_promise(response.promise_left)
@@ -655,15 +665,24 @@ class ElectionCore:
         keeper = self._lease_keeper
         assert keeper is not None, "a leader keeps its heartbeat rounds"
         timeout = self.config.election_timeout
-        heartbeat = HeartBeat(
-            self._term, self.node_id, keeper.send_round(self.node_id, self._now, timeout)
-        )
+        heartbeat = self._heartbeat(keeper.send_round(self.node_id, self._now, timeout))
         # A leader answers its own round: it votes for nobody else while it leads, and
         # keeps that promise for an election timeout after it stops.
         self._promise.made(self._term, self._now, timeout)
         for peer in sorted(self._peers):
-            self._send(peer, heartbeat)
+            self._send_heartbeat(peer, heartbeat)
         self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
+
+    def _heartbeat(self, round_number: int) -> HeartBeat:
+        # Followers cannot time a round trip themselves (they ask nothing), so the
+        # leader tells them what it measures.
+        round_trip = self.round_trips.majority(self._peers, self._now)
+        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
+        return HeartBeat(self._term, self.node_id, round_trip_us, round=round_number)
+
+    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
+        self.round_trips.heartbeat_sent(peer, self._now)
+        self._send(peer, heartbeat)
 
     # ------------------------------------------------------------------ transitions
 
@@ -708,6 +727,10 @@ class ElectionCore:
         self._leader_id = None
         self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()
+        # Never give a round up while its answers can still be on their way.
+        expected = self.round_trips.campaign_round(self._peers, self._now, vote=not pre_vote)
+        if expected is not None:
+            self._election_deadline = max(self._election_deadline, self._now + expected)
         for peer in sorted(self._peers):
             self._request_votes_from(peer)
         self._tally()
@@ -715,6 +738,7 @@ class ElectionCore:
     def _request_votes_from(self, peer: str) -> None:
         # A vote request promises nothing, so it may leave while the term and the
         # candidate's own vote are saved: the voters' saves then overlap this one.
+        self.round_trips.vote_asked(peer, self._now)
         self._batch.send(peer, self._campaign.request(self._term, self.node_id), early=True)
 
     def _become_leader(self) -> None:
@@ -726,6 +750,7 @@ class ElectionCore:
         self._leader_id = self.node_id
         self._leader_contact = self._now
         self._leader_down.end()
+        self.round_trips.forget_heartbeats()
         # The votes that elected it are the first answers CheckQuorum counts.
         granted = self._campaign.granted()
         self._campaign.clear()
@@ -762,7 +787,25 @@ class ElectionCore:
         )
 
     def _random_timeout(self) -> float:
-        return random_timeout(self.config, self._rng, self._leader_down.active(self._now))
+        if self._leader_down.active(self._now):
+            return random_timeout(self.config, self._rng, True, self._leader_down_spacing())
+        return random_timeout(self.config, self._rng, False)
+
+    def _defer_to_candidate(self) -> None:
+        """Having granted a candidate its (pre-)vote, wait a full election timeout.
+
+        Only candidates retry after short waits while the leader is known down; a voter
+        that competed as soon as one lost answer kept the candidate's round from ending
+        in time (a lost segment waits out TCP's retransmission, longer than a round)
+        would split the vote.
+        """
+        self._election_deadline = self._now + random_timeout(self.config, self._rng, False)
+
+    def _leader_down_spacing(self) -> float:
+        """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
+        return self.config.leader_down_spacing(
+            self.round_trips.election_round(self._peers, self._now)
+        )
 
     def _reset_election_deadline(self) -> None:
         self._election_deadline = self._now + self._random_timeout()

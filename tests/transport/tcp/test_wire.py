@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from almost_raft.core._messages import (
     MAX_ID_LENGTH,
+    MAX_ROUND_TRIP_US,
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
@@ -47,6 +48,7 @@ EVERY_KIND: list[PeerMessage] = [
     RequestVoteResponse(7, "b", granted=True),
     RequestVoteResponse(9, "b", granted=False, pre_vote=True),
     HeartBeat(MAX_TERM, "leader"),
+    HeartBeat(2, "leader", round_trip_us=41_500),
     HeartBeatResponse(0, "f\u00e9\U0001f600"),
     RequestVote(8, "c", transfer=True),
     TimeoutNow(3, "a"),
@@ -89,6 +91,7 @@ def test_message_kinds_name_the_metrics() -> None:
         "request_vote_response",
         "request_vote_response",
         "heartbeat",
+        "heartbeat",
         "heartbeat_response",
         "request_vote",
         "timeout_now",
@@ -112,7 +115,9 @@ messages = st.one_of(
         st.booleans(),
         st.floats(min_value=0, max_value=1e6),
     ),
-    st.builds(HeartBeat, terms, node_ids, terms),
+    st.builds(
+        HeartBeat, terms, node_ids, st.integers(min_value=0, max_value=MAX_ROUND_TRIP_US), terms
+    ),
     st.builds(HeartBeatResponse, terms, node_ids, terms),
 )
 
@@ -139,10 +144,12 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
     ("kind as bool", [True, 1, "a", False], FrameProblem.UNKNOWN_KIND),
     ("kind as str", ["3", 1, "a"], FrameProblem.UNKNOWN_KIND),
     ("missing field", [3, 1], FrameProblem.BAD_FIELD),
-    ("extra field", [3, 1, "a", 0, 0], FrameProblem.BAD_FIELD),
-    ("round left out", [3, 1, "a"], FrameProblem.BAD_FIELD),
+    ("extra field", [4, 1, "a", 0, 0], FrameProblem.BAD_FIELD),
+    ("one optional field too many", [3, 1, "a", 5, 0, 0], FrameProblem.BAD_FIELD),
+    ("optional field of the wrong type", [3, 1, "a", 0.5], FrameProblem.BAD_FIELD),
+    ("round trip out of range", [3, 1, "a", 2**40], FrameProblem.BAD_FIELD),
     ("round as bool", [4, 1, "a", True], FrameProblem.BAD_FIELD),
-    ("negative round", [3, 1, "a", -1], FrameProblem.BAD_FIELD),
+    ("negative round", [3, 1, "a", 0, -1], FrameProblem.BAD_FIELD),
     ("promise_left as int", [2, 1, "a", True, False, 0], FrameProblem.BAD_FIELD),
     ("negative promise_left", [2, 1, "a", True, False, -0.5], FrameProblem.BAD_FIELD),
     ("promise_left as nan", [2, 1, "a", True, False, float("nan")], FrameProblem.BAD_FIELD),
@@ -325,6 +332,14 @@ def test_missing_msgpack_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
         require_msgpack()
     with pytest.raises(ImportError, match="pip install msgpack"):
         encode_message(HeartBeat(1, "a"))
+
+
+def test_a_heartbeat_without_a_round_trip_reads_as_before() -> None:
+    # A heartbeat of a leader that has measured nothing yet, or of an older sender, has
+    # no round-trip field; one with a figure carries it as a trailing integer.
+    assert encode_message(HeartBeat(4, "a")) == encode_message(HeartBeat(4, "a", 0))
+    assert decode_message(pack([3, 4, "a"])) == HeartBeat(4, "a")
+    assert decode_message(pack([3, 4, "a", 7])) == HeartBeat(4, "a", round_trip_us=7)
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,12 @@ frame on a connection is the handshake, then every frame is one peer message::
     handshake             ["almost-raft", version, cluster_id, node_id]
                           ["almost-raft", version, cluster_id, node_id, nonce]
     RequestVote           [1, term, candidate_id, pre_vote, transfer]
-    RequestVoteResponse   [2, term, voter_id, granted, pre_vote, promise_left]
-    HeartBeat             [3, term, leader_id, round]
-    HeartBeatResponse     [4, term, follower_id, round]
+    RequestVoteResponse   [2, term, voter_id, granted, pre_vote, (promise_left)]
+    HeartBeat             [3, term, leader_id, (round_trip_us, (round))]
+    HeartBeatResponse     [4, term, follower_id, (round)]
+
+Fields in parentheses were added later and are left out while they are zero, so a frame
+without them reads as before.
     TimeoutNow            [5, term, leader_id]
 
 The first two handshake fields keep this layout in every protocol version, so a node can
@@ -221,18 +224,20 @@ def encode_message(message: PeerMessage) -> bytes:
                 message.transfer,
             ]
         case RequestVoteResponse():
-            fields = [
-                2,
-                message.term,
-                message.voter_id,
-                message.granted,
-                message.pre_vote,
-                message.promise_left,
-            ]
+            fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
+            if message.promise_left:
+                fields.append(message.promise_left)
         case HeartBeat():
-            fields = [3, message.term, message.leader_id, message.round]
+            fields = [3, message.term, message.leader_id]
+            if message.round_trip_us or message.round:
+                # Left out while unknown, so such a heartbeat reads as before.
+                fields.append(message.round_trip_us)
+            if message.round:
+                fields.append(message.round)
         case HeartBeatResponse():
-            fields = [4, message.term, message.follower_id, message.round]
+            fields = [4, message.term, message.follower_id]
+            if message.round:
+                fields.append(message.round)
         case TimeoutNow():
             fields = [5, message.term, message.leader_id]
         case _:
@@ -248,15 +253,21 @@ def _frame(fields: list[object]) -> bytes:
 # ---------------------------------------------------------------------------- decoding
 
 
-def frame_length(header: bytes, max_frame_bytes: int) -> int:
-    """Return the body length announced by a 4-byte frame ``header``.
+def frame_length(
+    data: bytes | bytearray | memoryview, max_frame_bytes: int, offset: int = 0
+) -> int:
+    """Return the body length announced by the 4-byte frame header at ``data[offset:]``.
+
+    This is the one reader of frame headers: the framed connection cuts frames with it,
+    and so does anything else that reads the stream (the chaos proxies).
 
     Raises:
-        WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``).
+        WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``, or
+            ``TLS`` when the bytes are a TLS record: see :func:`oversized`).
     """
-    (length,) = _HEADER.unpack(header)
+    (length,) = _HEADER.unpack_from(data, offset)
     if length > max_frame_bytes:
-        raise oversized(header, max_frame_bytes)
+        raise oversized(bytes(data[offset : offset + HEADER_BYTES]), max_frame_bytes)
     return int(length)
 
 
@@ -399,13 +410,16 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     schema = _SCHEMAS.get(kind) if type(kind) is int else None
     if schema is None:
         raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
-    cls, types = schema
+    cls, types, optional = schema
     values = fields[1:]
-    if len(values) != len(types):
+    if not len(types) <= len(values) <= len(types) + len(optional):
         raise WireError(
             FrameProblem.BAD_FIELD,
-            f"{cls.__name__} needs {len(types)} fields, got {len(values)}",
+            f"{cls.__name__} needs {len(types)} fields"
+            + (f" and up to {len(optional)} more" if optional else "")
+            + f", got {len(values)}",
         )
+    types += optional[: len(values) - len(types)]
     # Exact types rather than isinstance: True must not pass for an int. One comparison of
     # type tuples checks them all; the loop only finds which field to name.
     if tuple(map(type, values)) != types:
@@ -456,12 +470,14 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
     return value
 
 
-_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
-    1: (RequestVote, (int, str, bool, bool)),
-    2: (RequestVoteResponse, (int, str, bool, bool, float)),
-    3: (HeartBeat, (int, str, int)),
-    4: (HeartBeatResponse, (int, str, int)),
-    5: (TimeoutNow, (int, str)),
+# Per kind: the class, the types of its fields, and those of trailing fields that a
+# sender may leave out (added later, so that an older sender's frames still decode).
+_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]] = {
+    1: (RequestVote, (int, str, bool, bool), ()),
+    2: (RequestVoteResponse, (int, str, bool, bool), (float,)),
+    3: (HeartBeat, (int, str), (int, int)),
+    4: (HeartBeatResponse, (int, str), (int,)),
+    5: (TimeoutNow, (int, str), ()),
 }
 
 _KIND_NAMES: dict[type[PeerMessage], str] = {
