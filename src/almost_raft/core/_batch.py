@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._configuration import Configuration
 from ._messages import PeerMessage
 from ._outputs import LeaderChange, Outbound, Output
 from ._state import HardState, NodeState
@@ -36,6 +37,8 @@ class BatchBuilder:
         leader: str | None,
         role: NodeState,
         next_deadline: float,
+        configuration: Configuration | None = None,
+        committed: Configuration | None = None,
     ) -> tuple[Output, bool]:
         """Close the batch; also return whether it reports a change of leader."""
         # Called once per input, so it compares fields rather than building tuples.
@@ -46,8 +49,12 @@ class BatchBuilder:
             outbox.clear()
         hard_state = None
         reported = self._reported_hard_state
-        if term != reported.term or voted_for != reported.voted_for:
-            hard_state = self._reported_hard_state = HardState(term, voted_for)
+        if (
+            term != reported.term
+            or voted_for != reported.voted_for
+            or configuration is not reported.configuration
+        ):
+            hard_state = self._reported_hard_state = HardState(term, voted_for, configuration)
         leader_change = None
         reported_leader, reported_term = self._reported_leader
         if leader != reported_leader or (leader is not None and term != reported_term):
@@ -56,5 +63,5 @@ class BatchBuilder:
         changed_role = None
         if role is not self._reported_role:
             changed_role = self._reported_role = role
-        output = Output(messages, hard_state, leader_change, changed_role, next_deadline)
+        output = Output(messages, hard_state, leader_change, changed_role, next_deadline, committed)
         return output, leader_change is not None

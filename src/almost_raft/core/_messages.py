@@ -14,6 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from ._configuration import MAX_ID_LENGTH as MAX_ID_LENGTH
+from ._configuration import Configuration
+
 __all__ = [
     "HeartBeat",
     "HeartBeatResponse",
@@ -25,7 +28,6 @@ __all__ = [
 ]
 
 MAX_TERM = 2**63 - 1
-MAX_ID_LENGTH = 256
 
 
 class Message:
@@ -68,12 +70,20 @@ class RequestVote(PeerMessage):
     With ``transfer`` set the candidate campaigns because the leader handed leadership to
     it (:class:`TimeoutNow`), so voters answer even though they heard from that leader
     moments ago (thesis 3.10).
+
+    ``config_term`` and ``config_version`` name the candidate's configuration; a voter
+    whose own is newer refuses, as Raft's voters refuse a candidate with an older log.
+    At version 0 (a starting configuration) ``voters`` lists the candidate's voters, and
+    a voter whose starting voters differ refuses.
     """
 
     term: int
     candidate_id: str
     pre_vote: bool = False
     transfer: bool = False
+    config_term: int = 0
+    config_version: int = 0
+    voters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_term(self.term)
@@ -82,6 +92,14 @@ class RequestVote(PeerMessage):
         check_flag("transfer", self.transfer)
         if self.pre_vote and self.transfer:
             raise ValueError("a handed-over election skips the pre-vote")
+        check_term(self.config_term)
+        check_term(self.config_version)
+        check_ids("voters", self.voters)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
 
     @property
     def sender(self) -> str:
@@ -115,14 +133,24 @@ class RequestVoteResponse(PeerMessage):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HeartBeat(PeerMessage):
-    """The leader of ``term`` says it is alive."""
+    """The leader of ``term`` says it is alive.
+
+    ``configuration`` is the leader's configuration, sent to a follower until it has
+    acknowledged it (``None`` otherwise); ``committed_version`` is the newest version the
+    leader knows to be committed, which tells a removed member that it may leave.
+    """
 
     term: int
     leader_id: str
+    configuration: Configuration | None = None
+    committed_version: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("leader_id", self.leader_id)
+        if self.configuration is not None and not isinstance(self.configuration, Configuration):
+            raise TypeError("configuration must be a Configuration or None")
+        check_term(self.committed_version)
 
     @property
     def sender(self) -> str:
@@ -134,15 +162,26 @@ class HeartBeatResponse(PeerMessage):
     """A node answers a heartbeat, so the leader knows a majority still hears it.
 
     An answer to a heartbeat of an older term carries the newer term, which makes a
-    deposed leader step down as soon as it can talk to the cluster again.
+    deposed leader step down as soon as it can talk to the cluster again. It names the
+    follower's configuration (``config_term``, ``config_version``), saved before the
+    answer left: that is how a leader counts a configuration as committed.
     """
 
     term: int
     follower_id: str
+    config_term: int = 0
+    config_version: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("follower_id", self.follower_id)
+        check_term(self.config_term)
+        check_term(self.config_version)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
 
     @property
     def sender(self) -> str:
@@ -183,6 +222,14 @@ def check_node_id(field: str, node_id: object) -> None:
         raise TypeError(f"{field} must be a str, got {type(node_id).__name__}")
     if not 0 < len(node_id) <= MAX_ID_LENGTH:
         raise ValueError(f"{field} must have 1 to {MAX_ID_LENGTH} characters")
+
+
+def check_ids(field: str, ids: object) -> None:
+    """Raise unless ``ids`` is a tuple of valid node ids."""
+    if not isinstance(ids, tuple):
+        raise TypeError(f"{field} must be a tuple, got {type(ids).__name__}")
+    for node_id in ids:
+        check_node_id(field, node_id)
 
 
 def check_flag(field: str, value: object) -> None:

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import math
 
+from ._configuration import Configuration
 from ._messages import PeerMessage
 from ._state import HardState, NodeState
 
@@ -49,7 +50,9 @@ class Output:
        vote, and votes it was granted in the lost term die with the process that would
        have counted them.
     2. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
-    3. Publish ``leader_change`` and ``role`` to whoever watches.
+    3. Publish ``leader_change``, ``role`` and ``committed`` to whoever watches.
+       ``committed`` is set on a leader when a configuration becomes committed; it is
+       true only once step 1 is done, since the leader's own save counts towards it.
     4. Call the core's ``tick`` again no later than ``next_deadline``.
 
     Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
@@ -60,6 +63,7 @@ class Output:
     leader_change: LeaderChange | None = None
     role: NodeState | None = None
     next_deadline: float = math.inf
+    committed: Configuration | None = None
 
 
 @dataclasses.dataclass(slots=True)
