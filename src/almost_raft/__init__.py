@@ -6,11 +6,13 @@ with asyncio, a transport moves its messages and a store keeps its term and vote
 """
 
 from .core._config import ElectionConfig
+from .core._configuration import Configuration, Member
 from .core._errors import (
     AlmostRaftError,
     ConfigError,
     ElectionClosed,
     LeadershipLost,
+    MembershipChangeError,
     StateFileError,
 )
 from .core._messages import (
@@ -49,6 +51,9 @@ __all__ = [
     "Subscription",
     # Configuration
     "ElectionConfig",
+    # Members
+    "Configuration",
+    "Member",
     # The pure core
     "ElectionCore",
     "Output",
@@ -90,6 +95,7 @@ __all__ = [
     "StateFileError",
     "LeadershipLost",
     "ElectionClosed",
+    "MembershipChangeError",
 ]
 
 __version__ = "0.1.0"

@@ -27,6 +27,8 @@ from almost_raft import (
 from almost_raft.core._messages import MAX_TERM
 
 PEERS = ("b", "c")
+# A starting configuration names its voters in every vote request.
+VOTERS = ("a", "b", "c")
 
 
 def make_core(
@@ -129,7 +131,9 @@ def test_candidate_votes_for_itself() -> None:
 def test_candidate_requests_votes_from_every_peer_in_order() -> None:
     core = make_core(peers=("c", "d", "b"), pre_vote=False)
     out = timeout(core)
-    assert sent(out) == [(p, RequestVote(1, "a")) for p in ("b", "c", "d")]
+    assert sent(out) == [
+        (p, RequestVote(1, "a", voters=("a", "b", "c", "d"))) for p in ("b", "c", "d")
+    ]
 
 
 def test_vote_is_persisted_in_the_same_batch_that_asks_for_votes() -> None:
@@ -150,7 +154,9 @@ def test_candidate_wins_with_votes_from_a_majority() -> None:
     out = core.receive(RequestVoteResponse(1, "c", True), now)
     assert role(core) is NodeState.LEADER
     assert out.leader_change == LeaderChange("a", 1)
-    assert sent(out) == [(p, HeartBeat(1, "a")) for p in ("b", "c", "d", "e")]
+    # The first heartbeats carry the configuration the leader re-made in its term.
+    assert core.configuration.key == (1, 1)
+    assert sent(out) == [(p, HeartBeat(1, "a", core.configuration)) for p in ("b", "c", "d", "e")]
 
 
 def test_candidate_counts_a_duplicated_vote_once() -> None:
@@ -197,7 +203,7 @@ def test_candidate_starts_a_new_term_after_a_split_vote() -> None:
     out = timeout(core)
     assert core.term == 2
     assert out.hard_state == HardState(2, "a")
-    assert sent(out) == [(p, RequestVote(2, "a")) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(2, "a", voters=VOTERS)) for p in PEERS]
 
 
 # ---------------------------------------------------------------------- 5.1/5.2 voters
@@ -256,9 +262,9 @@ def test_higher_term_makes_a_leader_follower_with_no_vote() -> None:
     now = elect(core)
     out = core.receive(HeartBeatResponse(7, "b"), now)
     assert role(core) is NodeState.FOLLOWER
-    assert out.hard_state == HardState(7, None)
+    assert out.hard_state == HardState(7, None, core.configuration)
     assert out.leader_change == LeaderChange(None, 7)
-    reply = core.receive(RequestVote(7, "c"), now)
+    reply = core.receive(RequestVote(7, "c", config_term=1, config_version=1), now)
     assert sent(reply) == [("c", RequestVoteResponse(7, "a", True))]
 
 
@@ -280,7 +286,8 @@ def test_leader_sends_heartbeats_every_interval() -> None:
         now = core.next_deadline
         out = core.tick(now)
         if out.messages:
-            assert sent(out) == [(p, HeartBeat(1, "a")) for p in PEERS]
+            # Nobody answered, so every heartbeat still carries the configuration.
+            assert sent(out) == [(p, HeartBeat(1, "a", core.configuration)) for p in PEERS]
             times.append(now)
     gaps = [round(b - a, 9) for a, b in zip([start, *times], times, strict=False)]
     assert gaps == [0.1] * 5
@@ -302,7 +309,7 @@ def test_pre_candidate_does_not_raise_its_term_or_vote() -> None:
     assert role(core) is NodeState.PRE_CANDIDATE
     assert (core.term, core.voted_for) == (0, None)
     assert out.hard_state is None
-    assert sent(out) == [(p, RequestVote(1, "a", pre_vote=True)) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(1, "a", pre_vote=True, voters=VOTERS)) for p in PEERS]
 
 
 def test_pre_vote_does_not_change_the_voters_term_or_vote() -> None:
@@ -319,7 +326,7 @@ def test_pre_candidate_with_a_majority_becomes_candidate() -> None:
     out = core.receive(RequestVoteResponse(1, "b", True, pre_vote=True), 0.1)
     assert role(core) is NodeState.CANDIDATE
     assert out.hard_state == HardState(1, "a")
-    assert sent(out) == [(p, RequestVote(1, "a")) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(1, "a", voters=VOTERS)) for p in PEERS]
 
 
 @pytest.mark.parametrize("check_quorum", [True, False])

@@ -22,7 +22,7 @@ class Replication:
         configuration: the configuration the leader just made (the restamped one).
     """
 
-    __slots__ = ("_acked", "_leaving", "configuration", "node_id", "promote")
+    __slots__ = ("_acked", "_leaving", "configuration", "gate_open", "node_id", "promote")
 
     def __init__(self, node_id: str, configuration: Configuration) -> None:
         self.node_id = node_id
@@ -33,6 +33,8 @@ class Replication:
         self._leaving: dict[str, float] = {}
         #: Non-voters to promote once they have saved the configuration.
         self.promote: set[str] = set()
+        #: Whether this term's configuration committed: changes may be made (the gate).
+        self.gate_open = False
 
     def acknowledge(self, node_id: str, key: tuple[int, int]) -> None:
         """``node_id`` said it has saved the configuration with ``key``."""

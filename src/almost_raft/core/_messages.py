@@ -74,7 +74,8 @@ class RequestVote(PeerMessage):
     ``config_term`` and ``config_version`` name the candidate's configuration; a voter
     whose own is newer refuses, as Raft's voters refuse a candidate with an older log.
     At version 0 (a starting configuration) ``voters`` lists the candidate's voters, and
-    a voter whose starting voters differ refuses.
+    a voter whose starting voters differ refuses; an empty ``voters`` states none (as
+    from an earlier release).
     """
 
     term: int

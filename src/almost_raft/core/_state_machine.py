@@ -53,6 +53,8 @@ from collections.abc import Iterable
 
 from ._batch import BatchBuilder
 from ._config import ElectionConfig
+from ._configuration import Member
+from ._errors import ConfigError, MembershipChangeError
 from ._leader_down import LeaderDown, campaign_turn, turn_wait
 from ._messages import (
     MAX_TERM,
@@ -66,6 +68,7 @@ from ._messages import (
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult, quorum_heard_since, vote_result
+from ._reconfiguration import Reconfiguration
 from ._state import HardState, NodeState
 
 __all__ = ["ElectionCore"]
@@ -75,7 +78,7 @@ logger = logging.getLogger("almost_raft.core")
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
 
 
-class ElectionCore:
+class ElectionCore(Reconfiguration):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -84,11 +87,13 @@ class ElectionCore:
 
     Args:
         node_id: this node's id.
-        peers: the ids of the other voting members.
+        peers: the ids of the other voting members at the start: the starting
+            configuration (version 0), used until a leader makes one.
         config: timings and membership limits.
         rng: the only source of randomness (the election timeouts).
         now: the current time, in seconds.
-        hard_state: the term and vote recovered from durable storage, if any.
+        hard_state: the term, vote and configuration recovered from durable storage, if
+            any; a saved configuration is followed instead of ``peers``.
     """
 
     def __init__(
@@ -106,12 +111,13 @@ class ElectionCore:
         self.metrics = CoreMetrics()
         self._rng = rng
         self._now = now
-        self._peers: set[str] = set()
+        start_peers: set[str] = set()
         for peer in peers:
             check_node_id("peers", peer)
             if peer != node_id:
-                self._peers.add(peer)
+                start_peers.add(peer)
         state = hard_state or HardState()
+        self._init_configuration(node_id, start_peers, state)
         self._term = state.term
         self._voted_for = state.voted_for
         self._role = NodeState.FOLLOWER
@@ -130,7 +136,9 @@ class ElectionCore:
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
         # This input's messages, and what the caller was already told.
-        self._batch = BatchBuilder(state, self._role)
+        self._batch = BatchBuilder(
+            HardState(state.term, state.voted_for, self._persisted_configuration()), self._role
+        )
 
     # ------------------------------------------------------------------ read-only status
 
@@ -156,13 +164,13 @@ class ElectionCore:
 
     @property
     def peers(self) -> frozenset[str]:
-        """The other voting members."""
-        return frozenset(self._peers)
+        """The other voting members of the configuration in force."""
+        return frozenset(self._other_voters())
 
     @property
     def hard_state(self) -> HardState:
-        """The term and vote as they are now."""
-        return HardState(self._term, self._voted_for)
+        """The term, vote and (leader-made) configuration as they are now."""
+        return HardState(self._term, self._voted_for, self._persisted_configuration())
 
     @property
     def next_deadline(self) -> float:
@@ -203,37 +211,72 @@ class ElectionCore:
         return self._finish()
 
     def add_peer(self, peer_id: str, now: float) -> Output:
-        """Make ``peer_id`` a voting member; refused past ``max_nodes``."""
+        """Add ``peer_id`` as a member; refused past ``max_nodes``.
+
+        Before any leader made a configuration this changes the starting configuration
+        of this node alone (every node must be told, as the seed's ``ControlAddNode``s
+        are). After that, on the leader it asks for the change (as :meth:`add_member`
+        does, with errors logged instead of raised), and elsewhere it is ignored with a
+        log line: only the leader changes members.
+        """
         self._now = now
         check_node_id("peer_id", peer_id)
         limit = self.config.max_nodes
-        if peer_id == self.node_id or peer_id in self._peers:
+        members = self.configuration.ids
+        if peer_id in members:
             logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif limit is not None and len(self._peers) + 2 > limit:
+        elif limit is not None and len(members | {self.node_id}) + 1 > limit:
             logger.warning(
                 "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
                 self.node_id,
                 peer_id,
                 limit,
             )
-        else:
-            self._peers.add(peer_id)
-            logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
-            if self._role is NodeState.LEADER:
-                self._send(peer_id, HeartBeat(self._term, self.node_id))
-            elif self._role in _CAMPAIGNING:
+        elif self._edit_starting_configuration(peer_id, add=True):
+            logger.info(
+                "%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._other_members())
+            )
+            if self._role in _CAMPAIGNING:
                 self._request_votes_from(peer_id)
+        else:
+            self._change_from_peer_list(peer_id, add=True)
         return self._finish()
 
     def remove_peer(self, peer_id: str, now: float) -> Output:
-        """Stop counting ``peer_id`` as a voting member."""
+        """Remove ``peer_id``; the same rules as :meth:`add_peer`."""
         self._now = now
-        if peer_id in self._peers:
-            self._peers.discard(peer_id)
-            logger.info("%s: removed peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
+        if peer_id not in self.configuration.ids or peer_id == self.node_id:
+            return self._finish()
+        if self._edit_starting_configuration(peer_id, add=False):
+            logger.info(
+                "%s: removed peer %s (%d peers)",
+                self.node_id,
+                peer_id,
+                len(self._other_members()),
+            )
             if self._role in _CAMPAIGNING:
                 self._tally()
+        else:
+            self._change_from_peer_list(peer_id, add=False)
         return self._finish()
+
+    def _change_from_peer_list(self, peer_id: str, *, add: bool) -> None:
+        if self._role is not NodeState.LEADER:
+            logger.info(
+                "%s: ignored %s peer %s: members change only at the leader (%s)",
+                self.node_id,
+                "adding" if add else "removing",
+                peer_id,
+                self._leader_id or "none known",
+            )
+            return
+        try:
+            if add:
+                self._add_member(Member(peer_id))
+            else:
+                self._remove_member(peer_id)
+        except (ConfigError, MembershipChangeError) as exc:
+            logger.warning("%s: could not change members: %s", self.node_id, exc)
 
     def transfer_leadership(self, now: float, to: str | None = None) -> Output:
         """Hand leadership over: tell one peer to campaign now, and stop leading.
@@ -251,11 +294,10 @@ class ElectionCore:
         if self._role is not NodeState.LEADER:
             return self._finish()
         target = to
-        if target is None and self._peers:
-            target = max(
-                sorted(self._peers), key=lambda peer: self._last_heard.get(peer, -math.inf)
-            )
-        if target is not None and target in self._peers:
+        voters = self._other_voters()
+        if target is None and voters:
+            target = max(sorted(voters), key=lambda peer: self._last_heard.get(peer, -math.inf))
+        if target is not None and target in voters:
             logger.info(
                 "%s: handing leadership of term %d over to %s", self.node_id, self._term, target
             )
@@ -323,7 +365,7 @@ class ElectionCore:
         looked at again when this node gets evidence of its own. Nothing is granted on
         the candidate's word: the request then passes the same rules as any other.
         """
-        if self.config.leader_down_step > 0 and request.candidate_id in self._peers:
+        if self.config.leader_down_step > 0 and request.candidate_id in self._other_voters():
             self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
@@ -336,9 +378,7 @@ class ElectionCore:
         self._now = now
         if self._role is not NodeState.TERMINATING:
             logger.info("%s: terminating at term %d", self.node_id, self._term)
-            self._role = NodeState.TERMINATING
-            self._leader_id = None
-            self._votes.clear()
+            self._become_terminating()
         return self._finish()
 
     # ------------------------------------------------------------------ the term rules
@@ -350,7 +390,7 @@ class ElectionCore:
             return self._drop("terminating", message)
         if sender == self.node_id:
             return self._drop("from_self", message)
-        if sender not in self._peers:
+        if not self._is_known_sender(sender):
             return self._drop("unknown_sender", message)
         if message.term > self._term:
             if (
@@ -396,7 +436,9 @@ class ElectionCore:
 
     def _on_vote_request(self, request: RequestVote) -> None:
         candidate = request.candidate_id
-        if request.pre_vote:
+        if self._configuration_refuses(request):
+            grant = False
+        elif request.pre_vote:
             # Would this node vote for the candidate in request.term? Not while it hears
             # from a leader (thesis 9.6): that is what stops a node returning from a
             # partition, and it holds with CheckQuorum off too, where the term rules have
@@ -470,6 +512,7 @@ class ElectionCore:
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
             self._last_heard[message.follower_id] = self._now
+            self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -483,7 +526,11 @@ class ElectionCore:
     def _on_timeout_now(self, message: TimeoutNow) -> None:
         if self._leader_id not in (None, message.leader_id):
             self._drop("conflicting_leader", message)
-        elif self._term >= MAX_TERM or len(self._peers) < self.config.min_peers:
+        elif (
+            self._term >= MAX_TERM
+            or len(self._other_voters()) < self.config.min_peers
+            or not self._is_voter()
+        ):
             self._drop("cannot_campaign", message)
         else:
             logger.info(
@@ -512,7 +559,7 @@ class ElectionCore:
         # The leader is alive: what was held for the case that it had died is moot.
         self._leader_down.end()
         self._reset_election_deadline()
-        self._send(heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id))
+        self._follow_configuration(heartbeat)
 
     def _on_vote_response(self, response: RequestVoteResponse) -> None:
         pre_vote = self._role is NodeState.PRE_CANDIDATE
@@ -562,11 +609,14 @@ class ElectionCore:
                 self._term,
             )
             self._become_follower(self._term, None)
-        elif len(self._peers) < self.config.min_peers:
+        elif not self._is_voter():
+            # A non-voter, or a member removed but not yet told: never campaigns.
+            self._become_follower(self._term, None)
+        elif len(self._other_voters()) < self.config.min_peers:
             logger.debug(
                 "%s: %d of min_peers=%d peers known; not starting an election",
                 self.node_id,
-                len(self._peers),
+                len(self._other_voters()),
                 self.config.min_peers,
             )
             # The timer fired, so no leader was heard for an election timeout, and a
@@ -605,9 +655,8 @@ class ElectionCore:
         self._become_follower(self._term, None)
 
     def _broadcast_heartbeat(self) -> None:
-        heartbeat = HeartBeat(self._term, self.node_id)
-        for peer in sorted(self._peers):
-            self._send(peer, heartbeat)
+        for peer in self._heartbeat_recipients():
+            self._send(peer, self._heartbeat_to(peer))
         self._heartbeat_deadline = self._now + self.config.heartbeat_interval
 
     # ------------------------------------------------------------------ transitions
@@ -624,8 +673,15 @@ class ElectionCore:
             self._leader_down.end()
         self._votes.clear()
         self._last_heard.clear()
+        self._stop_replication()
         self._heartbeat_deadline = self._quorum_deadline = math.inf
         self._reset_election_deadline()
+
+    def _become_terminating(self) -> None:
+        self._role = NodeState.TERMINATING
+        self._leader_id = None
+        self._votes.clear()
+        self._stop_replication()
 
     def _become_pre_candidate(self) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot pre-campaign"
@@ -649,7 +705,7 @@ class ElectionCore:
         self._leader_id = None
         self._votes = {self.node_id: True}
         self._reset_election_deadline()
-        for peer in sorted(self._peers):
+        for peer in sorted(self._other_voters()):
             self._request_votes_from(peer)
         self._tally()
 
@@ -657,7 +713,7 @@ class ElectionCore:
         pre_vote = self._role is NodeState.PRE_CANDIDATE
         term = self._term + 1 if pre_vote else self._term
         transfer = self._transfer and not pre_vote
-        self._send(peer, RequestVote(term, self.node_id, pre_vote=pre_vote, transfer=transfer))
+        self._send(peer, self._vote_request(term, pre_vote, transfer))
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"
@@ -674,12 +730,15 @@ class ElectionCore:
         # Without CheckQuorum a leader keeps its role until it sees a higher term.
         if self.config.check_quorum:
             self._quorum_deadline = self._now + self.config.election_timeout
+        self._start_replication()
         self._broadcast_heartbeat()
+        # A cluster of one commits at once.
+        self._advance_configuration()
 
     # ------------------------------------------------------------------ helpers
 
     def _voters(self) -> set[str]:
-        return self._peers | {self.node_id}
+        return set(self.configuration.voters)
 
     def _in_leader_lease(self) -> bool:
         """Whether this node heard from a live leader within the minimum election timeout."""
@@ -717,7 +776,13 @@ class ElectionCore:
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
         output, leader_changed = self._batch.finish(
-            self._term, self._voted_for, self._leader_id, self._role, self.next_deadline
+            self._term,
+            self._voted_for,
+            self._leader_id,
+            self._role,
+            self.next_deadline,
+            self._persisted_configuration(),
+            self._take_committed(),
         )
         if leader_changed:
             self.metrics.leader_changes += 1

@@ -22,8 +22,12 @@ Commands (``name positional... key=value...``):
 - ``cut a b``, ``cut-one-way a b``, ``isolate a``, ``partition a,b c``, ``heal``.
 - ``crash a`` (the stored hard state survives), ``restart a``, ``terminate a``.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
-- ``inject <to> <Kind> term=N from=x [pre] [granted|refused]``: hand one crafted message
-  to a node at once.
+- ``add-member a d [non-voter]``, ``remove-member a d``, ``promote a d``: ask node ``a``
+  for a change of the configuration; a refusal prints its error. ``members [node...]``
+  shows each node's configuration and the newest it knows committed.
+- ``inject <to> <Kind> term=N from=x [pre] [granted|refused] [stale-config]``: hand one
+  crafted message to a node at once (a vote request names the receiver's configuration,
+  or none with ``stale-config``).
 - ``status [node...]``, ``metrics <node>``.
 """
 
@@ -37,10 +41,13 @@ import random
 from collections.abc import Callable, Iterator
 
 from almost_raft import (
+    ConfigError,
     ElectionConfig,
     ElectionCore,
     HeartBeat,
     HeartBeatResponse,
+    Member,
+    MembershipChangeError,
     MemoryStore,
     NetworkFaults,
     Output,
@@ -103,6 +110,13 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("granted" if message.granted else "refused")
     if isinstance(message, RequestVote | RequestVoteResponse) and message.pre_vote:
         parts.append("pre")
+    if isinstance(message, RequestVote | HeartBeatResponse) and message.config_version:
+        parts.append(f"config=v{message.config_version}/t{message.config_term}")
+    if isinstance(message, HeartBeat):
+        if message.configuration is not None:
+            parts.append(f"config=v{message.configuration.version}")
+        if message.committed_version:
+            parts.append(f"committed=v{message.committed_version}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
@@ -152,6 +166,10 @@ class Env:
             "restart": self._restart,
             "terminate": self._terminate,
             "add-peer": self._add_peer,
+            "add-member": self._add_member,
+            "remove-member": self._remove_member,
+            "promote": self._promote,
+            "members": self._members,
             "remove-peer": self._remove_peer,
             "inject": self._inject,
             "status": self._status,
@@ -205,9 +223,11 @@ class Env:
             lines.extend([f"{node_id}: dropped ({reason})"] * count)
         if out.hard_state is not None:
             node.store.save(out.hard_state)
+            config = out.hard_state.configuration
             lines.append(
                 f"{node_id}: persist term={out.hard_state.term} "
                 f"vote={out.hard_state.voted_for or 'none'}"
+                + (f" config=v{config.version}" if config is not None else "")
             )
         if out.role is not None:
             lines.append(f"{node_id}: role {out.role.value}")
@@ -448,6 +468,40 @@ class Env:
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.remove_peer(peer, node.clock))
 
+    def _add_member(self, args: Args) -> list[str]:
+        node_id, peer = args.positional[:2]
+        member = Member(peer, voter="non-voter" not in args.positional[2:])
+        return self._change(node_id, lambda c, now: c.add_member(member, now))
+
+    def _remove_member(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        return self._change(node_id, lambda c, now: c.remove_member(peer, now))
+
+    def _promote(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        return self._change(node_id, lambda c, now: c.promote_member(peer, now))
+
+    def _change(self, node_id: str, action: Callable[[ElectionCore, float], Output]) -> list[str]:
+        node = self.nodes[node_id]
+        try:
+            return self._call(node_id, lambda c: action(c, node.clock))
+        except (ConfigError, MembershipChangeError) as exc:
+            return [f"{node_id}: refused: {type(exc).__name__}: {exc}"]
+
+    def _members(self, args: Args) -> list[str]:
+        lines = []
+        for n in args.positional or sorted(self.nodes):
+            core = self.nodes[n].core
+            if core is None:
+                lines.append(f"{n}: down")
+                continue
+            committed = core.committed_configuration
+            lines.append(
+                f"{n}: {core.configuration.describe()} committed="
+                + (f"v{committed.version}" if committed is not None else "none")
+            )
+        return lines
+
     def _inject(self, args: Args) -> list[str]:
         to, kind = args.positional[:2]
         words = set(args.positional[2:])
@@ -455,7 +509,16 @@ class Env:
         sender = args.options["from"]
         message: PeerMessage
         if kind == "RequestVote":
-            message = RequestVote(term, sender, pre_vote="pre" in words)
+            # As from a candidate as up to date as the receiver, unless ``stale-config``.
+            config = self._live(to)[1].configuration
+            fresh = "stale-config" not in words
+            message = RequestVote(
+                term,
+                sender,
+                pre_vote="pre" in words,
+                config_term=config.term if fresh else 0,
+                config_version=config.version if fresh else 0,
+            )
         elif kind == "RequestVoteResponse":
             message = RequestVoteResponse(
                 term, sender, granted="granted" in words, pre_vote="pre" in words
