@@ -66,7 +66,11 @@ class Replication:
             self.promote.discard(removed)
 
     def committed(self, now: float, linger: float) -> None:
-        """The configuration committed: tell removed members for ``linger`` more."""
+        """The configuration committed: tell removed members for ``linger`` more.
+
+        An answer cannot say which heartbeat it answers, so it cannot tell whether the
+        member saw the commit; a removed member that hears of it leaves and falls silent.
+        """
         for node_id, until in self._leaving.items():
             if until == math.inf:
                 self._leaving[node_id] = now + linger
@@ -81,10 +85,6 @@ class Replication:
     def is_leaving(self, node_id: str) -> bool:
         """Whether ``node_id`` was removed and is still being told so."""
         return node_id in self._leaving
-
-    def left(self, node_id: str) -> None:
-        """``node_id`` saw its removal committed; stop telling it."""
-        self._leaving.pop(node_id, None)
 
     def needs_configuration(self, node_id: str) -> bool:
         """Whether a heartbeat to ``node_id`` must carry the configuration."""

@@ -272,12 +272,6 @@ class Reconfiguration:
         replication = self._replication
         assert replication is not None, "only a leader counts answers"
         replication.acknowledge(response.follower_id, response.config_key)
-        if (
-            replication.is_leaving(response.follower_id)
-            and self._committed_version >= self._configuration.version
-            and replication.has_saved(response.follower_id)
-        ):
-            replication.left(response.follower_id)
         self._advance_configuration()
 
     def _advance_configuration(self) -> None:
