@@ -335,8 +335,8 @@ class Reconfiguration:
     def _add_member(self, member: Member) -> None:
         if not isinstance(member, Member):
             raise ConfigError("member", member, "must be an almost_raft.Member")
-        self._check_can_change()
         if check_add(self._configuration, member):
+            self._check_can_change()
             limit = self.config.max_nodes
             if limit is not None and len(self._configuration.members) + 1 > limit:
                 raise ConfigError(
@@ -373,8 +373,8 @@ class Reconfiguration:
             MembershipChangeError: this node does not lead, or a change is pending.
         """
         self._now = now
-        self._check_can_change()
         if check_promote(self._configuration, node_id):
+            self._check_can_change()
             self._request(("promote", node_id))
         return self._finish()
 
@@ -404,6 +404,11 @@ class Reconfiguration:
         assert replication is not None, "only a leader changes the configuration"
         if not replication.gate_open:
             # Behind the leader gate: made once this term's configuration commits.
+            logger.info(
+                "%s: the change waits until configuration v%d of this term commits",
+                self.node_id,
+                self._configuration.version,
+            )
             self._waiting_change = change
             return
         self._apply_change(change)
