@@ -26,9 +26,9 @@ class BatchBuilder:
         self._reported_leader: tuple[str | None, int | None] = (None, None)
         self._reported_role = role
 
-    def send(self, to: str, message: PeerMessage) -> None:
-        """Add a message to the batch under way."""
-        self._outbox.append(Outbound(to, message))
+    def send(self, to: str, message: PeerMessage, *, early: bool = False) -> None:
+        """Add a message to the batch under way; ``early`` as on :class:`Outbound`."""
+        self._outbox.append(Outbound(to, message, early))
 
     def finish(
         self,

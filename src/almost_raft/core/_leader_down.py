@@ -48,7 +48,16 @@ class LeaderDown:
         self._held.clear()
 
     def hold(self, request: RequestVote, now: float) -> None:
-        """Keep ``request``, replacing any older one from the same candidate."""
+        """Keep ``request``, refused only because a leader seemed alive.
+
+        Every follower learns that the leader's process is gone within moments of the
+        others, but not at the same instant; a candidate that learned first would
+        otherwise have its requests dropped by followers a millisecond behind it and wait
+        a retry. Held for one ``leader_down_step``, the latest request per candidate (this
+        one replaces any older) is looked at again when this node gets evidence of its
+        own. Nothing is granted on the candidate's word: the request then passes the same
+        rules as any other.
+        """
         self._held[request.candidate_id] = (request, now)
 
     def take_fresh(self, now: float, max_age: float) -> list[RequestVote]:

@@ -15,10 +15,15 @@ __all__ = ["CoreMetrics", "LeaderChange", "Outbound", "Output"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outbound:
-    """A message to send to the peer ``to``."""
+    """A message to send to the peer ``to``.
+
+    ``early`` is the core's word that the message may leave before its batch's
+    ``hard_state`` is durable, or while it is being saved; see :class:`Output`.
+    """
 
     to: str
     message: PeerMessage
+    early: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,12 +49,15 @@ class Output:
        nothing else of this batch may happen, and the core takes no further input: a
        vote sent before it is on disk could be cast twice after a crash (Raft paper 5.2,
        thesis 3.8), and a candidate must not count its own vote before it is on disk.
-       The one exception: :class:`RequestVote` messages in ``messages`` may leave before
-       or during the save, as etcd's raft sends them. They ask for votes and promise
-       nothing; if the node crashes before the save ends, it restarts at its old term and
-       vote, and votes it was granted in the lost term die with the process that would
-       have counted them.
+       The one exception: messages marked ``early`` (the core marks its vote requests)
+       may leave before or during the save, as etcd's raft sends them. They ask for
+       votes and promise nothing; if the node crashes before the save ends, it restarts
+       at its old term and vote, and votes it was granted in the lost term die with the
+       process that would have counted them.
     2. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
+
+    :meth:`before_save` and :meth:`after_save` split ``messages`` along that rule, so a
+    driver sends the first, saves, then sends the second.
     3. Publish ``leader_change``, ``role`` and ``committed`` to whoever watches.
        ``committed`` is set on a leader when a configuration becomes committed; it is
        true only once step 1 is done, since the leader's own save counts towards it.
@@ -64,6 +72,21 @@ class Output:
     role: NodeState | None = None
     next_deadline: float = math.inf
     committed: Configuration | None = None
+
+    def before_save(self) -> tuple[Outbound, ...]:
+        """The messages that may leave before ``hard_state`` is durable, in order.
+
+        All of them when there is nothing to save; else the ones marked ``early``.
+        """
+        if self.hard_state is None:
+            return self.messages
+        return tuple(outbound for outbound in self.messages if outbound.early)
+
+    def after_save(self) -> tuple[Outbound, ...]:
+        """The messages that must wait until ``hard_state`` is durable, in order."""
+        if self.hard_state is None:
+            return ()
+        return tuple(outbound for outbound in self.messages if not outbound.early)
 
 
 @dataclasses.dataclass(slots=True)

@@ -18,8 +18,8 @@ term (the leader gate); a change asked for before that commits waits for it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from typing import TYPE_CHECKING
 
 from ._config import ElectionConfig
@@ -45,6 +45,7 @@ from ._messages import (
 from ._state import HardState, NodeState
 
 if TYPE_CHECKING:
+    from ._leader_side import LeaderSide
     from ._outputs import Output
 
 __all__ = ["Reconfiguration"]
@@ -69,7 +70,7 @@ class Reconfiguration:
         _role: NodeState
         _leader_id: str | None
         _now: float
-        _last_heard: dict[str, float]
+        _leader_side: LeaderSide
 
         def _send(self, to: str, message: PeerMessage) -> None: ...
         def _finish(self) -> Output: ...
@@ -148,13 +149,12 @@ class Reconfiguration:
 
     # ------------------------------------------------------------------ votes
 
-    def _vote_request(self, term: int, pre_vote: bool, transfer: bool) -> RequestVote:
+    def _with_configuration(self, request: RequestVote) -> RequestVote:
+        """``request`` naming this node's configuration (elections are rare: a copy is
+        cheap)."""
         config = self._configuration
-        return RequestVote(
-            term,
-            self.node_id,
-            pre_vote=pre_vote,
-            transfer=transfer,
+        return dataclasses.replace(
+            request,
             config_term=config.term,
             config_version=config.version,
             voters=tuple(sorted(config.voters)) if config.version == 0 else (),
@@ -303,9 +303,8 @@ class Reconfiguration:
     def _hand_over_and_leave(self) -> None:
         """This leader's removal committed: tell the others, hand over, leave (thesis 4.2.2)."""
         self._broadcast_heartbeat()
-        voters = sorted(self._configuration.voters - {self.node_id})
-        if voters:
-            target = max(voters, key=lambda peer: self._last_heard.get(peer, -math.inf))
+        target = self._leader_side.freshest(self._configuration.voters - {self.node_id})
+        if target is not None:
             logger.info(
                 "%s: removed from the cluster; handing leadership of term %d over to %s",
                 self.node_id,

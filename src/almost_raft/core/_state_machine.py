@@ -52,10 +52,12 @@ import random
 from collections.abc import Iterable
 
 from ._batch import BatchBuilder
+from ._campaign import Campaign
 from ._config import ElectionConfig
 from ._configuration import Member
 from ._errors import ConfigError, MembershipChangeError
 from ._leader_down import LeaderDown, campaign_turn, turn_wait
+from ._leader_side import LeaderSide
 from ._messages import (
     MAX_TERM,
     HeartBeat,
@@ -67,9 +69,17 @@ from ._messages import (
     check_node_id,
 )
 from ._outputs import CoreMetrics, Output
-from ._quorum import VoteResult, quorum_heard_since, vote_result
+from ._quorum import VoteResult
 from ._reconfiguration import Reconfiguration
 from ._state import HardState, NodeState
+from ._timers import TimeoutAction, election_timeout_action, random_timeout
+from ._vote_rules import (
+    grants_vote,
+    ignored_during_lease,
+    keeps_term,
+    stale_term_reply,
+    vote_response_is_current,
+)
 
 __all__ = ["ElectionCore"]
 
@@ -117,24 +127,20 @@ class ElectionCore(Reconfiguration):
             if peer != node_id:
                 start_peers.add(peer)
         state = hard_state or HardState()
-        self._init_configuration(node_id, start_peers, state)
         self._term = state.term
         self._voted_for = state.voted_for
         self._role = NodeState.FOLLOWER
         self._leader_id: str | None = None
-        self._votes: dict[str, bool] = {}
+        self._init_configuration(node_id, start_peers, state)
+        self._campaign = Campaign()
         # When this node last had reason to believe a leader was alive: the last heartbeat
         # from it, or, on the leader itself, the last time a majority answered.
         self._leader_contact = -math.inf
-        # On a leader: when each peer last answered, for CheckQuorum.
-        self._last_heard: dict[str, float] = {}
-        # Whether the current campaign was handed over by the leader (TimeoutNow).
-        self._transfer = False
+        # On a leader: when each peer last answered, and the heartbeat and quorum deadlines.
+        self._leader_side = LeaderSide()
         # While the leader is known to be gone: short retries, and held vote requests.
         self._leader_down = LeaderDown()
         self._election_deadline = now + self._random_timeout()
-        self._heartbeat_deadline = math.inf
-        self._quorum_deadline = math.inf
         # This input's messages, and what the caller was already told.
         self._batch = BatchBuilder(
             HardState(state.term, state.voted_for, self._persisted_configuration()), self._role
@@ -176,7 +182,7 @@ class ElectionCore(Reconfiguration):
     def next_deadline(self) -> float:
         """The time by which :meth:`tick` must be called next."""
         if self._role is NodeState.LEADER:
-            return min(self._heartbeat_deadline, self._quorum_deadline)
+            return self._leader_side.next_deadline
         if self._role is NodeState.TERMINATING:
             return math.inf
         return self._election_deadline
@@ -187,9 +193,9 @@ class ElectionCore(Reconfiguration):
         """Time has advanced to ``now``: fire whichever deadlines have passed."""
         self._now = now
         if self._role is NodeState.LEADER:
-            if now >= self._quorum_deadline:
+            if now >= self._leader_side.quorum_deadline:
                 self._check_quorum()
-            if self._role is NodeState.LEADER and now >= self._heartbeat_deadline:
+            if self._role is NodeState.LEADER and now >= self._leader_side.heartbeat_deadline:
                 self._broadcast_heartbeat()
         elif self._role is not NodeState.TERMINATING and now >= self._election_deadline:
             self._on_election_timeout()
@@ -293,10 +299,8 @@ class ElectionCore(Reconfiguration):
         self._now = now
         if self._role is not NodeState.LEADER:
             return self._finish()
-        target = to
         voters = self._other_voters()
-        if target is None and voters:
-            target = max(sorted(voters), key=lambda peer: self._last_heard.get(peer, -math.inf))
+        target = to if to is not None else self._leader_side.freshest(voters)
         if target is not None and target in voters:
             logger.info(
                 "%s: handing leadership of term %d over to %s", self.node_id, self._term, target
@@ -356,15 +360,7 @@ class ElectionCore(Reconfiguration):
         return self._finish()
 
     def _hold_vote_request(self, request: RequestVote) -> None:
-        """Keep a vote request refused only because the leader seemed alive.
-
-        Every follower learns that the leader's process is gone within moments of the
-        others, but not at the same instant; a candidate that learned first would
-        otherwise have its requests dropped by followers a millisecond behind it and wait
-        a retry. Held for one ``leader_down_step``, the latest request per candidate is
-        looked at again when this node gets evidence of its own. Nothing is granted on
-        the candidate's word: the request then passes the same rules as any other.
-        """
+        """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
         if self.config.leader_down_step > 0 and request.candidate_id in self._other_voters():
             self._leader_down.hold(request, self._now)
 
@@ -393,25 +389,14 @@ class ElectionCore(Reconfiguration):
         if not self._is_known_sender(sender):
             return self._drop("unknown_sender", message)
         if message.term > self._term:
-            if (
-                isinstance(message, RequestVote)
-                and not (message.transfer and message.term == self._term + 1)
-                and self._in_leader_lease()
+            if isinstance(message, RequestVote) and ignored_during_lease(
+                message, self._term, self._in_leader_lease()
             ):
-                # Leader stickiness (thesis 4.2.3): while this node believes a leader is
-                # alive, a vote request does not even raise its term, so a node that was
-                # cut off and comes back cannot depose a healthy leader. A handed-over
-                # election is the leader's own wish, so it passes (thesis 3.10), but only
-                # for the term right after the leader's: a forged hand-over cannot jump
-                # the term far ahead.
+                # Leader stickiness (thesis 4.2.3), except for a hand-over (thesis 3.10).
                 self._hold_vote_request(message)
                 return self._drop("vote_request_during_lease", message)
-            if isinstance(message, RequestVote) and message.pre_vote:
-                # A pre-vote is hypothetical: it never changes anyone's term.
-                return True
-            if isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted:
-                # A granted pre-vote carries the term the candidate *would* have; the
-                # candidate has not raised its term yet, and must not be deposed by it.
+            if keeps_term(message):
+                # Pre-votes, asked or granted, are hypothetical: no term changes.
                 return True
             leader = message.sender if isinstance(message, HeartBeat) else None
             logger.info(
@@ -420,39 +405,22 @@ class ElectionCore(Reconfiguration):
             self._become_follower(message.term, leader)
             return True
         if message.term < self._term:
-            if isinstance(message, HeartBeat):
-                # Tell a deposed leader the newer term, so it steps down as soon as it can
-                # hear anyone instead of waiting for CheckQuorum.
-                self._send(sender, HeartBeatResponse(self._term, self.node_id))
-            elif isinstance(message, RequestVote):
-                self._send(
-                    sender,
-                    RequestVoteResponse(
-                        self._term, self.node_id, granted=False, pre_vote=message.pre_vote
-                    ),
-                )
+            reply = stale_term_reply(message, self._term, self.node_id)
+            if reply is not None:
+                # The stale sender learns the newer term and catches up.
+                self._send(sender, reply)
             return self._drop("stale_term", message)
         return True
 
     def _on_vote_request(self, request: RequestVote) -> None:
         candidate = request.candidate_id
-        if self._configuration_refuses(request):
-            grant = False
-        elif request.pre_vote:
-            # Would this node vote for the candidate in request.term? Not while it hears
-            # from a leader (thesis 9.6): that is what stops a node returning from a
-            # partition, and it holds with CheckQuorum off too, where the term rules have
-            # not dropped the request. Otherwise yes if that term is newer, or if this
-            # node has no vote and no leader in the current term.
-            grant = not self._hears_leader() and (
-                request.term > self._term
-                or self._voted_for == candidate
-                or (self._voted_for is None and self._leader_id is None)
-            )
-        else:
-            grant = self._voted_for == candidate or (
-                self._voted_for is None and self._leader_id is None
-            )
+        grant = not self._configuration_refuses(request) and grants_vote(
+            request,
+            term=self._term,
+            voted_for=self._voted_for,
+            leader_id=self._leader_id,
+            hears_leader=self._hears_leader(),
+        )
         if (
             grant
             and request.pre_vote
@@ -511,7 +479,7 @@ class ElectionCore(Reconfiguration):
 
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
-            self._last_heard[message.follower_id] = self._now
+            self._leader_side.answered(message.follower_id, self._now)
             self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
@@ -562,25 +530,19 @@ class ElectionCore(Reconfiguration):
         self._follow_configuration(heartbeat)
 
     def _on_vote_response(self, response: RequestVoteResponse) -> None:
-        pre_vote = self._role is NodeState.PRE_CANDIDATE
-        if response.pre_vote != pre_vote:
-            self._drop("stale_vote_response", response)
-            return
-        # A granted pre-vote carries the term this node would campaign in; a refusal
-        # carries the voter's own term, which the term rules have made ours.
-        expected = self._term + 1 if pre_vote and response.granted else self._term
-        if response.term != expected:
+        if not vote_response_is_current(
+            response, self._term, self._role is NodeState.PRE_CANDIDATE
+        ):
             self._drop("stale_vote_response", response)
             return
         self._record_vote(response.voter_id, response.granted)
         self._tally()
 
     def _record_vote(self, voter: str, granted: bool) -> None:
-        """Record a voter's answer; the first answer from each voter wins."""
-        self._votes.setdefault(voter, granted)
+        self._campaign.record(voter, granted)
 
     def _tally(self) -> None:
-        result = vote_result(self._voters(), self._votes)
+        result = self._campaign.result(self._voters())
         if result is VoteResult.WON:
             if self._role is NodeState.PRE_CANDIDATE:
                 self._become_candidate()
@@ -598,10 +560,11 @@ class ElectionCore(Reconfiguration):
     # ------------------------------------------------------------------ timers
 
     def _on_election_timeout(self) -> None:
-        if self._term >= MAX_TERM:
-            # Only a faulty or hostile peer can have driven the term this far; a further
-            # election would need a term no message can carry, so refuse it rather than
-            # fail on building the request.
+        action = election_timeout_action(self._term, len(self._other_voters()), self.config)
+        if not self._is_voter():
+            # A non-voter, or a member removed but not yet told: it never campaigns.
+            self._become_follower(self._term, None)
+        elif action is TimeoutAction.TERM_EXHAUSTED:
             logger.error(
                 "%s: term %d is the largest a message can carry; no further election is "
                 "possible in this cluster",
@@ -609,10 +572,7 @@ class ElectionCore(Reconfiguration):
                 self._term,
             )
             self._become_follower(self._term, None)
-        elif not self._is_voter():
-            # A non-voter, or a member removed but not yet told: never campaigns.
-            self._become_follower(self._term, None)
-        elif len(self._other_voters()) < self.config.min_peers:
+        elif action is TimeoutAction.TOO_FEW_PEERS:
             logger.debug(
                 "%s: %d of min_peers=%d peers known; not starting an election",
                 self.node_id,
@@ -622,42 +582,41 @@ class ElectionCore(Reconfiguration):
             # The timer fired, so no leader was heard for an election timeout, and a
             # campaign under way can no longer go on: wait as a follower with no leader.
             self._become_follower(self._term, None)
-        elif self.config.pre_vote:
+        elif action is TimeoutAction.PRE_VOTE:
             self._become_pre_candidate()
         else:
             self._become_candidate()
 
     def _check_quorum(self) -> None:
         # Thesis 6.2: step down once an election timeout passes without hearing from a
-        # majority. Each peer counts by its latest answer, so a leader cut off goes one
-        # timeout after the last answer that completed a majority; the followers' own
-        # timeouts began no earlier than they sent those answers.
-        heard_at = {**self._last_heard, self.node_id: self._now}
-        # Compared as a deadline, so that float rounding can never give one that has
-        # already passed (the caller would call tick again at the same time forever).
-        deadline = quorum_heard_since(self._voters(), heard_at) + self.config.election_timeout
+        # majority; see LeaderSide.quorum_deadline_after for why that timing is safe.
+        voters = self._voters()
+        timeout = self.config.election_timeout
+        side = self._leader_side
+        deadline = side.quorum_deadline_after(voters, self.node_id, self._now, timeout)
         if deadline > self._now:
             self._leader_contact = self._now
-            self._quorum_deadline = deadline
+            side.quorum_deadline = deadline
             return
         logger.warning(
             "%s: stepping down as leader of term %d: heard from %d of %d nodes in %.3fs",
             self.node_id,
             self._term,
-            sum(
-                1
-                for voter in self._voters()
-                if heard_at.get(voter, -math.inf) > self._now - self.config.election_timeout
-            ),
-            len(self._voters()),
-            self.config.election_timeout,
+            side.heard_within(voters, self.node_id, self._now, timeout),
+            len(voters),
+            timeout,
         )
         self._become_follower(self._term, None)
 
     def _broadcast_heartbeat(self) -> None:
         for peer in self._heartbeat_recipients():
-            self._send(peer, self._heartbeat_to(peer))
-        self._heartbeat_deadline = self._now + self.config.heartbeat_interval
+            # A heartbeat promises nothing, even one carrying a configuration this leader
+            # is saving: the leader counts its own copy only from answers, which reach
+            # the core after the save (thesis 10.2.1 lets a leader write its log in
+            # parallel with its followers). So a new leader's first heartbeats do not
+            # wait for its save.
+            self._batch.send(peer, self._heartbeat_to(peer), early=True)
+        self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
 
     # ------------------------------------------------------------------ transitions
 
@@ -671,16 +630,16 @@ class ElectionCore(Reconfiguration):
         if leader_id is not None:
             self._leader_contact = self._now
             self._leader_down.end()
-        self._votes.clear()
-        self._last_heard.clear()
+        self._campaign.clear()
+        self._leader_side.clear()
         self._stop_replication()
-        self._heartbeat_deadline = self._quorum_deadline = math.inf
         self._reset_election_deadline()
 
     def _become_terminating(self) -> None:
         self._role = NodeState.TERMINATING
         self._leader_id = None
-        self._votes.clear()
+        self._campaign.clear()
+        self._leader_side.clear()
         self._stop_replication()
 
     def _become_pre_candidate(self) -> None:
@@ -688,32 +647,30 @@ class ElectionCore(Reconfiguration):
         self.metrics.pre_votes_started += 1
         logger.info("%s: asking for pre-votes for term %d", self.node_id, self._term + 1)
         self._role = NodeState.PRE_CANDIDATE
-        self._transfer = False
-        self._start_campaign()
+        self._start_campaign(pre_vote=True, transfer=False)
 
     def _become_candidate(self, *, transfer: bool = False) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot campaign"
-        self._transfer = transfer
         self.metrics.elections_started += 1
         self._term += 1
         self._voted_for = self.node_id
         logger.info("%s: campaigning for term %d", self.node_id, self._term)
         self._role = NodeState.CANDIDATE
-        self._start_campaign()
+        self._start_campaign(pre_vote=False, transfer=transfer)
 
-    def _start_campaign(self) -> None:
+    def _start_campaign(self, *, pre_vote: bool, transfer: bool) -> None:
         self._leader_id = None
-        self._votes = {self.node_id: True}
+        self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()
         for peer in sorted(self._other_voters()):
             self._request_votes_from(peer)
         self._tally()
 
     def _request_votes_from(self, peer: str) -> None:
-        pre_vote = self._role is NodeState.PRE_CANDIDATE
-        term = self._term + 1 if pre_vote else self._term
-        transfer = self._transfer and not pre_vote
-        self._send(peer, self._vote_request(term, pre_vote, transfer))
+        # A vote request promises nothing, so it may leave while the term and the
+        # candidate's own vote are saved: the voters' saves then overlap this one.
+        request = self._with_configuration(self._campaign.request(self._term, self.node_id))
+        self._batch.send(peer, request, early=True)
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"
@@ -725,11 +682,10 @@ class ElectionCore(Reconfiguration):
         self._leader_contact = self._now
         self._leader_down.end()
         # The votes that elected it are the first answers CheckQuorum counts.
-        self._last_heard = {voter: self._now for voter, granted in self._votes.items() if granted}
-        self._votes.clear()
-        # Without CheckQuorum a leader keeps its role until it sees a higher term.
-        if self.config.check_quorum:
-            self._quorum_deadline = self._now + self.config.election_timeout
+        granted = self._campaign.granted()
+        self._campaign.clear()
+        quorum_timeout = self.config.election_timeout if self.config.check_quorum else None
+        self._leader_side.start(granted, self._now, quorum_timeout)
         self._start_replication()
         self._broadcast_heartbeat()
         # A cluster of one commits at once.
@@ -756,11 +712,7 @@ class ElectionCore(Reconfiguration):
         )
 
     def _random_timeout(self) -> float:
-        if self._leader_down.active(self._now):
-            step = self.config.leader_down_step
-            return step + step * self._rng.random()
-        low, high = self.config.election_timeout_range
-        return low + (high - low) * self._rng.random()
+        return random_timeout(self.config, self._rng, self._leader_down.active(self._now))
 
     def _reset_election_deadline(self) -> None:
         self._election_deadline = self._now + self._random_timeout()

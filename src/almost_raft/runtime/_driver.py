@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ..core._config import ElectionConfig
 from ..core._errors import ElectionClosed
-from ..core._messages import PeerMessage, RequestVote
+from ..core._messages import PeerMessage
 from ..core._outputs import LeaderChange, Outbound, Output
 from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
@@ -556,23 +556,17 @@ class Runtime:
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""
-        messages = output.messages
-        if output.hard_state is not None:
-            if any(outbound.message.__class__ is RequestVote for outbound in messages):
-                # A candidate's vote requests leave while its new term and own vote are
-                # saved, so the voters' saves overlap this one. The driver takes no input
-                # until the save ends, so no answer counts towards leadership before the
-                # node's own vote is durable.
-                for outbound in messages:
-                    if outbound.message.__class__ is RequestVote:
-                        self._send(outbound)
-                messages = tuple(
-                    outbound
-                    for outbound in messages
-                    if outbound.message.__class__ is not RequestVote
-                )
-            await self._persist(output.hard_state)
-        self._finish_batch(messages, output.leader_change)
+        if output.hard_state is None:
+            self._finish_batch(output.messages, output.leader_change)
+            return
+        # A candidate's vote requests leave while its new term and own vote are saved, so
+        # the voters' saves overlap this one. The driver takes no input until the save
+        # ends, so no answer counts towards leadership before the node's own vote is
+        # durable.
+        for outbound in output.before_save():
+            self._send(outbound)
+        await self._persist(output.hard_state)
+        self._finish_batch(output.after_save(), output.leader_change)
 
     def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
         """Send a batch's messages and publish its news: what follows any save."""

@@ -35,8 +35,10 @@ from ._checker import (
     Violation,
     liveness_bound,
 )
+from ._events import CoreFactory
+from ._result import SeedResult, quiet_logs
 from ._schedule import FaultProfile
-from ._simulation import DEFAULT_CONFIG, CoreFactory, SeedResult, quiet_logs, run_seed
+from ._simulation import DEFAULT_CONFIG, run_seed
 
 __all__ = [
     # Running seeds

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._simulation import SeedResult, run_seed
+from ._result import SeedResult
+from ._simulation import run_seed
 
 __all__ = ["Summary", "run_seeds"]
 

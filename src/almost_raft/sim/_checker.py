@@ -118,3 +118,26 @@ class Checker:
                 f"{voter} voted for {earlier} and then for {candidate} in term {term}",
                 now,
             )
+
+    def leader_after_heal(
+        self, converged_at: float | None, *, nodes: int, heal_at: float, end: float, bound: float
+    ) -> None:
+        """Liveness: one leader known to all ``nodes`` within ``bound`` of the heal.
+
+        ``converged_at`` is when that happened, or ``None`` if it had not happened when
+        the run ended at ``end``.
+        """
+        if converged_at is None:
+            self.report(
+                NO_LEADER_AFTER_HEAL,
+                f"no leader known to all {nodes} nodes in the {end - heal_at:.2f}s "
+                f"after the heal at {heal_at:.2f}s (bound {bound:.2f}s)",
+                end,
+            )
+        elif converged_at - heal_at > bound:
+            self.report(
+                NO_LEADER_AFTER_HEAL,
+                f"a leader known to all nodes took {converged_at - heal_at:.3f}s after the "
+                f"heal, over the bound of {bound:.3f}s",
+                converged_at,
+            )

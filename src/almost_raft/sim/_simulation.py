@@ -1,8 +1,9 @@
 """One simulated run: N election cores, a simulated clock and a faulty network.
 
 Nothing here reads a clock, sleeps or uses asyncio. Time is the time of the event being
-handled; events wait in one heap ordered by time, then by a sequence number, so two
-events at the same instant always run in the same order and a seed replays exactly.
+handled; events wait in one heap ordered by time, then by a sequence number (see
+:mod:`._events`), so two events at the same instant always run in the same order and a
+seed replays exactly.
 
 Each core's :class:`~almost_raft.Output` is carried out as the runtime does it: a
 candidate's vote requests leave at once; a new hard state takes a save time drawn from
@@ -11,35 +12,36 @@ crash loses the save; then the other messages go to the network, the leadership 
 recorded, and a tick is scheduled for ``next_deadline``.
 
 A run has two phases. Until ``heal_at`` the fault schedule crashes and restarts nodes,
-cuts links and changes the network's weather. At ``heal_at`` every node is restarted,
-every link mended and the weather calmed; from then on a leader known to every node must
-appear within :func:`liveness_bound`.
+cuts links and changes the network's weather (:mod:`._fault_injection` carries the faults
+out). At ``heal_at`` every node is restarted, every link mended and the weather calmed;
+from then on a leader known to every node must appear within :func:`liveness_bound`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import heapq
 import itertools
-import logging
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from ..core._config import ElectionConfig
-from ..core._messages import RequestVote, RequestVoteResponse
+from ..core._messages import RequestVoteResponse
 from ..core._outputs import Outbound, Output
-from ..core._state import HardState, NodeState
+from ..core._state import NodeState
 from ..core._state_machine import ElectionCore
 from ..store._store import MemoryStore, Store
 from ..transport._faults import NetworkFaults
-from ._checker import CORE_ERROR, NO_LEADER_AFTER_HEAL, Checker, Violation, liveness_bound
-from ._schedule import ClusterView, Fault, FaultProfile, choose_fault, weather
+from ._checker import CORE_ERROR, Checker, liveness_bound
+from ._events import CALL, DELIVER, EVIDENCE, HAND_OVER, SAVED, TICK, CoreFactory, SimNode
+from ._fault_injection import FaultInjector
+from ._result import SeedResult, quiet_logs
+from ._schedule import ClusterView, FaultProfile, choose_fault, weather
 
-__all__ = ["DEFAULT_CONFIG", "CoreFactory", "SeedResult", "quiet_logs", "run_seed"]
+__all__ = ["DEFAULT_CONFIG", "run_seed"]
 
 #: Realistic LAN timings: election timeouts drawn from [150 ms, 300 ms), heartbeats
 #: every 50 ms.
@@ -49,99 +51,6 @@ DEFAULT_CONFIG = ElectionConfig(
 
 _INF = math.inf
 _LEADER = NodeState.LEADER
-_DELIVER = 0
-_TICK = 1
-_CALL = 2
-_EVIDENCE = 3  # the transport's report that a peer's process is gone
-_HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
-_SAVED = 5  # a node's save of its term and vote has reached the disk
-
-
-class CoreFactory(Protocol):
-    """Builds a node's core; :class:`~almost_raft.ElectionCore` itself is one."""
-
-    def __call__(
-        self,
-        node_id: str,
-        peers: Iterable[str],
-        config: ElectionConfig,
-        rng: random.Random,
-        now: float,
-        hard_state: HardState | None = None,
-    ) -> ElectionCore: ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SeedResult:
-    """What one simulated run did, and every invariant it broke.
-
-    Attributes:
-        seed: the seed that replays this run.
-        nodes: the cluster size.
-        simulated_seconds: how long the run lasted in simulated time.
-        heal_at: when the faults stopped and every node was brought back.
-        elections_started: real elections (term raised), summed over every node.
-        elections_won: elections that made a leader.
-        pre_votes_started: pre-vote rounds started.
-        leader_changes: how often the latest leader was a different node than the one
-            before (the first leader counts).
-        crashes: node crashes.
-        handovers: elections a leader handed over (TimeoutNow) that the receiver started.
-        leader_down_reports: times a follower acted on evidence that its leader was gone.
-        messages_sent: messages handed to the network (before loss and duplication).
-        events: events handled (deliveries, ticks and faults).
-        highest_term: the highest term any node reached.
-        leader_after_heal: seconds from the heal until one leader was known to every
-            node, or ``None`` if that never happened.
-        liveness_bound: the bound ``leader_after_heal`` was checked against.
-        violations: every broken invariant, in the order seen.
-        trace_digest: a SHA-256 of every event handled, if the run was traced.
-    """
-
-    seed: int
-    nodes: int
-    simulated_seconds: float
-    heal_at: float
-    elections_started: int
-    elections_won: int
-    pre_votes_started: int
-    leader_changes: int
-    crashes: int
-    messages_sent: int
-    handovers: int
-    leader_down_reports: int
-    events: int
-    highest_term: int
-    leader_after_heal: float | None
-    liveness_bound: float
-    violations: tuple[Violation, ...]
-    trace_digest: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the run broke no invariant."""
-        return not self.violations
-
-    @property
-    def node_seconds(self) -> float:
-        """Simulated seconds times the number of nodes."""
-        return self.simulated_seconds * self.nodes
-
-
-@contextlib.contextmanager
-def quiet_logs() -> Iterator[None]:
-    """Raise the ``almost_raft`` logger to ERROR while the block runs.
-
-    Thousands of seeds log every election at INFO and every CheckQuorum step-down at
-    WARNING, on purpose; only errors are worth showing in a bulk run.
-    """
-    logger = logging.getLogger("almost_raft")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def run_seed(
@@ -212,41 +121,6 @@ def run_seed(
         return simulation.run()
 
 
-class _Node:
-    __slots__ = (
-        "core",
-        "generation",
-        "id",
-        "incarnation",
-        "index",
-        "news",
-        "pending",
-        "saves",
-        "store",
-        "timer_at",
-    )
-
-    def __init__(self, node_id: str, index: int, store: Store) -> None:
-        self.id = node_id
-        self.index = index
-        self.store = store
-        self.core: ElectionCore | None = None
-        # Ticks are scheduled lazily: a tick event is pushed only when the deadline moves
-        # earlier than the one already waiting; a tick that fires early re-arms itself.
-        # ``generation`` makes events from before a crash or an earlier arming stale.
-        self.timer_at = _INF
-        self.generation = 0
-        self.news: tuple[str | None, int] = (None, 0)
-        # Saves under way, and the inputs that wait for them, as (kind, argument).
-        self.saves = 0
-        self.pending: list[tuple[int, Any]] = []
-        # Counts crashes, so a save that finishes after one is known to be lost.
-        self.incarnation = 0
-
-    def __repr__(self) -> str:
-        return self.id
-
-
 class _Simulation:
     def __init__(
         self,
@@ -274,15 +148,15 @@ class _Simulation:
         self.schedule_rng = random.Random(master.getrandbits(64))
         self.core_seeds = random.Random(master.getrandbits(64))
         calm = profile.base_delay if profile is not None else FaultProfile().base_delay
-        self.calm_delay = calm
         self.network = NetworkFaults(random.Random(master.getrandbits(64)), delay=calm)
         # Drawn after the others, so adding it left their streams as they were.
         self.evidence_rng = random.Random(master.getrandbits(64))
         self.save_rng = random.Random(master.getrandbits(64))
         self.save_time = profile.save_time if profile is not None else FaultProfile().save_time
-        self.nodes = [_Node(f"n{i + 1}", i, store_factory()) for i in range(size)]
+        self.nodes = [SimNode(f"n{i + 1}", i, store_factory()) for i in range(size)]
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
+        self.faults = FaultInjector(self.network, calm, self)
         self.heap: list[tuple[Any, ...]] = []
         self.sequence = itertools.count()
         self.bound = liveness_bound(config, calm[1])
@@ -290,9 +164,6 @@ class _Simulation:
         self.heal_at = duration - heal_window if profile is not None else 0.0
         self.healed = False
         self.converged_at: float | None = None
-        self.cuts: list[Fault] = []
-        self.voter_trap: Fault | None = None
-        self.candidate_trap: Fault | None = None
         self.trace: Any = hashlib.sha256() if trace else None
         self.counters = {"started": 0, "won": 0, "pre_votes": 0, "handovers": 0, "leader_down": 0}
         self.crashes = 0
@@ -308,123 +179,17 @@ class _Simulation:
         for node in self.nodes:
             self._start(node, 0.0)
         if self.profile is not None:
-            self._apply_weather(weather(self.schedule_rng, self.profile))
+            self.faults.apply_weather(weather(self.schedule_rng, self.profile))
             self._push(self.schedule_rng.expovariate(1 / self.profile.mean_gap), self._fault)
         self._push(self.heal_at, self._heal)
         return self._result(self._loop())
 
     def _loop(self) -> float:
-        """Handle events in time order until ``duration``; return the time reached.
-
-        This is the hot path, so the batch handling lives in a closure over locals rather
-        than in a method reading attributes.
-        """
+        """Handle events in time order until ``duration``; return the time reached."""
         heap = self.heap
-        nodes = self.nodes
-        end = self.duration
         pop = heapq.heappop
-        push = heapq.heappush
-        sequence = self.sequence
-        index = self.index
-        deliveries = self.network.deliveries
-        checker = self.checker
-        persist = self.persist
-        hold = self.hold_inputs
+        end = self.duration
         trace = self.trace
-        save_time = self.save_rng.uniform
-        save_low, save_high = self.save_time
-        sent = 0
-
-        def send(node: _Node, messages: tuple[Outbound, ...], now: float) -> None:
-            nonlocal sent
-            sender = node.id
-            sent += len(messages)
-            for outbound in messages:
-                to = outbound.to
-                message = outbound.message
-                if (
-                    message.__class__ is RequestVoteResponse
-                    and message.granted
-                    and not message.pre_vote
-                ):
-                    self._vote_sent(node, to, message.term, now)
-                for delay in deliveries(sender, to):
-                    push(heap, (now + delay, next(sequence), _DELIVER, index[to], message))
-
-        def publish(node: _Node, output: Output, now: float) -> None:
-            if output.leader_change is not None or output.role is not None:
-                self._news(node, output, now)
-            deadline = output.next_deadline
-            if deadline < node.timer_at:
-                node.generation += 1
-                node.timer_at = deadline
-                push(heap, (deadline, next(sequence), _TICK, node.index, node.generation))
-
-        def carry_out(node: _Node, output: Output, now: float) -> None:
-            # The runtime's order: vote requests, durable state, other messages, news, timer.
-            hard_state = output.hard_state
-            messages = output.messages
-            if hard_state is None:
-                if messages:
-                    send(node, messages, now)
-                publish(node, output, now)
-                return
-            if not persist:
-                checker.term_seen(node.id, hard_state.term, now)
-                if messages:
-                    send(node, messages, now)
-                publish(node, output, now)
-                return
-            requests = tuple(o for o in messages if o.message.__class__ is RequestVote)
-            if requests:
-                send(node, requests, now)
-                messages = tuple(o for o in messages if o.message.__class__ is not RequestVote)
-            done_at = now + save_time(save_low, save_high)
-            node.saves += 1
-            rest = Output(
-                messages, hard_state, output.leader_change, output.role, output.next_deadline
-            )
-            if not hold:
-                publish(node, output, now)
-            push(heap, (done_at, next(sequence), _SAVED, node.index, (node.incarnation, rest)))
-            if requests and self.candidate_trap is not None:
-                # Crash a moment before the save ends, when the most has happened that a
-                # lost save could contradict.
-                self._push(max(now, done_at - 1e-6), self._spring_candidate_trap, node)
-
-        def saved(node: _Node, rest: Output, now: float) -> None:
-            hard_state = rest.hard_state
-            assert hard_state is not None, "only a batch with a hard state waits for a save"
-            checker.term_seen(node.id, hard_state.term, now)
-            node.store.save(hard_state)
-            node.saves -= 1
-            if rest.messages:
-                send(node, rest.messages, now)
-            if hold:
-                publish(node, rest, now)
-                pending = node.pending
-                while pending and not node.saves and node.core is not None:
-                    kind, arg = pending.pop(0)
-                    handle(node, kind, arg, now)
-
-        def handle(node: _Node, kind: int, arg: Any, now: float) -> None:
-            core = node.core
-            assert core is not None, "inputs reach running nodes only"
-            if kind == _DELIVER:
-                carry_out(node, core.receive(arg, now), now)
-            elif kind == _TICK:
-                deadline = core.next_deadline
-                if now < deadline:
-                    self._arm(node, deadline)
-                else:
-                    carry_out(node, core.tick(now), now)
-            elif kind == _EVIDENCE:
-                carry_out(node, core.peer_unreachable(arg, now), now)
-            else:
-                carry_out(node, core.transfer_leadership(now), now)
-                self._crash_for(node, arg, now)
-
-        events = 0
         now = 0.0
         try:
             while heap:
@@ -432,56 +197,149 @@ class _Simulation:
                 now = event[0]
                 if now > end:
                     return end
-                events += 1
-                kind = event[2]
+                self.events += 1
                 if trace is not None:
-                    what = event[3].__name__ if kind == _CALL else event[3]
-                    trace.update(repr((now, kind, what, event[4])).encode())
-                if kind == _CALL:
-                    event[3](now, event[4])
-                    continue
-                node = nodes[event[3]]
-                if node.core is None:
-                    continue
-                if kind == _SAVED:
-                    incarnation, rest = event[4]
-                    if incarnation == node.incarnation:
-                        saved(node, rest, now)
-                    continue
-                if kind == _TICK:
-                    if event[4] != node.generation:
-                        continue
-                    node.timer_at = _INF
-                if node.saves and hold:
-                    node.pending.append((kind, event[4]))
-                    continue
-                handle(node, kind, event[4], now)
+                    what = event[3].__name__ if event[2] == CALL else event[3]
+                    trace.update(repr((now, event[2], what, event[4])).encode())
+                self._dispatch(event, now)
         except Exception as exc:  # a core raised: a finding to report with its seed
-            checker.report(CORE_ERROR, f"{type(exc).__name__}: {exc}", now)
+            self.checker.report(CORE_ERROR, f"{type(exc).__name__}: {exc}", now)
             return now
-        finally:
-            self.events = events
-            self.messages_sent = sent
         return end
 
-    def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
-        heapq.heappush(self.heap, (when, next(self.sequence), _CALL, action, arg))
+    def _dispatch(self, event: tuple[Any, ...], now: float) -> None:
+        """Route one event: to the simulation itself, or as an input to a running node."""
+        kind = event[2]
+        if kind == CALL:
+            event[3](now, event[4])
+            return
+        node = self.nodes[event[3]]
+        if node.core is None:
+            return
+        if kind == SAVED:
+            incarnation, rest = event[4]
+            if incarnation == node.incarnation:
+                self._saved(node, rest, now)
+            return
+        if kind == TICK:
+            if event[4] != node.generation:
+                return
+            node.timer_at = _INF
+        if node.saves and self.hold_inputs:
+            node.pending.append((kind, event[4]))
+            return
+        self._handle(node, kind, event[4], now)
 
-    def _arm(self, node: _Node, deadline: float) -> None:
+    def _handle(self, node: SimNode, kind: int, arg: Any, now: float) -> None:
+        """Feed one input to the node's core and carry out what it returns."""
+        core = node.core
+        assert core is not None, "inputs reach running nodes only"
+        if kind == DELIVER:
+            self._carry_out(node, core.receive(arg, now), now)
+        elif kind == TICK:
+            deadline = core.next_deadline
+            if now < deadline:
+                self._arm(node, deadline)
+            else:
+                self._carry_out(node, core.tick(now), now)
+        elif kind == EVIDENCE:
+            self._carry_out(node, core.peer_unreachable(arg, now), now)
+        else:
+            self._carry_out(node, core.transfer_leadership(now), now)
+            self._crash_for(node, arg, now)
+
+    def _carry_out(self, node: SimNode, output: Output, now: float) -> None:
+        """The runtime's order: vote requests, durable state, other messages, news, timer."""
+        hard_state = output.hard_state
+        messages = output.messages
+        if hard_state is None:
+            if messages:
+                self._send(node, messages, now)
+            self._publish(node, output, now)
+            return
+        if not self.persist:
+            self.checker.term_seen(node.id, hard_state.term, now)
+            if messages:
+                self._send(node, messages, now)
+            self._publish(node, output, now)
+            return
+        requests = output.before_save()
+        if requests:
+            self._send(node, requests, now)
+        messages = output.after_save()
+        low, high = self.save_time
+        done_at = now + self.save_rng.uniform(low, high)
+        node.saves += 1
+        rest = Output(messages, hard_state, output.leader_change, output.role, output.next_deadline)
+        if not self.hold_inputs:
+            self._publish(node, output, now)
+        heapq.heappush(
+            self.heap, (done_at, next(self.sequence), SAVED, node.index, (node.incarnation, rest))
+        )
+        if requests and self.faults.candidate_trap is not None:
+            # Crash a moment before the save ends, when the most has happened that a lost
+            # save could contradict.
+            self._push(max(now, done_at - 1e-6), self._spring_candidate_trap, node)
+
+    def _saved(self, node: SimNode, rest: Output, now: float) -> None:
+        """A save reached the disk: send what waited for it, then the held inputs."""
+        hard_state = rest.hard_state
+        assert hard_state is not None, "only a batch with a hard state waits for a save"
+        self.checker.term_seen(node.id, hard_state.term, now)
+        node.store.save(hard_state)
+        node.saves -= 1
+        if rest.messages:
+            self._send(node, rest.messages, now)
+        if self.hold_inputs:
+            self._publish(node, rest, now)
+            pending = node.pending
+            while pending and not node.saves and node.core is not None:
+                kind, arg = pending.pop(0)
+                self._handle(node, kind, arg, now)
+
+    def _send(self, node: SimNode, messages: tuple[Outbound, ...], now: float) -> None:
+        sender = node.id
+        self.messages_sent += len(messages)
+        deliveries = self.network.deliveries
+        for outbound in messages:
+            to = outbound.to
+            message = outbound.message
+            if (
+                message.__class__ is RequestVoteResponse
+                and message.granted
+                and not message.pre_vote
+            ):
+                self._vote_sent(node, to, message.term, now)
+            for delay in deliveries(sender, to):
+                heapq.heappush(
+                    self.heap, (now + delay, next(self.sequence), DELIVER, self.index[to], message)
+                )
+
+    def _publish(self, node: SimNode, output: Output, now: float) -> None:
+        if output.leader_change is not None or output.role is not None:
+            self._news(node, output, now)
+        self._arm(node, output.next_deadline)
+
+    def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
+        heapq.heappush(self.heap, (when, next(self.sequence), CALL, action, arg))
+
+    def _arm(self, node: SimNode, deadline: float) -> None:
         if deadline < node.timer_at:
             node.generation += 1
             node.timer_at = deadline
             heapq.heappush(
-                self.heap, (deadline, next(self.sequence), _TICK, node.index, node.generation)
+                self.heap, (deadline, next(self.sequence), TICK, node.index, node.generation)
             )
 
-    def _vote_sent(self, node: _Node, candidate: str, term: int, now: float) -> None:
+    # ------------------------------------------------------------------ what the checker sees
+
+    def _vote_sent(self, node: SimNode, candidate: str, term: int, now: float) -> None:
         self.checker.vote_sent(node.id, candidate, term, now)
-        if self.voter_trap is not None:
+        if self.faults.voter_trap is not None:
             # Crash once the whole batch is out, as a process dies after its send returns.
             self._push(now, self._spring_voter_trap, node)
 
-    def _news(self, node: _Node, output: Output, now: float) -> None:
+    def _news(self, node: SimNode, output: Output, now: float) -> None:
         news = output.leader_change
         if news is not None:
             node.news = (news.leader_id, news.term)
@@ -491,7 +349,7 @@ class _Simulation:
             assert node.core is not None
             self._became_leader(node, node.core.term, now)
 
-    def _became_leader(self, node: _Node, term: int, now: float) -> None:
+    def _became_leader(self, node: SimNode, term: int, now: float) -> None:
         self.checker.became_leader(node.id, term, now)
         if node.id != self.last_leader:
             self.leader_changes += 1
@@ -512,7 +370,7 @@ class _Simulation:
 
     # ------------------------------------------------------------------ crashes
 
-    def _start(self, node: _Node, now: float) -> None:
+    def _start(self, node: SimNode, now: float) -> None:
         rng = random.Random(self.core_seeds.getrandbits(64))
         peers = [other.id for other in self.nodes if other is not node]
         core = self.core_factory(node.id, peers, self.config, rng, now, node.store.load())
@@ -521,7 +379,7 @@ class _Simulation:
         self.checker.term_seen(node.id, core.term, now)
         self._arm(node, core.next_deadline)
 
-    def _crash(self, node: _Node, now: float) -> None:
+    def _crash(self, node: SimNode, now: float) -> None:
         core = node.core
         if core is None:
             return
@@ -543,26 +401,26 @@ class _Simulation:
             if other.core is not None and self.network.can_reach(other.id, node.id):
                 self._evidence(other, node.id, now + self.evidence_rng.uniform(0.0005, 0.005))
 
-    def _evidence(self, node: _Node, about: str, when: float) -> None:
-        heapq.heappush(self.heap, (when, next(self.sequence), _EVIDENCE, node.index, about))
+    def _evidence(self, node: SimNode, about: str, when: float) -> None:
+        heapq.heappush(self.heap, (when, next(self.sequence), EVIDENCE, node.index, about))
 
-    def _crash_for(self, node: _Node, downtime: float, now: float) -> None:
+    def _crash_for(self, node: SimNode, downtime: float, now: float) -> None:
         self._crash(node, now)
         self._push(now + downtime, self._restart, node)
 
-    def _spring_voter_trap(self, now: float, node: _Node) -> None:
-        trap = self.voter_trap
-        self.voter_trap = None
+    def _spring_voter_trap(self, now: float, node: SimNode) -> None:
+        trap = self.faults.voter_trap
+        self.faults.voter_trap = None
         if trap is not None and now < self.heal_at:
             self._crash_for(node, trap.lasts, now)
 
-    def _spring_candidate_trap(self, now: float, node: _Node) -> None:
-        trap = self.candidate_trap
+    def _spring_candidate_trap(self, now: float, node: SimNode) -> None:
+        trap = self.faults.candidate_trap
         if trap is not None and now < self.heal_at and node.saves and node.core is not None:
-            self.candidate_trap = None
+            self.faults.candidate_trap = None
             self._crash_for(node, trap.lasts, now)
 
-    def _restart(self, now: float, node: _Node) -> None:
+    def _restart(self, now: float, node: SimNode) -> None:
         if node.core is None:
             self._start(node, now)
 
@@ -585,7 +443,7 @@ class _Simulation:
         if fault is not None:
             if self.trace is not None:
                 self.trace.update(repr(fault).encode())
-            self._apply(fault, now)
+            self.faults.apply(fault, now)
         self._push(now + self.schedule_rng.expovariate(1 / profile.mean_gap), self._fault)
 
     def _view(self) -> ClusterView:
@@ -597,60 +455,26 @@ class _Simulation:
             tuple(node.id for node in leaders),
         )
 
-    def _apply(self, fault: Fault, now: float) -> None:
-        if fault.kind == "weather":
-            self._apply_weather(fault)
-        elif fault.kind == "crash":
-            self._crash_for(self.nodes[self.index[fault.nodes[0]]], fault.lasts, now)
-        elif fault.kind == "shutdown":
-            node = self.nodes[self.index[fault.nodes[0]]]
-            heapq.heappush(
-                self.heap, (now, next(self.sequence), _HAND_OVER, node.index, fault.lasts)
-            )
-        elif fault.kind == "false_evidence":
-            for node in self.nodes:
-                if node.core is not None:
-                    self._evidence(node, fault.nodes[0], now)
-        elif fault.kind == "crash_next_voter":
-            self.voter_trap = fault
-        elif fault.kind == "crash_next_candidate":
-            self.candidate_trap = fault
-        else:
-            self.cuts.append(fault)
-            self._rebuild_cuts()
-            self._push(now + fault.lasts, self._mend, fault)
+    # The injector's view of the cluster (see _fault_injection.Cluster).
 
-    def _apply_weather(self, fault: Fault) -> None:
-        network = self.network
-        network.drop_rate = fault.drop_rate
-        network.delay = fault.delay
-        network.duplicate_rate = fault.duplicate_rate
+    def crash_for(self, node_id: str, downtime: float, now: float) -> None:
+        self._crash_for(self.nodes[self.index[node_id]], downtime, now)
 
-    def _mend(self, now: float, fault: Fault) -> None:
-        self.cuts = [cut for cut in self.cuts if cut is not fault]
-        self._rebuild_cuts()
+    def shut_down(self, node_id: str, downtime: float, now: float) -> None:
+        node = self.nodes[self.index[node_id]]
+        heapq.heappush(self.heap, (now, next(self.sequence), HAND_OVER, node.index, downtime))
 
-    def _rebuild_cuts(self) -> None:
-        """Make the network's cuts exactly the ones still in force, in the order made."""
-        network = self.network
-        network.heal()
-        for fault in self.cuts:
-            if fault.kind == "isolate":
-                network.isolate(fault.nodes[0])
-            elif fault.kind == "partition":
-                network.partition(*fault.groups)
-            elif fault.kind == "cut":
-                network.cut(*fault.nodes)
-            else:
-                network.cut_one_way(*fault.nodes)
+    def report_gone(self, about: str, now: float) -> None:
+        for node in self.nodes:
+            if node.core is not None:
+                self._evidence(node, about, now)
+
+    def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
+        self._push(when, action, arg)
 
     def _heal(self, now: float, _: object) -> None:
         self.healed = True
-        self.voter_trap = None
-        self.candidate_trap = None
-        self.cuts.clear()
-        self.network.heal()
-        self._apply_weather(Fault("weather", delay=self.calm_delay))
+        self.faults.heal()
         for node in self.nodes:
             if node.core is None:
                 self._start(node, now)
@@ -665,21 +489,13 @@ class _Simulation:
         checker = self.checker
         after_heal = None if self.converged_at is None else self.converged_at - self.heal_at
         if not any(violation.kind == CORE_ERROR for violation in checker.violations):
-            window = self.duration - self.heal_at
-            if after_heal is None:
-                checker.report(
-                    NO_LEADER_AFTER_HEAL,
-                    f"no leader known to all {len(self.nodes)} nodes in the {window:.2f}s "
-                    f"after the heal at {self.heal_at:.2f}s (bound {self.bound:.2f}s)",
-                    self.duration,
-                )
-            elif after_heal > self.bound:
-                checker.report(
-                    NO_LEADER_AFTER_HEAL,
-                    f"a leader known to all nodes took {after_heal:.3f}s after the heal, "
-                    f"over the bound of {self.bound:.3f}s",
-                    self.converged_at or self.duration,
-                )
+            checker.leader_after_heal(
+                self.converged_at,
+                nodes=len(self.nodes),
+                heal_at=self.heal_at,
+                end=self.duration,
+                bound=self.bound,
+            )
         return SeedResult(
             seed=self.seed,
             nodes=len(self.nodes),

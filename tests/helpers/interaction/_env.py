@@ -234,7 +234,9 @@ class Env:
         if out.leader_change is not None:
             change = out.leader_change
             lines.append(f"{node_id}: leader {change.leader_id or 'none'} term={change.term}")
-        for outbound in out.messages:
+        # The save above is instant, so the messages that could have left during it and
+        # those that waited for it leave together, in the order a driver sends them.
+        for outbound in out.before_save() + out.after_save():
             self.in_flight.append(InFlight(node_id, outbound.to, outbound.message))
             lines.append(format_message(node_id, outbound.to, outbound.message))
         return [indent + line for line in lines]

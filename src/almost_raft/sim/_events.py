@@ -1,0 +1,89 @@
+"""The simulator's events and what it keeps per node.
+
+Events wait in one heap as tuples ``(time, sequence, kind, target, argument)``: ordered
+by time, then by the sequence number, so two events at the same instant always run in
+the same order. ``target`` is a node's index, or for :data:`CALL` a function of
+``(now, argument)``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..core._config import ElectionConfig
+from ..core._state import HardState
+from ..core._state_machine import ElectionCore
+from ..store._store import Store
+
+__all__ = [
+    "CALL",
+    "DELIVER",
+    "EVIDENCE",
+    "HAND_OVER",
+    "SAVED",
+    "TICK",
+    "CoreFactory",
+    "SimNode",
+]
+
+# The kinds are small ints, compared on the hot path; their values enter trace digests.
+DELIVER = 0  # a peer message reaches a node
+TICK = 1  # a node's next deadline
+CALL = 2  # a function of the simulation itself: a fault, a heal, a restart
+EVIDENCE = 3  # the transport's report that a peer's process is gone
+HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
+SAVED = 5  # a node's save of its term and vote has reached the disk
+
+
+class CoreFactory(Protocol):
+    """Builds a node's core; :class:`~almost_raft.ElectionCore` itself is one."""
+
+    def __call__(
+        self,
+        node_id: str,
+        peers: Iterable[str],
+        config: ElectionConfig,
+        rng: random.Random,
+        now: float,
+        hard_state: HardState | None = None,
+    ) -> ElectionCore: ...
+
+
+class SimNode:
+    """One simulated node: its store, which outlives crashes, and its core while it runs."""
+
+    __slots__ = (
+        "core",
+        "generation",
+        "id",
+        "incarnation",
+        "index",
+        "news",
+        "pending",
+        "saves",
+        "store",
+        "timer_at",
+    )
+
+    def __init__(self, node_id: str, index: int, store: Store) -> None:
+        self.id = node_id
+        self.index = index
+        self.store = store
+        self.core: ElectionCore | None = None
+        # Ticks are scheduled lazily: a tick event is pushed only when the deadline moves
+        # earlier than the one already waiting; a tick that fires early re-arms itself.
+        # ``generation`` makes events from before a crash or an earlier arming stale.
+        self.timer_at = math.inf
+        self.generation = 0
+        self.news: tuple[str | None, int] = (None, 0)
+        # Saves under way, and the inputs that wait for them, as (kind, argument).
+        self.saves = 0
+        self.pending: list[tuple[int, Any]] = []
+        # Counts crashes, so a save that finishes after one is known to be lost.
+        self.incarnation = 0
+
+    def __repr__(self) -> str:
+        return self.id
