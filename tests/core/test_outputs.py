@@ -38,7 +38,8 @@ def test_a_new_leaders_heartbeats_leave_while_its_configuration_is_saved() -> No
     core = make_core(pre_vote=False)
     core.tick(core.next_deadline)
     out = core.receive(RequestVoteResponse(1, "b", True), core.next_deadline - 0.5)
-    assert out.hard_state is not None and out.hard_state.configuration == core.configuration
+    assert out.hard_state is not None
+    assert out.hard_state.configuration == core.configuration
     assert [(o.to, o.message) for o in out.before_save()] == [
         ("b", HeartBeat(1, "a", core.configuration)),
         ("c", HeartBeat(1, "a", core.configuration)),
