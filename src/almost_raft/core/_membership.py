@@ -22,11 +22,21 @@ class Replication:
         configuration: the configuration the leader just made (the restamped one).
     """
 
-    __slots__ = ("_acked", "_leaving", "configuration", "gate_open", "node_id", "promote")
+    __slots__ = (
+        "_acked",
+        "_leaving",
+        "configuration",
+        "first_key",
+        "gate_open",
+        "node_id",
+        "promote",
+    )
 
     def __init__(self, node_id: str, configuration: Configuration) -> None:
         self.node_id = node_id
         self.configuration = configuration
+        #: The key of the configuration the leader re-made when its term began.
+        self.first_key = configuration.key
         # The newest configuration key each member said it saved.
         self._acked: dict[str, tuple[int, int]] = {}
         # Members a change removed, still told the outcome until the given time.

@@ -120,8 +120,15 @@ class Reconfiguration:
             or bool(replication.promote)
         )
 
-    def _is_voter(self) -> bool:
-        return self.node_id in self._configuration.voters
+    def _may_campaign(self) -> bool:
+        """A voter campaigns; so does a node its newest configuration removes, until
+        it knows that configuration committed (thesis 4.2.2): it may still be needed to
+        elect a leader that commits it, and its own vote then does not count. A
+        non-voter never campaigns."""
+        config = self._configuration
+        return self.node_id in config.voters or (
+            self.node_id not in config.ids and self._committed_version < config.version
+        )
 
     def _other_voters(self) -> set[str]:
         return set(self._configuration.voters - {self.node_id})
@@ -129,13 +136,30 @@ class Reconfiguration:
     def _other_members(self) -> frozenset[str]:
         return self._configuration.ids - {self.node_id}
 
-    def _is_known_sender(self, sender: str) -> bool:
-        """Members, the leader this node follows (which a change may be removing), and
-        on a leader the members it removed and still tells so."""
-        return (
+    def _is_known_sender(self, message: PeerMessage) -> bool:
+        """Whether to hear ``message``: from a member, the leader this node follows
+        (which a change may be removing), on a leader a member it removed and still
+        tells so, or a node with a newer configuration (a leader's that names both, or
+        a candidate's): this node missed the changes that made the sender a member, and
+        would otherwise never learn them.
+        """
+        sender = message.sender
+        if (
             sender in self._configuration.ids
             or sender == self._leader_id
             or (self._replication is not None and self._replication.is_leaving(sender))
+        ):
+            return True
+        if isinstance(message, RequestVote):
+            # A candidate with a newer configuration than this node's may be a member
+            # this node has not heard of yet; Raft's voters ask only that a candidate be
+            # up to date. A removed node holds an older one, and stays unheard.
+            return message.config_key > self._configuration.key
+        offered = message.configuration if isinstance(message, HeartBeat) else None
+        return (
+            offered is not None
+            and offered.key > self._configuration.key
+            and {sender, self.node_id} <= offered.ids
         )
 
     def _persisted_configuration(self) -> Configuration | None:
@@ -215,7 +239,9 @@ class Reconfiguration:
                 heartbeat.leader_id,
             )
             self._configuration = config = offered
-        elif offered is not None and offered.key < config.key:
+        elif offered is not None and offered.key < config.key and offered.term < heartbeat.term:
+            # A late heartbeat of this leader carries an older configuration of its own
+            # making, which is only reordering; one made before its term is not.
             logger.error(
                 "%s: leader %s of term %d sent configuration %s, older than ours %s",
                 self.node_id,
@@ -262,6 +288,21 @@ class Reconfiguration:
             config if replication.needs_configuration(peer) else None,
             self._committed_version,
         )
+
+    def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool:
+        """Whether ``heartbeat`` may leave while this leader's configuration is saved.
+
+        A heartbeat promises nothing, and the leader counts its own copy of a
+        configuration only from answers, which reach the core after the save (thesis
+        10.2.1 lets a leader write its log in parallel with its followers). So a new
+        leader's first heartbeats, carrying its configuration re-made with the same
+        members, do not wait for its save. A change of members does: were the leader to
+        crash before its save, a follower could hold a configuration no voter can win
+        in (a removed follower never campaigns, and refuses the leader's older one).
+        """
+        offered = heartbeat.configuration
+        replication = self._replication
+        return offered is None or (replication is not None and offered.key == replication.first_key)
 
     def _heartbeat_recipients(self) -> list[str]:
         replication = self._replication

@@ -339,6 +339,7 @@ class ElectionCore(Reconfiguration):
             and peer_id == self._leader_id
             and self._role is NodeState.FOLLOWER
             and peer_id != self.node_id
+            and self._may_campaign()
         ):
             logger.info(
                 "%s: leader %s of term %d is down; campaigning soon",
@@ -347,7 +348,9 @@ class ElectionCore(Reconfiguration):
                 self._term,
             )
             self.metrics.leader_down_reports += 1
-            turn = campaign_turn(sorted(self._voters() - {peer_id}), self.node_id, self._term)
+            turn = campaign_turn(
+                sorted((self._voters() | {self.node_id}) - {peer_id}), self.node_id, self._term
+            )
             self._leader_id = None
             self._leader_contact = -math.inf
             # Until a leader is known again, or for one long timeout at most, elections
@@ -386,7 +389,7 @@ class ElectionCore(Reconfiguration):
             return self._drop("terminating", message)
         if sender == self.node_id:
             return self._drop("from_self", message)
-        if not self._is_known_sender(sender):
+        if not self._is_known_sender(message):
             return self._drop("unknown_sender", message)
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
@@ -497,7 +500,7 @@ class ElectionCore(Reconfiguration):
         elif (
             self._term >= MAX_TERM
             or len(self._other_voters()) < self.config.min_peers
-            or not self._is_voter()
+            or not self._may_campaign()
         ):
             self._drop("cannot_campaign", message)
         else:
@@ -561,8 +564,8 @@ class ElectionCore(Reconfiguration):
 
     def _on_election_timeout(self) -> None:
         action = election_timeout_action(self._term, len(self._other_voters()), self.config)
-        if not self._is_voter():
-            # A non-voter, or a member removed but not yet told: it never campaigns.
+        if not self._may_campaign():
+            # A non-voter, or a member whose removal it knows committed: it never campaigns.
             self._become_follower(self._term, None)
         elif action is TimeoutAction.TERM_EXHAUSTED:
             logger.error(
@@ -610,12 +613,8 @@ class ElectionCore(Reconfiguration):
 
     def _broadcast_heartbeat(self) -> None:
         for peer in self._heartbeat_recipients():
-            # A heartbeat promises nothing, even one carrying a configuration this leader
-            # is saving: the leader counts its own copy only from answers, which reach
-            # the core after the save (thesis 10.2.1 lets a leader write its log in
-            # parallel with its followers). So a new leader's first heartbeats do not
-            # wait for its save.
-            self._batch.send(peer, self._heartbeat_to(peer), early=True)
+            heartbeat = self._heartbeat_to(peer)
+            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
         self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
 
     # ------------------------------------------------------------------ transitions

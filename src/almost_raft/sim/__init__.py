@@ -4,8 +4,10 @@
 against a simulated clock and a network that drops, delays, duplicates and partitions,
 while a fault schedule crashes and restarts nodes; then everything is healed and a leader
 must appear. A checker watches every step for two leaders in one term, a term going
-backwards, a node voting twice in one term, and a cluster that cannot elect after the
-heal. The same seed and options replay the same run, event for event.
+backwards, a node voting twice in one term, two different configurations committed with
+the same version, and a cluster that cannot elect after the heal. With ``spares`` and the
+membership fault kinds, leaders also add, remove, replace and promote members as it runs.
+The same seed and options replay the same run, event for event.
 
 What one seed covers, with the defaults: five nodes with realistic LAN timings
 (election timeouts drawn from 150-300 ms, heartbeats every 50 ms, 0.2-2 ms message
@@ -27,6 +29,7 @@ failing seed replays exactly with ``run_seed(seed)``.
 """
 
 from ._checker import (
+    CONFIGURATION_CONFLICT,
     CORE_ERROR,
     DOUBLE_VOTE,
     NO_LEADER_AFTER_HEAL,
@@ -56,6 +59,7 @@ __all__ = [
     "DOUBLE_VOTE",
     "NO_LEADER_AFTER_HEAL",
     "CORE_ERROR",
+    "CONFIGURATION_CONFLICT",
 ]
 
 # Reprs and tracebacks show the public path, not the private module.

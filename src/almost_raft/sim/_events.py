@@ -20,6 +20,7 @@ from ..store._store import Store
 
 __all__ = [
     "CALL",
+    "CHANGE",
     "DELIVER",
     "EVIDENCE",
     "HAND_OVER",
@@ -36,6 +37,7 @@ CALL = 2  # a function of the simulation itself: a fault, a heal, a restart
 EVIDENCE = 3  # the transport's report that a peer's process is gone
 HAND_OVER = 4  # a leader's clean shutdown: hand over, then stop
 SAVED = 5  # a node's save of its term and vote has reached the disk
+CHANGE = 6  # a membership change asked of a leader
 
 
 class CoreFactory(Protocol):
@@ -56,6 +58,7 @@ class SimNode:
     """One simulated node: its store, which outlives crashes, and its core while it runs."""
 
     __slots__ = (
+        "active",
         "core",
         "generation",
         "id",
@@ -84,6 +87,9 @@ class SimNode:
         self.pending: list[tuple[int, Any]] = []
         # Counts crashes, so a save that finishes after one is known to be lost.
         self.incarnation = 0
+        # Whether its process should run: a spare is not until it is added, and a
+        # member stops once it learned it was removed.
+        self.active = True
 
     def __repr__(self) -> str:
         return self.id
