@@ -131,6 +131,11 @@ class Checker:
                 now,
             )
 
+    @property
+    def versions_committed(self) -> int:
+        """How many configuration versions were seen committed."""
+        return len(self._committed)
+
     def configuration_committed(self, node: str, config: Configuration, now: float) -> None:
         """``node``, as leader, found ``config`` committed: one configuration per version.
 

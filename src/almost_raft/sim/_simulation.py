@@ -641,4 +641,5 @@ class _Simulation:
             liveness_bound=self.bound,
             violations=tuple(checker.violations),
             trace_digest=None if self.trace is None else self.trace.hexdigest(),
+            configurations_committed=checker.versions_committed,
         )

@@ -50,11 +50,14 @@ from almost_raft import (
     MembershipChangeError,
     MemoryStore,
     NetworkFaults,
+    NodeState,
     Output,
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
 )
+from almost_raft.sim import CoreFactory
+from almost_raft.sim._checker import Checker
 
 __all__ = ["Env", "format_message"]
 
@@ -140,7 +143,13 @@ class _Capture(logging.Handler):
 class Env:
     """The scripted cluster. Call :meth:`handle` with one command line per case."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, core_factory: CoreFactory = ElectionCore, checker: Checker | None = None
+    ) -> None:
+        # A broken core can be run through a transcript's commands, and a checker shown
+        # what the nodes announce, to prove the checker sees what the transcript shows.
+        self.core_factory = core_factory
+        self.checker = checker
         self.nodes: dict[str, SimNode] = {}
         self.in_flight: list[InFlight] = []
         self.faults = NetworkFaults(random.Random(0))
@@ -231,6 +240,11 @@ class Env:
             )
         if out.role is not None:
             lines.append(f"{node_id}: role {out.role.value}")
+        if self.checker is not None:
+            if out.role is NodeState.LEADER:
+                self.checker.became_leader(node_id, core.term, node.clock)
+            if out.committed is not None:
+                self.checker.configuration_committed(node_id, out.committed, node.clock)
         if out.leader_change is not None:
             change = out.leader_change
             lines.append(f"{node_id}: leader {change.leader_id or 'none'} term={change.term}")
@@ -244,7 +258,7 @@ class Env:
     def _start(self, node: SimNode) -> None:
         rng = random.Random(f"{self.seed}/{node.node_id}/{node.starts}")
         node.starts += 1
-        node.core = ElectionCore(
+        node.core = self.core_factory(
             node.node_id, node.peers, node.config, rng, node.clock, node.store.load()
         )
 
