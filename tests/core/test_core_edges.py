@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from almost_raft import (
+    ConfigError,
     ElectionConfig,
     ElectionCore,
     HardState,
@@ -140,3 +143,16 @@ def test_hard_state_is_reported_only_when_it_changes() -> None:
     assert first.hard_state == HardState(1, "a")
     again = core.receive(RequestVoteResponse(1, "b", False), core.next_deadline - 0.5)
     assert again.hard_state is None
+
+
+def test_the_core_judges_ids_and_cluster_size_with_config_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_core(peers=("b", "c", "d"), max_nodes=3)
+    assert info.value.field == "peers"
+    with pytest.raises(ConfigError) as info:
+        make_core(peers=("b", "x" * 300))
+    assert info.value.field == "peers"
+    core = make_core()
+    with pytest.raises(ConfigError) as info:
+        core.add_peer("", 0.1)
+    assert info.value.field == "peer_id"

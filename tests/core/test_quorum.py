@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from almost_raft.core._quorum import (
     VoteResult,
-    has_quorum,
     majority,
     quorum_heard_since,
     vote_result,
@@ -40,13 +39,6 @@ def oracle_vote_result(voters: frozenset[str], votes: dict[str, bool]) -> VoteRe
 @given(VOTERS, VOTES)
 def test_vote_result_matches_the_oracle(voters: frozenset[str], votes: dict[str, bool]) -> None:
     assert vote_result(voters, votes) is oracle_vote_result(voters, votes)
-
-
-@given(VOTERS, st.frozensets(IDS | st.just("stranger")))
-def test_has_quorum_is_more_than_half_of_the_voters(
-    voters: frozenset[str], heard_from: frozenset[str]
-) -> None:
-    assert has_quorum(voters, heard_from) == (len(voters & heard_from) * 2 > len(voters))
 
 
 @given(VOTERS, VOTES)
@@ -85,7 +77,7 @@ def test_quorum_heard_since_matches_the_oracle(
     # A majority was heard at or after ``cutoff`` exactly when ``cutoff`` is not later than
     # quorum_heard_since; that is the whole contract.
     heard_after = {v for v in voters if heard_at.get(v, -math.inf) >= cutoff}
-    expected = has_quorum(voters, heard_after)
+    expected = len(voters & heard_after) * 2 > len(voters)
     assert (quorum_heard_since(voters, heard_at) >= cutoff) == expected
 
 

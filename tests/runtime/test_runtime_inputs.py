@@ -6,11 +6,15 @@ import asyncio
 import random
 import threading
 
+import pytest
+
 from almost_raft import (
+    ElectionClosed,
     ElectionConfig,
     HardState,
     HeartBeat,
     HeartBeatResponse,
+    LeaderChange,
     MemoryStore,
     PeerMessage,
     RequestVote,
@@ -19,6 +23,8 @@ from almost_raft import (
     Transport,
 )
 from almost_raft.runtime._driver import Runtime
+from almost_raft.runtime._latest_value import Subscription
+from almost_raft.runtime._lifecycle import Phase
 from almost_raft.transport._interface import Inbox
 from helpers.cluster import run_async, wait_until
 
@@ -68,7 +74,9 @@ async def _started(store: Store) -> tuple[Runtime, _Recorder]:
     runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
     await runtime.start()
     # Let the election's task reach its first wait for input.
-    await wait_until(lambda: runtime._idle, what="the election's task to wait for input")
+    await wait_until(
+        lambda: runtime.phase is Phase.IDLE, what="the election's task to wait for input"
+    )
     return runtime, transport
 
 
@@ -127,3 +135,134 @@ async def test_a_core_that_raises_on_arrival_fails_the_election_not_the_transpor
         assert str(runtime.failure) == "vote handler bug"
     finally:
         await runtime.close()
+
+
+class _Boom(BaseException):
+    """Not an Exception: what a plain ``except Exception`` in a send path lets through."""
+
+
+class _ExplodingSend(_Recorder):
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        raise _Boom("send path bug")
+
+
+async def _until_closed(runtime: Runtime, changes: Subscription[LeaderChange]) -> None:
+    while True:
+        await changes.next()
+        if runtime.leadership.closed:
+            raise runtime.leadership.closed_error()
+
+
+@run_async
+async def test_a_send_that_fails_on_arrival_fails_the_election_not_the_transport() -> None:
+    transport = _ExplodingSend()
+    store = MemoryStore(HardState(1, None))  # term 1 already: the heartbeat needs no save
+    runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
+    await runtime.start()
+    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    changes = runtime.leadership.subscribe()
+    try:
+        runtime.deliver(HeartBeat(1, "b"))  # must not raise into the transport
+        await wait_until(lambda: runtime.failure is not None, what="the election to fail")
+        assert isinstance(runtime.failure, _Boom)
+        assert runtime.phase is Phase.STOPPED
+        assert runtime.status().is_leader is False
+        with pytest.raises(ElectionClosed) as info:
+            await _until_closed(runtime, changes)
+        assert isinstance(info.value.__cause__, _Boom)
+    finally:
+        await runtime.close()
+
+
+@run_async
+async def test_a_leader_change_reader_that_fails_on_arrival_fails_the_election() -> None:
+    def reader(change: LeaderChange) -> None:
+        raise _Boom("reader bug")
+
+    transport = _Recorder()
+    store = MemoryStore(HardState(1, None))
+    runtime = Runtime(
+        "a", ["b", "c"], transport, QUIET, store, random.Random(1), on_leader_change=reader
+    )
+    await runtime.start()
+    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    try:
+        runtime.deliver(HeartBeat(1, "b"))
+        await wait_until(lambda: runtime.failure is not None, what="the election to fail")
+        assert isinstance(runtime.failure, _Boom)
+    finally:
+        await runtime.close()
+
+
+class _Echo(_Recorder):
+    """Delivers a copy of the first message back to the sender's inbox from inside the send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: Inbox | None = None
+
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    def send_nowait(self, to: str, message: PeerMessage) -> bool:
+        first = not self.sent
+        super().send_nowait(to, message)
+        if first:
+            assert self.inbox is not None
+            self.inbox.deliver(HeartBeat(1, "b"))
+        return True
+
+
+@run_async
+async def test_a_delivery_made_from_inside_a_send_waits_its_turn() -> None:
+    transport = _Echo()
+    store = MemoryStore(HardState(1, None))
+    runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
+    await runtime.start()
+    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    try:
+        runtime.deliver(HeartBeat(1, "b"))
+        # The echo came in while the first answer was being sent: it waits for the task.
+        assert transport.sent == [("b", HeartBeatResponse(1, "a"))]
+        await wait_until(lambda: len(transport.sent) == 2, what="the echo's answer")
+        assert runtime.failure is None
+    finally:
+        await runtime.close()
+
+
+class _ThreadRecordingStore(MemoryStore):
+    """Records the thread of every load and save."""
+
+    def __init__(self, *, blocking: bool) -> None:
+        super().__init__()
+        self.blocking = blocking
+        self.threads: list[threading.Thread] = []
+
+    def load(self) -> HardState | None:
+        self.threads.append(threading.current_thread())
+        return super().load()
+
+    def save(self, state: HardState) -> None:
+        self.threads.append(threading.current_thread())
+        super().save(state)
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_store_that_blocks_is_called_off_the_loop_and_one_that_does_not_on_it(
+    blocking: bool,
+) -> None:
+    store = _ThreadRecordingStore(blocking=blocking)
+
+    @run_async
+    async def scenario() -> None:
+        runtime, transport = await _started(store)
+        try:
+            runtime.deliver(RequestVote(1, "b"))
+            await wait_until(lambda: len(transport.sent) == 1, what="the vote")
+        finally:
+            await runtime.close()
+
+    scenario()
+    assert len(store.threads) == 2  # the load, then the vote's save
+    on_loop = [thread is threading.main_thread() for thread in store.threads]
+    assert on_loop == [not blocking, not blocking]

@@ -64,6 +64,9 @@ def _init(**override: Any) -> tuple[RaftElectionState, asyncio.Queue[Message]]:
     ("field", "override"),
     [
         ("self_id", {"self_id": ""}),
+        ("self_id", {"self_id": "x" * 300}),
+        ("self_id", {"self_id": 7}),
+        ("peers", {"peers": [QueueNode("y" * 300)]}),
         ("election_timeout", {"election_timeout": 0.5}),
         ("heartbeat_interval", {"heartbeat_interval": 0}),
         ("heartbeat_interval", {"heartbeat_interval": 60}),
@@ -172,3 +175,18 @@ async def test_removing_itself_ends_the_election() -> None:
     assert state.node_state is NodeState.TERMINATING
     with pytest.raises(RuntimeError):
         await raft_election(state)
+
+
+@run_async
+async def test_an_added_node_with_an_invalid_id_is_ignored_and_the_election_goes_on() -> None:
+    state, to_raft = _init(peers=[QueueNode("b")])
+    task = asyncio.create_task(raft_election(state))
+    try:
+        await to_raft.put(ControlAddNode(QueueNode("z" * 300)))
+        await to_raft.put(ControlAddNode(QueueNode("c")))
+        await wait_until(lambda: len(state.peers) == 2, what="c to be added")
+        assert [node.node_id() for node in state.peers] == ["b", "c"]
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -283,3 +283,17 @@ def test_hand_overs_and_crash_evidence_are_exercised_and_stay_safe() -> None:
     assert all(result.ok for result in results), [r.violations for r in results]
     assert sum(result.handovers for result in results) > 0
     assert sum(result.leader_down_reports for result in results) > 0
+
+
+def test_a_leader_that_shuts_down_cleanly_is_seldom_taken_for_a_crash() -> None:
+    # A leaving leader stays until its successor leads, so by the time its connections
+    # close the others follow the successor and the evidence concerns no leader of
+    # theirs. A leader that exited right after its hand-over would be reported down by
+    # its followers about once per shutdown.
+    profile = FaultProfile(weights={"shutdown_leader": 1.0})
+    results = [run_seed(seed, duration=20.0, faults=profile) for seed in range(8)]
+    assert all(result.ok for result in results), [r.violations for r in results]
+    handovers = sum(result.handovers for result in results)
+    reports = sum(result.leader_down_reports for result in results)
+    assert handovers > 20
+    assert reports < handovers / 2, (reports, handovers)

@@ -31,6 +31,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..sim._invariants import TERM_DECREASED, TWO_LEADERS_IN_TERM, SafetyLedger
+
 __all__ = [
     "TERM_DECREASED",
     "TWO_LEADERS_IN_TERM",
@@ -42,9 +44,6 @@ __all__ = [
     "check",
     "read_events",
 ]
-
-TWO_LEADERS_IN_TERM = "two_leaders_in_term"
-TERM_DECREASED = "term_decreased"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,18 +169,23 @@ def check(
 
 
 def _two_leaders(events: Sequence[LeaderEvent]) -> list[Violation]:
-    by_term: dict[int, list[LeaderEvent]] = collections.defaultdict(list)
+    ledger = SafetyLedger()
+    # Per contested term: the first claim, then each other node's first claim.
+    contested: dict[int, list[tuple[str, float]]] = {}
     for event in events:
-        if event.is_self and all(e.node != event.node for e in by_term[event.term]):
-            by_term[event.term].append(event)
+        if not event.is_self:
+            continue
+        first = ledger.claim(event.node, event.term, event.monotonic)
+        if first is not None:
+            claims = contested.setdefault(event.term, [first])
+            if all(node != event.node for node, _ in claims):
+                claims.append((event.node, event.monotonic))
     return [
         Violation(
             TWO_LEADERS_IN_TERM,
-            f"term {term} has leaders "
-            + ", ".join(f"{e.node} (at {e.monotonic:.3f})" for e in claims),
+            f"term {term} has leaders " + ", ".join(f"{node} (at {at:.3f})" for node, at in claims),
         )
-        for term, claims in sorted(by_term.items())
-        if len(claims) > 1
+        for term, claims in sorted(contested.items())
     ]
 
 
@@ -194,20 +198,19 @@ def _terms_decreasing(
     for sample in samples:
         timeline[sample.node].append((sample.monotonic, sample.term, "state file"))
     violations = []
+    ledger = SafetyLedger()
     for node, points in sorted(timeline.items()):
         points.sort(key=lambda p: p[0])
-        highest: tuple[float, int, str] | None = None
-        for point in points:
-            if highest is not None and point[1] < highest[1]:
+        for at, term, where in points:
+            highest = ledger.term_seen(node, term, at, where)
+            if highest is not None:
                 violations.append(
                     Violation(
                         TERM_DECREASED,
-                        f"{node}: term {point[1]} ({point[2]}, at {point[0]:.3f}) after "
-                        f"term {highest[1]} ({highest[2]}, at {highest[0]:.3f})",
+                        f"{node}: term {term} ({where}, at {at:.3f}) after "
+                        f"term {highest[0]} ({highest[2]}, at {highest[1]:.3f})",
                     )
                 )
-            if highest is None or point[1] >= highest[1]:
-                highest = point
     return violations
 
 

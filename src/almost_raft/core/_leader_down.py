@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Sequence
 
+from ._config import ElectionConfig
 from ._messages import RequestVote
 
 __all__ = ["LeaderDown", "campaign_turn", "turn_wait"]
@@ -38,9 +39,31 @@ class LeaderDown:
         """Whether the leader is known to be down at ``now``."""
         return now < self.until
 
-    def begin(self, now: float, duration: float) -> None:
-        """Evidence arrived at ``now``: short retries for ``duration`` seconds."""
-        self.until = now + duration
+    def begin(
+        self,
+        now: float,
+        survivors: Sequence[str],
+        node_id: str,
+        term: int,
+        config: ElectionConfig,
+        rng: random.Random,
+    ) -> float:
+        """Evidence that ``term``'s leader is gone arrived at ``now``; return the wait.
+
+        All followers see the same evidence at about the same moment, so a random delay
+        alone would have them campaign together and split the vote. Instead they take
+        turns: the ``survivors`` (sorted, this node among them), in an order that every
+        node derives from the term (and so rotates from one failover to the next),
+        campaign ``leader_down_delay`` apart, each with a random part of up to half that
+        step. The first in line usually wins before the second starts.
+
+        Until a leader is known again, or for one long timeout at most, elections then
+        retry after short waits: a split vote costs a few round trips, not a full
+        election timeout. Safety never rests on timing.
+        """
+        self.until = now + config.election_timeout_range[1]
+        turn = campaign_turn(survivors, node_id, term)
+        return turn_wait(turn, config.leader_down_step, rng)
 
     def end(self) -> None:
         """A leader is known again: close the window and forget what was held."""

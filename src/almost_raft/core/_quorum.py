@@ -6,7 +6,7 @@ import enum
 import math
 from collections.abc import Collection, Mapping
 
-__all__ = ["VoteResult", "has_quorum", "majority", "quorum_heard_since", "vote_result"]
+__all__ = ["VoteResult", "majority", "quorum_heard_since", "vote_result"]
 
 
 class VoteResult(enum.Enum):
@@ -41,11 +41,6 @@ def vote_result(voters: Collection[str], votes: Mapping[str, bool]) -> VoteResul
     if len(voters) - refused < needed:
         return VoteResult.LOST
     return VoteResult.PENDING
-
-
-def has_quorum(voters: Collection[str], heard_from: Collection[str]) -> bool:
-    """Whether a majority of ``voters`` is among ``heard_from``."""
-    return sum(1 for voter in voters if voter in heard_from) >= majority(len(voters))
 
 
 def quorum_heard_since(voters: Collection[str], heard_at: Mapping[str, float]) -> float:

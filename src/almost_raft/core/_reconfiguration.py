@@ -39,12 +39,12 @@ from ._messages import (
     HeartBeatResponse,
     PeerMessage,
     RequestVote,
-    TimeoutNow,
     check_node_id,
 )
 from ._state import HardState, NodeState
 
 if TYPE_CHECKING:
+    from ._departure import Departure
     from ._leader_side import LeaderSide
     from ._outputs import Output
 
@@ -71,11 +71,13 @@ class Reconfiguration:
         _leader_id: str | None
         _now: float
         _leader_side: LeaderSide
+        _departure: Departure
 
         def _send(self, to: str, message: PeerMessage) -> None: ...
         def _finish(self) -> Output: ...
         def _broadcast_heartbeat(self) -> None: ...
         def _become_terminating(self) -> None: ...
+        def _hand_over(self, to: str | None) -> None: ...
 
     def _init_configuration(self, node_id: str, peers: set[str], hard_state: HardState) -> None:
         bootstrap = bootstrap_configuration(node_id, peers)
@@ -342,18 +344,17 @@ class Reconfiguration:
             self._apply_change(("promote", promote))
 
     def _hand_over_and_leave(self) -> None:
-        """This leader's removal committed: tell the others, hand over, leave (thesis 4.2.2)."""
+        """This leader's removal committed: tell the others, hand over, leave (thesis 4.2.2).
+
+        It leaves as :meth:`ElectionCore.leave` does, staying a moment as a follower that
+        never campaigns, so that its peers do not take its closed connections for a
+        crash and campaign against the successor.
+        """
         self._broadcast_heartbeat()
-        target = self._leader_side.freshest(self._configuration.voters - {self.node_id})
-        if target is not None:
-            logger.info(
-                "%s: removed from the cluster; handing leadership of term %d over to %s",
-                self.node_id,
-                self._term,
-                target,
-            )
-            self._send(target, TimeoutNow(self._term, self.node_id))
-        self._become_terminating()
+        logger.info("%s: removed from the cluster; leaving", self.node_id)
+        term = self._term
+        self._hand_over(None)
+        self._departure.begin(term, self._now, self.config.election_timeout)
 
     # ------------------------------------------------------------------ changes
 

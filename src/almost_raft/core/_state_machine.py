@@ -55,8 +55,9 @@ from ._batch import BatchBuilder
 from ._campaign import Campaign
 from ._config import ElectionConfig
 from ._configuration import Member
+from ._departure import Departure
 from ._errors import ConfigError, MembershipChangeError
-from ._leader_down import LeaderDown, campaign_turn, turn_wait
+from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._messages import (
     MAX_TERM,
@@ -66,13 +67,13 @@ from ._messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
-    check_node_id,
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
 from ._reconfiguration import Reconfiguration
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
+from ._validation import admits_peer, check_cluster_size, check_id
 from ._vote_rules import (
     grants_vote,
     ignored_during_lease,
@@ -115,17 +116,16 @@ class ElectionCore(Reconfiguration):
         now: float,
         hard_state: HardState | None = None,
     ) -> None:
-        check_node_id("node_id", node_id)
-        self.node_id = node_id
+        self.node_id = check_id("node_id", node_id)
         self.config = config
         self.metrics = CoreMetrics()
         self._rng = rng
         self._now = now
         start_peers: set[str] = set()
         for peer in peers:
-            check_node_id("peers", peer)
-            if peer != node_id:
+            if check_id("peers", peer) != node_id:
                 start_peers.add(peer)
+        check_cluster_size("peers", start_peers, config)
         state = hard_state or HardState()
         self._term = state.term
         self._voted_for = state.voted_for
@@ -140,6 +140,8 @@ class ElectionCore(Reconfiguration):
         self._leader_side = LeaderSide()
         # While the leader is known to be gone: short retries, and held vote requests.
         self._leader_down = LeaderDown()
+        # While this node leaves after handing over: from which term, and until when.
+        self._departure = Departure()
         self._election_deadline = now + self._random_timeout()
         # This input's messages, and what the caller was already told.
         self._batch = BatchBuilder(
@@ -185,6 +187,8 @@ class ElectionCore(Reconfiguration):
             return self._leader_side.next_deadline
         if self._role is NodeState.TERMINATING:
             return math.inf
+        if self._departure.active:
+            return self._departure.deadline
         return self._election_deadline
 
     # ------------------------------------------------------------------ inputs
@@ -192,7 +196,11 @@ class ElectionCore(Reconfiguration):
     def tick(self, now: float) -> Output:
         """Time has advanced to ``now``: fire whichever deadlines have passed."""
         self._now = now
-        if self._role is NodeState.LEADER:
+        if self._departure.active:
+            # A leaving node never campaigns: its only deadline is the end of its leave.
+            if self._departure.due(now):
+                self._terminate()
+        elif self._role is NodeState.LEADER:
             if now >= self._leader_side.quorum_deadline:
                 self._check_quorum()
             if self._role is NodeState.LEADER and now >= self._leader_side.heartbeat_deadline:
@@ -226,17 +234,15 @@ class ElectionCore(Reconfiguration):
         log line: only the leader changes members.
         """
         self._now = now
-        check_node_id("peer_id", peer_id)
-        limit = self.config.max_nodes
-        members = self.configuration.ids
-        if peer_id in members:
+        check_id("peer_id", peer_id)
+        if peer_id == self.node_id or peer_id in self.configuration.ids:
             logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif limit is not None and len(members | {self.node_id}) + 1 > limit:
+        elif not admits_peer(self._other_members(), self.config):
             logger.warning(
                 "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
                 self.node_id,
                 peer_id,
-                limit,
+                self.config.max_nodes,
             )
         elif self._edit_starting_configuration(peer_id, add=True):
             logger.info(
@@ -297,8 +303,11 @@ class ElectionCore(Reconfiguration):
         this node is leader.
         """
         self._now = now
-        if self._role is not NodeState.LEADER:
-            return self._finish()
+        if self._role is NodeState.LEADER:
+            self._hand_over(to)
+        return self._finish()
+
+    def _hand_over(self, to: str | None) -> None:
         voters = self._other_voters()
         target = to if to is not None else self._leader_side.freshest(voters)
         if target is not None and target in voters:
@@ -310,7 +319,6 @@ class ElectionCore(Reconfiguration):
             logger.info("%s: stepping down as leader of term %d", self.node_id, self._term)
         self._become_follower(self._term, None)
         self._election_deadline += self.config.election_timeout_range[1]
-        return self._finish()
 
     def step_down(self, now: float) -> Output:
         """Stop leading so that another node takes over; see :meth:`transfer_leadership`."""
@@ -322,15 +330,9 @@ class ElectionCore(Reconfiguration):
         Evidence means the peer's host refused a new connection after the old one broke,
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
         node's leader, the node forgets it and campaigns after a short delay instead of a
-        full election timeout. Safety never depends on this: wrong evidence costs at most
-        a pre-vote that the others refuse while they still hear the leader.
-
-        All followers see the same evidence at about the same moment, so a random delay
-        alone would have them campaign together and split the vote. Instead they take
-        turns: the surviving members, in an order that every node derives from the term
-        (and so rotates from one failover to the next), campaign ``leader_down_delay``
-        apart, each with a random part of up to half that step. The first in line usually
-        wins before the second starts.
+        full election timeout, in a turn shared out among the survivors (see
+        :meth:`LeaderDown.begin`). Safety never depends on this: wrong evidence costs at
+        most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
         delay = self.config.leader_down_step
@@ -348,16 +350,13 @@ class ElectionCore(Reconfiguration):
                 self._term,
             )
             self.metrics.leader_down_reports += 1
-            turn = campaign_turn(
-                sorted((self._voters() | {self.node_id}) - {peer_id}), self.node_id, self._term
-            )
             self._leader_id = None
             self._leader_contact = -math.inf
-            # Until a leader is known again, or for one long timeout at most, elections
-            # retry after short waits: a split vote then costs a few round trips, not a
-            # full election timeout. Safety never rests on timing.
-            self._leader_down.begin(now, self.config.election_timeout_range[1])
-            wait = turn_wait(turn, delay, self._rng)
+            # This node among them: a member its newest configuration removes campaigns too.
+            survivors = sorted((self._voters() | {self.node_id}) - {peer_id})
+            wait = self._leader_down.begin(
+                now, survivors, self.node_id, self._term, self.config, self._rng
+            )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
         return self._finish()
@@ -372,13 +371,40 @@ class ElectionCore(Reconfiguration):
             if self._accept(request):
                 self._on_vote_request(request)
 
-    def terminate(self, now: float) -> Output:
-        """Leave the election for good: no more messages, deadlines or votes."""
+    def leave(self, now: float, *, hand_over: bool = True) -> Output:
+        """Leave the election for good, handing leadership over first if this node leads.
+
+        A leader (with ``hand_over``) sends a :class:`TimeoutNow` as
+        :meth:`transfer_leadership` does, then stays on as a follower that never
+        campaigns: it answers heartbeats and vote requests, so the successor's election
+        can count on it. It terminates by itself, at a deadline it reports as
+        ``next_deadline``: one ``heartbeat_interval`` after it hears of a leader of a
+        newer term, or one ``election_timeout`` after the hand-over if none appears. The
+        batch in which it terminates reports the role ``TERMINATING``; the caller stops
+        then. Any other node, or with ``hand_over=False``, terminates at once.
+        """
         self._now = now
+        if self._role is NodeState.TERMINATING or self._departure.active:
+            return self._finish()
+        if hand_over and self._role is NodeState.LEADER and self._other_voters():
+            term = self._term
+            logger.info("%s: leaving the election", self.node_id)
+            self._hand_over(None)
+            self._departure.begin(term, now, self.config.election_timeout)
+        else:
+            self._terminate()
+        return self._finish()
+
+    def terminate(self, now: float) -> Output:
+        """Leave the election for good at once: no more messages, deadlines or votes."""
+        self._now = now
+        self._terminate()
+        return self._finish()
+
+    def _terminate(self) -> None:
         if self._role is not NodeState.TERMINATING:
             logger.info("%s: terminating at term %d", self.node_id, self._term)
             self._become_terminating()
-        return self._finish()
 
     # ------------------------------------------------------------------ the term rules
 
@@ -497,6 +523,8 @@ class ElectionCore(Reconfiguration):
     def _on_timeout_now(self, message: TimeoutNow) -> None:
         if self._leader_id not in (None, message.leader_id):
             self._drop("conflicting_leader", message)
+        elif self._departure.active:
+            self._drop("leaving", message)
         elif (
             self._term >= MAX_TERM
             or len(self._other_voters()) < self.config.min_peers
@@ -640,9 +668,11 @@ class ElectionCore(Reconfiguration):
         self._campaign.clear()
         self._leader_side.clear()
         self._stop_replication()
+        self._departure = Departure()
 
     def _become_pre_candidate(self) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot pre-campaign"
+        assert not self._departure.active, "a leaving node cannot campaign"
         self.metrics.pre_votes_started += 1
         logger.info("%s: asking for pre-votes for term %d", self.node_id, self._term + 1)
         self._role = NodeState.PRE_CANDIDATE
@@ -650,6 +680,7 @@ class ElectionCore(Reconfiguration):
 
     def _become_candidate(self, *, transfer: bool = False) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot campaign"
+        assert not self._departure.active, "a leaving node cannot campaign"
         self.metrics.elections_started += 1
         self._term += 1
         self._voted_for = self.node_id
@@ -726,6 +757,9 @@ class ElectionCore(Reconfiguration):
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
+        self._departure.observe(
+            self._leader_id, self._term, self._now, self.config.heartbeat_interval
+        )
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,

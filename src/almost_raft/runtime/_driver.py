@@ -27,9 +27,11 @@ from ..core._messages import PeerMessage
 from ..core._outputs import LeaderChange, Outbound, Output
 from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
-from ..store._store import MemoryStore, Store
+from ..core._validation import admits_peer
+from ..store._store import Store
 from ..transport._interface import Transport
 from ._latest_value import LatestValue
+from ._lifecycle import Lifecycle, Phase
 
 __all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
 
@@ -184,19 +186,20 @@ class Runtime:
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
-        # True only while the driver waits for input with nothing queued and no hand-over
-        # under way: then a message is handed to the core as it arrives (see deliver()).
-        self._idle = False
+        # The one state of the runtime's life; every public call is judged by it.
+        self._life = Lifecycle()
         # The one timer for the core's deadline, and the time it is set for.
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.nan
         self._driver: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Future[None] | None = None
+        # Done once start() has built what close() must release; close() waits for it.
         self._starting: asyncio.Future[None] | None = None
-        self._started = False
         self._closing: asyncio.Task[None] | None = None
-        self._last_heard: dict[str, float] = {}
+        # When a message last arrived from each peer (time.monotonic), for status(); the core
+        # keeps its own record of answers, which is a different thing.
+        self._last_arrival: dict[str, float] = {}
 
     # ------------------------------------------------------------------ status
 
@@ -211,9 +214,14 @@ class Runtime:
         return self._driver
 
     @property
+    def phase(self) -> Phase:
+        """Where the runtime is in its life."""
+        return self._life.phase
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called or :meth:`start` failed."""
-        return self._closing is not None
+        return self._life.closed
 
     @property
     def failure(self) -> BaseException | None:
@@ -224,11 +232,13 @@ class Runtime:
         """A snapshot of the election state.
 
         Before :meth:`start` it shows the configured peers and term 0; the term kept in
-        the store is read only when the node starts.
+        the store is read only when the node starts. Once the election has ended (closed,
+        or its task stopped) the role is ``TERMINATING``.
         """
         core = self._core
         if core is None:
-            role = NodeState.TERMINATING if self.closed else NodeState.FOLLOWER
+            ended = self._life.closed or self._life.phase is Phase.STOPPED
+            role = NodeState.TERMINATING if ended else NodeState.FOLLOWER
             return ElectionStatus(
                 self.node_id, 0, role, None, None, frozenset(self._initial_peers), False
             )
@@ -242,7 +252,7 @@ class Runtime:
             core.voted_for,
             peers,
             core.role is NodeState.LEADER,
-            {peer: now - at for peer, at in self._last_heard.items() if peer in peers},
+            {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
         )
 
     # ------------------------------------------------------------------ inputs
@@ -255,16 +265,14 @@ class Runtime:
         does (taking no further input until it is done). Otherwise the message waits in
         the task's queue. Either way the core sees inputs one at a time, in order.
 
-        Dropped (counted in ``inputs_dropped``) if the node is not running or more than
-        ``MAX_PENDING_INPUTS`` inputs are already waiting.
+        Dropped if the node is not running, and (counted in ``inputs_dropped``) if more
+        than ``MAX_PENDING_INPUTS`` inputs are already waiting.
         """
         core = self._core
-        if core is None or self.failure is not None:
+        if core is None or not self._life.takes_input:
             return
-        if self.closed and (self._driver is None or self._driver.done()):
-            return
-        if self._idle and self._inputs.empty():
-            self._last_heard[message.sender] = time.monotonic()
+        if self._life.phase is Phase.IDLE and self._inputs.empty():
+            self._last_arrival[message.sender] = time.monotonic()
             self._handle_now(core, message)
             return
         if self._inputs.qsize() >= MAX_PENDING_INPUTS:
@@ -279,7 +287,7 @@ class Runtime:
                     dropped,
                 )
             return
-        self._last_heard[message.sender] = time.monotonic()
+        self._last_arrival[message.sender] = time.monotonic()
         self._inputs.put_nowait(message)
 
     def add_peer(self, peer_id: str) -> None:
@@ -292,29 +300,32 @@ class Runtime:
 
     def peer_unreachable(self, peer_id: str) -> None:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
-        if self._core is None or self.closed or self.failure is not None:
-            return
-        self._inputs.put_nowait(_PeerUnreachable(peer_id))
+        if self._core is not None and self._life.takes_input:
+            self._inputs.put_nowait(_PeerUnreachable(peer_id))
 
     def step_down(self) -> None:
-        """Stop leading, if leading, and let another node win the next election."""
+        """Stop leading, if leading: hand leadership to a peer (see Election.step_down)."""
         self._control(_StepDown())
 
     def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:
+        phase = self._life.phase
         if self.failure is not None:
             raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
-        if self.closed:
+        if phase is Phase.STOPPED:
+            raise ElectionClosed(f"{self.node_id}: the election's task was stopped")
+        if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
         if self._core is None:
-            limit = self.config.max_nodes
+            # Not started yet (or still loading the store): the core is built from these.
             if isinstance(command, _AddPeer):
-                if limit is not None and len(self._initial_peers | {command.peer_id}) + 1 > limit:
-                    # The same refusal the core makes once it runs.
+                others = self._initial_peers - {command.peer_id}
+                if not admits_peer(others, self.config):
+                    # The rule the core applies to add_peer once it runs.
                     logger.warning(
-                        "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
+                        "%s: refused to add peer %s: the cluster already has max_nodes=%s nodes",
                         self.node_id,
                         command.peer_id,
-                        limit,
+                        self.config.max_nodes,
                     )
                     return
                 self._initial_peers.add(command.peer_id)
@@ -335,19 +346,19 @@ class Runtime:
             ElectionClosed: the runtime was closed before it started.
             RuntimeError: it was already started.
         """
-        if self.closed:
+        if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
-        if self._started:
+        if self._life.phase is not Phase.NEW:
             raise RuntimeError(f"{self.node_id}: the election was already started")
-        self._started = True
+        self._life.move(Phase.STARTING)
         loop = asyncio.get_running_loop()
         starting = self._starting = loop.create_future()
         try:
             try:
-                if isinstance(self._store, MemoryStore):
-                    hard_state = self._store.load()
-                else:
+                if self._store.blocking:
                     hard_state = await asyncio.to_thread(self._store.load)
+                else:
+                    hard_state = self._store.load()
                 self._core = ElectionCore(
                     self.node_id,
                     self._initial_peers,
@@ -358,7 +369,7 @@ class Runtime:
                 )
                 self.leadership.publish(LeaderChange(None, self._core.term))
                 await self._transport.start(self.node_id, self)
-                if self.closed:
+                if self._life.closed:
                     raise ElectionClosed(f"{self.node_id}: closed while starting")
             finally:
                 # close() waits for this before it looks for the election's task.
@@ -366,6 +377,7 @@ class Runtime:
         except BaseException:
             await self.close()
             raise
+        self._life.move(Phase.RUNNING)
         self._driver = loop.create_task(self._drive(), name=f"almost-raft election {self.node_id}")
         self._driver.add_done_callback(self._driver_done)
         logger.info(
@@ -384,6 +396,8 @@ class Runtime:
         is cancelled while waiting for it.
         """
         if self._closing is None:
+            # The phase moves now, so every call made after this one sees a closed election.
+            self._life.move(Phase.LEAVING if self._life.running else Phase.CLOSING)
             self._closing = asyncio.get_running_loop().create_task(
                 self._close(hand_over), name=f"almost-raft close {self.node_id}"
             )
@@ -394,12 +408,15 @@ class Runtime:
         if self._starting is not None:
             await asyncio.wait({self._starting})
         driver = self._driver
-        if driver is not None and not driver.done():
+        if self._life.phase is Phase.LEAVING:
+            assert driver is not None, "a running election has its task"
             self._inputs.put_nowait(_Terminate(hand_over))
             try:
                 await asyncio.wait({driver})
             finally:
                 driver.cancel()
+            # Either the leave ended, or the task stopped (STOPPED) on the way.
+            self._life.move(Phase.CLOSING)
         core = self._core
         if core is not None and core.role is not NodeState.TERMINATING:
             # The election's task never ran or died: nobody else owns the core now.
@@ -427,16 +444,26 @@ class Runtime:
         except Exception:
             logger.exception("%s: closing the store failed", self.node_id)
         self.leadership.close(self.failure)
+        self._life.move(Phase.CLOSED)
         logger.info("%s: closed", self.node_id)
 
     def _driver_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            self.leadership.close()
+        error = None if task.cancelled() else task.exception()
+        if error is None and not task.cancelled():
+            # The core's leave ended; close() goes on from here.
             return
-        error = task.exception()
         if error is not None:
             logger.error("%s: the election task failed", self.node_id, exc_info=error)
-            self.leadership.close(error)
+        # Cancelled (as asyncio.run cancels what is left when it returns) or crashed:
+        # nobody owns the core now, so it ends here, and with it the leadership.
+        self._life.move(Phase.STOPPED)
+        core = self._core
+        assert core is not None, "the task runs only after start() built the core"
+        if core.role is not NodeState.TERMINATING:
+            change = core.terminate(asyncio.get_running_loop().time()).leader_change
+            if change is not None:
+                self.leadership.publish(change)
+        self.leadership.close(error)
 
     # ------------------------------------------------------------------ the driver
 
@@ -446,26 +473,35 @@ class Runtime:
         This saves the event loop a turn (and a queue) per message: a heartbeat and its
         answer cost the follower one wake-up. Anything the driver must see first goes
         through the queue instead: a deadline that has passed, or a batch with a save.
+
+        It runs inside the transport's delivery, so nothing may escape into it: whatever
+        fails here, in the core, a send or a leadership reader, fails the election as if
+        its task had made the call, and the connection that carried the message lives on.
+        Meanwhile the phase is RUNNING, so a message that a send delivers back to this
+        node re-entrantly waits in the queue instead of overtaking this batch.
         """
         now = asyncio.get_running_loop().time()
         if now >= core.next_deadline:
             self._inputs.put_nowait(message)
             return
+        self._life.move(Phase.RUNNING)
         try:
             output = core.receive(message, now)
+            if output.hard_state is not None:
+                self._inputs.put_nowait(_CarryOut(output))
+                return
+            self._finish_batch(output.messages, output.leader_change)
+            if core.next_deadline < self._alarm_at:
+                # A later deadline can wait: the alarm rings early and the driver sets it
+                # anew.
+                self._set_alarm(core.next_deadline)
         except BaseException as error:
-            # A bug in the core: fail the election's task as if it had made the call.
-            self._idle = False
             self._inputs.put_nowait(_Failed(error))
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
             return
-        if output.hard_state is not None:
-            self._idle = False
-            self._inputs.put_nowait(_CarryOut(output))
-            return
-        self._finish_batch(output.messages, output.leader_change)
-        if core.next_deadline < self._alarm_at:
-            # A later deadline can wait: the alarm rings early and the driver sets it anew.
-            self._set_alarm(core.next_deadline)
+        if self._life.phase is Phase.RUNNING and self._inputs.empty():
+            self._life.move(Phase.IDLE)
 
     def _set_alarm(self, deadline: float) -> None:
         if deadline == self._alarm_at:
@@ -488,35 +524,24 @@ class Runtime:
         # moves. A timeout around each wait would add and cancel a timer for every
         # message: a leader's deadline (its next heartbeat) stays put while the answers
         # come in.
-        # Set while a leader that handed over waits to hear of its successor: the term it
-        # led and the time it leaves regardless.
-        handed_over_term: float = -1
-        leave_by = math.inf
         try:
-            while True:
-                if leave_by < math.inf:
-                    if core.leader_id is not None and core.term > handed_over_term:
-                        # The successor leads. Stay one heartbeat more, so that its first
-                        # heartbeats reach the others before they see this process go
-                        # and spend their time on the broken connections.
-                        handed_over_term = math.inf
-                        leave_by = min(leave_by, loop.time() + self.config.heartbeat_interval)
-                    if loop.time() >= leave_by:
-                        await self._carry_out(core.terminate(loop.time()))
-                        return
+            while core.role is not NodeState.TERMINATING:
                 if loop.time() >= core.next_deadline:
                     await self._carry_out(core.tick(loop.time()))
                     continue
                 try:
                     item = inputs.get_nowait()
                 except asyncio.QueueEmpty:
-                    self._set_alarm(min(core.next_deadline, leave_by))
-                    # A leader that handed over checks each input for its successor.
-                    self._idle = leave_by == math.inf
+                    self._set_alarm(core.next_deadline)
+                    # Only a running election takes messages on arrival; a leaving one
+                    # queues them, which costs a turn of the loop and nothing else.
+                    if self._life.phase is Phase.RUNNING:
+                        self._life.move(Phase.IDLE)
                     try:
                         item = await inputs.get()
                     finally:
-                        self._idle = False
+                        if self._life.phase is Phase.IDLE:
+                            self._life.move(Phase.RUNNING)
                 now = loop.time()
                 if isinstance(item, _Alarm):
                     # Rang, or stale: either way the next wait sets the alarm anew.
@@ -537,19 +562,11 @@ class Runtime:
                     output = core.step_down(now)
                 elif isinstance(item, _PeerUnreachable):
                     output = core.peer_unreachable(item.peer_id, now)
-                elif item.hand_over and core.role is NodeState.LEADER:
-                    # Hand over, then stay connected until the successor is known (or an
-                    # election timeout passed): leaving at once would show the others a
-                    # refused connection, and they would campaign against the successor.
-                    handed_over_term = core.term
-                    leave_by = now + self.config.election_timeout
-                    output = core.transfer_leadership(now)
                 else:
-                    await self._carry_out(core.terminate(now))
-                    return
+                    # The core decides how long a leaving leader stays (see leave()).
+                    output = core.leave(now, hand_over=item.hand_over)
                 await self._carry_out(output)
         finally:
-            self._idle = False
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
@@ -581,7 +598,7 @@ class Runtime:
                     logger.exception("%s: the leader-change callback failed", self.node_id)
 
     async def _persist(self, state: HardState) -> None:
-        if isinstance(self._store, MemoryStore):
+        if not self._store.blocking:
             self._store.save(state)
         else:
             # A real store fsyncs; a worker thread keeps the loop (and its timers) running.

@@ -16,9 +16,9 @@ from types import TracebackType
 
 from ..core._config import ElectionConfig
 from ..core._errors import ConfigError, ElectionClosed, LeadershipLost
-from ..core._messages import MAX_ID_LENGTH
 from ..core._outputs import LeaderChange
 from ..core._state import NodeState
+from ..core._validation import check_cluster_size, check_id, check_peer_ids
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
 from ._driver import ElectionStatus, Runtime
@@ -118,21 +118,15 @@ class Election:
         store: Store | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        _check_id("node_id", node_id)
-        peer_list = _check_peers(node_id, peers)
+        check_id("node_id", node_id)
+        peer_list = check_peer_ids(node_id, peers)
         if not isinstance(transport, Transport):
             raise ConfigError("transport", transport, "must be an almost_raft.Transport")
         if config is None:
             config = ElectionConfig()
         elif not isinstance(config, ElectionConfig):
             raise ConfigError("config", config, "must be an ElectionConfig or None")
-        if config.max_nodes is not None and len(peer_list) + 1 > config.max_nodes:
-            raise ConfigError(
-                "peers",
-                peer_list,
-                f"makes a cluster of {len(peer_list) + 1} nodes, more than "
-                f"max_nodes={config.max_nodes}; raise max_nodes or list fewer peers",
-            )
+        check_cluster_size("peers", peer_list, config)
         if store is None:
             store = MemoryStore()
         elif not isinstance(store, Store):
@@ -295,8 +289,8 @@ class Election:
                     await _run_until_done(work, leadership)
                     # Hold the scope until leadership ends: work runs once per term.
                     await asyncio.get_running_loop().create_future()
-            except LeadershipLost as lost:
-                logger.info("%s: leadership of term %d ended", self.node_id, lost.term)
+            except LeadershipLost as ended:
+                logger.info("%s: leadership of term %d ended", self.node_id, ended.term)
             except ElectionClosed:
                 if self._runtime.failure is not None:
                     raise
@@ -315,7 +309,7 @@ class Election:
             ConfigError: ``peer_id`` is not a valid id or is this node's own.
             ElectionClosed: the election is closed.
         """
-        _check_id("peer_id", peer_id)
+        check_id("peer_id", peer_id)
         if peer_id == self.node_id:
             raise ConfigError("peer_id", peer_id, "is this node's own id; name another node")
         self._runtime.add_peer(peer_id)
@@ -327,15 +321,16 @@ class Election:
             ConfigError: ``peer_id`` is not a valid id.
             ElectionClosed: the election is closed.
         """
-        _check_id("peer_id", peer_id)
+        check_id("peer_id", peer_id)
         self._runtime.remove_peer(peer_id)
 
     def step_down(self) -> None:
         """Stop leading, if this node leads, so that another node takes over.
 
-        The others elect a new leader within about an election timeout; this node stays
-        out of that election (it competes again only if no one else wins). Does nothing
-        on a node that is not leader.
+        This node hands leadership to the peer that answered it most recently, which
+        campaigns at once; the others have a new leader after about one round trip. This
+        node stays out of that election, and if the hand-over is lost the others elect
+        someone after their election timeout. Does nothing on a node that is not leader.
 
         Raises:
             ElectionClosed: the election is closed.
@@ -353,7 +348,7 @@ class Election:
 class _ScopeState(enum.Enum):
     CREATED = "created"
     ACTIVE = "active"
-    LOST = "lost"
+    REVOKED = "revoked"
     EXITED = "exited"
 
 
@@ -397,7 +392,7 @@ class LeadershipScope:
         if self._state is not _ScopeState.ACTIVE or waiter.cancelled():
             return
         assert self._task is not None
-        self._state = _ScopeState.LOST
+        self._state = _ScopeState.REVOKED
         self._task.cancel()
 
     async def __aexit__(
@@ -409,7 +404,7 @@ class LeadershipScope:
         state, self._state = self._state, _ScopeState.EXITED
         if self._waiter is not None:
             self._waiter.cancel()
-        if state is _ScopeState.LOST:
+        if state is _ScopeState.REVOKED:
             assert self._task is not None
             assert self._leadership is not None
             # As asyncio.timeout() does: the cancellation is ours to turn into an error
@@ -454,25 +449,3 @@ async def _run_until_done(
             leadership.node_id,
             leadership.term,
         )
-
-
-def _check_id(field: str, value: object) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
-        raise ConfigError(field, value, f"must be a str of 1 to {MAX_ID_LENGTH} characters")
-
-
-def _check_peers(node_id: str, peers: Iterable[str]) -> list[str]:
-    if isinstance(peers, str | bytes):
-        raise ConfigError("peers", peers, "must be a list of ids, not a single string")
-    try:
-        peer_list = list(peers)
-    except TypeError:
-        raise ConfigError("peers", peers, "must be an iterable of ids") from None
-    seen: set[str] = set()
-    for peer in peer_list:
-        _check_id("peers", peer)
-        if peer in seen:
-            raise ConfigError("peers", peer_list, f"names {peer!r} twice; list each member once")
-        seen.add(peer)
-    seen.discard(node_id)
-    return sorted(seen)

@@ -20,6 +20,7 @@ from ..core._errors import ConfigError, ElectionClosed
 from ..core._messages import Message, PeerMessage
 from ..core._outputs import LeaderChange
 from ..core._state import NodeState
+from ..core._validation import check_cluster_size, check_id
 from ..runtime._driver import Runtime
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Inbox, Transport
@@ -130,18 +131,16 @@ class RaftElectionState:
             min_peers=min_node,
             max_nodes=max_node,
         )
-        if not isinstance(self_id, str) or not self_id:
-            raise ConfigError("self_id", self_id, "must be a non-empty str")
+        check_id("self_id", self_id)
         if not isinstance(tx, asyncio.Queue):
             raise ConfigError("tx", tx, "must be an asyncio.Queue")
         nodes: dict[str, Node] = {}
         for node in peers:
             if not isinstance(node, Node):
                 raise ConfigError("peers", node, "must hold almost_raft.Node objects")
-            if node.node_id() != self_id:
+            if check_id("peers", node.node_id()) != self_id:
                 nodes[node.node_id()] = node
-        if len(nodes) + 1 > max_node:
-            raise ConfigError("peers", sorted(nodes), f"makes more than max_node={max_node} nodes")
+        check_cluster_size("peers", nodes, config)
         state: RaftElectionState
 
         def notify(change: LeaderChange) -> None:
@@ -210,6 +209,13 @@ class RaftElectionState:
 
     def _add(self, node: Node) -> None:
         node_id = node.node_id()
+        try:
+            check_id("node", node_id)
+        except ConfigError as error:
+            # It came through to_raft, from this process: say so loudly, but an election
+            # that runs must not end over one bad entry.
+            logger.error("%s: ignored ControlAddNode: %s", self.self_id, error)
+            return
         if node_id == self.self_id:
             logger.debug("%s: ignored ControlAddNode naming this node", self.self_id)
             return
@@ -226,7 +232,8 @@ async def raft_election(state: RaftElectionState) -> None:
     """Run the election of ``state`` until this node is removed or the task is cancelled.
 
     Reads the ``to_raft`` queue: a peer's message goes to the election, ``ControlAddNode``
-    and ``ControlRemoveNode`` change the members. A ``ControlRemoveNode`` naming this node
+    and ``ControlRemoveNode`` change the members (a ``ControlAddNode`` whose node has an
+    invalid id is logged and ignored). A ``ControlRemoveNode`` naming this node
     itself ends the election: ``state.node_state`` becomes ``TERMINATING`` and this
     returns. Cancelling the task also ends the election (and re-raises).
 

@@ -12,6 +12,7 @@ import dataclasses
 
 from ..core._config import ElectionConfig
 from ..core._configuration import Configuration
+from ._invariants import TERM_DECREASED, TWO_LEADERS_IN_TERM, SafetyLedger
 
 __all__ = [
     "CONFIGURATION_CONFLICT",
@@ -25,8 +26,6 @@ __all__ = [
     "liveness_bound",
 ]
 
-TWO_LEADERS_IN_TERM = "two_leaders_in_term"
-TERM_DECREASED = "term_decreased"
 DOUBLE_VOTE = "double_vote"
 NO_LEADER_AFTER_HEAL = "no_leader_after_heal"
 CORE_ERROR = "core_error"
@@ -85,18 +84,11 @@ class Checker:
     process, as they would in the real world.
     """
 
-    __slots__ = (
-        "_committed",
-        "_highest_term",
-        "_leader_of_term",
-        "_vote_in_term",
-        "violations",
-    )
+    __slots__ = ("_committed", "_safety", "_vote_in_term", "violations")
 
     def __init__(self) -> None:
         self.violations: list[Violation] = []
-        self._leader_of_term: dict[int, str] = {}
-        self._highest_term: dict[str, int] = {}
+        self._safety = SafetyLedger()
         self._vote_in_term: dict[tuple[str, int], str] = {}
         self._committed: dict[int, tuple[str, Configuration]] = {}
 
@@ -107,18 +99,20 @@ class Checker:
 
     def term_seen(self, node: str, term: int, now: float) -> None:
         """``node`` now has ``term``: it must not be lower than any term it had before."""
-        highest = self._highest_term.get(node, 0)
-        if term < highest:
-            self.report(TERM_DECREASED, f"{node} went from term {highest} back to term {term}", now)
-        else:
-            self._highest_term[node] = term
+        highest = self._safety.term_seen(node, term, now)
+        if highest is not None:
+            self.report(
+                TERM_DECREASED, f"{node} went from term {highest[0]} back to term {term}", now
+            )
 
     def became_leader(self, node: str, term: int, now: float) -> None:
         """``node`` announced itself leader of ``term``: Election Safety (Raft 5.2)."""
-        earlier = self._leader_of_term.setdefault(term, node)
-        if earlier != node:
+        earlier = self._safety.claim(node, term, now)
+        if earlier is not None:
             self.report(
-                TWO_LEADERS_IN_TERM, f"{earlier} and {node} both became leader of term {term}", now
+                TWO_LEADERS_IN_TERM,
+                f"{earlier[0]} and {node} both became leader of term {term}",
+                now,
             )
 
     def vote_sent(self, voter: str, candidate: str, term: int, now: float) -> None:

@@ -60,6 +60,7 @@ class SimNode:
     __slots__ = (
         "active",
         "core",
+        "downtime",
         "generation",
         "id",
         "incarnation",
@@ -90,6 +91,8 @@ class SimNode:
         # Whether its process should run: a spare is not until it is added, and a
         # member stops once it learned it was removed.
         self.active = True
+        # How long the node stays down once the clean shutdown under way completes.
+        self.downtime = 0.0
 
     def __repr__(self) -> str:
         return self.id

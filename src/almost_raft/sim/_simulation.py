@@ -268,8 +268,10 @@ class _Simulation:
         elif kind == CHANGE:
             self._change(node, core, arg, now)
         else:
-            self._carry_out(node, core.transfer_leadership(now), now)
-            self._crash_for(node, arg, now)
+            # A clean shutdown: the core hands over and says when it is done (see
+            # _publish); until then the node goes on answering.
+            node.downtime = arg
+            self._carry_out(node, core.leave(now), now)
 
     def _carry_out(self, node: SimNode, output: Output, now: float) -> None:
         """The runtime's order: vote requests, durable state, other messages, news, timer."""
@@ -352,6 +354,10 @@ class _Simulation:
             # Published after the save: the leader's own copy counted towards it.
             self.checker.configuration_committed(node.id, output.committed, now)
         self._arm(node, output.next_deadline)
+        if output.role is NodeState.TERMINATING:
+            # The core left the election: the process exits, and is started again later
+            # (at once after the heal, when every node must be up).
+            self._crash_for(node, 0.0 if self.healed else node.downtime, now)
 
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
         heapq.heappush(self.heap, (when, next(self.sequence), CALL, action, arg))

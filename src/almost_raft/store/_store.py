@@ -38,9 +38,18 @@ class Store(abc.ABC):
 
     ``save`` must not return before the state would survive a crash of the process (and,
     for a real deployment, of the machine): the runtime sends a vote only after ``save``
-    returns. The runtime calls ``save`` from a worker thread, so a slow disk does not stall
-    the event loop, and never calls two methods at once.
+    returns. The runtime never calls two methods at once.
+
+    Attributes:
+        blocking: whether ``load`` and ``save`` may block (they touch a disk or the
+            network). The runtime then calls them from a worker thread, so a slow disk
+            does not stall the event loop; otherwise it calls them on the loop, which
+            saves a thread hop per vote. True unless a store says otherwise, as
+            :class:`MemoryStore` does; a subclass of it that does I/O must set it back to
+            True.
     """
+
+    blocking: bool = True
 
     @abc.abstractmethod
     def load(self) -> HardState | None:
@@ -64,6 +73,8 @@ class MemoryStore(Store):
     A node restarted with the same ``MemoryStore`` object keeps its term and vote, which
     is how tests model a process restart on a machine whose disk survived.
     """
+
+    blocking = False
 
     def __init__(self, state: HardState | None = None) -> None:
         self.state = state

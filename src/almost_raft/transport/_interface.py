@@ -18,7 +18,12 @@ class Inbox(Protocol):
     """
 
     def deliver(self, message: PeerMessage) -> None:
-        """A message arrived from a peer (already decoded and checked)."""
+        """A message arrived from a peer (already decoded and checked).
+
+        Never raises into the transport: a failure while handling the message fails
+        the election, not the connection. It may call :meth:`Transport.send_nowait`
+        before it returns.
+        """
 
     def peer_unreachable(self, peer_id: str) -> None:
         """Evidence that ``peer_id``'s process is gone: its host refused a connection.
@@ -66,8 +71,13 @@ class Transport(abc.ABC):
             and the caller must use :meth:`send` instead; that is what this default
             does, so a transport whose sending awaits (the user's own) needs nothing.
 
-        It must not block and must not call back into the runtime. An exception counts
-        as a failed send, as one from :meth:`send` does.
+        It must not block. It may be re-entered from :meth:`Inbox.deliver`: a message
+        that arrives while the runtime waits for input is handled inside ``deliver``,
+        and the answers are sent from there, so a transport calls ``deliver`` only where
+        a send may run (not halfway through updating a connection's state). It may call
+        :meth:`Inbox.deliver` itself, for a message to this very node; the runtime then
+        queues that message behind the batch being sent. An exception counts as a failed
+        send, as one from :meth:`send` does.
         """
         return False
 

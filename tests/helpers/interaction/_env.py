@@ -9,7 +9,8 @@ would: the hard state is saved to the node's store, then the messages leave.
 Commands (``name positional... key=value...``):
 
 - ``add-nodes a b c [seed=1] [election-timeout=1] [election-timeout-max=2] [heartbeat=0.1]
-  [pre-vote=true] [check-quorum=true] [min-peers=0] [max-nodes=N] [peers=a,b|none]``
+  [pre-vote=true] [check-quorum=true] [min-peers=0] [max-nodes=N] [peers=a,b|none]
+  [leader-down-delay=S]``
 - ``tick <seconds> [node...]``: advance the clocks of the named (default: all live) nodes,
   firing every deadline on the way in time order. Sent messages stay in flight.
 - ``campaign <node>``: advance one node's clock to its election deadline and fire it.
@@ -21,6 +22,10 @@ Commands (``name positional... key=value...``):
   flight. ``in-flight [from=x] [to=y]`` (or ``outbox``) lists them.
 - ``cut a b``, ``cut-one-way a b``, ``isolate a``, ``partition a,b c``, ``heal``.
 - ``crash a`` (the stored hard state survives), ``restart a``, ``terminate a``.
+- ``leave a [hand-over=true]``: ``a`` leaves the election (a leader hands over first and
+  stays until its deadline, as a shut-down process does); ``hand-over a [to=b]``: ``a``
+  transfers leadership and stays a member.
+- ``peer-unreachable a b``: ``a``'s transport has evidence that ``b``'s process is gone.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
 - ``add-member a d [non-voter]``, ``remove-member a d``, ``promote a d``: ask node ``a``
   for a change of the configuration; a refusal prints its error. ``members [node...]``
@@ -174,6 +179,9 @@ class Env:
             "crash": self._crash,
             "restart": self._restart,
             "terminate": self._terminate,
+            "leave": self._leave,
+            "hand-over": self._hand_over,
+            "peer-unreachable": self._peer_unreachable,
             "add-peer": self._add_peer,
             "add-member": self._add_member,
             "remove-member": self._remove_member,
@@ -426,6 +434,7 @@ class Env:
         self.seed = args.options.get("seed", self.seed)
         max_nodes = args.options.get("max-nodes")
         high = args.options.get("election-timeout-max")
+        leader_down = args.options.get("leader-down-delay")
         config = ElectionConfig(
             election_timeout=args.number("election-timeout", 1.0),
             election_timeout_max=None if high is None else float(high),
@@ -434,6 +443,7 @@ class Env:
             max_nodes=None if max_nodes is None else int(max_nodes),
             pre_vote=args.flag("pre-vote", True),
             check_quorum=args.flag("check-quorum", True),
+            leader_down_delay=None if leader_down is None else float(leader_down),
         )
         peers_option = args.options.get("peers")
         if peers_option is None:
@@ -473,6 +483,23 @@ class Env:
         (node_id,) = args.positional
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.terminate(node.clock))
+
+    def _leave(self, args: Args) -> list[str]:
+        (node_id,) = args.positional
+        node = self.nodes[node_id]
+        hand_over = args.flag("hand-over", True)
+        return self._call(node_id, lambda c: c.leave(node.clock, hand_over=hand_over))
+
+    def _hand_over(self, args: Args) -> list[str]:
+        (node_id,) = args.positional
+        node = self.nodes[node_id]
+        to = args.options.get("to")
+        return self._call(node_id, lambda c: c.transfer_leadership(node.clock, to))
+
+    def _peer_unreachable(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        node = self.nodes[node_id]
+        return self._call(node_id, lambda c: c.peer_unreachable(peer, node.clock))
 
     def _add_peer(self, args: Args) -> list[str]:
         node_id, peer = args.positional
