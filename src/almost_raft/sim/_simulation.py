@@ -388,9 +388,12 @@ class _Simulation:
             assert node.core is not None
             self._became_leader(node, node.core.term, now)
         elif output.role is _TERMINATING:
-            # It learned it was removed: its process ends, and it may be added again.
-            node.active = False
-            self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
+            assert node.core is not None
+            if node.id not in node.core.configuration.ids:
+                # It learned it was removed (not a clean shutdown): its process ends,
+                # and it may be added again.
+                node.active = False
+                self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
 
     def _became_leader(self, node: SimNode, term: int, now: float) -> None:
         self.checker.became_leader(node.id, term, now)
