@@ -77,7 +77,7 @@ class _Node:
             sorted(peers),
             self.transport,
             config=cluster.election,
-            store=FileStore(self.state_path),
+            store=FileStore(self.state_path, node_id=entry.node_id, cluster_id=cluster.cluster_id),
         )
         # The command's and the HTTP server's modules are imported only by a node that
         # uses them: whatever a node imports stays in its memory for its whole life.
