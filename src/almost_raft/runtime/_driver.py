@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Configuration, Member
 from ..core._errors import ElectionClosed
 from ..core._messages import PeerMessage
 from ..core._outputs import LeaderChange, Outbound, Output
@@ -30,6 +31,7 @@ from ..core._state_machine import ElectionCore
 from ..core._validation import admits_peer
 from ..store._store import Store
 from ..transport._interface import Transport
+from ._changes import ChangeRequest, PendingChanges
 from ._latest_value import LatestValue
 from ._lifecycle import Lifecycle, Phase
 
@@ -56,6 +58,10 @@ class ElectionStatus:
         is_leader: whether this node is the leader.
         last_heard: seconds since a message last arrived from each peer; a peer never
             heard from since this node started is absent.
+        configuration: the configuration in force on this node (its members, voters
+            and version), committed or not; ``None`` before the node starts.
+        committed_version: the newest configuration version this node knows to be
+            committed (0 if none).
     """
 
     node_id: str
@@ -66,6 +72,8 @@ class ElectionStatus:
     peers: frozenset[str]
     is_leader: bool
     last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    configuration: Configuration | None = None
+    committed_version: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -135,6 +143,7 @@ class _Failed:
 
 _Input = (
     PeerMessage
+    | ChangeRequest
     | _AddPeer
     | _RemovePeer
     | _StepDown
@@ -200,6 +209,7 @@ class Runtime:
         # When a message last arrived from each peer (time.monotonic), for status(); the core
         # keeps its own record of answers, which is a different thing.
         self._last_arrival: dict[str, float] = {}
+        self._changes = PendingChanges()
 
     # ------------------------------------------------------------------ status
 
@@ -244,6 +254,7 @@ class Runtime:
             )
         peers = core.peers
         now = time.monotonic()
+        committed = core.committed_configuration
         return ElectionStatus(
             self.node_id,
             core.term,
@@ -253,6 +264,8 @@ class Runtime:
             peers,
             core.role is NodeState.LEADER,
             {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
+            core.configuration,
+            0 if committed is None else committed.version,
         )
 
     # ------------------------------------------------------------------ inputs
@@ -297,6 +310,18 @@ class Runtime:
     def remove_peer(self, peer_id: str) -> None:
         """Stop counting ``peer_id`` as a voting member."""
         self._control(_RemovePeer(peer_id))
+
+    def change_members(self, kind: str, subject: Member | str) -> asyncio.Future[Configuration]:
+        """Ask for a change (``add`` a member, ``remove`` or ``promote`` an id); the
+        future gets the committed configuration, or the error (see Election.add_member).
+        """
+        future: asyncio.Future[Configuration] = asyncio.get_running_loop().create_future()
+        if self._core is None or not self._life.takes_input:
+            where = "has not started" if self._core is None else "is closed"
+            future.set_exception(ElectionClosed(f"{self.node_id}: the election {where}"))
+            return future
+        self._inputs.put_nowait(ChangeRequest(kind, subject, future))
+        return future
 
     def peer_unreachable(self, peer_id: str) -> None:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
@@ -449,8 +474,15 @@ class Runtime:
 
     def _driver_done(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
+        self._changes.close(self.node_id)
         if error is None and not task.cancelled():
-            # The core's leave ended; close() goes on from here.
+            if self._life.running:
+                # The core ended by itself: its configuration removed this node. The
+                # election is over, as if its task had stopped; close() releases the rest.
+                logger.info("%s: removed from the cluster; the election has ended", self.node_id)
+                self._life.move(Phase.STOPPED)
+                self.leadership.close()
+            # Otherwise the core's leave ended; close() goes on from here.
             return
         if error is not None:
             logger.error("%s: the election task failed", self.node_id, exc_info=error)
@@ -562,6 +594,11 @@ class Runtime:
                     output = core.step_down(now)
                 elif isinstance(item, _PeerUnreachable):
                     output = core.peer_unreachable(item.peer_id, now)
+                elif isinstance(item, ChangeRequest):
+                    changed = self._changes.apply(core, item, now)
+                    if changed is None:
+                        continue
+                    output = changed
                 else:
                     # The core decides how long a leaving leader stays (see leave()).
                     output = core.leave(now, hand_over=item.hand_over)
@@ -589,6 +626,9 @@ class Runtime:
         """Send a batch's messages and publish its news: what follows any save."""
         for outbound in messages:
             self._send(outbound)
+        if self._core is not None:
+            # A configuration counts as committed only once this batch's save is done.
+            self._changes.settle(self._core)
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:
