@@ -132,6 +132,17 @@ class Reconfiguration:
             self.node_id not in config.ids and self._committed_version < config.version
         )
 
+    def _known_peers(self) -> int:
+        """The peer count ``min_peers`` is judged by.
+
+        ``min_peers`` guards a cluster that is still being assembled: it counts the
+        other voters of the starting configuration. Once a leader has made a
+        configuration the cluster is assembled, and the configuration alone says who
+        may campaign, even after a removal leaves fewer peers than ``min_peers``.
+        """
+        voters = len(self._configuration.voters - {self.node_id})
+        return voters if self._configuration.version == 0 else max(voters, self.config.min_peers)
+
     def _other_voters(self) -> set[str]:
         return set(self._configuration.voters - {self.node_id})
 

@@ -527,7 +527,7 @@ class ElectionCore(Reconfiguration):
             self._drop("leaving", message)
         elif (
             self._term >= MAX_TERM
-            or len(self._other_voters()) < self.config.min_peers
+            or self._known_peers() < self.config.min_peers
             or not self._may_campaign()
         ):
             self._drop("cannot_campaign", message)
@@ -591,7 +591,7 @@ class ElectionCore(Reconfiguration):
     # ------------------------------------------------------------------ timers
 
     def _on_election_timeout(self) -> None:
-        action = election_timeout_action(self._term, len(self._other_voters()), self.config)
+        action = election_timeout_action(self._term, self._known_peers(), self.config)
         if not self._may_campaign():
             # A non-voter, or a member whose removal it knows committed: it never campaigns.
             self._become_follower(self._term, None)
