@@ -1,12 +1,13 @@
 # Two commands do everything on a machine with only python3 and make:
 #   make demo   - a 5-node cluster that elects a leader and fails over, live
-#   make test   - lint, type-check and run the test suite
+#   make test   - lint, type-check, build the docs and run the test suite
+#   make docs   - the documentation, into docs/_build/html
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest sim bench clean
+.PHONY: demo test lint typecheck docs pytest sim bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/almost-raft demo
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -25,6 +26,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The reference is built from the docstrings; a broken reference or link fails the build.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 
 pytest: $(STAMP)
 	$(BIN)/pytest
@@ -42,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pysyncobj_compare.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist docs/_build src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from .core._messages import (
 from .core._outputs import CoreMetrics, LeaderChange, Outbound, Output
 from .core._state import HardState, NodeState
 from .core._state_machine import ElectionCore
+from .core._version import __version__ as __version__
 from .runtime._driver import ElectionStatus
 from .runtime._election import Election, ElectionMetrics, Leadership, LeadershipScope
 from .runtime._latest_value import Subscription
@@ -98,7 +99,6 @@ __all__ = [
     "MembershipChangeError",
 ]
 
-__version__ = "0.1.0"
 
 # Reprs and tracebacks show the public path, not the private module.
 for _name in __all__:

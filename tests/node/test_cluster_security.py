@@ -65,6 +65,21 @@ def test_shared_tls_files_and_secret_are_relative_to_the_file(tmp_path: Path, pk
     assert info.value.field == f"{path}: tls.cert"
 
 
+def test_a_certificate_that_names_another_node_is_refused_at_start(
+    tmp_path: Path, pki: Path
+) -> None:
+    path = cluster_file(
+        tmp_path, extra=f'[tls]\nca = "{pki}/ca.pem"\ncert = "{pki}/b.pem"\nkey = "{pki}/b.key"\n'
+    )
+    cluster = ClusterConfig.load(path)
+    assert cluster.security.tls["b"].load(cluster.source, "b") is not None
+    with pytest.raises(ConfigError) as info:
+        cluster.security.tls["a"].load(cluster.source, "a")
+    assert info.value.field == f"{path}: tls.cert"
+    assert "names b, not this node 'a'" in str(info.value)
+    assert "almost-raft certs" in str(info.value)
+
+
 def test_per_node_files_override_the_shared_ones(tmp_path: Path, pki: Path) -> None:
     path = cluster_file(
         tmp_path,

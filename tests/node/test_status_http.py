@@ -45,6 +45,22 @@ async def test_status_route_answers_json_and_bad_requests_are_refused() -> None:
 
 
 @run_async
+async def test_head_answers_like_get_without_the_body() -> None:
+    server = StatusServer("127.0.0.1", 0, {"/status": json_route(lambda: {"term": 3})})
+    await server.start()
+    try:
+        _, port = server.address
+        get = await _raw_request(port, b"GET /status HTTP/1.1\r\n\r\n")
+        head = await _raw_request(port, b"HEAD /status HTTP/1.1\r\n\r\n")
+        get_head, _, body = get.partition(b"\r\n\r\n")
+        assert body
+        assert head == get_head + b"\r\n\r\n"
+        assert f"Content-Length: {len(body)}".encode() in head
+    finally:
+        await server.close()
+
+
+@run_async
 async def test_metrics_text_reports_the_election() -> None:
     network = InMemoryNetwork()
     election = Election("a", [], network.transport("a"), config=FAST)

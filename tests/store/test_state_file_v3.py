@@ -87,7 +87,7 @@ def test_a_file_of_another_node_or_cluster_is_refused(
     message = str(info.value)
     assert named in message
     assert "its own state file" in message
-    assert "add it again as a new member" in message
+    assert "add it back" in message
 
 
 def test_a_file_without_ids_or_a_store_without_them_is_accepted(path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from almost_raft import FileStore, HardState, MemoryStore, StateFileError
+from almost_raft.core._errors import DAMAGED_STATE_ADVICE, LOCKED_STATE_ADVICE
 from almost_raft.store._store import encode_slot, encode_state
 
 SLOT = 4096
@@ -235,6 +236,19 @@ def test_unreadable_state_file_is_refused(path: Path) -> None:
     assert_refused(path, "cannot be read")
 
 
+def test_damaged_state_file_advice_is_to_rejoin_as_a_new_member(path: Path) -> None:
+    write_body(path, good_body(crc32=12345), fix_checksum=False)
+    store = FileStore(path)
+    with pytest.raises(StateFileError) as info:
+        store.load()
+    store.close()
+    assert info.value.advice == DAMAGED_STATE_ADVICE
+    message = str(info.value)
+    assert "must rejoin as a new member" in message
+    assert "remove this node from the cluster, then add it back" in message
+    assert "Do not delete or move the file and restart it under the same id" in message
+
+
 def assert_refused(path: Path, problem: str) -> None:
     store = FileStore(path)
     with pytest.raises(StateFileError) as info:
@@ -243,7 +257,11 @@ def assert_refused(path: Path, problem: str) -> None:
     message = str(info.value)
     assert str(path) in message
     assert problem in message
-    assert "move the file aside" in message
+    assert info.value.advice in message
+    # Restarting empty under the same id could vote again in a term already voted in, so
+    # no advice may suggest it (as "move the file aside and restart" once did).
+    assert "move the file aside" not in message
+    assert "member with term 0" not in message
     assert info.value.path == str(path)
 
 
@@ -464,8 +482,10 @@ def test_second_store_on_the_same_path_is_refused_while_the_first_is_open(path: 
     first = FileStore(path)
     first.save(HardState(1, "a"))
     second = FileStore(path)
-    with pytest.raises(StateFileError, match="in use by another running node"):
+    with pytest.raises(StateFileError, match="in use by another running node") as info:
         second.load()
+    assert info.value.advice == LOCKED_STATE_ADVICE
+    assert "Another node is running with this id" in str(info.value)
     with pytest.raises(StateFileError, match="in use by another running node"):
         second.save(HardState(9, "z"))
     first.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
 __all__ = ["main"]
@@ -18,7 +19,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args is None:
         return 2
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        # A Ctrl-C that lands outside a command's own handling (while it starts, or a
+        # second one while it stops) ends the program without a traceback.
+        print("interrupted", file=sys.stderr)
+        return 130
     return code
 
 
@@ -32,6 +39,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace | None:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return None
+    check = getattr(args, "check", None)
+    if check is not None:
+        problem = check(args)
+        if problem is not None:
+            args.parser.error(problem)
     return args
 
 
@@ -80,16 +92,27 @@ def _terminal_columns() -> int:
     return columns if columns > 0 else 80
 
 
+_EXIT_CODES = (
+    "exit status: 0 when every reachable node agrees on one leader; 1 when they do not, or "
+    "no node answered; 2 for a bad command line or cluster file"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="almost-raft", description="Raft leader election: one leader among a group."
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version of almost-raft and exit"
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo", help="run a local 5-node cluster and watch it fail over", description=_demo_doc()
     )
-    demo.add_argument("--nodes", type=_cluster_size, default=5, help="cluster size (default 5)")
+    demo.add_argument(
+        "--nodes", type=_cluster_size, default=5, help="cluster size, 3 to 99 (default 5)"
+    )
     demo.add_argument("--kills", type=_non_negative, default=4, help="leader kills (default 4)")
     demo.add_argument(
         "--in-process",
@@ -97,28 +120,48 @@ def _parser() -> argparse.ArgumentParser:
         help="run every node in this process on an in-memory network instead of as processes",
     )
     demo.add_argument(
-        "--seed", type=int, default=None, help="seed for a repeatable run (with --in-process)"
+        "--seed", type=_integer, default=None, help="seed for a repeatable run (with --in-process)"
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
-    demo.set_defaults(handler=_run_demo)
+    demo.set_defaults(handler=_run_demo, check=_check_demo, parser=demo)
+
+    # What `run` and `status` share is declared, parsed and loaded in one place.
+    cluster = _ArgumentParser(add_help=False)
+    cluster.add_argument("--config", required=True, help="the cluster file (TOML)")
 
     run = commands.add_parser(
         "run",
+        parents=[cluster],
         help="run one node of a real cluster",
         description="Run one node of the cluster described by --config, until SIGTERM or "
         "SIGINT. With '-- COMMAND ARGS', COMMAND runs only while this node is leader, with "
         "ALMOST_RAFT_TERM (the fencing token), ALMOST_RAFT_NODE_ID and ALMOST_RAFT_LEADER "
         "in its environment; it gets SIGTERM when leadership is lost and SIGKILL after "
-        "--grace seconds.",
+        "--grace seconds. Exit status: 0 after a clean shutdown; 2 when the cluster file, "
+        "the options, the state file or the start-up (a port in use, a state directory "
+        "that cannot be written, a leader command that cannot run) is wrong, with one line "
+        "that names the field and the fix.",
     )
-    run.add_argument("--config", required=True, help="the cluster file (TOML)")
     run.add_argument("--id", required=True, dest="node_id", help="this node's id in the file")
     run.add_argument("--state-dir", help="overrides state_dir of the cluster file")
-    run.add_argument("--http", type=_host_port, help="serve /status and /metrics on HOST:PORT")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--http",
+        type=_host_port,
+        help="serve /status and /metrics on HOST:PORT (overrides the node's http field)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: one readable line per event (default); json: one JSON object per "
+        "line, with the event's fields, for log collectors",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.add_argument(
-        "--grace", type=_positive_seconds, default=10.0, help="seconds from SIGTERM to SIGKILL"
+        "--grace",
+        type=_positive_seconds,
+        default=10.0,
+        help="seconds from SIGTERM to SIGKILL when COMMAND must stop (default 10)",
     )
     run.add_argument(
         "--on-command-exit",
@@ -131,11 +174,18 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run_node)
 
     status = commands.add_parser(
-        "status", help="print one table of the whole cluster, from each node's /status"
+        "status",
+        parents=[cluster],
+        help="print one table of the whole cluster, from each node's /status",
+        description="Ask every node's GET /status (the http address of each [nodes.ID] "
+        "in the cluster file) and print one table.",
+        epilog=_EXIT_CODES,
     )
-    status.add_argument("--config", required=True, help="the cluster file (TOML)")
     status.add_argument(
-        "--timeout", type=_positive_seconds, default=2.0, help="seconds to wait per node"
+        "--timeout",
+        type=_positive_seconds,
+        default=2.0,
+        help="seconds to wait per node (default 2)",
     )
     status.set_defaults(handler=_run_status)
 
@@ -156,6 +206,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from ..core._version import __version__
+
+        print(f"almost-raft {__version__}")
+        parser.exit()
+
+
+def _check_demo(args: argparse.Namespace) -> str | None:
+    if args.seed is not None and not args.in_process:
+        return (
+            "--seed needs --in-process: only the in-memory network is deterministic; "
+            "real processes are timed by the operating system"
+        )
+    return None
+
+
 def _demo_doc() -> str:
     return (
         "Starts a cluster, waits for a leader, kills the leader several times (restarting "
@@ -172,9 +250,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         if args.in_process:
             options = DemoOptions(nodes=args.nodes, kills=args.kills, seed=args.seed)
-            asyncio.run(run_in_process_demo(options))
+            asyncio.run(_cancelled_by_first_interrupt(run_in_process_demo(options)))
         else:
-            run_process_demo(ProcessDemoOptions(nodes=args.nodes, kills=args.kills))
+            with _second_interrupt_waits():
+                run_process_demo(ProcessDemoOptions(nodes=args.nodes, kills=args.kills))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -182,6 +261,67 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"demo failed: {exc or 'no leader within the deadline'}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _cancelled_by_first_interrupt(work: Coroutine[Any, Any, object]) -> None:
+    """Run ``work``; the first Ctrl-C cancels it, further ones wait for it to clean up.
+
+    Cancelling lets the demo close its elections the way any task's cancellation does;
+    a KeyboardInterrupt raised in the middle of the event loop would skip that.
+
+    Raises:
+        KeyboardInterrupt: after ``work`` was cancelled by Ctrl-C and has cleaned up.
+    """
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        loop.add_signal_handler(signal.SIGINT, still_stopping)
+        task.cancel()
+
+    def still_stopping() -> None:
+        print("stopping the nodes; one moment", file=sys.stderr)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        # Ignored from now on: the demo has stopped and only the exit is left.
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _second_interrupt_waits() -> Iterator[None]:
+    """The first Ctrl-C interrupts; further ones are ignored while the demo cleans up.
+
+    The cleanup kills the node processes and removes their files, so a second Ctrl-C that
+    cut it short would leave processes behind (and print a traceback).
+    """
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, still_stopping)
+        raise KeyboardInterrupt
+
+    def still_stopping(signum: int, frame: object) -> None:
+        print("stopping the nodes; one moment", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_node(args: argparse.Namespace) -> int:
@@ -205,25 +345,38 @@ def _run_node(args: argparse.Namespace) -> int:
         on_command_exit=args.on_command_exit,
     )
     try:
-        asyncio.run(run_node(options))
+        try:
+            asyncio.run(run_node(options))
+        finally:
+            # The node has stopped: a further Ctrl-C must not cut the exit short (the
+            # interpreter's own default would end the process by the signal).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except AlmostRaftError as exc:
         print(f"almost-raft run: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        # The start-up errors with a known cause are ConfigErrors naming the field; this
+        # is for whatever the operating system refuses that no check foresaw.
         print(f"almost-raft run: {exc}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from ..core._errors import ConfigError
     from ..node._cluster_config import ClusterConfig
-    from ._status import gather_reports, print_cluster_status
+    from ._status import gather_reports, no_http_advice, print_cluster_status
 
     try:
         cluster = ClusterConfig.load(args.config)
     except ConfigError as exc:
         print(f"almost-raft status: {exc}", file=sys.stderr)
+        return 2
+    advice = no_http_advice(cluster)
+    if advice is not None:
+        print(f"almost-raft status: {advice}", file=sys.stderr)
         return 2
     reports = asyncio.run(gather_reports(cluster, args.timeout))
     return 0 if print_cluster_status(reports, sys.stdout) else 1
@@ -261,28 +414,43 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 2.5")
     return value
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError(f"{value} is too small: must be 1 or more")
     return value
 
 
 def _cluster_size(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 99:
-        raise argparse.ArgumentTypeError("must be between 1 and 99")
+    value = _integer(text)
+    if not 3 <= value <= 99:
+        raise argparse.ArgumentTypeError(
+            f"{value} nodes: must be between 3 and 99; a cluster of 1 or 2 cannot fail over "
+            "(a majority of 2 is both nodes)"
+        )
     return value
 
 
 def _non_negative(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+        raise argparse.ArgumentTypeError(f"{value} is negative: must be 0 or more")
     return value

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 from typing import Any, TextIO
 
 from ..node._cluster_config import ClusterConfig, NodeEntry, format_host_port
 
-__all__ = ["NodeReport", "fetch_status", "print_cluster_status"]
+__all__ = ["NodeReport", "fetch_status", "gather_reports", "no_http_advice", "print_cluster_status"]
 
 _MAX_BODY = 1 << 20
 
@@ -53,17 +54,35 @@ async def fetch_status(host: str, port: int, timeout: float) -> dict[str, Any]: 
     return status
 
 
+def no_http_advice(cluster: ClusterConfig) -> str | None:
+    """How to enable ``/status`` when no node of ``cluster`` has an ``http`` address."""
+    if any(entry.http is not None for entry in cluster.nodes.values()):
+        return None
+    first = min(cluster.nodes)
+    return (
+        f"no node in {cluster.source} has an http address, so there is no /status to ask; "
+        f'add http = "HOST:PORT" to each [nodes.ID] table (e.g. [nodes.{first}] '
+        f'http = "127.0.0.1:8000") and restart the nodes'
+    )
+
+
 async def gather_reports(cluster: ClusterConfig, timeout: float) -> list[NodeReport]:  # noqa: ASYNC109
     """Ask every node with an ``http`` address at once."""
 
     async def ask(entry: NodeEntry) -> NodeReport:
         if entry.http is None:
-            return NodeReport(entry, None, "no http address in the cluster file")
+            return NodeReport(
+                entry, None, f'no http address: add http = "HOST:PORT" to [nodes.{entry.node_id}]'
+            )
         try:
             return NodeReport(entry, await fetch_status(*entry.http, timeout), None)
         except TimeoutError:
-            return NodeReport(entry, None, f"no answer within {timeout:.1f}s")
-        except (OSError, ValueError) as exc:
+            return NodeReport(entry, None, f"no answer within {timeout:g} s")
+        except OSError as exc:
+            # The HTTP column names the address; errno texts would name it again, differently.
+            text = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            return NodeReport(entry, None, text.lower())
+        except ValueError as exc:
             return NodeReport(entry, None, str(exc) or type(exc).__name__)
 
     return list(await asyncio.gather(*(ask(e) for _, e in sorted(cluster.nodes.items()))))
@@ -76,10 +95,12 @@ def print_cluster_status(reports: list[NodeReport], out: TextIO) -> bool:
         status = report.status
         if status is not None and status.get("role") == "leader":
             leader_views[report.entry.node_id] = status
-    rows = [("ID", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER", "LAST CONTACT")]
+    # The address asked is the node's http one: that is where a "refused" comes from.
+    rows = [("ID", "HTTP", "REACHABLE", "ROLE", "TERM", "LEADER", "LAST CONTACT")]
     for report in reports:
         node = report.entry.node_id
-        address = format_host_port(report.entry.address)
+        http = report.entry.http
+        address = "-" if http is None else format_host_port(http)
         status = report.status
         if status is None:
             rows.append((node, address, f"no: {report.error}", "-", "-", "-", "-"))

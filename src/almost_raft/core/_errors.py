@@ -18,6 +18,8 @@ Bad input from the network is never raised: it is dropped, logged and counted.
 from __future__ import annotations
 
 __all__ = [
+    "DAMAGED_STATE_ADVICE",
+    "LOCKED_STATE_ADVICE",
     "AlmostRaftError",
     "ConfigError",
     "ElectionClosed",
@@ -25,6 +27,22 @@ __all__ = [
     "MembershipChangeError",
     "StateFileError",
 ]
+
+#: What to do when a node's term and vote are lost or damaged. A node restarted empty under
+#: its old id could vote again in a term it already voted in (and so elect a second leader
+#: of that term); a new member has no votes behind it.
+DAMAGED_STATE_ADVICE = (
+    "Its term and vote are lost, so it must rejoin as a new member: remove this node "
+    "from the cluster, then add it back (with an empty state directory) once the removal "
+    "is committed. Do not delete or move the file and restart it under the same id: it "
+    "would start again at term 0 and could vote a second time in a term it already voted in"
+)
+#: What to do when another process holds the state file's lock.
+LOCKED_STATE_ADVICE = (
+    "Another node is running with this id and this state file: stop that node first, "
+    "or start this one with its own id. Never copy, move or delete the file to get past "
+    "this: two nodes with one id would vote twice in one term"
+)
 
 
 class AlmostRaftError(Exception):
@@ -52,15 +70,18 @@ class StateFileError(AlmostRaftError):
 
     Starting anyway could make the node vote twice in one term or lower its term, which
     breaks the one-leader-per-term guarantee. The message names the file and what to do.
+
+    Attributes:
+        path: the state file.
+        advice: what the operator should do; safe for every problem it is given for.
     """
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, advice: str = DAMAGED_STATE_ADVICE) -> None:
         self.path = path
+        self.advice = advice
         super().__init__(
             f"state file {path!r} {problem}. The node will not start, because it could "
-            "vote twice in one term. If this node's disk was lost or the file came from "
-            "elsewhere, move the file aside and restart: the node then rejoins as a new "
-            "member with term 0 and cannot win an election until it has caught up."
+            f"vote twice in one term. {advice}"
         )
 
 

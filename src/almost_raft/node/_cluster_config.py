@@ -38,6 +38,7 @@ from ..core._config import ElectionConfig
 from ..core._errors import ConfigError
 from ..core._messages import MAX_ID_LENGTH
 from ._cluster_security import SECURITY_FIELDS, Security, parse_security
+from ._field_errors import MissingField, in_file
 
 __all__ = ["ClusterConfig", "NodeEntry", "format_host_port", "parse_host_port"]
 
@@ -50,6 +51,21 @@ _ELECTION_FIELDS = {
 }
 # Fields where 0 is meaningful (it turns the behaviour off).
 _ZERO_ALLOWED = {"leader_down_delay_ms"}
+# The longest each may be. A longer election timeout leaves a cluster leaderless for more
+# than a minute after every crash; beyond these a value is a typo, not a choice.
+_MAX_MS = {
+    "election_timeout_ms": 60_000,
+    "election_timeout_max_ms": 120_000,
+    "heartbeat_interval_ms": 30_000,
+    "message_timeout_ms": 60_000,
+    "leader_down_delay_ms": 60_000,
+}
+# What ElectionConfig leaves unset, in the file's unit.
+_DEFAULT_MS = {
+    "election_timeout_ms": 1000,
+    "heartbeat_interval_ms": 100,
+    "message_timeout_ms": 500,
+}
 # Switches that only turn a protection off: for tests and for comparing behaviours.
 _ELECTION_FLAGS = ("pre_vote", "check_quorum")
 _TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
@@ -98,7 +114,7 @@ class ClusterConfig:
         try:
             return cls.from_dict(raw, source=path, base_dir=os.path.dirname(path))
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc.field}", exc.value, exc.fix) from None
+            raise in_file(path, exc) from None
 
     @classmethod
     def from_dict(
@@ -107,11 +123,19 @@ class ClusterConfig:
         """Validate an already parsed cluster file (see the module docstring for fields)."""
         _no_unknown("", raw, _TOP_FIELDS)
         cluster_id = raw.get("cluster")
+        if cluster_id is None:
+            raise MissingField(
+                "cluster", 'name the cluster at the top of the file: cluster = "jobs"'
+            )
         if not isinstance(cluster_id, str) or not cluster_id:
             raise ConfigError(
                 "cluster", cluster_id, 'must be a non-empty string naming the cluster, e.g. "jobs"'
             )
         nodes_raw = raw.get("nodes")
+        if nodes_raw is None:
+            raise MissingField(
+                "nodes", 'list the members, one table each: [nodes.a] address = "host:7000"'
+            )
         if not isinstance(nodes_raw, dict) or not nodes_raw:
             raise ConfigError(
                 "nodes",
@@ -119,6 +143,7 @@ class ClusterConfig:
                 'must list the members, one table each: [nodes.a] address = "host:7000"',
             )
         nodes = {node_id: _node(node_id, entry) for node_id, entry in nodes_raw.items()}
+        _no_shared_address(nodes)
         state_dir = raw.get("state_dir")
         if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
             raise ConfigError("state_dir", state_dir, "must be a directory path string")
@@ -147,6 +172,8 @@ class ClusterConfig:
 def parse_host_port(field: str, value: object) -> tuple[str, int]:
     """Parse ``"host:port"`` (``"[::1]:7000"`` for IPv6) or raise ConfigError naming ``field``."""
     fix = 'must be "HOST:PORT", e.g. "127.0.0.1:7000"'
+    if value is None:
+        raise MissingField(field, f"set it to {fix.removeprefix('must be ')}")
     if not isinstance(value, str):
         raise ConfigError(field, value, fix)
     host, sep, port_text = value.rpartition(":")
@@ -154,6 +181,36 @@ def parse_host_port(field: str, value: object) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(field, value, fix)
     return host, int(port_text)
+
+
+def _fixed_port(field: str, value: object) -> tuple[str, int]:
+    """A ``"host:port"`` others must reach, so port 0 (any free port) is refused."""
+    address = parse_host_port(field, value)
+    if address[1] == 0:
+        raise ConfigError(
+            field,
+            value,
+            "port 0 picks a random port that nobody else could know; give a fixed port, "
+            'e.g. "127.0.0.1:7000"',
+        )
+    return address
+
+
+def _no_shared_address(nodes: Mapping[str, NodeEntry]) -> None:
+    """Refuse two listeners on one address: the second node would fail only when it binds."""
+    seen: dict[tuple[str, int], str] = {}
+    for node_id, entry in nodes.items():
+        for name, address in (("address", entry.address), ("http", entry.http)):
+            if address is None:
+                continue
+            field = f"nodes.{node_id}.{name}"
+            other = seen.setdefault(address, field)
+            if other != field:
+                raise ConfigError(
+                    field,
+                    format_host_port(address),
+                    f"is also {other}; every node's address and http need a port of their own",
+                )
 
 
 def format_host_port(address: tuple[str, int]) -> str:
@@ -169,46 +226,96 @@ def _node(node_id: object, entry: object) -> NodeEntry:
     if not isinstance(entry, dict):
         raise ConfigError(field, entry, 'must be a table: [nodes.a] address = "host:7000"')
     _no_unknown(field, entry, _NODE_FIELDS)
-    address = parse_host_port(f"{field}.address", entry.get("address"))
+    address = _fixed_port(f"{field}.address", entry.get("address"))
     http = entry.get("http")
-    return NodeEntry(
-        node_id, address, None if http is None else parse_host_port(f"{field}.http", http)
-    )
+    return NodeEntry(node_id, address, None if http is None else _fixed_port(f"{field}.http", http))
 
 
 def _election(raw: object) -> ElectionConfig:
     if not isinstance(raw, dict):
         raise ConfigError("election", raw, "must be a table: [election]")
     _no_unknown("election", raw, {*_ELECTION_FIELDS, *_ELECTION_FLAGS})
-    values: dict[str, float | bool] = {}
-    for key, name in _ELECTION_FIELDS.items():
+    ms: dict[str, int] = {}
+    for key in _ELECTION_FIELDS:
         if key in raw:
             value = raw[key]
             lowest = 0 if key in _ZERO_ALLOWED else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            highest = _MAX_MS[key]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not lowest <= value <= highest
+            ):
                 raise ConfigError(
-                    f"election.{key}", value, f"must be a whole number of ms, at least {lowest}"
+                    f"election.{key}",
+                    value,
+                    f"must be a whole number of ms from {lowest} to {highest}",
                 )
-            values[name] = value / 1000
+            ms[key] = value
+    _check_timings(ms)
+    values: dict[str, float | bool] = {_ELECTION_FIELDS[k]: v / 1000 for k, v in ms.items()}
     for key in _ELECTION_FLAGS:
         if key in raw:
             flag = raw[key]
             if not isinstance(flag, bool):
                 raise ConfigError(f"election.{key}", flag, "must be true or false")
             values[key] = flag
-    try:
-        return ElectionConfig(**values)  # type: ignore[arg-type]
-    except ConfigError as exc:
-        field = next((k for k, n in _ELECTION_FIELDS.items() if n == exc.field), None)
-        if field is None or field not in raw:
-            # A default clashes only because a timeout the file set is too short.
-            raise ConfigError(
-                "election.election_timeout_ms",
-                raw.get("election_timeout_ms"),
-                f"is too short for the default {exc.field} ({exc.value} s): {exc.fix}; "
-                f"set election.{field or exc.field} as well, or a longer timeout",
-            ) from None
-        raise ConfigError(f"election.{field}", raw.get(field), exc.fix) from None
+    return ElectionConfig(**values)  # type: ignore[arg-type]
+
+
+def _check_timings(ms: Mapping[str, int]) -> None:
+    """ElectionConfig's rules between fields, in the milliseconds the file is written in.
+
+    A rule broken only because of a default names the field the file did set, and says
+    which default it clashed with.
+    """
+    timeout = ms.get("election_timeout_ms", _DEFAULT_MS["election_timeout_ms"])
+    timeout_text = _setting(ms, "election_timeout_ms")
+    timeout_max = ms.get("election_timeout_max_ms")
+    if timeout_max is not None and timeout_max <= timeout:
+        raise ConfigError(
+            "election.election_timeout_max_ms",
+            timeout_max,
+            f"must be greater than {timeout_text}; leave it unset for twice that",
+        )
+    heartbeat = ms.get("heartbeat_interval_ms", _DEFAULT_MS["heartbeat_interval_ms"])
+    if heartbeat * 2 > timeout:
+        field, value = _blamed(ms, "heartbeat_interval_ms")
+        raise ConfigError(
+            f"election.{field}",
+            value,
+            f"{_setting(ms, 'heartbeat_interval_ms')} must be at most half of {timeout_text}, "
+            "or followers time out between heartbeats; a tenth is typical"
+            + _also(ms, "heartbeat_interval_ms"),
+        )
+    delay = ms.get("leader_down_delay_ms")
+    if delay is not None and delay >= timeout:
+        field, value = _blamed(ms, "leader_down_delay_ms")
+        raise ConfigError(
+            f"election.{field}",
+            value,
+            f"{_setting(ms, 'leader_down_delay_ms')} must be below {timeout_text}; "
+            "a few round trips, such as 30 ms, is typical (0 turns it off)"
+            + _also(ms, "leader_down_delay_ms"),
+        )
+
+
+def _setting(ms: Mapping[str, int], key: str) -> str:
+    """``heartbeat_interval_ms (100 ms, the default)`` or ``... (50 ms)``."""
+    if key in ms:
+        return f"{key} ({ms[key]} ms)"
+    return f"{key} ({_DEFAULT_MS[key]} ms, the default)"
+
+
+def _also(ms: Mapping[str, int], key: str) -> str:
+    return "" if key in ms else f"; set election.{key} as well, or a longer election_timeout_ms"
+
+
+def _blamed(ms: Mapping[str, int], key: str) -> tuple[str, int]:
+    """The field to name for a clash of ``key`` with election_timeout_ms: one the file set."""
+    if key in ms:
+        return key, ms[key]
+    return "election_timeout_ms", ms["election_timeout_ms"]
 
 
 def _no_unknown(where: str, raw: Mapping[str, Any], known: set[str]) -> None:

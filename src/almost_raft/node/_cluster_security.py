@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigError
+from ._field_errors import MissingField
 
 if TYPE_CHECKING:
     from ..transport.tcp._tls import TlsConfig
@@ -48,20 +49,53 @@ class TlsFiles:
     cert_field: str = "tls.cert"
     key_field: str = "tls.key"
 
-    def load(self, source: str = "<memory>") -> TlsConfig:
+    def load(self, source: str = "<memory>", node_id: str | None = None) -> TlsConfig:
         """Build the node's TLS contexts.
 
+        Args:
+            source: the cluster file, for messages.
+            node_id: when given, the certificate must name this node, or every peer
+                would refuse it; checked here so that the node with the wrong file is
+                the one that says so.
+
         Raises:
-            ConfigError: a file cannot be used; names ``source`` and the field.
+            ConfigError: a file cannot be used, or the certificate names another node;
+                names ``source`` and the field.
         """
         # Imported here: `almost-raft status` reads the cluster file and needs no ssl.
         from ..transport.tcp._tls import TlsConfig
 
         try:
-            return TlsConfig.from_files(ca=self.ca, cert=self.cert, key=self.key)
+            config = TlsConfig.from_files(ca=self.ca, cert=self.cert, key=self.key)
         except ConfigError as exc:
             field = {"ca": self.ca_field, "cert": self.cert_field, "key": self.key_field}
             raise ConfigError(f"{source}: {field[exc.field]}", exc.value, exc.fix) from None
+        if node_id is not None:
+            self._check_names(source, node_id)
+        return config
+
+    def _check_names(self, source: str, node_id: str) -> None:
+        import ssl
+
+        from ..transport.tcp._tls import certificate_names
+
+        # The ssl module decodes a certificate file only through this private helper;
+        # without it (another Python), the peers' check still refuses a wrong one.
+        decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+        if decode is None:
+            return
+        try:
+            names = certificate_names(decode(self.cert))
+        except (ssl.SSLError, OSError, ValueError):
+            return
+        if node_id not in names:
+            raise ConfigError(
+                f"{source}: {self.cert_field}",
+                self.cert,
+                f"names {', '.join(sorted(names)) or 'no node'}, not this node {node_id!r}, "
+                f"so every peer would refuse it: give this node its own certificate "
+                f"(almost-raft certs --dir DIR --cluster CLUSTER {node_id})",
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,7 +148,7 @@ def parse_security(
         return Security({}, secret_file)
     _table("tls", tls_raw, _TLS_FIELDS)
     if "ca" not in tls_raw:
-        raise ConfigError("tls.ca", None, 'must name the cluster CA\'s certificate: ca = "ca.pem"')
+        raise MissingField("tls.ca", 'name the cluster CA\'s certificate: ca = "ca.pem"')
     ca = _path("tls.ca", tls_raw["ca"], base_dir)
     shared = _pair("tls", tls_raw, base_dir)
     files: dict[str, TlsFiles] = {}
@@ -126,10 +160,8 @@ def parse_security(
         own = None if node_tls is None else _pair(field, node_tls, base_dir)
         chosen = own or shared
         if chosen is None:
-            raise ConfigError(
-                f"{field}.cert",
-                None,
-                f"set cert and key in [{field}], or in [tls] for every node",
+            raise MissingField(
+                f"{field}.cert", f"set cert and key in [{field}], or in [tls] for every node"
             )
         where = field if own is not None else "tls"
         files[node_id] = TlsFiles(
@@ -143,7 +175,7 @@ def _pair(where: str, table: Mapping[str, Any], base_dir: str | None) -> tuple[s
         return None
     for name, other in (("cert", "key"), ("key", "cert")):
         if name not in table:
-            raise ConfigError(f"{where}.{name}", None, f"must be set along with {where}.{other}")
+            raise MissingField(f"{where}.{name}", f"it must be set along with {where}.{other}")
     return (
         _path(f"{where}.cert", table["cert"], base_dir),
         _path(f"{where}.key", table["key"], base_dir),

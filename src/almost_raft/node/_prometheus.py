@@ -1,8 +1,8 @@
 """Prometheus metrics for one node, read from its counters at scrape time.
 
 Nothing is updated on the election's hot path: a custom collector reads the election's
-and the transport's plain counters when ``/metrics`` is asked for. Needs the optional
-dependency prometheus-client (``pip install 'almost-raft[metrics]'``).
+and the transport's plain counters when ``/metrics`` is asked for, with prometheus-client
+(a dependency of almost-raft).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ def metrics_text(election: Election, transport_metrics: Callable[[], TcpMetrics]
     """The node's metrics in the Prometheus text format.
 
     Raises:
-        ModuleNotFoundError: prometheus-client is not installed; the message says how to.
+        ModuleNotFoundError: prometheus-client is missing from this installation (it is a
+            dependency); the message says how to put it back.
     """
     try:
         from prometheus_client import CollectorRegistry, generate_latest
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
-            "metrics need prometheus-client: pip install 'almost-raft[metrics]'"
+            "metrics need prometheus-client, a dependency of almost-raft that is missing "
+            "here: pip install prometheus-client"
         ) from exc
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(election, transport_metrics))

@@ -21,6 +21,13 @@ from ..runtime._election import Election
 from ..store._store import FileStore
 from ..transport.tcp._transport import TcpTransport
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
+from ._field_errors import MissingField
+from ._startup_checks import (
+    check_can_listen,
+    check_leader_command,
+    check_state_dir,
+    listen_error,
+)
 
 if TYPE_CHECKING:
     from ._http import StatusServer
@@ -56,12 +63,17 @@ class _Node:
         self.entry = entry
         state_dir = cluster.state_dir if options.state_dir is None else options.state_dir
         if state_dir is None:
-            raise ConfigError(
-                "state_dir",
-                None,
+            raise MissingField(
+                f"{cluster.source}: state_dir",
                 "set state_dir in the cluster file or pass --state-dir: the node must keep "
                 "its term and vote on disk to never vote twice in one term",
             )
+        check_state_dir(
+            f"{cluster.source}: state_dir" if options.state_dir is None else "--state-dir",
+            state_dir,
+        )
+        if options.command:
+            check_leader_command(options.command)
         self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
@@ -69,7 +81,7 @@ class _Node:
             listen=entry.address,
             peers=peers,
             cluster_id=cluster.cluster_id,
-            tls=None if tls_files is None else tls_files.load(cluster.source),
+            tls=None if tls_files is None else tls_files.load(cluster.source, entry.node_id),
             secret=cluster.security.load_secret(cluster.source),
         )
         self.election = Election(
@@ -90,6 +102,14 @@ class _Node:
             )
         self.http: StatusServer | None = None
         http = options.http or entry.http
+        self._http_field = (
+            "--http"
+            if options.http is not None
+            else f"{cluster.source}: nodes.{entry.node_id}.http"
+        )
+        self._http_address = http
+        if options.http is not None:
+            _check_http_option(cluster, entry.node_id, options.http)
         if http is not None:
             from ._http import StatusServer, json_route
 
@@ -136,10 +156,25 @@ class _Node:
         return 200, "text/plain; version=0.0.4; charset=utf-8", body
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.election.start()
-        try:
-            if self.http is not None:
+        # Both ports are checked, and the HTTP one bound, before the election starts, so
+        # that a port in use stops the node before it has joined the cluster.
+        address_field = f"{self.cluster.source}: nodes.{self.entry.node_id}.address"
+        check_can_listen(address_field, self.entry.address)
+        if self.http is not None and self._http_address is not None:
+            try:
                 await self.http.start()
+            except OSError as exc:
+                raise listen_error(
+                    self._http_field, format_host_port(self._http_address), exc
+                ) from None
+        try:
+            try:
+                await self.election.start()
+            except OSError as exc:
+                raise listen_error(
+                    address_field, format_host_port(self.entry.address), exc
+                ) from None
+            if self.http is not None:
                 logger.info("serving /status and /metrics on %s:%d", *self.http.address)
             logger.info(
                 "node %s of cluster %s listening on %s:%d; state in %s",
@@ -222,6 +257,22 @@ class _Node:
         status = self.election.status()
         if status.is_leader and status.term == term and not self.command.running:
             await self._start_command(term)
+
+
+def _check_http_option(cluster: ClusterConfig, node_id: str, http: tuple[str, int]) -> None:
+    """Refuse an ``--http`` that is an address the cluster file gives another listener.
+
+    The file's own addresses are checked when it is loaded; ``--http`` comes later.
+    """
+    for other_id, other in sorted(cluster.nodes.items()):
+        for name, address in (("address", other.address), ("http", other.http)):
+            if address == http and not (other_id == node_id and name == "http"):
+                raise ConfigError(
+                    "--http",
+                    format_host_port(http),
+                    f"is also nodes.{other_id}.{name} in {cluster.source}: give /status "
+                    "and /metrics a port of their own",
+                )
 
 
 def _log_change(me: str, change: LeaderChange) -> None:

@@ -14,7 +14,7 @@ import os
 from typing import IO, Any, TypeGuard
 
 from ..core._configuration import Configuration, Member
-from ..core._errors import StateFileError
+from ..core._errors import DAMAGED_STATE_ADVICE, LOCKED_STATE_ADVICE, StateFileError
 from ..core._state import HardState
 
 __all__ = ["FileStore", "MemoryStore", "Store"]
@@ -176,7 +176,12 @@ class FileStore(Store):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateFileError(self.path, f"cannot be read ({exc.strerror})") from exc
+            raise StateFileError(
+                self.path,
+                f"cannot be read ({exc.strerror})",
+                "Make it readable by this node's user and start again. "
+                + DAMAGED_STATE_ADVICE.replace("Its term", "If it is lost instead, its term"),
+            ) from exc
         decoded = _decode_file(raw, self.path)
         self._check_owner(decoded)
         if decoded.passed_over is not None:
@@ -202,9 +207,9 @@ class FileStore(Store):
             if ours is not None and theirs is not None and ours != theirs:
                 raise StateFileError(
                     self.path,
-                    f"was written by {what} {theirs!r}, not by this {what} ({ours!r}); "
-                    f"point this node at its own state file. If its own is lost, remove "
-                    f"the node from the cluster and add it again as a new member",
+                    f"was written by {what} {theirs!r}, not by this {what} ({ours!r})",
+                    "Point this node at its own state file. "
+                    + DAMAGED_STATE_ADVICE.replace("Its term", "If that is lost, its term"),
                 )
 
     def _make_durable(self, raw: bytes, decoded: _Decoded) -> None:
@@ -212,7 +217,11 @@ class FileStore(Store):
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise StateFileError(self.path, f"cannot be opened ({exc.strerror})") from exc
+            raise StateFileError(
+                self.path,
+                f"cannot be opened for writing ({exc.strerror})",
+                "Make it writable by this node's user and start again",
+            ) from exc
         try:
             if decoded.version == _VERSION_1:
                 # Replaced whole by a rename: its data may be all that is unsynced.
@@ -225,7 +234,11 @@ class FileStore(Store):
                 else:
                     os.fsync(fd)
         except OSError as exc:
-            raise StateFileError(self.path, f"cannot be made durable ({exc.strerror})") from exc
+            raise StateFileError(
+                self.path,
+                f"cannot be made durable ({exc.strerror})",
+                "Check the disk it is on, then start again",
+            ) from exc
         finally:
             os.close(fd)
 
@@ -349,7 +362,9 @@ class FileStore(Store):
         except BlockingIOError as exc:
             lock.close()
             raise StateFileError(
-                self.path, "is in use by another running node (its lock file is held)"
+                self.path,
+                "is in use by another running node (its lock file is held)",
+                LOCKED_STATE_ADVICE,
             ) from exc
         self._lock = lock
         # Only the lock holder writes temporary files, so any found now were left by a
@@ -611,6 +626,7 @@ def _check_version(version: object, expected: tuple[int, ...], path: str, where:
             path,
             f"{where}has format version {version!r}; this release reads "
             f"{_VERSION_1}, {_VERSION_2} and {_VERSION}",
+            "Start this node with the release that wrote the file, or a newer one",
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -115,6 +116,35 @@ async def test_a_node_without_the_secret_is_refused_and_counted(
         assert nodes["a"].inbox.messages == []
         assert nodes["b"].inbox.messages == []
         assert a.metrics.handshakes_accepted == b.metrics.handshakes_accepted == 0
+
+
+@run_async
+async def test_the_node_without_the_secret_says_what_it_must_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="almost_raft.tcp")
+    async with pair(None, SECRET) as nodes:
+        a, b = nodes["a"].transport, nodes["b"].transport
+
+        def explained() -> bool:
+            mine = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a: ")]
+            return any("set secret_file in this node's cluster file" in m for m in mine) and any(
+                "b closes this node's connections as soon as they are made" in m for m in mine
+            )
+
+        async def refused() -> bool:
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeat(1, "b"))
+            return explained()
+
+        await eventually_async(refused, "a to explain the refusals in its own log")
+        # Redials go on (with backoff), but are not a stream of "connected"/"lost" lines:
+        # after the few a dying peer's backlog could explain, they are logged at DEBUG.
+        await asyncio.sleep(1.0)
+        dials = [r for r in caplog.records if r.getMessage().startswith("a: connected to b")]
+        shown = [r for r in dials if r.levelno >= logging.INFO]
+        assert len(dials) > len(shown)
+        assert len(shown) <= 5
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:

@@ -101,6 +101,7 @@ def bad_counters(metrics: TcpMetrics) -> dict[str, int]:
         "bad_field",
         "bad_impersonation",
         "handshakes_refused",
+        "bad_tls",
     ]
     return {name: getattr(metrics, name) for name in names if getattr(metrics, name)}
 
@@ -388,6 +389,7 @@ def hello(node_id: str = "a", cluster_id: str = CLUSTER) -> bytes:
 BAD_INPUT: list[tuple[str, bytes, str]] = [
     ("garbage before handshake", b"\x00\x00\x00\x05hello", "bad_undecodable"),
     ("an http request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "bad_oversized"),
+    ("a TLS ClientHello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "bad_tls"),
     ("wrong cluster id", hello(cluster_id="other"), "handshakes_refused"),
     ("wrong protocol version", frame(["almost-raft", 99, CLUSTER, "a"]), "handshakes_refused"),
     ("unknown node id", hello("stranger"), "handshakes_refused"),
@@ -603,7 +605,7 @@ def test_missing_msgpack_is_reported_when_the_transport_is_built(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)
-    with pytest.raises(ImportError, match=r"pip install 'almost-raft\[tcp\]'"):
+    with pytest.raises(ImportError, match="pip install msgpack"):
         TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id=CLUSTER)
 
 

@@ -300,9 +300,29 @@ def test_mutated_frames_never_escape_the_decoder(body: bytes) -> None:
 # ------------------------------------------------------------------------- the extra
 
 
-def test_missing_msgpack_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_msgpack_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)
-    with pytest.raises(ImportError, match=r"pip install 'almost-raft\[tcp\]'"):
+    with pytest.raises(ImportError, match="pip install msgpack"):
         require_msgpack()
-    with pytest.raises(ImportError, match=r"almost-raft\[tcp\]"):
+    with pytest.raises(ImportError, match="pip install msgpack"):
         encode_message(HeartBeat(1, "a"))
+
+
+@pytest.mark.parametrize(
+    ("header", "problem", "named"),
+    [
+        # What a TLS 1.2 or 1.3 ClientHello begins with, on a port that expects frames.
+        (b"\x16\x03\x01\x02", FrameProblem.TLS, "a TLS handshake arrived"),
+        (b"\x16\x03\x03\x00", FrameProblem.TLS, "add its [tls] section"),
+        (b"GET ", FrameProblem.OVERSIZED, "an HTTP request arrived"),
+        (b"\x16\x03\x07\x00", FrameProblem.OVERSIZED, "frame of 369297152 bytes"),
+        (b"\x7f\xff\xff\xff", FrameProblem.OVERSIZED, "frame of 2147483647 bytes"),
+    ],
+)
+def test_an_oversized_header_from_another_protocol_is_named(
+    header: bytes, problem: FrameProblem, named: str
+) -> None:
+    with pytest.raises(WireError) as info:
+        frame_length(header, DEFAULT_MAX_FRAME_BYTES)
+    assert info.value.problem is problem
+    assert named in str(info.value)

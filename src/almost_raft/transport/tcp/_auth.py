@@ -174,7 +174,11 @@ async def accept_proof(
         OSError: the connection failed.
     """
     if handshake.nonce is None:
-        raise WireError(FrameProblem.AUTH, "no proof of the cluster's shared secret offered")
+        raise WireError(
+            FrameProblem.AUTH,
+            "the peer offers no proof of the cluster's shared secret: it has no "
+            "secret_file, and must be given the cluster's",
+        )
     our_nonce = new_nonce()
     transcript = Transcript(
         handshake.cluster_id,
@@ -249,8 +253,12 @@ def check_challenge(
         handshake.version,
     )
     if not hmac.compare_digest(theirs, transcript.proof(secret, "acceptor")):
+        # Either side may hold the wrong secret; a node that logs this for every peer
+        # is the one to fix.
         raise WireError(
             FrameProblem.AUTH,
-            f"the peer did not prove the cluster's shared secret as {acceptor_id!r}",
+            f"the peer did not prove the shared secret as {acceptor_id!r}: its secret differs "
+            "from this node's secret_file. If this node says so of every peer, its "
+            "secret_file is the wrong one: give it the cluster's secret",
         )
     return transcript

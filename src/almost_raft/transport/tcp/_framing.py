@@ -40,7 +40,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from ._wire import HEADER_BYTES, FrameProblem, WireError
+from ._wire import HEADER_BYTES, WireError, oversized
 
 __all__ = ["FramedConnection"]
 
@@ -261,7 +261,9 @@ class FramedConnection(asyncio.Protocol):
             while size - offset >= HEADER_BYTES:
                 length = int.from_bytes(data[offset : offset + HEADER_BYTES], "big")
                 if length > self._max_frame_bytes:
-                    raise _oversized(length, self._max_frame_bytes)
+                    raise oversized(
+                        bytes(data[offset : offset + HEADER_BYTES]), self._max_frame_bytes
+                    )
                 end = offset + HEADER_BYTES + length
                 if end > size:
                     break
@@ -290,7 +292,7 @@ class FramedConnection(asyncio.Protocol):
             return None
         length = int.from_bytes(buffer[:HEADER_BYTES], "big")
         if length > self._max_frame_bytes:
-            raise _oversized(length, self._max_frame_bytes)
+            raise oversized(bytes(buffer[:HEADER_BYTES]), self._max_frame_bytes)
         end = HEADER_BYTES + length
         if len(buffer) < end:
             return None
@@ -329,7 +331,3 @@ class FramedConnection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-def _oversized(length: int, limit: int) -> WireError:
-    return WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {limit}")

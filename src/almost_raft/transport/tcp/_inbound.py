@@ -146,8 +146,14 @@ class Inbound:
             )
         except ssl.SSLError as exc:
             self._metrics.count(FrameProblem.TLS)
+            hint = ""
+            if exc.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL"):
+                hint = (
+                    " (the peer does not speak TLS: every node of a cluster uses [tls], "
+                    "or none does)"
+                )
             self._refusals.warn(
-                "tls", "%s: TLS handshake from %s failed: %s", self._node_id, who, exc
+                "tls", "%s: TLS handshake from %s failed: %s%s", self._node_id, who, exc, hint
             )
         except (OSError, TimeoutError) as exc:
             logger.debug("%s: connection from %s failed: %r", self._node_id, who, exc)
@@ -226,7 +232,9 @@ class Inbound:
             )
         elif handshake.nonce is not None:
             raise WireError(
-                FrameProblem.AUTH, "the peer offers a shared secret; this node has none"
+                FrameProblem.AUTH,
+                "the peer proves a shared secret and this node has none: set secret_file "
+                "in this node's cluster file to the cluster's secret",
             )
         return handshake
 

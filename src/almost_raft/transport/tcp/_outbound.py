@@ -33,6 +33,7 @@ import ssl
 
 from .._interface import Inbox
 from ._framing import FramedConnection
+from ._log_limit import LimitedWarnings
 from ._metrics import ConnectFailure, TcpMetrics
 from ._settings import Address, TcpSettings
 from ._tls import require_certificate_name
@@ -112,6 +113,7 @@ class Outbound:
         self._settings = settings
         self._metrics = metrics
         self._rng = rng
+        self._refusals = LimitedWarnings(logger)
         # Every dialler task, including any still ending after its peer moved.
         self._diallers: set[asyncio.Task[None]] = set()
         # Set whenever a peer's queue emptied into its connection; close() waits on it.
@@ -183,9 +185,13 @@ class Outbound:
         loop = asyncio.get_running_loop()
         failures = 0
         quick_probes = 0
+        # Connections in a row that the peer closed as soon as they were made. More than a
+        # dying process's backlog can account for means the peer refuses this node.
+        closed_at_once = 0
+        refused = False
         while True:
             probe, peer.lost = peer.lost, False
-            connection = await self._connect(peer, probe=probe)
+            connection = await self._connect(peer, probe=probe, quiet=refused)
             if connection is None:
                 # What waited for a dead peer is stale by the time it is back.
                 self._metrics.dropped_not_connected += len(peer.queue)
@@ -199,7 +205,22 @@ class Outbound:
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
                 await connection.wait_closed()
-                logger.info(
+                at_once = loop.time() - opened_at < 2 * self._settings.backoff_initial
+                closed_at_once = closed_at_once + 1 if at_once else 0
+                refused = closed_at_once > _QUICK_PROBES
+                if refused:
+                    # The acceptor refused our handshake; only its log has the detail.
+                    self._refusals.warn(
+                        peer.node_id,
+                        "%s: %s closes this node's connections as soon as they are made: it "
+                        "refuses this node, and its log says why. If this node's own log shows "
+                        "no refusal by it, compare this node's cluster, secret_file and [tls] "
+                        "settings with the other nodes'",
+                        self._node_id,
+                        peer.node_id,
+                    )
+                logger.log(
+                    logging.DEBUG if refused else logging.INFO,
                     "%s: connection to %s lost: %s",
                     self._node_id,
                     peer.node_id,
@@ -234,8 +255,13 @@ class Outbound:
 
     # ------------------------------------------------------------------ dialling
 
-    async def _connect(self, peer: Peer, *, probe: bool) -> FramedConnection | None:
-        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure."""
+    async def _connect(
+        self, peer: Peer, *, probe: bool, quiet: bool = False
+    ) -> FramedConnection | None:
+        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure.
+
+        ``quiet`` logs a success at DEBUG: the peer refused the previous connection.
+        """
         settings = self._settings
         host, port = peer.address
         connection = FramedConnection(
@@ -305,7 +331,14 @@ class Outbound:
         connection.send_only()
         self._metrics.connects += 1
         peer.failing = False
-        logger.info("%s: connected to %s at %s:%d", self._node_id, peer.node_id, host, port)
+        logger.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "%s: connected to %s at %s:%d",
+            self._node_id,
+            peer.node_id,
+            host,
+            port,
+        )
         return connection
 
     async def _introduce(self, peer: Peer, connection: FramedConnection) -> None:
@@ -344,7 +377,7 @@ class Outbound:
             peer.node_id,
             *peer.address,
             what,
-            exc or repr(exc),
+            str(exc) or repr(exc),
         )
 
     def _report_connect_failure(self, peer: Peer, failure: ConnectFailure, exc: OSError) -> None:
@@ -366,5 +399,5 @@ class Outbound:
             peer.node_id,
             *peer.address,
             failure.name.lower(),
-            exc or repr(exc),
+            str(exc) or repr(exc),
         )

@@ -85,7 +85,7 @@ _FLUSH_SECONDS = 0.25
 class TcpTransport(Transport):
     """Carries peer messages over TCP, with a handshake, bounded queues and reconnects.
 
-    Needs the optional dependency msgpack: ``pip install 'almost-raft[tcp]'``.
+    Its wire format is msgpack, a dependency of almost-raft.
 
     Delivery is best effort, as the :class:`Transport` contract allows: a message can be
     dropped (full queue, broken connection) and never arrives twice, but no order across
@@ -369,4 +369,5 @@ class TcpTransport(Transport):
             await outbound.close()
         if self._inbound is not None:
             await self._inbound.close()
-        logger.info("%s: transport closed", self._node_id)
+        if self._inbound is not None:  # it had started
+            logger.info("%s: transport closed", self._node_id)

@@ -94,6 +94,7 @@ __all__ = [
     "encode_proof",
     "frame_length",
     "message_kind",
+    "oversized",
     "require_msgpack",
 ]
 
@@ -169,7 +170,8 @@ def require_msgpack() -> Any:
         import msgpack
     except ImportError as exc:
         raise ImportError(
-            "the TCP transport needs msgpack; install it with: pip install 'almost-raft[tcp]'",
+            "the TCP transport needs msgpack, a dependency of almost-raft that is missing "
+            "here: pip install msgpack",
             name="msgpack",
         ) from exc
     return msgpack
@@ -274,8 +276,36 @@ def frame_length(header: bytes, max_frame_bytes: int) -> int:
     """
     (length,) = _HEADER.unpack(header)
     if length > max_frame_bytes:
-        raise WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {max_frame_bytes}")
+        raise oversized(header, max_frame_bytes)
     return int(length)
+
+
+# A TLS record starts with its type (22: handshake) and version (3, 1 to 4): as a frame
+# header that is a length near 370 MB, so it always fails the size check first.
+_TLS_HANDSHAKE_RECORD = (0x16, 0x03)
+
+
+def oversized(header: bytes, max_frame_bytes: int) -> WireError:
+    """The refusal of a frame whose 4-byte ``header`` announces more than the limit.
+
+    What usually sends such a header is not a broken peer but another protocol on this
+    port, so a TLS record and an HTTP request are named, with what this node must change.
+    """
+    length = int.from_bytes(header[:HEADER_BYTES], "big")
+    if tuple(header[:2]) == _TLS_HANDSHAKE_RECORD and 1 <= header[2] <= 4:
+        return WireError(
+            FrameProblem.TLS,
+            "a TLS handshake arrived on this node's plain TCP port: the peer uses mutual "
+            "TLS and this node does not. If the cluster uses TLS, add its [tls] section "
+            "(ca, and this node's cert and key) to this node's cluster file",
+        )
+    if header[:4] in (b"GET ", b"HEAD", b"POST", b"PUT "):
+        return WireError(
+            FrameProblem.OVERSIZED,
+            "an HTTP request arrived on the node's peer port: /status and /metrics are "
+            "served on the node's http address, not on its address",
+        )
+    return WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {max_frame_bytes}")
 
 
 def decode_handshake(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Handshake:
