@@ -20,7 +20,7 @@ from ..core._outputs import LeaderChange
 from ..runtime._election import Election
 from ..store._store import FileStore
 from ..transport.tcp._transport import TcpTransport
-from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
+from ._cluster_config import ClusterConfig, NodeEntry, format_host_port, parse_host_port
 from ._field_errors import MissingField
 from ._startup_checks import (
     check_can_listen,
@@ -30,6 +30,7 @@ from ._startup_checks import (
 )
 
 if TYPE_CHECKING:
+    from ._admin import AdminServer
     from ._http import StatusServer
     from ._leader_command import LeaderCommand
 
@@ -77,12 +78,14 @@ class _Node:
         self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
+        tls = None if tls_files is None else tls_files.load(cluster.source, entry.node_id)
+        secret = cluster.security.load_secret(cluster.source)
         self.transport = TcpTransport(
             listen=entry.address,
             peers=peers,
             cluster_id=cluster.cluster_id,
-            tls=None if tls_files is None else tls_files.load(cluster.source, entry.node_id),
-            secret=cluster.security.load_secret(cluster.source),
+            tls=tls,
+            secret=secret,
         )
         self.election = Election(
             entry.node_id,
@@ -119,6 +122,18 @@ class _Node:
                 {"/status": json_route(self.status), "/metrics": self._metrics_route},
             )
         self._command_watch: asyncio.Task[None] | None = None
+        self.admin: AdminServer | None = None
+        if entry.admin is not None:
+            from ._admin import AdminServer
+
+            self.admin = AdminServer(
+                entry.admin[0],
+                entry.admin[1],
+                self.election,
+                cluster.cluster_id,
+                secret,
+                None if tls is None else tls.server,
+            )
 
     def status(self) -> dict[str, Any]:
         status = self.election.status()
@@ -176,6 +191,17 @@ class _Node:
                 ) from None
             if self.http is not None:
                 logger.info("serving /status and /metrics on %s:%d", *self.http.address)
+            if self.admin is not None:
+                try:
+                    await self.admin.start()
+                except OSError as exc:
+                    raise listen_error(
+                        f"{self.cluster.source}: nodes.{self.entry.node_id}.admin",
+                        format_host_port(self.admin_address),
+                        exc,
+                    ) from None
+                logger.info("serving the admin endpoint on %s:%d", *self.admin.address)
+            members = asyncio.create_task(self._follow_configuration())
             logger.info(
                 "node %s of cluster %s listening on %s:%d; state in %s",
                 self.entry.node_id,
@@ -190,6 +216,7 @@ class _Node:
                 follow.result()
             follow.cancel()
             stopped.cancel()
+            members.cancel()
             logger.info("shutting down")
         finally:
             await self._shutdown()
@@ -201,7 +228,41 @@ class _Node:
             await self.command.stop()
         if self.http is not None:
             await self.http.close()
+        if self.admin is not None:
+            await self.admin.close()
         await self.election.close()
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        assert self.entry.admin is not None
+        return self.entry.admin
+
+    async def _follow_configuration(self) -> None:
+        """Keep the transport's peers in step with the members' addresses.
+
+        A member added while the cluster runs is reached at the address its
+        configuration names, though no cluster file lists it; one the configuration
+        names no address for is reached where the cluster file says.
+        """
+        me = self.entry.node_id
+        async for config in self.election.configuration_changes():
+            if config is None:
+                continue
+            for member in config.members:
+                if member.node_id == me or member.address is None:
+                    continue
+                try:
+                    address = parse_host_port("address", member.address)
+                except ConfigError:
+                    logger.warning(
+                        "member %s has address %r, which is not host:port; not dialled",
+                        member.node_id,
+                        member.address,
+                    )
+                    continue
+                if self.transport.peer_addresses.get(member.node_id) != address:
+                    logger.info("reaching member %s at %s", member.node_id, member.address)
+                    self.transport.set_peer_address(member.node_id, address)
 
     async def _follow_leadership(self) -> None:
         me = self.entry.node_id

@@ -210,6 +210,9 @@ class Runtime:
         # keeps its own record of answers, which is a different thing.
         self._last_arrival: dict[str, float] = {}
         self._changes = PendingChanges()
+        #: The configuration in force, published whenever it changes (``None`` until
+        #: the node starts); transports that need members' addresses follow it.
+        self.configurations: LatestValue[Configuration | None] = LatestValue(None)
 
     # ------------------------------------------------------------------ status
 
@@ -469,6 +472,7 @@ class Runtime:
         except Exception:
             logger.exception("%s: closing the store failed", self.node_id)
         self.leadership.close(self.failure)
+        self.configurations.close()
         self._life.move(Phase.CLOSED)
         logger.info("%s: closed", self.node_id)
 
@@ -626,9 +630,12 @@ class Runtime:
         """Send a batch's messages and publish its news: what follows any save."""
         for outbound in messages:
             self._send(outbound)
-        if self._core is not None:
+        core = self._core
+        if core is not None:
             # A configuration counts as committed only once this batch's save is done.
-            self._changes.settle(self._core)
+            self._changes.settle(core)
+            if core.configuration is not self.configurations.value:
+                self.configurations.publish(core.configuration)
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:

@@ -366,6 +366,15 @@ class Election:
         check_id("node_id", node_id)
         return await self._runtime.change_members("promote", node_id)
 
+    def configuration_changes(self) -> Subscription[Configuration | None]:
+        """An async iterator over the configuration in force on this node, newest first.
+
+        Delivered as :meth:`leadership_changes` is: the current value first (``None``
+        before the node starts), then each change, skipping values a slow reader missed.
+        It is what a transport that needs members' addresses follows.
+        """
+        return self._runtime.configurations.subscribe()
+
     def add_peer(self, peer_id: str) -> None:
         """Add ``peer_id`` as a member, without waiting; prefer :meth:`add_member`.
 
