@@ -28,9 +28,9 @@ from .core._outputs import CoreMetrics, LeaderChange, Outbound, Output
 from .core._state import HardState, NodeState
 from .core._state_machine import ElectionCore
 from .core._version import __version__ as __version__
-from .runtime._driver import ElectionStatus
 from .runtime._election import Election, ElectionMetrics, Leadership, LeadershipScope
 from .runtime._latest_value import Subscription
+from .runtime._status import ElectionStatus
 from .seed._messages import ControlAddNode, ControlLeaderChanged, ControlRemoveNode
 from .seed._node import Node
 from .seed._raft_election import RaftElectionState, raft_election

@@ -12,7 +12,7 @@ from helpers.cluster import FAST, run_async, wait_until
 
 
 def phase(election: Election) -> Phase:
-    return election._runtime.phase
+    return election._runtime._life.phase
 
 
 async def _solo_leader() -> Election:
@@ -64,6 +64,11 @@ async def test_phases_from_start_to_close() -> None:
     # Closed for every call from the moment close() is called.
     with pytest.raises(ElectionClosed):
         election.step_down()
+    with pytest.raises(ElectionClosed):
+        await election.wait_for_leader(timeout=5)
+    with pytest.raises(ElectionClosed):
+        async with election.leadership():
+            pass
     await closing
     assert phase(election) is Phase.CLOSED
     with pytest.raises(ElectionClosed):

@@ -75,7 +75,7 @@ async def _started(store: Store) -> tuple[Runtime, _Recorder]:
     await runtime.start()
     # Let the election's task reach its first wait for input.
     await wait_until(
-        lambda: runtime.phase is Phase.IDLE, what="the election's task to wait for input"
+        lambda: runtime._life.phase is Phase.IDLE, what="the election's task to wait for input"
     )
     return runtime, transport
 
@@ -159,13 +159,13 @@ async def test_a_send_that_fails_on_arrival_fails_the_election_not_the_transport
     store = MemoryStore(HardState(1, None))  # term 1 already: the heartbeat needs no save
     runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
     await runtime.start()
-    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    await wait_until(lambda: runtime._life.phase is Phase.IDLE, what="the task to wait for input")
     changes = runtime.leadership.subscribe()
     try:
         runtime.deliver(HeartBeat(1, "b"))  # must not raise into the transport
         await wait_until(lambda: runtime.failure is not None, what="the election to fail")
         assert isinstance(runtime.failure, _Boom)
-        assert runtime.phase is Phase.STOPPED
+        assert runtime._life.phase is Phase.STOPPED
         assert runtime.status().is_leader is False
         with pytest.raises(ElectionClosed) as info:
             await _until_closed(runtime, changes)
@@ -185,7 +185,7 @@ async def test_a_leader_change_reader_that_fails_on_arrival_fails_the_election()
         "a", ["b", "c"], transport, QUIET, store, random.Random(1), on_leader_change=reader
     )
     await runtime.start()
-    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    await wait_until(lambda: runtime._life.phase is Phase.IDLE, what="the task to wait for input")
     try:
         runtime.deliver(HeartBeat(1, "b"))
         await wait_until(lambda: runtime.failure is not None, what="the election to fail")
@@ -219,7 +219,7 @@ async def test_a_delivery_made_from_inside_a_send_waits_its_turn() -> None:
     store = MemoryStore(HardState(1, None))
     runtime = Runtime("a", ["b", "c"], transport, QUIET, store, random.Random(1))
     await runtime.start()
-    await wait_until(lambda: runtime.phase is Phase.IDLE, what="the task to wait for input")
+    await wait_until(lambda: runtime._life.phase is Phase.IDLE, what="the task to wait for input")
     try:
         runtime.deliver(HeartBeat(1, "b"))
         # The echo came in while the first answer was being sent: it waits for the task.

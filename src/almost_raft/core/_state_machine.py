@@ -187,8 +187,10 @@ class ElectionCore(Reconfiguration):
             return self._leader_side.next_deadline
         if self._role is NodeState.TERMINATING:
             return math.inf
-        if self._departure.active:
-            return self._departure.deadline
+        departure = self._departure
+        # Read on every input, so the attribute stands in for the property.
+        if departure.term is not None:
+            return departure.deadline
         return self._election_deadline
 
     # ------------------------------------------------------------------ inputs
@@ -757,9 +759,10 @@ class ElectionCore(Reconfiguration):
 
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
-        self._departure.observe(
-            self._leader_id, self._term, self._now, self.config.heartbeat_interval
-        )
+        if self._departure.term is not None:
+            self._departure.observe(
+                self._leader_id, self._term, self._now, self.config.heartbeat_interval
+            )
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from ..core._config import ElectionConfig
 from ..core._configuration import Configuration, Member
@@ -32,127 +31,29 @@ from ..core._validation import admits_peer
 from ..store._store import Store
 from ..transport._interface import Transport
 from ._changes import ChangeRequest, PendingChanges
+from ._inputs import (
+    ALARM,
+    AddPeer,
+    Alarm,
+    CarryOut,
+    Failed,
+    Input,
+    Leave,
+    PeerUnreachable,
+    RemovePeer,
+    StepDown,
+)
 from ._latest_value import LatestValue
 from ._lifecycle import Lifecycle, Phase
+from ._status import ElectionStatus, RuntimeMetrics
 
-__all__ = ["ElectionStatus", "Runtime", "RuntimeMetrics"]
+__all__ = ["MAX_PENDING_INPUTS", "Runtime"]
 
 logger = logging.getLogger("almost_raft.runtime")
 
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
 MAX_PENDING_INPUTS = 10_000
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ElectionStatus:
-    """A snapshot of one node's election state, cheap to take at any time.
-
-    Attributes:
-        node_id: this node's id.
-        term: its current term.
-        role: the role it plays (``TERMINATING`` once closed).
-        leader_id: the leader of ``term`` as far as it knows, or ``None``.
-        voted_for: whom it voted for in ``term``, if anyone.
-        peers: the other voting members.
-        is_leader: whether this node is the leader.
-        last_heard: seconds since a message last arrived from each peer; a peer never
-            heard from since this node started is absent.
-        configuration: the configuration in force on this node (its members, voters
-            and version), committed or not; ``None`` before the node starts.
-        committed_version: the newest configuration version this node knows to be
-            committed (0 if none).
-    """
-
-    node_id: str
-    term: int
-    role: NodeState
-    leader_id: str | None
-    voted_for: str | None
-    peers: frozenset[str]
-    is_leader: bool
-    last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    configuration: Configuration | None = None
-    committed_version: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class RuntimeMetrics:
-    """Counters the runtime keeps; read them, never write them.
-
-    Attributes:
-        inputs_dropped: peer messages dropped because too many were waiting.
-        messages_sent: sends started (one per message per peer).
-        sends_failed: sends whose transport call raised.
-        sends_timed_out: sends cut off after ``message_timeout`` (only sends through
-            ``Transport.send``; ``send_nowait`` never waits).
-        state_saves: hard states made durable.
-    """
-
-    inputs_dropped: int = 0
-    messages_sent: int = 0
-    sends_failed: int = 0
-    sends_timed_out: int = 0
-    state_saves: int = 0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _AddPeer:
-    peer_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _RemovePeer:
-    peer_id: str
-
-
-class _StepDown:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Terminate:
-    hand_over: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _PeerUnreachable:
-    peer_id: str
-
-
-class _Alarm:
-    """Put in the inputs when the core's deadline comes, to wake the driver."""
-
-
-_ALARM = _Alarm()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _CarryOut:
-    """A batch the core made from a message handled on arrival, which needs a save."""
-
-    output: Output
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Failed:
-    """The core raised on a message handled on arrival; the driver fails with it."""
-
-    error: BaseException
-
-
-_Input = (
-    PeerMessage
-    | ChangeRequest
-    | _AddPeer
-    | _RemovePeer
-    | _StepDown
-    | _PeerUnreachable
-    | _Terminate
-    | _Alarm
-    | _CarryOut
-    | _Failed
-)
 
 
 class Runtime:
@@ -194,7 +95,7 @@ class Runtime:
         self._rng = rng
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
-        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        self._inputs: asyncio.Queue[Input] = asyncio.Queue()
         # The one state of the runtime's life; every public call is judged by it.
         self._life = Lifecycle()
         # The one timer for the core's deadline, and the time it is set for.
@@ -225,11 +126,6 @@ class Runtime:
     def driver(self) -> asyncio.Task[None] | None:
         """The election's task, once :meth:`start` has created it."""
         return self._driver
-
-    @property
-    def phase(self) -> Phase:
-        """Where the runtime is in its life."""
-        return self._life.phase
 
     @property
     def closed(self) -> bool:
@@ -308,11 +204,11 @@ class Runtime:
 
     def add_peer(self, peer_id: str) -> None:
         """Make ``peer_id`` a voting member (the core may refuse past ``max_nodes``)."""
-        self._control(_AddPeer(peer_id))
+        self._control(AddPeer(peer_id))
 
     def remove_peer(self, peer_id: str) -> None:
         """Stop counting ``peer_id`` as a voting member."""
-        self._control(_RemovePeer(peer_id))
+        self._control(RemovePeer(peer_id))
 
     def change_members(self, kind: str, subject: Member | str) -> asyncio.Future[Configuration]:
         """Ask for a change (``add`` a member, ``remove`` or ``promote`` an id); the
@@ -329,23 +225,30 @@ class Runtime:
     def peer_unreachable(self, peer_id: str) -> None:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
         if self._core is not None and self._life.takes_input:
-            self._inputs.put_nowait(_PeerUnreachable(peer_id))
+            self._inputs.put_nowait(PeerUnreachable(peer_id))
 
     def step_down(self) -> None:
         """Stop leading, if leading: hand leadership to a peer (see Election.step_down)."""
-        self._control(_StepDown())
+        self._control(StepDown())
 
-    def _control(self, command: _AddPeer | _RemovePeer | _StepDown) -> None:
-        phase = self._life.phase
+    def check_open(self) -> None:
+        """Raise :class:`ElectionClosed` unless the election may still take part.
+
+        What every call that acts on the election, or waits for it, checks first: it is
+        new, starting or running, and neither closed (or closing) nor stopped.
+        """
         if self.failure is not None:
             raise ElectionClosed(f"{self.node_id}: the election failed") from self.failure
-        if phase is Phase.STOPPED:
+        if self._life.phase is Phase.STOPPED:
             raise ElectionClosed(f"{self.node_id}: the election's task was stopped")
         if self._life.closed:
             raise ElectionClosed(f"{self.node_id}: the election is closed")
+
+    def _control(self, command: AddPeer | RemovePeer | StepDown) -> None:
+        self.check_open()
         if self._core is None:
             # Not started yet (or still loading the store): the core is built from these.
-            if isinstance(command, _AddPeer):
+            if isinstance(command, AddPeer):
                 others = self._initial_peers - {command.peer_id}
                 if not admits_peer(others, self.config):
                     # The rule the core applies to add_peer once it runs.
@@ -357,7 +260,7 @@ class Runtime:
                     )
                     return
                 self._initial_peers.add(command.peer_id)
-            elif isinstance(command, _RemovePeer):
+            elif isinstance(command, RemovePeer):
                 self._initial_peers.discard(command.peer_id)
             return
         # Control inputs bypass the bound: they come from this process, not the network.
@@ -438,7 +341,7 @@ class Runtime:
         driver = self._driver
         if self._life.phase is Phase.LEAVING:
             assert driver is not None, "a running election has its task"
-            self._inputs.put_nowait(_Terminate(hand_over))
+            self._inputs.put_nowait(Leave(hand_over))
             try:
                 await asyncio.wait({driver})
             finally:
@@ -524,7 +427,7 @@ class Runtime:
         try:
             output = core.receive(message, now)
             if output.hard_state is not None:
-                self._inputs.put_nowait(_CarryOut(output))
+                self._inputs.put_nowait(CarryOut(output))
                 return
             self._finish_batch(output.messages, output.leader_change)
             if core.next_deadline < self._alarm_at:
@@ -532,7 +435,7 @@ class Runtime:
                 # anew.
                 self._set_alarm(core.next_deadline)
         except BaseException as error:
-            self._inputs.put_nowait(_Failed(error))
+            self._inputs.put_nowait(Failed(error))
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             return
@@ -545,7 +448,7 @@ class Runtime:
         if self._alarm is not None:
             self._alarm.cancel()
         self._alarm = (
-            asyncio.get_running_loop().call_at(deadline, self._inputs.put_nowait, _ALARM)
+            asyncio.get_running_loop().call_at(deadline, self._inputs.put_nowait, ALARM)
             if math.isfinite(deadline)
             else None
         )
@@ -555,62 +458,68 @@ class Runtime:
         core = self._core
         assert core is not None, "the driver runs only after start() built the core"
         loop = asyncio.get_running_loop()
-        inputs = self._inputs
-        # One timer for the core's deadline (self._alarm), moved only when the deadline
-        # moves. A timeout around each wait would add and cancel a timer for every
-        # message: a leader's deadline (its next heartbeat) stays put while the answers
-        # come in.
         try:
             while core.role is not NodeState.TERMINATING:
                 if loop.time() >= core.next_deadline:
                     await self._carry_out(core.tick(loop.time()))
                     continue
-                try:
-                    item = inputs.get_nowait()
-                except asyncio.QueueEmpty:
-                    self._set_alarm(core.next_deadline)
-                    # Only a running election takes messages on arrival; a leaving one
-                    # queues them, which costs a turn of the loop and nothing else.
-                    if self._life.phase is Phase.RUNNING:
-                        self._life.move(Phase.IDLE)
-                    try:
-                        item = await inputs.get()
-                    finally:
-                        if self._life.phase is Phase.IDLE:
-                            self._life.move(Phase.RUNNING)
-                now = loop.time()
-                if isinstance(item, _Alarm):
-                    # Rang, or stale: either way the next wait sets the alarm anew.
-                    self._alarm_at = math.nan
-                    continue
-                if isinstance(item, _CarryOut):
-                    await self._carry_out(item.output)
-                    continue
-                if isinstance(item, _Failed):
-                    raise item.error
-                if isinstance(item, PeerMessage):
-                    output = core.receive(item, now)
-                elif isinstance(item, _AddPeer):
-                    output = core.add_peer(item.peer_id, now)
-                elif isinstance(item, _RemovePeer):
-                    output = core.remove_peer(item.peer_id, now)
-                elif isinstance(item, _StepDown):
-                    output = core.step_down(now)
-                elif isinstance(item, _PeerUnreachable):
-                    output = core.peer_unreachable(item.peer_id, now)
-                elif isinstance(item, ChangeRequest):
-                    changed = self._changes.apply(core, item, now)
-                    if changed is None:
-                        continue
-                    output = changed
-                else:
-                    # The core decides how long a leaving leader stays (see leave()).
-                    output = core.leave(now, hand_over=item.hand_over)
-                await self._carry_out(output)
+                item = await self._next_input(core)
+                output = self._step(core, item, loop.time())
+                if output is not None:
+                    await self._carry_out(output)
         finally:
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
+
+    async def _next_input(self, core: ElectionCore) -> Input:
+        """The next input; while none is queued, wait with the alarm set.
+
+        One timer for the core's deadline (the alarm), moved only when the deadline
+        moves. A timeout around each wait would add and cancel a timer for every
+        message: a leader's deadline (its next heartbeat) stays put while the answers
+        come in.
+        """
+        try:
+            return self._inputs.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        self._set_alarm(core.next_deadline)
+        # Only a running election takes messages on arrival; a leaving one queues them,
+        # which costs a turn of the loop and nothing else.
+        if self._life.phase is Phase.RUNNING:
+            self._life.move(Phase.IDLE)
+        try:
+            return await self._inputs.get()
+        finally:
+            if self._life.phase is Phase.IDLE:
+                self._life.move(Phase.RUNNING)
+
+    def _step(self, core: ElectionCore, item: Input, now: float) -> Output | None:
+        """Hand one input to the core and return its batch; the driver's own have none."""
+        if isinstance(item, Alarm):
+            # Rang, or stale: either way the next wait sets the alarm anew.
+            self._alarm_at = math.nan
+            return None
+        if isinstance(item, CarryOut):
+            return item.output
+        if isinstance(item, Failed):
+            raise item.error
+        if isinstance(item, PeerMessage):
+            return core.receive(item, now)
+        if isinstance(item, AddPeer):
+            return core.add_peer(item.peer_id, now)
+        if isinstance(item, RemovePeer):
+            return core.remove_peer(item.peer_id, now)
+        if isinstance(item, StepDown):
+            return core.step_down(now)
+        if isinstance(item, PeerUnreachable):
+            return core.peer_unreachable(item.peer_id, now)
+        if isinstance(item, ChangeRequest):
+            # A refused change goes to its caller and makes no batch.
+            return self._changes.apply(core, item, now)
+        # The core decides how long a leaving leader stays (see leave()).
+        return core.leave(now, hand_over=item.hand_over)
 
     async def _carry_out(self, output: Output) -> None:
         """Carry out one batch in the order :class:`Output` prescribes."""

@@ -22,8 +22,9 @@ from ..core._state import NodeState
 from ..core._validation import check_cluster_size, check_id, check_peer_ids
 from ..store._store import MemoryStore, Store
 from ..transport._interface import Transport
-from ._driver import ElectionStatus, Runtime
+from ._driver import Runtime
 from ._latest_value import Subscription
+from ._status import ElectionStatus
 
 __all__ = ["Election", "ElectionMetrics", "Leadership"]
 
@@ -232,8 +233,10 @@ class Election:
 
         Raises:
             TimeoutError: no leader was known within ``timeout``.
-            ElectionClosed: the election closed (or failed) before a leader was known.
+            ElectionClosed: the election is closing or closed (or failed), now or before
+                a leader was known.
         """
+        self._runtime.check_open()
         source = self._runtime.leadership
         changes = source.subscribe()
         async with asyncio.timeout(timeout):
@@ -269,7 +272,8 @@ class Election:
         normally. Each scope is entered once.
 
         Raises (from entering):
-            ElectionClosed: the election closed (or failed) while waiting.
+            ElectionClosed: the election is closing or closed (or failed), or closed while
+                waiting.
         """
         return LeadershipScope(self._runtime)
 
@@ -452,6 +456,7 @@ class LeadershipScope:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a leadership scope must be used inside a task")
+        self._runtime.check_open()
         source = self._runtime.leadership
         changes = source.subscribe()
         node_id = self._runtime.node_id

@@ -330,9 +330,14 @@ class _Simulation:
                 self._handle(node, kind, arg, now)
 
     def _send(self, node: SimNode, messages: tuple[Outbound, ...], now: float) -> None:
+        # The hot path: what the loop reads for every message is bound once per batch.
         sender = node.id
         self.messages_sent += len(messages)
         deliveries = self.network.deliveries
+        heap = self.heap
+        sequence = self.sequence
+        index = self.index
+        push = heapq.heappush
         for outbound in messages:
             to = outbound.to
             message = outbound.message
@@ -343,9 +348,7 @@ class _Simulation:
             ):
                 self._vote_sent(node, to, message.term, now)
             for delay in deliveries(sender, to):
-                heapq.heappush(
-                    self.heap, (now + delay, next(self.sequence), DELIVER, self.index[to], message)
-                )
+                push(heap, (now + delay, next(sequence), DELIVER, index[to], message))
 
     def _publish(self, node: SimNode, output: Output, now: float) -> None:
         if output.leader_change is not None or output.role is not None:
