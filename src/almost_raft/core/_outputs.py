@@ -59,11 +59,11 @@ class Output:
     :meth:`before_save` and :meth:`after_save` split ``messages`` along that rule, so a
     driver sends the first, saves, then sends the second.
     3. Publish ``leader_change``, ``role`` and ``committed`` to whoever watches.
-       ``committed`` is set on a leader when a configuration becomes committed; it is
-       true only once step 1 is done, since the leader's own save counts towards it.
     4. Call the core's ``tick`` again no later than ``next_deadline``.
 
     Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
+    ``committed`` is set on a leader when a configuration becomes committed; it is true
+    only once step 1 is done, since the leader's own save counts towards it.
     """
 
     messages: tuple[Outbound, ...] = ()

@@ -230,10 +230,10 @@ class ElectionCore(Reconfiguration):
         """Add ``peer_id`` as a member; refused past ``max_nodes``.
 
         Before any leader made a configuration this changes the starting configuration
-        of this node alone (every node must be told, as the seed's ``ControlAddNode``s
-        are). After that, on the leader it asks for the change (as :meth:`add_member`
-        does, with errors logged instead of raised), and elsewhere it is ignored with a
-        log line: only the leader changes members.
+        of this node alone (every node must be told, as each is sent the seed's
+        ``ControlAddNode`` messages). After that, on the leader it asks for the change
+        (as ``add_member`` does, with errors logged instead of raised), and elsewhere it
+        is ignored with a log line: only the leader changes members.
         """
         self._now = now
         check_id("peer_id", peer_id)
