@@ -11,14 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import ssl
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigError
-from ..node._admin import admin_proof
-from ..node._cluster_config import ClusterConfig, format_host_port
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ..node._cluster_config import ClusterConfig
+
+# What this module needs to do its work is imported when the command runs: the parser
+# that registers it is built by every ``almost-raft run``, which lives for months and
+# keeps whatever it imports.
 
 __all__ = ["add_members_command"]
 
@@ -59,6 +65,8 @@ def add_members_command(commands: Any, cluster: argparse.ArgumentParser) -> None
 
 def run_members(args: argparse.Namespace) -> int:
     """Carry out ``almost-raft members``; return the exit status."""
+    from ..node._cluster_config import ClusterConfig
+
     try:
         cluster = ClusterConfig.load(args.config)
         targets = _admin_nodes(cluster, args.node)
@@ -131,6 +139,9 @@ async def _ask_cluster(
 async def _ask(
     cluster: ClusterConfig, node_id: str, request: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
+    from ..node._admin import admin_proof
+    from ..node._cluster_config import format_host_port
+
     entry = cluster.nodes[node_id]
     assert entry.admin is not None
     host, port = entry.admin
