@@ -152,6 +152,16 @@ class _Node:
                 for peer in sorted(status.peers)
                 if peer in self.cluster.nodes
             },
+            "configuration": None
+            if status.configuration is None
+            else {
+                "version": status.configuration.version,
+                "committed_version": status.committed_version,
+                "members": {
+                    m.node_id: {"voter": m.voter, "address": m.address}
+                    for m in status.configuration.members
+                },
+            },
             "command": None
             if self.command is None
             else {
