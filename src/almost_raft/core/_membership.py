@@ -35,8 +35,9 @@ class Replication:
     def __init__(self, node_id: str, configuration: Configuration) -> None:
         self.node_id = node_id
         self.configuration = configuration
-        #: The key of the configuration the leader re-made when its term began.
-        self.first_key = configuration.key
+        #: The key of the configuration the leader re-made in its term (the gate), once
+        #: it has.
+        self.first_key: tuple[int, int] | None = None
         # The newest configuration key each member said it saved.
         self._acked: dict[str, tuple[int, int]] = {}
         # Members a change removed, still told the outcome until the given time.

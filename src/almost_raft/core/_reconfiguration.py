@@ -252,14 +252,12 @@ class Reconfiguration:
                 heartbeat.leader_id,
             )
             self._configuration = config = offered
-        elif offered is not None and offered.key < config.key and offered.term < heartbeat.term:
-            # A late heartbeat of this leader carries an older configuration of its own
-            # making, which is only reordering; one made before its term is not.
-            logger.error(
-                "%s: leader %s of term %d sent configuration %s, older than ours %s",
+        elif offered is not None and offered.key < config.key:
+            # A late heartbeat of this leader (reordered on the way): nothing to adopt.
+            logger.debug(
+                "%s: leader %s sent configuration %s, older than ours %s",
                 self.node_id,
                 heartbeat.leader_id,
-                heartbeat.term,
                 offered.describe(),
                 config.describe(),
             )
@@ -281,10 +279,25 @@ class Reconfiguration:
     # ------------------------------------------------------------------ leaders
 
     def _start_replication(self) -> None:
-        """The leader gate: make the configuration again in this term, then commit it."""
+        """Begin leading with the configuration this node has.
+
+        The cluster's first leader makes the starting configuration version 1 at once:
+        from then on only leaders change members, and nodes stop editing their starting
+        lists. Later leaders re-make theirs (the leader gate) only when a change is asked
+        for, so a failover costs the followers no extra save.
+        """
+        self._replication = Replication(self.node_id, self._configuration)
+        if self._configuration.version == 0:
+            self._restamp()
+
+    def _restamp(self) -> None:
+        """The leader gate: make the configuration again in this term, to commit it."""
+        replication = self._replication
+        assert replication is not None, "only a leader re-makes its configuration"
         config = self._configuration.restamped(self._term)
+        replication.propose(config, None)
+        replication.first_key = config.key
         self._configuration = config
-        self._replication = Replication(self.node_id, config)
         logger.info("%s: re-committing configuration %s", self.node_id, config.describe())
 
     def _stop_replication(self) -> None:
@@ -334,7 +347,13 @@ class Reconfiguration:
         if replication is None:
             return
         config = self._configuration
-        if config.version > self._committed_version and replication.is_committed():
+        # Only a configuration made in this term is counted (Raft paper 5.4.2): one of an
+        # older term commits when this term's re-made copy does.
+        if (
+            config.term == self._term
+            and config.version > self._committed_version
+            and replication.is_committed()
+        ):
             self._committed_version = config.version
             self._committed = self._newly_committed = config
             replication.committed(self._now, self.config.election_timeout)
@@ -343,7 +362,7 @@ class Reconfiguration:
             if self.node_id not in config.voters:
                 self._hand_over_and_leave()
                 return
-        if config.version > self._committed_version:
+        if config.version > self._committed_version or not replication.gate_open:
             return
         waiting, self._waiting_change = self._waiting_change, None
         if waiting is not None:
@@ -456,12 +475,17 @@ class Reconfiguration:
         assert replication is not None, "only a leader changes the configuration"
         if not replication.gate_open:
             # Behind the leader gate: made once this term's configuration commits.
+            if replication.first_key is None:
+                self._restamp()
+                self._broadcast_heartbeat()
             logger.info(
                 "%s: the change waits until configuration v%d of this term commits",
                 self.node_id,
                 self._configuration.version,
             )
             self._waiting_change = change
+            # A cluster of one commits at once.
+            self._advance_configuration()
             return
         self._apply_change(change)
 
