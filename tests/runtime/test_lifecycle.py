@@ -53,6 +53,21 @@ async def test_after_the_task_is_cancelled_the_election_is_over_for_every_call()
 
 
 @run_async
+async def test_a_task_cancelled_between_close_and_its_cleanup_still_closes() -> None:
+    # As asyncio.run's teardown after a KeyboardInterrupt: close() is called, and the
+    # election's task is cancelled before the cleanup task has taken its first step.
+    election = await _solo_leader()
+    driver = election._runtime.driver
+    assert driver is not None
+    closing = asyncio.ensure_future(election.close())
+    await asyncio.sleep(0)
+    driver.cancel()
+    await asyncio.wait_for(closing, timeout=10)
+    assert phase(election) is Phase.CLOSED
+    assert election.status().is_leader is False
+
+
+@run_async
 async def test_phases_from_start_to_close() -> None:
     network = InMemoryNetwork()
     election = Election("solo", [], network.transport("solo"), config=FAST)

@@ -346,7 +346,10 @@ class Runtime:
                 await asyncio.wait({driver})
             finally:
                 driver.cancel()
-            # Either the leave ended, or the task stopped (STOPPED) on the way.
+        if self._life.phase is not Phase.CLOSING:
+            # The leave ended, or the task stopped (STOPPED) before it began or on the
+            # way: asyncio.run's teardown cancels every task, the election's among them,
+            # possibly between close() and this task's first step.
             self._life.move(Phase.CLOSING)
         core = self._core
         if core is not None and core.role is not NodeState.TERMINATING:

@@ -61,8 +61,8 @@ def liveness_bound(config: ElectionConfig, max_delay: float) -> float:
     hold on for one more election timeout before CheckQuorum deposes it; then election
     rounds, each at most ``election_timeout_max`` plus a request and a response. Rounds
     repeat only on split votes, so their number is geometric; allowing eight gives 3.1 s
-    for the default config, while 10,000 default seeds took at most 0.37 s (99.9th
-    percentile 0.23 s) and a cold start of 3,000 healthy clusters at most 0.33 s. A
+    for the default config, while 10,000 default seeds took at most 0.32 s (99.9th
+    percentile 0.24 s) and a cold start of 3,000 healthy clusters at most 0.33 s. A
     cluster that cannot elect exceeds any bound.
 
     Args:
