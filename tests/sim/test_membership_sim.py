@@ -22,31 +22,18 @@ from almost_raft.core._configuration import bootstrap_configuration
 from almost_raft.core._membership import Replication
 from almost_raft.sim import (
     CONFIGURATION_CONFLICT,
+    MEMBERSHIP_PROFILE,
     TWO_LEADERS_IN_TERM,
-    FaultProfile,
     run_seed,
 )
 from almost_raft.sim._checker import Checker
-from almost_raft.sim._schedule import _DEFAULT_WEIGHTS
 from helpers.interaction._env import Env
 from helpers.interaction._script import Case, parse
 
 DURATION = 20.0
 SEEDS = range(30)
 
-# The default faults, a membership change about as often as each of them, and a fault
-# every half second: a typical seed commits a few dozen configurations.
-MEMBERSHIP = FaultProfile(
-    mean_gap=0.5,
-    weights={
-        **_DEFAULT_WEIGHTS,
-        "add_member": 3.0,
-        "remove_member": 2.0,
-        "replace_member": 2.0,
-        "remove_leader": 1.0,
-        "promote_member": 1.0,
-    },
-)
+MEMBERSHIP = MEMBERSHIP_PROFILE
 
 GATE_TRANSCRIPT = Path(__file__).parent.parent / "core" / "testdata" / "membership_leader_gate.txt"
 

@@ -42,7 +42,7 @@ from ._checker import (
 )
 from ._events import CoreFactory
 from ._result import SeedResult, quiet_logs
-from ._schedule import FaultProfile
+from ._schedule import MEMBERSHIP_PROFILE, FaultProfile
 from ._simulation import DEFAULT_CONFIG, run_seed
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "CoreFactory",
     "FaultProfile",
+    "MEMBERSHIP_PROFILE",
     "quiet_logs",
     # What the checker reports
     "Violation",

@@ -13,7 +13,7 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ClusterView", "Fault", "FaultProfile", "choose_fault"]
+__all__ = ["MEMBERSHIP_PROFILE", "ClusterView", "Fault", "FaultProfile", "choose_fault"]
 
 #: Every fault kind a profile can weigh.
 FAULT_KINDS = (
@@ -121,6 +121,21 @@ class FaultProfile:
             raise ValueError("max_drop_rate and max_duplicate_rate must be in [0, 1)")
         if self.max_delay < self.base_delay[1]:
             raise ValueError("max_delay must be at least the upper end of base_delay")
+
+
+#: The default faults with membership changes mixed in, about as often as each of them,
+#: and a fault every half second; run it with spare nodes (``run_seed(spares=2)``).
+MEMBERSHIP_PROFILE = FaultProfile(
+    mean_gap=0.5,
+    weights={
+        **_DEFAULT_WEIGHTS,
+        "add_member": 3.0,
+        "remove_member": 2.0,
+        "replace_member": 2.0,
+        "remove_leader": 1.0,
+        "promote_member": 1.0,
+    },
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
