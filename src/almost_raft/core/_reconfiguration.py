@@ -171,9 +171,22 @@ class Reconfiguration:
         offered = message.configuration if isinstance(message, HeartBeat) else None
         return (
             offered is not None
-            and offered.key > self._configuration.key
+            and self._overrides(offered, message.term)
             and {sender, self.node_id} <= offered.ids
         )
+
+    def _overrides(self, offered: Configuration, leader_term: int) -> bool:
+        """Whether the configuration of a leader of ``leader_term`` replaces this node's.
+
+        A newer one always does. An older one does when this node's was made before that
+        leader's term: it was then never committed (a committed configuration is on a
+        majority that refuses candidates without it, so every later leader has it), and
+        the leader's stands, as a Raft follower drops log entries its leader lacks. One
+        made in the leader's own term is never undone: an older one from that leader
+        is only a heartbeat reordered on the way.
+        """
+        ours = self._configuration
+        return offered.key > ours.key or (offered.key < ours.key and ours.term < leader_term)
 
     def _persisted_configuration(self) -> Configuration | None:
         # A starting configuration is given again at every start; only a leader's is saved.
@@ -244,12 +257,13 @@ class Reconfiguration:
         """Adopt the leader's configuration, answer, and leave if it removed this node."""
         offered = heartbeat.configuration
         config = self._configuration
-        if offered is not None and offered.key > config.key:
+        if offered is not None and self._overrides(offered, heartbeat.term):
             logger.info(
-                "%s: configuration %s from leader %s",
+                "%s: configuration %s from leader %s%s",
                 self.node_id,
                 offered.describe(),
                 heartbeat.leader_id,
+                "" if offered.key > config.key else f", replacing uncommitted {config.describe()}",
             )
             self._configuration = config = offered
         elif offered is not None and offered.key < config.key:
