@@ -340,6 +340,83 @@ def test_a_connection_to_a_node_that_is_down_is_closed() -> None:
         assert_closed(sock)
 
 
+def test_jitter_varies_each_delay_but_never_the_order(
+    sink_network: tuple[Sink, ProxyNetwork],
+) -> None:
+    sink, network = sink_network
+    network.set_state("a", "b", LinkState(delay=0.05, jitter=0.05))
+    frames = [HANDSHAKE, *(beat(term) for term in range(1, 31))]
+    with dial(network) as sock:
+        sock.sendall(b"".join(frames))
+        poll(lambda: sink.received() == [frames], "every frame, in order")
+
+
+def test_a_lost_frame_arrives_a_retransmission_later_and_nothing_is_gone(
+    sink_network: tuple[Sink, ProxyNetwork],
+) -> None:
+    sink, network = sink_network
+    network.set_state("a", "b", LinkState(loss=0.5))
+    frames = [HANDSHAKE, *(beat(term) for term in range(1, 11))]
+    with dial(network) as sock:
+        sent = time.monotonic()
+        sock.sendall(b"".join(frames))
+        poll(lambda: sink.received() == [frames], "every frame, in order")
+        # At least one of ten was lost at 50%, and TCP's retransmission waits 200 ms.
+        assert time.monotonic() - sent >= 0.2
+    stats = network.stats()[("a", "b")]
+    assert stats.lost >= 1
+    assert stats.dropped == 0
+    with pytest.raises(ValueError, match="loss"):
+        LinkState(loss=1.0)
+
+
+def test_a_refused_upstream_reaches_the_sender_as_a_refusal() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nowhere = unused.getsockname()
+    with ProxyNetwork(["a", "b"], lambda node: nowhere, seed=1) as network:
+        # The first dial is accepted by the proxy, so it can only be reset...
+        with dial(network) as sock:
+            sock.sendall(HANDSHAKE)
+            with pytest.raises(ConnectionResetError):
+                sock.recv(1)
+        # ...but the sender's next dial is refused, as the peer's own host refuses it.
+        with pytest.raises(ConnectionRefusedError):
+            dial(network).close()
+        assert network.stats()[("a", "b")].refused == 1
+        # A moment later the link accepts dials again, to carry them once the peer is back.
+        end = time.monotonic() + DEADLINE
+        while True:
+            try:
+                dial(network).close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < end, "the link's listener never came back"
+                time.sleep(0.02)
+
+
+def test_a_stall_keeps_the_connection_and_releases_at_the_next_retransmission(
+    sink_network: tuple[Sink, ProxyNetwork],
+) -> None:
+    sink, network = sink_network
+    with dial(network) as sock:
+        sock.sendall(HANDSHAKE)
+        poll(lambda: sink.received() == [[HANDSHAKE]], "the handshake")
+        network.set_state("a", "b", LinkState(stall=True))
+        stalled = time.monotonic()
+        sock.sendall(beat(1))
+        time.sleep(0.45)
+        assert sink.received() == [[HANDSHAKE]]
+        network.set_state("a", "b", LinkState())
+        healed = time.monotonic()
+        poll(lambda: sink.received() == [[HANDSHAKE, beat(1)]], "the held frame")
+        # Retransmissions at 0.2 s and 0.6 s after the send: the heal at 0.45 s waits
+        # for the second, on the same connection.
+        assert time.monotonic() - stalled >= 0.55
+        assert time.monotonic() - healed >= 0.05
+    assert network.stats()[("a", "b")].connections_cut == 0
+
+
 # ---------------------------------------------------------------------------- a real run
 
 

@@ -107,7 +107,7 @@ def test_peer_added_to_a_leader_gets_a_heartbeat() -> None:
     # joins as a non-voter and hears of it at once.
     out = core.add_peer("b", core.next_deadline)
     assert [(o.to, o.message) for o in out.messages] == [
-        ("b", HeartBeat(1, "a", core.configuration, committed_version=1))
+        ("b", HeartBeat(1, "a", configuration=core.configuration, committed_version=1))
     ]
     assert core.configuration.member("b") == Member("b", voter=False)
 

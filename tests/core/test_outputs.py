@@ -41,8 +41,8 @@ def test_a_new_leaders_heartbeats_leave_while_its_configuration_is_saved() -> No
     assert out.hard_state is not None
     assert out.hard_state.configuration == core.configuration
     assert [(o.to, o.message) for o in out.before_save()] == [
-        ("b", HeartBeat(1, "a", core.configuration)),
-        ("c", HeartBeat(1, "a", core.configuration)),
+        ("b", HeartBeat(1, "a", configuration=core.configuration)),
+        ("c", HeartBeat(1, "a", configuration=core.configuration)),
     ]
     assert out.after_save() == ()
 

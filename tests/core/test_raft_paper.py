@@ -156,7 +156,9 @@ def test_candidate_wins_with_votes_from_a_majority() -> None:
     assert out.leader_change == LeaderChange("a", 1)
     # The first heartbeats carry the configuration the leader re-made in its term.
     assert core.configuration.key == (1, 1)
-    assert sent(out) == [(p, HeartBeat(1, "a", core.configuration)) for p in ("b", "c", "d", "e")]
+    assert sent(out) == [
+        (p, HeartBeat(1, "a", configuration=core.configuration)) for p in ("b", "c", "d", "e")
+    ]
 
 
 def test_candidate_counts_a_duplicated_vote_once() -> None:
@@ -287,7 +289,9 @@ def test_leader_sends_heartbeats_every_interval() -> None:
         out = core.tick(now)
         if out.messages:
             # Nobody answered, so every heartbeat still carries the configuration.
-            assert sent(out) == [(p, HeartBeat(1, "a", core.configuration)) for p in PEERS]
+            assert sent(out) == [
+                (p, HeartBeat(1, "a", configuration=core.configuration)) for p in PEERS
+            ]
             times.append(now)
     gaps = [round(b - a, 9) for a, b in zip([start, *times], times, strict=False)]
     assert gaps == [0.1] * 5

@@ -1,14 +1,14 @@
 """Per-link TCP proxies: the network between real nodes, under the harness's control.
 
-A node sends to a peer only over the connection it dialled itself (see ``_tcp``), so one
-proxy per *directed* link ``a -> b`` carries everything ``a`` says to ``b`` and nothing
-else. ``a`` is told that ``b`` lives at the proxy's port; the proxy dials the real ``b``
-for every connection ``a`` opens.
+A node sends to a peer only over the connection it dialled itself (see ``transport.tcp``),
+so one proxy per *directed* link ``a -> b`` carries everything ``a`` says to ``b`` and
+nothing else. ``a`` is told that ``b`` lives at the proxy's port; the proxy dials the real
+``b`` for every connection ``a`` opens.
 
-The proxy reads the stream as frames (4-byte big-endian length, then the body), so it
-can drop or delay whole messages without corrupting the stream. The first frame of a
-connection is the handshake and always passes: dropping it would only make ``b`` refuse
-the connection, a fault of another kind.
+The proxy reads the stream as frames (with the transport's own frame reader), so it can
+drop or delay whole messages without corrupting the stream. The first frame of a
+connection is the handshake and is never dropped or lost: dropping it would only make
+``b`` refuse the connection, a fault of another kind.
 
 Rules
 -----
@@ -17,10 +17,25 @@ while it stays cut, new connections are accepted and their bytes thrown away, as
 partition loses packets, rather than refused, which a node takes as proof that the peer's
 process is gone. Healing aborts those black holes, so the sender redials through.
 
-Rule 2 (order is kept). Delayed frames leave in the order they came, each no earlier
-than its arrival plus the delay in force when it arrived.
+Rule 2 (a stall is a partition as TCP lives it). A stalled link keeps its established
+connections open and passes nothing: what is sent waits, as TCP keeps retransmitting it.
+At the heal it is delivered at the next retransmission, whose timer doubles from 200 ms
+(Linux's minimum) since the first frame that waited, as TCP's backoff would have it; the
+sender's own redial is what makes rejoining fast. New connections are black-holed.
 
-Rule 3 (one thread). :class:`ProxyNetwork` runs every proxy on an event loop in a
+Rule 3 (order is kept). Frames leave in the order they came, each no earlier than its
+arrival plus the delay drawn for it: ``delay`` give or take up to ``jitter``, and for
+each loss (probability ``loss``, again for the retransmission) a retransmission timeout
+more. A lost frame is late, not gone, because TCP resends it; ``drop`` throws a frame
+away, which TCP never does.
+
+Rule 4 (a refusal gets through). A dial whose upstream refuses (the peer's process is
+gone) is reset after a round trip, and the link's listening socket is closed for a
+moment, so the sender's next dial is refused as it would be by the peer's own host: the
+crash evidence the nodes depend on. When an established connection ends from the
+receiver's side, the sender hears of it one delay later.
+
+Rule 5 (one thread). :class:`ProxyNetwork` runs every proxy on an event loop in a
 thread of its own; its methods may be called from any other thread and return once the
 change is in force.
 """
@@ -39,6 +54,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ..transport.tcp._listener import Listener
+from ..transport.tcp._wire import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, WireError, frame_length
 
 __all__ = ["LinkState", "LinkStats", "ProxyNetwork"]
 
@@ -46,10 +62,16 @@ Address = tuple[str, int]
 Link = tuple[str, str]
 
 _HOST = "127.0.0.1"
-_HEADER = struct.Struct(">I")
-# Election frames are a few dozen bytes; anything this large is not ours to carry.
-_MAX_FRAME_BYTES = 1 << 20
 _CONNECT_TIMEOUT = 1.0
+# Linux's minimum retransmission timeout. A lost segment of a sparse stream (one frame in
+# flight, no duplicate acknowledgements to trigger a fast retransmit) is resent by the tail
+# loss probe, two round trips and this much after it left.
+_MIN_RTO = 0.2
+_MAX_RTO = 120.0
+# A dial's SYN that is lost is sent again after TCP's initial timeout.
+_SYN_RETRANSMIT = 1.0
+# How long a link's listener stays closed after its upstream refused a dial.
+_REFUSING_FOR = 0.1
 
 _T = TypeVar("_T")
 
@@ -59,14 +81,42 @@ class LinkState:
     """What a link does to the frames it carries.
 
     Attributes:
-        cut: nothing gets through.
+        cut: nothing gets through, and established connections are aborted.
         drop: the probability that a message frame is thrown away, in ``[0, 1]``.
-        delay: seconds each message frame is held before it is passed on.
+        delay: seconds each frame is held before it is passed on (one way).
+        jitter: each frame's delay is ``delay`` plus or minus up to this many seconds.
+        loss: the probability that a frame (or its retransmission) is lost, in
+            ``[0, 1)``; a lost frame arrives a retransmission timeout later, and a dial
+            whose SYN is lost a second later.
+        stall: nothing gets through, but established connections stay open (Rule 2).
     """
 
     cut: bool = False
     drop: float = 0.0
     delay: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    stall: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.drop <= 1:
+            raise ValueError(f"drop must be in [0, 1], got {self.drop}")
+        if not 0 <= self.loss < 1:
+            raise ValueError(f"loss must be in [0, 1), got {self.loss}")
+        if self.delay < 0 or not 0 <= self.jitter <= max(self.delay, 0.0):
+            raise ValueError(
+                f"delay must be >= 0 and jitter in [0, delay], got {self.delay}, {self.jitter}"
+            )
+
+    @property
+    def blocked(self) -> bool:
+        """Whether nothing gets through (cut or stalled)."""
+        return self.cut or self.stall
+
+    def retransmit_timeout(self) -> float:
+        """How much later a lost frame arrives: Linux's tail loss probe with one segment
+        in flight, two round trips plus the minimum retransmission timeout (200 ms)."""
+        return _MIN_RTO + 4 * self.delay
 
 
 @dataclasses.dataclass(slots=True)
@@ -76,6 +126,8 @@ class LinkStats:
     connections: int = 0
     forwarded: int = 0
     dropped: int = 0
+    lost: int = 0
+    refused: int = 0
     blackholed_bytes: int = 0
     connections_cut: int = 0
 
@@ -89,26 +141,42 @@ class _LinkProxy:
         self.state = LinkState()
         self.stats = LinkStats()
         self.listener: Listener | None = None
+        self._port = 0
         self._live: set[asyncio.StreamWriter] = set()
         self._blackholes: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set while frames may flow; a stalled link clears it until the heal.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._healed_at = 0.0
+        self._reopen: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def start(self) -> Address:
-        self.listener = await Listener.open(_HOST, 0, self._accepted)
+        self.listener = await Listener.open(_HOST, self._port, self._accepted)
+        self._port = self.listener.address[1]
         return self.listener.address
 
     def set_state(self, state: LinkState) -> None:
-        was_cut = self.state.cut
+        was = self.state
         self.state = state
-        if state.cut and not was_cut:
+        if state.cut and not was.cut:
             self.stats.connections_cut += len(self._live)
             for writer in list(self._live):
                 writer.transport.abort()
-        elif was_cut and not state.cut:
+        if was.blocked and not state.blocked:
             for writer in list(self._blackholes):
                 writer.transport.abort()
+        if state.stall and not was.stall:
+            self._flowing.clear()
+        elif was.stall and not state.stall:
+            self._healed_at = asyncio.get_running_loop().time()
+            self._flowing.set()
 
     async def close(self) -> None:
+        self._closed = True
+        if self._reopen is not None:
+            self._reopen.cancel()
         if self.listener is not None:
             self.listener.close()
         for writer in [*self._live, *self._blackholes]:
@@ -117,6 +185,10 @@ class _LinkProxy:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
+
+    def _one_way(self) -> float:
+        state = self.state
+        return max(0.0, state.delay + state.jitter * (2 * self._rng.random() - 1))
 
     def _accepted(self, conn: socket.socket) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(conn))
@@ -129,22 +201,29 @@ class _LinkProxy:
         upstream: asyncio.StreamWriter | None = None
         try:
             reader, writer = await asyncio.open_connection(sock=conn)
-            if self.state.cut:
+            if self.state.blocked:
                 await self._blackhole(reader, writer)
                 return
+            if self.state.loss and self._rng.random() < self.state.loss:
+                # The dial's first SYN is lost: TCP sends it again a second later.
+                self.stats.lost += 1
+                await asyncio.sleep(_SYN_RETRANSMIT)
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
                     up_reader, upstream = await asyncio.open_connection(*self._target())
-            except (OSError, TimeoutError):
-                # The peer is down: the sender sees its connection end and redials.
+            except ConnectionRefusedError:
+                await self._refuse(writer)
                 return
-            if self.state.cut:
+            except (OSError, TimeoutError):
+                # No answer from the peer's host: the sender sees its connection end.
+                return
+            if self.state.blocked:
                 # Cut while the dial was in flight.
                 await self._blackhole(reader, writer)
                 return
             self._live.add(writer)
-            await self._forward(reader, up_reader, upstream)
-        except (OSError, asyncio.IncompleteReadError):
+            await self._forward(reader, up_reader, upstream, writer)
+        except (OSError, asyncio.IncompleteReadError, WireError):
             pass
         finally:
             for stream in (writer, upstream):
@@ -153,6 +232,44 @@ class _LinkProxy:
                     stream.transport.abort()
             if writer is None:
                 conn.close()
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """The peer's host refused: pass that on to the sender (Rule 4)."""
+        self.stats.refused += 1
+        # The SYN to the peer and its reset back.
+        await asyncio.sleep(self._one_way() + self._one_way())
+        self._stop_listening()
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # A reset, not an orderly close: zero linger.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    def _stop_listening(self) -> None:
+        """Close the listener for a moment, so that dials are refused by the kernel."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self._reopen is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._reopen = loop.call_later(_REFUSING_FOR, self._start_listening)
+
+    def _start_listening(self) -> None:
+        self._reopen = None
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._listen_again())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _listen_again(self) -> None:
+        try:
+            self.listener = await Listener.open(_HOST, self._port, self._accepted)
+        except OSError:
+            # The port is busy for a moment (a connection of ours in TIME_WAIT is not, as
+            # the listener reuses the address): try again shortly.
+            self._stop_listening()
 
     async def _blackhole(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._blackholes.add(writer)
@@ -167,27 +284,31 @@ class _LinkProxy:
         reader: asyncio.StreamReader,
         up_reader: asyncio.StreamReader,
         upstream: asyncio.StreamWriter,
+        downstream: asyncio.StreamWriter,
     ) -> None:
         """Pass frames on until either side ends; the first frame is never dropped."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        handshake = True
 
         async def read_frames() -> None:
-            nonlocal handshake
+            handshake = True
+            last_due = 0.0
             while True:
-                header = await reader.readexactly(_HEADER.size)
-                (length,) = _HEADER.unpack(header)
-                if length > _MAX_FRAME_BYTES:
-                    return
+                header = await reader.readexactly(HEADER_BYTES)
+                length = frame_length(header, DEFAULT_MAX_FRAME_BYTES)
                 frame = header + await reader.readexactly(length)
                 state = self.state
                 if not handshake and state.drop and self._rng.random() < state.drop:
                     self.stats.dropped += 1
                     continue
-                delay = 0.0 if handshake else state.delay
+                due = loop.time() + self._one_way()
+                while not handshake and state.loss and self._rng.random() < state.loss:
+                    self.stats.lost += 1
+                    due += state.retransmit_timeout()
                 handshake = False
-                queue.put_nowait((loop.time() + delay, frame))
+                # TCP delivers in order: a frame never overtakes one sent before it.
+                last_due = max(due, last_due)
+                queue.put_nowait((last_due, frame))
 
         async def write_frames() -> None:
             while True:
@@ -195,15 +316,22 @@ class _LinkProxy:
                 wait = due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                if not self._flowing.is_set():
+                    await self._wait_out_stall(loop.time())
                 upstream.write(frame)
                 await upstream.drain()
                 self.stats.forwarded += 1
 
-        # The receiver never writes on this connection; a read returns when it closes it.
+        async def watch_receiver() -> None:
+            # The receiver never writes on this connection; a read returns when it ends,
+            # and the sender hears of that one delay later.
+            await up_reader.read(1)
+            await asyncio.sleep(self._one_way())
+
         tasks = [
             asyncio.create_task(read_frames()),
             asyncio.create_task(write_frames()),
-            asyncio.create_task(up_reader.read(1)),
+            asyncio.create_task(watch_receiver()),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -215,6 +343,18 @@ class _LinkProxy:
                 if not task.cancelled():
                     task.exception()  # retrieved: an ended connection is not an error
 
+    async def _wait_out_stall(self, first_unacknowledged: float) -> None:
+        """Hold a frame through a stall, then until TCP's next retransmission (Rule 2)."""
+        await self._flowing.wait()
+        loop = asyncio.get_running_loop()
+        when, timeout = first_unacknowledged, _MIN_RTO
+        while when + timeout < self._healed_at:
+            when += timeout
+            timeout = min(2 * timeout, _MAX_RTO)
+        wait = when + timeout - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
 
 class ProxyNetwork:
     """A proxy for every directed link between ``nodes``, on a thread of its own.
@@ -224,7 +364,7 @@ class ProxyNetwork:
         target: ``target(node)`` is the real address of ``node``. It is called each time
             a connection to ``node`` is made, so it may change (a restarted node keeps its
             port here, but nothing else needs to know that).
-        seed: seeds the choice of dropped frames.
+        seed: seeds the choice of dropped and lost frames and of each frame's delay.
 
     Use as a context manager, or call :meth:`close`.
     """

@@ -41,13 +41,15 @@ class ElectionConfig:
         leader_down_delay: when the transport reports that the leader's process is gone
             (its host refused the connection), the followers campaign in turn, this far
             apart, instead of after a full election timeout; the first starts at once.
-            It should exceed one pre-vote and vote round trip, so that the first in line
-            wins before the next starts. Until a leader is known again, retries
-            wait between one and two of these instead of a full election timeout, and a
-            follower that grants a pre-vote waits that long before competing. 0 turns
-            this off; silent failures always fall back to the election timeout. ``None``
-            (the default) means 30 ms, or a fifth of ``election_timeout`` if that is less;
-            :attr:`leader_down_step` gives the value in force.
+            Until a leader is known again, a candidate's retries wait between one and two
+            of these instead of a full election timeout, while a follower that grants a
+            candidate its (pre-)vote leaves it a full election timeout. ``None`` (the
+            default) measures it: one pre-vote round and one vote round, which is two
+            round trips to a majority and a save, as the core measures them, never less
+            than :attr:`leader_down_step` nor more than :attr:`leader_down_ceiling`. A
+            number fixes it, in seconds; it should exceed one pre-vote and vote round
+            trip, so that the first in line wins before the next starts. 0 turns this off;
+            silent failures always fall back to the election timeout.
     """
 
     election_timeout: float = 1.0
@@ -109,10 +111,30 @@ class ElectionConfig:
 
     @property
     def leader_down_step(self) -> float:
-        """The ``leader_down_delay`` in force, in seconds (see the class docstring)."""
+        """The fixed ``leader_down_delay``, or, when it is measured, its floor: 30 ms, or a
+        fifth of ``election_timeout`` if that is less (seconds; see the class docstring)."""
         if self.leader_down_delay is None:
             return min(0.03, self.election_timeout / 5)
         return self.leader_down_delay
+
+    @property
+    def leader_down_ceiling(self) -> float:
+        """The most a measured ``leader_down_delay`` can be: two thirds of
+        ``election_timeout``, so that turns stay faster than waiting the timeout out."""
+        return self.election_timeout * 2 / 3
+
+    def leader_down_spacing(self, election_round: float | None) -> float:
+        """The ``leader_down_delay`` in force, given the measured ``election_round``.
+
+        ``election_round`` is how long one pre-vote round and one vote round take, in
+        seconds, or None while nothing is measured. A fixed ``leader_down_delay`` ignores
+        it; otherwise it is kept between :attr:`leader_down_step` and
+        :attr:`leader_down_ceiling`.
+        """
+        floor = self.leader_down_step
+        if self.leader_down_delay is not None or election_round is None:
+            return floor
+        return min(self.leader_down_ceiling, max(floor, election_round))
 
     @property
     def election_timeout_range(self) -> tuple[float, float]:

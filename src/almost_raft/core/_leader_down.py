@@ -47,6 +47,7 @@ class LeaderDown:
         term: int,
         config: ElectionConfig,
         rng: random.Random,
+        step: float,
     ) -> float:
         """Evidence that ``term``'s leader is gone arrived at ``now``; return the wait.
 
@@ -54,8 +55,9 @@ class LeaderDown:
         alone would have them campaign together and split the vote. Instead they take
         turns: the ``survivors`` (sorted, this node among them), in an order that every
         node derives from the term (and so rotates from one failover to the next),
-        campaign ``leader_down_delay`` apart, each with a random part of up to half that
-        step. The first in line usually wins before the second starts.
+        campaign ``step`` apart (the ``leader_down_delay`` in force, measured unless it is
+        set), each with a random part of up to half that step. The first in line usually
+        wins before the second starts.
 
         Until a leader is known again, or for one long timeout at most, elections then
         retry after short waits: a split vote costs a few round trips, not a full
@@ -63,7 +65,7 @@ class LeaderDown:
         """
         self.until = now + config.election_timeout_range[1]
         turn = campaign_turn(survivors, node_id, term)
-        return turn_wait(turn, config.leader_down_step, rng)
+        return turn_wait(turn, step, rng)
 
     def end(self) -> None:
         """A leader is known again: close the window and forget what was held."""
@@ -76,10 +78,10 @@ class LeaderDown:
         Every follower learns that the leader's process is gone within moments of the
         others, but not at the same instant; a candidate that learned first would
         otherwise have its requests dropped by followers a millisecond behind it and wait
-        a retry. Held for one ``leader_down_step``, the latest request per candidate (this
-        one replaces any older) is looked at again when this node gets evidence of its
-        own. Nothing is granted on the candidate's word: the request then passes the same
-        rules as any other.
+        a retry. Held for one ``leader_down_delay`` (the one in force), the latest request
+        per candidate (this one replaces any older) is looked at again when this node gets
+        evidence of its own. Nothing is granted on the candidate's word: the request then
+        passes the same rules as any other.
         """
         self._held[request.candidate_id] = (request, now)
 

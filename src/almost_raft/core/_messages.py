@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 MAX_TERM = 2**63 - 1
+# A heartbeat's round-trip figure: an hour, far beyond any election timeout, fits.
+MAX_ROUND_TRIP_US = 3_600_000_000
 
 
 class Message:
@@ -136,6 +138,10 @@ class RequestVoteResponse(PeerMessage):
 class HeartBeat(PeerMessage):
     """The leader of ``term`` says it is alive.
 
+    ``round_trip_us`` is the leader's estimate, in microseconds, of how long a request
+    takes to be answered by a majority (0: not known yet). Followers answer nothing that
+    could time a round trip, so they space their failover turns by this figure.
+
     ``configuration`` is the leader's configuration, sent to a follower until it has
     acknowledged it (``None`` otherwise); ``committed_version`` is the newest version the
     leader knows to be committed, which tells a removed member that it may leave.
@@ -143,12 +149,22 @@ class HeartBeat(PeerMessage):
 
     term: int
     leader_id: str
+    round_trip_us: int = 0
     configuration: Configuration | None = None
     committed_version: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("leader_id", self.leader_id)
+        if (
+            isinstance(self.round_trip_us, bool)
+            or not isinstance(self.round_trip_us, int)
+            or not 0 <= self.round_trip_us <= MAX_ROUND_TRIP_US
+        ):
+            raise ValueError(
+                f"round_trip_us must be an int in [0, {MAX_ROUND_TRIP_US}], "
+                f"got {self.round_trip_us!r}"
+            )
         if self.configuration is not None and not isinstance(self.configuration, Configuration):
             raise TypeError("configuration must be a Configuration or None")
         check_term(self.committed_version)

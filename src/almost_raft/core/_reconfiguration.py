@@ -318,13 +318,14 @@ class Reconfiguration:
         self._replication = None
         self._waiting_change = None
 
-    def _heartbeat_to(self, peer: str) -> HeartBeat:
+    def _heartbeat_to(self, peer: str, round_trip_us: int) -> HeartBeat:
         replication = self._replication
         assert replication is not None, "only a leader sends heartbeats"
         config = self._configuration
         return HeartBeat(
             self._term,
             self.node_id,
+            round_trip_us,
             config if replication.needs_configuration(peer) else None,
             self._committed_version,
         )

@@ -60,6 +60,7 @@ from ._errors import ConfigError, MembershipChangeError
 from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._messages import (
+    MAX_ROUND_TRIP_US,
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
@@ -71,6 +72,7 @@ from ._messages import (
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
 from ._reconfiguration import Reconfiguration
+from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
 from ._validation import admits_peer, check_cluster_size, check_id
@@ -140,6 +142,11 @@ class ElectionCore(Reconfiguration):
         self._leader_side = LeaderSide()
         # While the leader is known to be gone: short retries, and held vote requests.
         self._leader_down = LeaderDown()
+        # Measured round trips and save time, which space those retries; the runtime
+        # reports each save's duration to it (RoundTrips.note_save).
+        self.round_trips = RoundTrips(
+            max_age=config.election_timeout, stale_after=10 * config.election_timeout_range[1]
+        )
         # While this node leaves after handing over: from which term, and until when.
         self._departure = Departure()
         self._election_deadline = now + self._random_timeout()
@@ -337,7 +344,7 @@ class ElectionCore(Reconfiguration):
         most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
-        delay = self.config.leader_down_step
+        delay = self._leader_down_spacing()
         if (
             delay > 0
             and peer_id == self._leader_id
@@ -357,7 +364,7 @@ class ElectionCore(Reconfiguration):
             # This node among them: a member its newest configuration removes campaigns too.
             survivors = sorted((self._voters() | {self.node_id}) - {peer_id})
             wait = self._leader_down.begin(
-                now, survivors, self.node_id, self._term, self.config, self._rng
+                now, survivors, self.node_id, self._term, self.config, self._rng, delay
             )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
@@ -365,11 +372,11 @@ class ElectionCore(Reconfiguration):
 
     def _hold_vote_request(self, request: RequestVote) -> None:
         """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
-        if self.config.leader_down_step > 0 and request.candidate_id in self._other_voters():
+        if self._leader_down_spacing() > 0 and request.candidate_id in self._other_voters():
             self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
-        for request in self._leader_down.take_fresh(now, self.config.leader_down_step):
+        for request in self._leader_down.take_fresh(now, self._leader_down_spacing()):
             if self._accept(request):
                 self._on_vote_request(request)
 
@@ -458,9 +465,9 @@ class ElectionCore(Reconfiguration):
             and self._role is NodeState.FOLLOWER
             and self._leader_down.active(self._now)
         ):
-            # Someone is already campaigning for the dead leader's place: give it a round
-            # before competing, or the two would split the vote.
-            self._reset_election_deadline()
+            # Someone is already campaigning for the dead leader's place: leave it its
+            # election before competing, or the two would split the vote.
+            self._defer_to_candidate()
         if grant and not request.pre_vote:
             self._voted_for = candidate
             # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
@@ -469,7 +476,7 @@ class ElectionCore(Reconfiguration):
                 # which would cut short the election it just voted in.
                 self._become_follower(self._term, None)
             else:
-                self._reset_election_deadline()
+                self._defer_to_candidate()
         logger.debug(
             "%s: %s %svote for %s in term %d",
             self.node_id,
@@ -511,6 +518,7 @@ class ElectionCore(Reconfiguration):
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
             self._leader_side.answered(message.follower_id, self._now)
+            self.round_trips.heartbeat_answered(message.follower_id, self._now)
             self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
@@ -557,6 +565,7 @@ class ElectionCore(Reconfiguration):
             return
         self._leader_id = heartbeat.leader_id
         self._leader_contact = self._now
+        self.round_trips.heard_from_leader(heartbeat.round_trip_us / 1e6, self._now)
         # The leader is alive: what was held for the case that it had died is moot.
         self._leader_down.end()
         self._reset_election_deadline()
@@ -568,6 +577,7 @@ class ElectionCore(Reconfiguration):
         ):
             self._drop("stale_vote_response", response)
             return
+        self.round_trips.vote_answered(response.voter_id, self._now)
         self._record_vote(response.voter_id, response.granted)
         self._tally()
 
@@ -642,10 +652,23 @@ class ElectionCore(Reconfiguration):
         self._become_follower(self._term, None)
 
     def _broadcast_heartbeat(self) -> None:
+        round_trip_us = self._heartbeat().round_trip_us
         for peer in self._heartbeat_recipients():
-            heartbeat = self._heartbeat_to(peer)
+            heartbeat = self._heartbeat_to(peer, round_trip_us)
+            self.round_trips.heartbeat_sent(peer, self._now)
             self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
         self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
+
+    def _heartbeat(self) -> HeartBeat:
+        # Followers cannot time a round trip themselves (they ask nothing), so the
+        # leader tells them what it measures.
+        round_trip = self.round_trips.majority(self._other_voters(), self._now)
+        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
+        return HeartBeat(self._term, self.node_id, round_trip_us)
+
+    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
+        self.round_trips.heartbeat_sent(peer, self._now)
+        self._send(peer, heartbeat)
 
     # ------------------------------------------------------------------ transitions
 
@@ -694,13 +717,19 @@ class ElectionCore(Reconfiguration):
         self._leader_id = None
         self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()
-        for peer in sorted(self._other_voters()):
+        voters = self._other_voters()
+        # Never give a round up while its answers can still be on their way.
+        expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
+        if expected is not None:
+            self._election_deadline = max(self._election_deadline, self._now + expected)
+        for peer in sorted(voters):
             self._request_votes_from(peer)
         self._tally()
 
     def _request_votes_from(self, peer: str) -> None:
         # A vote request promises nothing, so it may leave while the term and the
         # candidate's own vote are saved: the voters' saves then overlap this one.
+        self.round_trips.vote_asked(peer, self._now)
         request = self._with_configuration(self._campaign.request(self._term, self.node_id))
         self._batch.send(peer, request, early=True)
 
@@ -713,6 +742,7 @@ class ElectionCore(Reconfiguration):
         self._leader_id = self.node_id
         self._leader_contact = self._now
         self._leader_down.end()
+        self.round_trips.forget_heartbeats()
         # The votes that elected it are the first answers CheckQuorum counts.
         granted = self._campaign.granted()
         self._campaign.clear()
@@ -744,7 +774,25 @@ class ElectionCore(Reconfiguration):
         )
 
     def _random_timeout(self) -> float:
-        return random_timeout(self.config, self._rng, self._leader_down.active(self._now))
+        if self._leader_down.active(self._now):
+            return random_timeout(self.config, self._rng, True, self._leader_down_spacing())
+        return random_timeout(self.config, self._rng, False)
+
+    def _defer_to_candidate(self) -> None:
+        """Having granted a candidate its (pre-)vote, wait a full election timeout.
+
+        Only candidates retry after short waits while the leader is known down; a voter
+        that competed as soon as one lost answer kept the candidate's round from ending
+        in time (a lost segment waits out TCP's retransmission, longer than a round)
+        would split the vote.
+        """
+        self._election_deadline = self._now + random_timeout(self.config, self._rng, False)
+
+    def _leader_down_spacing(self) -> float:
+        """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
+        return self.config.leader_down_spacing(
+            self.round_trips.election_round(self._other_voters(), self._now)
+        )
 
     def _reset_election_deadline(self) -> None:
         self._election_deadline = self._now + self._random_timeout()

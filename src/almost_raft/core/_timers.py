@@ -36,15 +36,18 @@ def election_timeout_action(term: int, peer_count: int, config: ElectionConfig) 
     return TimeoutAction.PRE_VOTE if config.pre_vote else TimeoutAction.CAMPAIGN
 
 
-def random_timeout(config: ElectionConfig, rng: random.Random, leader_down: bool) -> float:
+def random_timeout(
+    config: ElectionConfig, rng: random.Random, leader_down: bool, step: float | None = None
+) -> float:
     """A fresh election timeout, redrawn at every election (etcd does the same).
 
-    While the leader is known to be down (``leader_down``) it is one to two
-    ``leader_down_step`` long, so a split vote costs a few round trips, not a full
-    election timeout.
+    While the leader is known to be down (``leader_down``) it is one to two ``step`` long
+    (the ``leader_down_delay`` in force, by default ``leader_down_step``), so a split vote
+    costs a few round trips, not a full election timeout.
     """
     if leader_down:
-        step = config.leader_down_step
+        if step is None:
+            step = config.leader_down_step
         return step + step * rng.random()
     low, high = config.election_timeout_range
     return low + (high - low) * rng.random()

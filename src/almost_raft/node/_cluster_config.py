@@ -10,7 +10,8 @@ Example::
     election_timeout_max_ms = 2000
     heartbeat_interval_ms = 100
     message_timeout_ms = 500
-    leader_down_delay_ms = 30         # turn length when the leader's process is gone; 0: off
+    # leader_down_delay_ms = 30       # turn length when the leader's process is gone; 0: off;
+                                      # unset: measured (two round trips and a save)
     pre_vote = true                   # false: a node that cannot win still raises its term
     check_quorum = true               # false: a cut-off leader keeps its role
 

@@ -19,6 +19,7 @@ from ..core._errors import ConfigError
 from ..core._outputs import LeaderChange
 from ..runtime._election import Election
 from ..store._store import FileStore
+from ..transport.tcp._settings import timeouts_for_election
 from ..transport.tcp._transport import TcpTransport
 from ._cluster_config import ClusterConfig, NodeEntry, format_host_port, parse_host_port
 from ._field_errors import MissingField
@@ -86,6 +87,7 @@ class _Node:
             cluster_id=cluster.cluster_id,
             tls=tls,
             secret=secret,
+            **timeouts_for_election(cluster.election),
         )
         self.election = Election(
             entry.node_id,

@@ -557,6 +557,8 @@ class Runtime:
                     logger.exception("%s: the leader-change callback failed", self.node_id)
 
     async def _persist(self, state: HardState) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         if not self._store.blocking:
             self._store.save(state)
         else:
@@ -566,6 +568,9 @@ class Runtime:
             await asyncio.shield(self._saving)
             self._saving = None
         self.metrics.state_saves += 1
+        if self._core is not None:
+            # The voters' saves lengthen every vote round; the core spaces retries by it.
+            self._core.round_trips.note_save(loop.time() - started, loop.time())
 
     def _send(self, outbound: Outbound) -> None:
         self.metrics.messages_sent += 1

@@ -15,7 +15,7 @@ import pytest
 from almost_raft.core._messages import HeartBeat, PeerMessage, RequestVote
 from almost_raft.transport.tcp._framing import FramedConnection
 from almost_raft.transport.tcp._metrics import TcpMetrics
-from almost_raft.transport.tcp._outbound import Outbound, Peer
+from almost_raft.transport.tcp._peer_link import Peer, PeerLink
 from almost_raft.transport.tcp._settings import TcpSettings
 from almost_raft.transport.tcp._wire import (
     PROTOCOL_VERSION,
@@ -294,21 +294,21 @@ def settings(queue_size: int) -> TcpSettings:
 @run_async
 async def test_sends_go_straight_out_queue_while_paused_and_flush_on_resume() -> None:
     metrics = TcpMetrics()
-    outbound = Outbound("a", Inbox(), settings(queue_size=3), metrics, random.Random(1))
+    link = PeerLink("a", Inbox(), settings(queue_size=3), metrics, random.Random(1))
     connection, transport = connected()
     connection.send_only()
     peer = Peer("b", ("127.0.0.1", 1))
     peer.connection = connection
-    connection.on_resume = lambda: outbound._flush(peer)
+    connection.on_resume = lambda: link._flush(peer)
     frames = [encode_message(HeartBeat(term, "a")) for term in range(1, 7)]
 
-    outbound.send(peer, "heartbeat", frames[0])
+    link.send(peer, "heartbeat", frames[0])
     assert transport.written == [frames[0]]  # written in the call, nothing queued
     assert not peer.queue
 
     connection.pause_writing()
     for frame in frames[1:]:
-        outbound.send(peer, "heartbeat", frame)
+        link.send(peer, "heartbeat", frame)
     # Bounded: the two oldest of five were pushed out, and counted.
     assert [frame for _, frame in peer.queue] == frames[3:]
     assert metrics.dropped_queue_full == 2
@@ -318,21 +318,21 @@ async def test_sends_go_straight_out_queue_while_paused_and_flush_on_resume() ->
     assert transport.written == [frames[0], *frames[3:]]
     assert not peer.queue
     assert metrics.sent.heartbeat == 4
-    assert outbound.wrote.is_set()
+    assert link.wrote.is_set()
 
 
 @run_async
 async def test_a_flush_stops_when_flow_control_pauses_again() -> None:
     metrics = TcpMetrics()
-    outbound = Outbound("a", Inbox(), settings(queue_size=8), metrics, random.Random(1))
+    link = PeerLink("a", Inbox(), settings(queue_size=8), metrics, random.Random(1))
     connection, transport = connected()
     peer = Peer("b", ("127.0.0.1", 1))
     peer.connection = connection
-    connection.on_resume = lambda: outbound._flush(peer)
+    connection.on_resume = lambda: link._flush(peer)
     connection.pause_writing()
     frames = [encode_message(HeartBeat(term, "a")) for term in range(1, 5)]
     for frame in frames:
-        outbound.send(peer, "heartbeat", frame)
+        link.send(peer, "heartbeat", frame)
 
     def write_and_pause(data: bytes | bytearray | memoryview) -> None:
         FakeTransport.write(transport, data)

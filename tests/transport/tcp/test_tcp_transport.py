@@ -29,7 +29,7 @@ from almost_raft.core._messages import (
     RequestVoteResponse,
 )
 from almost_raft.transport.tcp._metrics import TcpMetrics
-from almost_raft.transport.tcp._outbound import backoff_delay
+from almost_raft.transport.tcp._redial import backoff_delay
 from almost_raft.transport.tcp._transport import TcpTransport
 from almost_raft.transport.tcp._wire import (
     PROTOCOL_VERSION,
@@ -577,6 +577,8 @@ def test_close_leaves_no_task_and_no_socket() -> None:
         ({"write_timeout": float("nan")}, "write_timeout"),
         ({"backoff_initial": 2.0, "backoff_max": 1.0}, "backoff_max"),
         ({"send_buffer_bytes": 10}, "send_buffer_bytes"),
+        ({"answer_timeout": 0}, "answer_timeout"),
+        ({"answer_timeout": float("inf")}, "answer_timeout"),
     ],
 )
 def test_bad_settings_name_the_field(options: dict[str, Any], field: str) -> None:

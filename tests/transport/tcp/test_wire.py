@@ -47,6 +47,7 @@ EVERY_KIND: list[PeerMessage] = [
     RequestVoteResponse(7, "b", granted=True),
     RequestVoteResponse(9, "b", granted=False, pre_vote=True),
     HeartBeat(MAX_TERM, "leader"),
+    HeartBeat(2, "leader", round_trip_us=41_500),
     HeartBeatResponse(0, "f\u00e9\U0001f600"),
     RequestVote(8, "c", transfer=True),
     TimeoutNow(3, "a"),
@@ -85,6 +86,7 @@ def test_message_kinds_name_the_metrics() -> None:
         "request_vote",
         "request_vote_response",
         "request_vote_response",
+        "heartbeat",
         "heartbeat",
         "heartbeat_response",
         "request_vote",
@@ -126,7 +128,10 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
     ("kind as bool", [True, 1, "a", False], FrameProblem.UNKNOWN_KIND),
     ("kind as str", ["3", 1, "a"], FrameProblem.UNKNOWN_KIND),
     ("missing field", [3, 1], FrameProblem.BAD_FIELD),
-    ("extra field", [3, 1, "a", 0], FrameProblem.BAD_FIELD),
+    ("extra field", [4, 1, "a", 0], FrameProblem.BAD_FIELD),
+    ("one optional field too many", [3, 1, "a", 5, 0], FrameProblem.BAD_FIELD),
+    ("optional field of the wrong type", [3, 1, "a", 0.5], FrameProblem.BAD_FIELD),
+    ("round trip out of range", [3, 1, "a", 2**40], FrameProblem.BAD_FIELD),
     ("pre_vote left out", [1, 1, "a"], FrameProblem.BAD_FIELD),
     ("term as bool", [3, True, "a"], FrameProblem.BAD_FIELD),
     ("term as float", [3, 1.0, "a"], FrameProblem.BAD_FIELD),
@@ -306,6 +311,14 @@ def test_missing_msgpack_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
         require_msgpack()
     with pytest.raises(ImportError, match="pip install msgpack"):
         encode_message(HeartBeat(1, "a"))
+
+
+def test_a_heartbeat_without_a_round_trip_reads_as_before() -> None:
+    # A heartbeat of a leader that has measured nothing yet, or of an older sender, has
+    # no round-trip field; one with a figure carries it as a trailing integer.
+    assert encode_message(HeartBeat(4, "a")) == encode_message(HeartBeat(4, "a", 0))
+    assert decode_message(pack([3, 4, "a"])) == HeartBeat(4, "a")
+    assert decode_message(pack([3, 4, "a", 7])) == HeartBeat(4, "a", round_trip_us=7)
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,8 @@ FULL = Configuration(
     [
         RequestVote(4, "a", config_term=3, config_version=7),
         RequestVote(1, "a", pre_vote=True, voters=("a", "b", "c")),
-        HeartBeat(3, "a", FULL, committed_version=6),
-        HeartBeat(3, "a", None, committed_version=6),
+        HeartBeat(3, "a", configuration=FULL, committed_version=6),
+        HeartBeat(3, "a", 1500, committed_version=6),
         HeartBeatResponse(3, "b", 3, 7),
     ],
 )
@@ -47,11 +47,11 @@ def test_messages_at_their_defaults_keep_the_short_form() -> None:
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
-        ([3, 1, "a", [1, 1, [["a", 1, None]]], 0], "a member must be"),
-        ([3, 1, "a", [1, 1, [["a", True, None], ["a", True, None]]], 0], "configuration"),
-        ([3, 1, "a", [1, 1], 0], "configuration must be"),
-        ([3, 1, "a", None, True], "must be int"),
-        ([3, 1, "a", [1, 1, [["", True, None]]], 0], "member"),
+        ([3, 1, "a", 0, [1, 1, [["a", 1, None]]], 0], "a member must be"),
+        ([3, 1, "a", 0, [1, 1, [["a", True, None], ["a", True, None]]], 0], "configuration"),
+        ([3, 1, "a", 0, [1, 1], 0], "configuration must be"),
+        ([3, 1, "a", 0, None, True], "must be int"),
+        ([3, 1, "a", 0, [1, 1, [["", True, None]]], 0], "member"),
         ([1, 1, "a", False, False, 0, 0, ["a", 3]], "voters"),
         ([4, 1, "b", 1, "2"], "must be int"),
         ([4, 1, "b", 1], "needs 2 fields"),

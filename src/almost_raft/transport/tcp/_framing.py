@@ -40,7 +40,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from ._wire import HEADER_BYTES, WireError, oversized
+from ._wire import HEADER_BYTES, WireError, frame_length
 
 __all__ = ["FramedConnection"]
 
@@ -259,12 +259,7 @@ class FramedConnection(asyncio.Protocol):
         offset = 0
         try:
             while size - offset >= HEADER_BYTES:
-                length = int.from_bytes(data[offset : offset + HEADER_BYTES], "big")
-                if length > self._max_frame_bytes:
-                    raise oversized(
-                        bytes(data[offset : offset + HEADER_BYTES]), self._max_frame_bytes
-                    )
-                end = offset + HEADER_BYTES + length
+                end = offset + HEADER_BYTES + frame_length(data, self._max_frame_bytes, offset)
                 if end > size:
                     break
                 on_frame(data[offset + HEADER_BYTES : end])
@@ -277,9 +272,10 @@ class FramedConnection(asyncio.Protocol):
         if offset < size:
             rest = memoryview(data)[offset:]
             buffer += rest
-            # A partial header needs the rest of it; a partial body, all of its frame.
+            # A partial header needs the rest of it; a partial body, all of its frame
+            # (whose header was checked against the limit in the loop above).
             self._needed = (
-                HEADER_BYTES + int.from_bytes(rest[:HEADER_BYTES], "big")
+                HEADER_BYTES + frame_length(rest, self._max_frame_bytes)
                 if len(rest) >= HEADER_BYTES
                 else HEADER_BYTES
             )
@@ -290,10 +286,7 @@ class FramedConnection(asyncio.Protocol):
         buffer = self._buffer
         if len(buffer) < HEADER_BYTES:
             return None
-        length = int.from_bytes(buffer[:HEADER_BYTES], "big")
-        if length > self._max_frame_bytes:
-            raise oversized(bytes(buffer[:HEADER_BYTES]), self._max_frame_bytes)
-        end = HEADER_BYTES + length
+        end = HEADER_BYTES + frame_length(buffer, self._max_frame_bytes)
         if len(buffer) < end:
             return None
         body = bytes(buffer[HEADER_BYTES:end])

@@ -20,12 +20,13 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Container
+from collections.abc import Mapping
 
 from .._interface import Inbox
 from ._framing import FramedConnection
 from ._log_limit import LimitedWarnings
 from ._metrics import TcpMetrics
+from ._peer_link import Peer
 from ._settings import TcpSettings
 from ._tls import require_certificate_name
 from ._wire import (
@@ -61,7 +62,7 @@ class Inbound:
         inbox: Inbox,
         settings: TcpSettings,
         metrics: TcpMetrics,
-        peers: Container[str],
+        peers: Mapping[str, Peer],
     ) -> None:
         self._node_id = node_id
         self._inbox = inbox
@@ -253,10 +254,13 @@ class Inbound:
                 FrameProblem.IMPERSONATION,
                 f"{type(message).__name__} from {message.sender!r}",
             )
-        if node_id not in self._peers:
+        peer = self._peers.get(node_id)
+        if peer is None:
             logger.info("%s: closed the connection of removed peer %s", self._node_id, node_id)
             connection.abort()
             return
+        # The answer to what our connection to the peer carried (see AnswerWatch).
+        peer.heard += 1
         current = self._current.get(node_id)
         # A message that came with the handshake of a connection closed since still counts,
         # but that connection can no longer be the peer's.

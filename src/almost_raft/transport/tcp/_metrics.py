@@ -65,6 +65,8 @@ class TcpMetrics:
         handshakes_accepted: inbound connections whose handshake was accepted.
         connects: outbound connections made.
         disconnects: outbound connections that ended, for whatever reason.
+        unanswered: outbound connections given up because the peer answered nothing
+            they carried for ``answer_timeout``.
         connect_refused: dials refused by the peer's host (nothing listens there).
         connect_timeouts: dials that got no answer within ``connect_timeout``.
         connect_errors: dials that failed otherwise (no route, unknown host...).
@@ -88,6 +90,7 @@ class TcpMetrics:
     handshakes_accepted: int = 0
     connects: int = 0
     disconnects: int = 0
+    unanswered: int = 0
     connect_refused: int = 0
     connect_timeouts: int = 0
     connect_errors: int = 0

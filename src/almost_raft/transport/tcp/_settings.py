@@ -7,18 +7,22 @@ wrong setting stops a node at start instead of failing on the first connection.
 from __future__ import annotations
 
 import dataclasses
+from typing import TypedDict
 
+from ...core._config import ElectionConfig
 from ...core._errors import ConfigError
 from ._tls import TlsConfig
 from ._wire import check_wire_id
 
 __all__ = [
     "Address",
+    "ElectionTimeouts",
     "TcpSettings",
     "check_address",
     "check_id",
     "check_int",
     "check_seconds",
+    "timeouts_for_election",
 ]
 
 Address = tuple[str, int]
@@ -29,7 +33,8 @@ class TcpSettings:
     """What both halves of a :class:`TcpTransport` need, already checked.
 
     The fields are the transport's arguments of the same names; ``secret`` is None when
-    the cluster has no shared secret and ``tls`` None for plain TCP.
+    the cluster has no shared secret, ``tls`` None for plain TCP, and ``answer_timeout``
+    None for connections that are never given up for want of an answer.
     """
 
     cluster_id: str
@@ -43,6 +48,7 @@ class TcpSettings:
     send_buffer_bytes: int
     tls: TlsConfig | None
     secret: bytes | None
+    answer_timeout: float | None = None
 
 
 def check_id(field: str, value: object) -> None:
@@ -83,3 +89,28 @@ def check_seconds(field: str, value: object) -> None:
         or value == float("inf")
     ):
         raise ConfigError(field, value, "must be a finite number of seconds greater than 0")
+
+
+class ElectionTimeouts(TypedDict):
+    """Keyword arguments of :class:`TcpTransport` that follow from an election's timing."""
+
+    answer_timeout: float
+    connect_timeout: float
+    backoff_max: float
+
+
+def timeouts_for_election(config: ElectionConfig) -> ElectionTimeouts:
+    """The TCP transport's timeouts that follow from an election's timing.
+
+    Returns ``answer_timeout``, ``connect_timeout`` and ``backoff_max`` for
+    :class:`TcpTransport`: a connection that goes unanswered for about an election timeout
+    is given up, and a peer that cannot be reached is dialled again at least about every
+    two, so that after a partition heals a node rejoins within a few heartbeats however
+    long it lasted. The lower bounds keep a busy machine's pauses (and a TLS handshake)
+    from ending healthy connections when the election timeouts are tiny.
+    """
+    longest = config.election_timeout_range[1]
+    redial = min(1.0, max(0.25, 2 * longest))
+    return ElectionTimeouts(
+        answer_timeout=max(0.2, longest), connect_timeout=redial, backoff_max=redial
+    )

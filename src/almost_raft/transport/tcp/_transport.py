@@ -9,8 +9,8 @@ inbound connection only receives. Every connection opens with the dialler's hand
 unknown node is refused, counted and closed.
 
 The transport is four small parts: this facade (arguments, peers, start and close),
-the sending half (:mod:`._tcp_outbound`), the receiving half (:mod:`._tcp_inbound`),
-and the framed connection both run on (:mod:`._tcp_framing`), an ``asyncio.Protocol``.
+the sending half (:mod:`._peer_link`), the receiving half (:mod:`._inbound`),
+and the framed connection both run on (:mod:`._framing`), an ``asyncio.Protocol``.
 
 ``send()`` never waits for the network. A message for a connected peer is written to
 its socket in the call; otherwise it waits in the peer's bounded queue while a dialler
@@ -55,7 +55,7 @@ from .._interface import Inbox, Transport
 from ._inbound import Inbound
 from ._listener import Listener
 from ._metrics import ConnectFailure, MessageCounts, TcpMetrics
-from ._outbound import Outbound, Peer
+from ._peer_link import Peer, PeerLink
 from ._settings import (
     Address,
     TcpSettings,
@@ -111,6 +111,12 @@ class TcpTransport(Transport):
             counts as healthy and resets the backoff.
         send_buffer_bytes: the size of each connection's asyncio and kernel send buffers;
             small, so a message never waits behind a heap of stale ones.
+        answer_timeout: seconds a connection may carry heartbeats or vote requests that
+            the peer does not answer before it is given up and redialled (and, on Linux,
+            its kernel's limit for unacknowledged data, ``TCP_USER_TIMEOUT``). About an
+            election timeout: after a partition heals, the node then rejoins within a
+            round trip or a backoff instead of waiting out TCP's retransmission backoff.
+            None never gives a connection up for this.
         rng: the source of the backoff jitter, for reproducible runs.
         tls: mutual TLS for every connection (:class:`TlsConfig`); None for plain TCP.
         secret: the cluster's shared secret (at least 16 bytes); every connection then
@@ -136,6 +142,7 @@ class TcpTransport(Transport):
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         send_buffer_bytes: int = 64 * 1024,
+        answer_timeout: float | None = 1.0,
         rng: random.Random | None = None,
         tls: TlsConfig | None = None,
         secret: bytes | None = None,
@@ -161,6 +168,8 @@ class TcpTransport(Transport):
             ("backoff_max", backoff_max),
         ):
             check_seconds(name, seconds)
+        if answer_timeout is not None:
+            check_seconds("answer_timeout", answer_timeout)
         if backoff_max < backoff_initial:
             raise ConfigError(
                 "backoff_max", backoff_max, f"must be at least backoff_initial ({backoff_initial})"
@@ -178,6 +187,7 @@ class TcpTransport(Transport):
             send_buffer_bytes=send_buffer_bytes,
             tls=tls,
             secret=secret,
+            answer_timeout=answer_timeout,
         )
         self._rng = rng or random.Random()
         if not isinstance(peers, Mapping):
@@ -192,7 +202,7 @@ class TcpTransport(Transport):
         self.metrics = TcpMetrics()
         self._node_id: str | None = None
         self._listener: Listener | None = None
-        self._outbound: Outbound | None = None
+        self._peer_link: PeerLink | None = None
         self._inbound: Inbound | None = None
         self._closed = False
 
@@ -241,7 +251,7 @@ class TcpTransport(Transport):
             self._node_id = None
             raise
         self._inbound = inbound
-        self._outbound = Outbound(node_id, inbox, self._settings, self.metrics, self._rng)
+        self._peer_link = PeerLink(node_id, inbox, self._settings, self.metrics, self._rng)
         protections = [
             name
             for name, on in (
@@ -257,7 +267,7 @@ class TcpTransport(Transport):
             " and ".join(protections) or "no TLS, no shared secret",
         )
         for peer in self._peers.values():
-            self._outbound.start(peer)
+            self._peer_link.start(peer)
 
     def send_nowait(self, to: str, message: PeerMessage) -> bool:
         """Write ``message`` to the peer ``to`` now, or queue it; always returns True.
@@ -269,8 +279,8 @@ class TcpTransport(Transport):
             RuntimeError: the transport has not been started.
             ValueError: ``message`` was not sent by this node.
         """
-        outbound = self._outbound
-        if outbound is None:
+        link = self._peer_link
+        if link is None:
             raise RuntimeError("start() the transport before sending")
         if message.sender != self._node_id:
             raise ValueError(
@@ -284,7 +294,7 @@ class TcpTransport(Transport):
             self.metrics.dropped_unknown_peer += 1
             logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
             return True
-        outbound.send(peer, message_kind(message), encode_message(message))
+        link.send(peer, message_kind(message), encode_message(message))
         return True
 
     async def send(self, to: str, message: PeerMessage) -> None:
@@ -314,12 +324,12 @@ class TcpTransport(Transport):
         elif peer.address != address:
             peer.address = address
             logger.info("%s: peer %s moved to %s:%d", self._node_id, node_id, *address)
-            if self._outbound is not None:
-                self._outbound.stop(peer)
+            if self._peer_link is not None:
+                self._peer_link.stop(peer)
         else:
             return
-        if self._outbound is not None and not self._closed:
-            self._outbound.start(peer)
+        if self._peer_link is not None and not self._closed:
+            self._peer_link.start(peer)
 
     def remove_peer(self, node_id: str) -> None:
         """Forget the peer ``node_id``: drop its queue and close its connections.
@@ -330,8 +340,8 @@ class TcpTransport(Transport):
         peer = self._peers.pop(node_id, None)
         if peer is None:
             return
-        if self._outbound is not None:
-            self._outbound.stop(peer)
+        if self._peer_link is not None:
+            self._peer_link.stop(peer)
         self.metrics.dropped_not_connected += len(peer.queue)
         peer.queue.clear()
         if self._inbound is not None:
@@ -350,8 +360,8 @@ class TcpTransport(Transport):
         self._closed = True
         if self._listener is not None:
             self._listener.close()
-        outbound = self._outbound
-        if outbound is not None:
+        link = self._peer_link
+        if link is not None:
             # Give messages queued for connected peers a moment to leave: the last one a
             # leader sends before it exits hands leadership over.
             with contextlib.suppress(TimeoutError):
@@ -359,14 +369,14 @@ class TcpTransport(Transport):
                     while any(
                         peer.queue and peer.connection is not None for peer in self._peers.values()
                     ):
-                        outbound.wrote.clear()
-                        await outbound.wrote.wait()
+                        link.wrote.clear()
+                        await link.wrote.wait()
         for peer in self._peers.values():
             self.metrics.dropped_not_connected += len(peer.queue)
             peer.queue.clear()
             peer.dialler = None
-        if outbound is not None:
-            await outbound.close()
+        if link is not None:
+            await link.close()
         if self._inbound is not None:
             await self._inbound.close()
         if self._inbound is not None:  # it had started

@@ -15,7 +15,9 @@ frame on a connection is the handshake, then every frame is one peer message::
                               config_term, config_version, [voter_id, ...]]
     RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
     HeartBeat             [3, term, leader_id]
-                          [3, term, leader_id, configuration or nil, committed_version]
+                          [3, term, leader_id, round_trip_us]
+                          [3, term, leader_id, round_trip_us,
+                              configuration or nil, committed_version]
     HeartBeatResponse     [4, term, follower_id]
                           [4, term, follower_id, config_term, config_version]
     TimeoutNow            [5, term, leader_id]
@@ -241,9 +243,13 @@ def encode_message(message: PeerMessage) -> bytes:
             config = message.configuration
             if config is not None or message.committed_version:
                 fields += [
+                    message.round_trip_us,
                     None if config is None else _encode_configuration(config),
                     message.committed_version,
                 ]
+            elif message.round_trip_us:
+                # Left out while unknown, so such a heartbeat reads as before.
+                fields.append(message.round_trip_us)
         case HeartBeatResponse():
             fields = [4, message.term, message.follower_id]
             if message.config_term or message.config_version:
@@ -268,15 +274,21 @@ def _frame(fields: list[object]) -> bytes:
 # ---------------------------------------------------------------------------- decoding
 
 
-def frame_length(header: bytes, max_frame_bytes: int) -> int:
-    """Return the body length announced by a 4-byte frame ``header``.
+def frame_length(
+    data: bytes | bytearray | memoryview, max_frame_bytes: int, offset: int = 0
+) -> int:
+    """Return the body length announced by the 4-byte frame header at ``data[offset:]``.
+
+    This is the one reader of frame headers: the framed connection cuts frames with it,
+    and so does anything else that reads the stream (the chaos proxies).
 
     Raises:
-        WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``).
+        WireError: the body would be longer than ``max_frame_bytes`` (``OVERSIZED``, or
+            ``TLS`` when the bytes are a TLS record: see :func:`oversized`).
     """
-    (length,) = _HEADER.unpack(header)
+    (length,) = _HEADER.unpack_from(data, offset)
     if length > max_frame_bytes:
-        raise oversized(header, max_frame_bytes)
+        raise oversized(bytes(data[offset : offset + HEADER_BYTES]), max_frame_bytes)
     return int(length)
 
 
@@ -419,18 +431,22 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     schema = _SCHEMAS.get(kind) if type(kind) is int else None
     if schema is None:
         raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
-    cls, types = schema
+    cls, types, optional = schema
     values = fields[1:]
     extension: dict[str, Any] = {}
     extended = _EXTENSIONS.get(kind)
-    if extended is not None and len(values) == len(types) + extended[0]:
-        extension = extended[1](cls.__name__, values[len(types) :])
-        values = values[: len(types)]
-    if len(values) != len(types):
+    full = len(types) + len(optional)
+    if extended is not None and len(values) == full + extended[0]:
+        extension = extended[1](cls.__name__, values[full:])
+        values = values[:full]
+    if not len(types) <= len(values) <= full:
         raise WireError(
             FrameProblem.BAD_FIELD,
-            f"{cls.__name__} needs {len(types)} fields, got {len(values)}",
+            f"{cls.__name__} needs {len(types)} fields"
+            + (f" and up to {len(optional)} more" if optional else "")
+            + f", got {len(values)}",
         )
+    types += optional[: len(values) - len(types)]
     # Exact types rather than isinstance: True must not pass for an int. One comparison of
     # type tuples checks them all; the loop only finds which field to name.
     if tuple(map(type, values)) != types:
@@ -540,12 +556,14 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
     return value
 
 
-_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...]]] = {
-    1: (RequestVote, (int, str, bool, bool)),
-    2: (RequestVoteResponse, (int, str, bool, bool)),
-    3: (HeartBeat, (int, str)),
-    4: (HeartBeatResponse, (int, str)),
-    5: (TimeoutNow, (int, str)),
+# Per kind: the class, the types of its fields, and those of trailing fields that a
+# sender may leave out (added later, so that an older sender's frames still decode).
+_SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]] = {
+    1: (RequestVote, (int, str, bool, bool), ()),
+    2: (RequestVoteResponse, (int, str, bool, bool), ()),
+    3: (HeartBeat, (int, str), (int,)),
+    4: (HeartBeatResponse, (int, str), ()),
+    5: (TimeoutNow, (int, str), ()),
 }
 
 # The longer forms that carry the configuration: how many more fields, and their reader.

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A message for a peer whose connection is up and not held back by flow control is
-written to the socket at once, by the caller of :meth:`Outbound.send`: no task, no
+written to the socket at once, by the caller of :meth:`PeerLink.send`: no task, no
 queue, no wake-up. Otherwise it waits in the peer's bounded queue (the oldest dropped
 when it is full) and is written when the connection comes up or resumes.
 
@@ -20,12 +20,20 @@ that tells a dead process (its host refuses the connection:
 still complete a probe's connect from its listening socket's backlog and reset it a
 moment later; a probe connection that dies that young is probed again at once, a few
 times at most, instead of waiting a backoff.
+
+A connection is also given up when what it asks goes unanswered for
+``answer_timeout`` (:class:`AnswerWatch`, looked at by one timer per limit while the
+connection asks, none while it does not), and the kernel is told the same limit for
+unacknowledged data (``TCP_USER_TIMEOUT``, on Linux): after a partition heals, a fresh
+connection gets through at once, where the old one would wait out TCP's retransmission
+backoff. Every decision about redialling is a pure function of :mod:`._redial`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import socket
@@ -35,19 +43,21 @@ from .._interface import Inbox
 from ._framing import FramedConnection
 from ._log_limit import LimitedWarnings
 from ._metrics import ConnectFailure, TcpMetrics
+from ._redial import (
+    ANSWERED_KINDS,
+    QUICK_PROBES,
+    AnswerWatch,
+    Verdict,
+    after_connection,
+    backoff_delay,
+)
 from ._settings import Address, TcpSettings
 from ._tls import require_certificate_name
 from ._wire import PROTOCOL_VERSION, FrameProblem, Handshake, WireError, encode_handshake
 
-__all__ = ["Outbound", "Peer", "backoff_delay"]
+__all__ = ["Peer", "PeerLink", "backoff_delay"]
 
 logger = logging.getLogger("almost_raft.tcp")
-
-# The longest exponent the backoff computes, so a peer down for days cannot overflow it.
-_MAX_BACKOFF_DOUBLINGS = 32
-
-# How many times in a row a probe connection that died young is probed again at once.
-_QUICK_PROBES = 3
 
 
 class Peer:
@@ -55,10 +65,13 @@ class Peer:
 
     __slots__ = (
         "address",
+        "answers",
+        "asked",
+        "broke",
         "connection",
         "dialler",
         "failing",
-        "lost",
+        "heard",
         "node_id",
         "queue",
     )
@@ -75,21 +88,17 @@ class Peer:
         self.failing = False
         # An established connection just broke; the next dial is the probe that tells a
         # dead process (refused) from a blip (reconnects).
-        self.lost = False
+        self.broke = False
+        # Frames written that the peer answers (ANSWERED_KINDS), and frames heard from the
+        # peer on any of its connections: what tells a connection that still carries
+        # from one that a partition swallows.
+        self.asked = 0
+        self.heard = 0
+        # The current connection's watch on its answers; None while there is none.
+        self.answers: AnswerWatch | None = None
 
 
-def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Seconds to wait before the next dial after ``failures`` failures in a row.
-
-    Doubles from ``initial`` up to ``maximum``, then jittered to between half and all of
-    that, so nodes that lost a peer together do not all redial at the same instant.
-    """
-    doublings = min(failures - 1, _MAX_BACKOFF_DOUBLINGS)
-    ceiling = min(maximum, initial * 2.0**doublings)
-    return ceiling * (0.5 + 0.5 * rng.random())
-
-
-class Outbound:
+class PeerLink:
     """Dials peers and writes their messages.
 
     Args:
@@ -126,7 +135,7 @@ class Outbound:
         connection = peer.connection
         if connection is not None and connection.writable and not peer.queue:
             connection.write(frame)
-            self._metrics.sent.add(kind)
+            self._wrote(peer, connection, kind)
             return
         queue = peer.queue
         if len(queue) >= self._settings.queue_size:
@@ -145,9 +154,32 @@ class Outbound:
         while queue and connection.writable:
             kind, frame = queue.popleft()
             connection.write(frame)
-            self._metrics.sent.add(kind)
+            self._wrote(peer, connection, kind)
         if not queue:
             self.wrote.set()
+
+    def _wrote(self, peer: Peer, connection: FramedConnection, kind: str) -> None:
+        self._metrics.sent.add(kind)
+        if kind not in ANSWERED_KINDS:
+            return
+        peer.asked += 1
+        answers = peer.answers
+        limit = self._settings.answer_timeout
+        if answers is not None and limit is not None and answers.arm(peer.asked, peer.heard):
+            # One timer per limit while the connection asks, none while it does not.
+            asyncio.get_running_loop().call_later(limit, self._look, peer, connection, limit)
+
+    def _look(self, peer: Peer, connection: FramedConnection, limit: float) -> None:
+        """``limit`` after an unanswered ask: end the connection if nothing came back."""
+        answers = peer.answers
+        if peer.connection is not connection or answers is None or connection.closed:
+            return
+        verdict = answers.look(peer.asked, peer.heard)
+        if verdict is Verdict.AGAIN:
+            asyncio.get_running_loop().call_later(limit, self._look, peer, connection, limit)
+        elif verdict is Verdict.UNANSWERED:
+            self._metrics.unanswered += 1
+            connection.abort(TimeoutError(f"no answer from the peer for {limit} s"))
 
     # ------------------------------------------------------------------ diallers
 
@@ -183,6 +215,7 @@ class Outbound:
     async def _run(self, peer: Peer) -> None:
         """Dial ``peer``, and redial whenever the connection ends."""
         loop = asyncio.get_running_loop()
+        settings = self._settings
         failures = 0
         quick_probes = 0
         # Connections in a row that the peer closed as soon as they were made. More than a
@@ -190,7 +223,7 @@ class Outbound:
         closed_at_once = 0
         refused = False
         while True:
-            probe, peer.lost = peer.lost, False
+            probe, peer.broke = peer.broke, False
             connection = await self._connect(peer, probe=probe, quiet=refused)
             if connection is None:
                 # What waited for a dead peer is stale by the time it is back.
@@ -202,12 +235,13 @@ class Outbound:
             opened_at = loop.time()
             try:
                 peer.connection = connection
+                peer.answers = AnswerWatch()
                 connection.on_resume = lambda: self._flush(peer)
                 self._flush(peer)
                 await connection.wait_closed()
-                at_once = loop.time() - opened_at < 2 * self._settings.backoff_initial
+                at_once = loop.time() - opened_at < 2 * settings.backoff_initial
                 closed_at_once = closed_at_once + 1 if at_once else 0
-                refused = closed_at_once > _QUICK_PROBES
+                refused = closed_at_once > QUICK_PROBES
                 if refused:
                     # The acceptor refused our handshake; only its log has the detail.
                     self._refusals.warn(
@@ -226,26 +260,24 @@ class Outbound:
                     peer.node_id,
                     connection.reason or repr(connection.reason),
                 )
-                peer.lost = True
+                peer.broke = True
             finally:
                 if peer.connection is connection:
                     peer.connection = None
+                    peer.answers = None
                 self._metrics.disconnects += 1
                 connection.abort()
                 await connection.wait_closed()
-            # A connection that lasted proves the peer healthy; one that ended at once (a
-            # peer refusing our handshake, say) must not make us redial in a tight loop.
-            # Anything in between is redialled at once, because that redial is the probe
-            # that tells a dead leader from a blip, and it must not wait a backoff.
-            lasted = loop.time() - opened_at
-            young = lasted < 2 * self._settings.backoff_initial
-            if probe and young and quick_probes < _QUICK_PROBES:
-                # Most likely the backlog of a listener whose process is being killed.
-                quick_probes += 1
-                continue
-            quick_probes = 0
-            failures = 0 if lasted >= self._settings.backoff_max else failures + 1
-            if failures and young:
+            redial = after_connection(
+                failures,
+                quick_probes,
+                lasted=loop.time() - opened_at,
+                probe=probe,
+                backoff_initial=settings.backoff_initial,
+                backoff_max=settings.backoff_max,
+            )
+            failures, quick_probes = redial.failures, redial.quick_probes
+            if redial.backoff:
                 await asyncio.sleep(self._backoff_delay(failures))
 
     def _backoff_delay(self, failures: int) -> float:
@@ -306,6 +338,7 @@ class Outbound:
             # A fixed size also turns off the kernel's buffer autotuning, which would
             # otherwise let megabytes of stale messages queue for a peer that stopped reading.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+            _set_user_timeout(sock, settings.answer_timeout)
         transport.set_write_buffer_limits(high=settings.send_buffer_bytes)
         try:
             async with asyncio.timeout(settings.handshake_timeout):
@@ -401,3 +434,15 @@ class Outbound:
             failure.name.lower(),
             str(exc) or repr(exc),
         )
+
+
+def _set_user_timeout(sock: socket.socket, limit: float | None) -> None:
+    """Have the kernel end the connection when sent data stays unacknowledged for ``limit``.
+
+    Linux only (``TCP_USER_TIMEOUT``); elsewhere the transport's own answer watch does it.
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if limit is None or option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, round(limit * 1000)))

@@ -1,0 +1,155 @@
+"""When the sending half gives a connection up, and how soon it dials again: pure policy.
+
+The dialler task of :mod:`._peer_link` does the waiting and the I/O; every decision it
+makes is one of the functions here, which take the facts (how long a connection lasted,
+how many frames went each way) and return what to do. They read no clock.
+
+Rules
+-----
+Rule 1 (the probe is not delayed). The first dial after an established connection broke
+is the probe that tells a dead process (its host refuses) from a blip; it goes out at
+once. A probe connection that dies young (a dying process's listen backlog can still
+accept it) is probed again at once, a few times at most.
+
+Rule 2 (no tight loops). A connection that ended at once, without a probe to make, is
+redialled after a backoff that doubles with each failure in a row, up to a ceiling,
+jittered so nodes that lost a peer together do not redial together.
+
+Rule 3 (unanswered writes end a connection). Every message that asks for an answer (a
+heartbeat, a vote request, a hand-over) is answered by the peer over its own connection
+to us. A connection that asked and heard nothing back for ``answer_timeout`` (what it
+asks after an answer is judged within two) is given up and redialled: after a
+partition, an established connection would otherwise wait out TCP's retransmission
+backoff, which doubles to many seconds, while a new connection gets through within a
+round trip of the heal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+
+__all__ = [
+    "ANSWERED_KINDS",
+    "QUICK_PROBES",
+    "AnswerWatch",
+    "Redial",
+    "Verdict",
+    "after_connection",
+    "backoff_delay",
+]
+
+# The longest exponent the backoff computes, so a peer down for days cannot overflow it.
+_MAX_BACKOFF_DOUBLINGS = 32
+
+# How many times in a row a probe connection that died young is probed again at once.
+QUICK_PROBES = 3
+
+#: The message kinds (``message_kind`` names) whose receiver always answers, on its own
+#: connection: a heartbeat gets a heartbeat response, a vote request a vote response, a
+#: hand-over the vote requests of the new candidate.
+ANSWERED_KINDS = frozenset({"heartbeat", "request_vote", "timeout_now"})
+
+
+def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait before the next dial after ``failures`` failures in a row.
+
+    Doubles from ``initial`` up to ``maximum``, then jittered to between half and all of
+    that, so nodes that lost a peer together do not all redial at the same instant.
+    """
+    doublings = min(failures - 1, _MAX_BACKOFF_DOUBLINGS)
+    ceiling = min(maximum, initial * 2.0**doublings)
+    return ceiling * (0.5 + 0.5 * rng.random())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Redial:
+    """What the dialler does after a connection ended.
+
+    Attributes:
+        failures: failures in a row, for the next :func:`backoff_delay`.
+        quick_probes: young probe connections in a row that were probed again at once.
+        backoff: wait ``backoff_delay(failures, ...)`` before dialling; else dial at once.
+    """
+
+    failures: int
+    quick_probes: int
+    backoff: bool
+
+
+def after_connection(
+    failures: int,
+    quick_probes: int,
+    *,
+    lasted: float,
+    probe: bool,
+    backoff_initial: float,
+    backoff_max: float,
+) -> Redial:
+    """Decide how to redial after a connection that lasted ``lasted`` seconds ended.
+
+    ``probe`` says whether that connection was itself a probe (it was dialled right after
+    an established connection broke). A connection that lasted ``backoff_max`` proves the
+    peer healthy and resets the failures; one that ended within twice ``backoff_initial``
+    is young: it waits a backoff unless it was a probe with quick probes left.
+    """
+    young = lasted < 2 * backoff_initial
+    if probe and young and quick_probes < QUICK_PROBES:
+        # Most likely the backlog of a listener whose process is being killed.
+        return Redial(failures, quick_probes + 1, backoff=False)
+    failures = 0 if lasted >= backoff_max else failures + 1
+    # Anything between young and healthy is redialled at once: that redial is the probe
+    # that tells a dead leader from a blip, and it must not wait a backoff.
+    return Redial(failures, 0, backoff=bool(failures) and young)
+
+
+class Verdict(enum.Enum):
+    """What a look at a connection one ``answer_timeout`` after it asked finds."""
+
+    #: Nothing came from the peer since: give the connection up.
+    UNANSWERED = "unanswered"
+    #: The peer answered, but more was asked since: look again one limit from now.
+    AGAIN = "again"
+    #: The peer answered and nothing more was asked: no look is due.
+    ANSWERED = "answered"
+
+
+class AnswerWatch:
+    """Whether what a connection asks of its peer is answered within ``answer_timeout``.
+
+    The first asking write while no look is due arms the watch (:meth:`arm`) and the
+    caller schedules one look (:meth:`look`) a limit later; a connection that asks nothing,
+    such as a follower's to its leader, costs no timer at all. ``asked`` counts the frames
+    of :data:`ANSWERED_KINDS` written on the connection so far, ``heard`` the frames
+    received from the peer on any connection.
+    """
+
+    __slots__ = ("_asked", "_heard", "armed")
+
+    def __init__(self) -> None:
+        self.armed = False
+        self._asked = 0
+        self._heard = 0
+
+    def arm(self, asked: int, heard: int) -> bool:
+        """An asking write happened; True if a look must now be scheduled."""
+        if self.armed:
+            return False
+        self.armed = True
+        self._asked = asked
+        self._heard = heard
+        return True
+
+    def look(self, asked: int, heard: int) -> Verdict:
+        """One limit has passed since the watch was armed (or last said AGAIN)."""
+        if heard == self._heard:
+            self.armed = False
+            return Verdict.UNANSWERED
+        if asked != self._asked:
+            # What was asked since the answer may be unanswered: judge it from now on.
+            self._asked = asked
+            self._heard = heard
+            return Verdict.AGAIN
+        self.armed = False
+        return Verdict.ANSWERED

@@ -1,0 +1,180 @@
+"""When a connection is given up and redialled: the pure policy, and one real socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from almost_raft.core._messages import HeartBeat, HeartBeatResponse
+from almost_raft.transport.tcp._redial import (
+    QUICK_PROBES,
+    AnswerWatch,
+    Verdict,
+    after_connection,
+)
+from almost_raft.transport.tcp._transport import TcpTransport
+from helpers.transport import Inbox, eventually
+
+LOCALHOST = "127.0.0.1"
+BACKOFF = {"backoff_initial": 0.05, "backoff_max": 1.0}
+
+
+# ------------------------------------------------------------------ after_connection
+
+
+def test_a_young_probe_is_probed_again_at_once_a_few_times_then_backs_off() -> None:
+    failures, quick = 0, 0
+    for _ in range(QUICK_PROBES):
+        redial = after_connection(failures, quick, lasted=0.001, probe=True, **BACKOFF)
+        assert not redial.backoff
+        failures, quick = redial.failures, redial.quick_probes
+    redial = after_connection(failures, quick, lasted=0.001, probe=True, **BACKOFF)
+    assert redial.backoff
+    assert (redial.failures, redial.quick_probes) == (1, 0)
+
+
+def test_a_connection_that_ended_at_once_without_a_probe_backs_off_more_each_time() -> None:
+    first = after_connection(0, 0, lasted=0.01, probe=False, **BACKOFF)
+    second = after_connection(first.failures, 0, lasted=0.01, probe=False, **BACKOFF)
+    assert first.backoff
+    assert second.backoff
+    assert (first.failures, second.failures) == (1, 2)
+
+
+def test_a_connection_that_lasted_is_redialled_at_once_and_resets_the_failures() -> None:
+    healthy = after_connection(5, 0, lasted=1.0, probe=False, **BACKOFF)
+    assert (healthy.failures, healthy.backoff) == (0, False)
+    # Between young and healthy: the redial is the probe, so it never waits.
+    middling = after_connection(5, 0, lasted=0.5, probe=False, **BACKOFF)
+    assert (middling.failures, middling.backoff) == (6, False)
+
+
+# ------------------------------------------------------------------ AnswerWatch
+
+
+def test_an_ask_unanswered_for_the_limit_ends_the_connection() -> None:
+    watch = AnswerWatch()
+    assert watch.arm(asked=1, heard=0)  # the caller schedules one look
+    assert not watch.arm(asked=2, heard=0)  # a look is due already: no second timer
+    assert watch.look(asked=6, heard=0) is Verdict.UNANSWERED
+
+
+def test_heartbeats_answered_in_time_never_end_the_connection() -> None:
+    watch = AnswerWatch()
+    watch.arm(asked=1, heard=0)
+    for look in range(1, 50):
+        assert watch.look(asked=6 * look + 1, heard=6 * look) is Verdict.AGAIN
+    # An answer, then a whole limit of asks with nothing back: given up.
+    assert watch.look(asked=400, heard=294) is Verdict.UNANSWERED
+
+
+def test_a_connection_that_stops_asking_needs_no_more_looks() -> None:
+    # A follower only answers its leader: nothing it writes arms the watch, no timer runs.
+    watch = AnswerWatch()
+    assert not watch.armed
+    watch.arm(asked=1, heard=0)
+    assert watch.look(asked=1, heard=1) is Verdict.ANSWERED
+    assert not watch.armed
+    assert watch.arm(asked=2, heard=1)
+
+
+# ------------------------------------------------------------------ one real socket
+
+
+@pytest.mark.slow
+def test_a_connection_whose_heartbeats_go_unanswered_is_given_up_and_redialled() -> None:
+    async def body() -> None:
+        accepted = 0
+
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # A peer behind a partition: its end of the connection takes every byte and
+            # answers nothing.
+            nonlocal accepted
+            accepted += 1
+            while await reader.read(65536):
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(swallow, LOCALHOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = TcpTransport(
+            listen=(LOCALHOST, 0),
+            peers={"mute": (LOCALHOST, port)},
+            cluster_id="test",
+            answer_timeout=0.2,
+            backoff_initial=0.01,
+            backoff_max=0.1,
+        )
+        await transport.start("a", Inbox())
+        beating = True
+
+        async def beat() -> None:
+            while beating:
+                transport.send_nowait("mute", HeartBeat(1, "a"))
+                await asyncio.sleep(0.02)
+
+        beats = asyncio.create_task(beat())
+        try:
+            await eventually(lambda: transport.metrics.unanswered >= 1, "the answer timeout")
+            await eventually(lambda: accepted >= 2, "a redial")
+            assert transport.metrics.connects >= 2
+        finally:
+            beating = False
+            await beats
+            await transport.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(body())
+
+
+@pytest.mark.slow
+def test_a_connection_whose_heartbeats_are_answered_is_kept() -> None:
+    async def body() -> None:
+        inboxes = {"a": Inbox(), "b": Inbox()}
+        transports = {
+            node: TcpTransport(
+                listen=(LOCALHOST, 0), peers={}, cluster_id="test", answer_timeout=0.2
+            )
+            for node in inboxes
+        }
+        for node, transport in transports.items():
+            await transport.start(node, inboxes[node])
+        transports["a"].set_peer_address("b", transports["b"].address)
+        transports["b"].set_peer_address("a", transports["a"].address)
+        try:
+            await eventually(
+                lambda: all(t.metrics.connects for t in transports.values()), "connections"
+            )
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 0.8
+            while loop.time() < end:
+                transports["a"].send_nowait("b", HeartBeat(1, "a"))
+                transports["b"].send_nowait("a", HeartBeatResponse(1, "b"))
+                await asyncio.sleep(0.02)
+            assert transports["a"].metrics.unanswered == 0
+            assert transports["a"].metrics.connects == 1
+        finally:
+            for transport in transports.values():
+                await transport.close()
+
+    asyncio.run(body())
+
+
+def test_a_node_gives_connections_up_after_about_an_election_timeout() -> None:
+    from almost_raft.core._config import ElectionConfig
+    from almost_raft.transport.tcp._settings import timeouts_for_election
+
+    lan = ElectionConfig(election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05)
+    assert timeouts_for_election(lan) == {
+        "answer_timeout": 0.3,
+        "connect_timeout": 0.6,
+        "backoff_max": 0.6,
+    }
+    # Tiny test timeouts do not make a busy machine's pauses end connections.
+    tiny = ElectionConfig(election_timeout=0.02, heartbeat_interval=0.005)
+    assert timeouts_for_election(tiny)["answer_timeout"] == 0.2
+    assert timeouts_for_election(tiny)["connect_timeout"] == 0.25
+    # A slow cluster still redials a lost peer at least every second.
+    assert timeouts_for_election(ElectionConfig())["backoff_max"] == 1.0
