@@ -19,10 +19,12 @@ from almost_raft import (
     RequestVoteResponse,
 )
 from almost_raft.core._configuration import (
+    MAX_CONFIGURATION_BYTES,
     MAX_MEMBERS,
     bootstrap_configuration,
     check_add,
     check_remove,
+    members_bytes,
 )
 
 ABC = bootstrap_configuration("a", ["b", "c"])
@@ -121,3 +123,32 @@ def test_a_saved_configuration_is_followed_and_a_differing_peer_list_is_logged(
     [record] = caplog.records
     assert "differs from the members given at start" in record.getMessage()
     assert "following the saved one" in record.getMessage()
+
+
+def test_a_fifteen_node_cluster_starts_with_every_node_a_voter() -> None:
+    ids = [f"n{i}" for i in range(15)]
+    config = bootstrap_configuration(
+        "n0", ids[1:], {i: f"127.0.0.1:{7000 + n}" for n, i in enumerate(ids)}
+    )
+    assert config.voters == frozenset(ids)
+
+
+def test_members_that_would_not_fit_the_state_file_are_refused_by_name() -> None:
+    long_ids = [f"a-node-with-a-rather-long-name-{i:03}" for i in range(60)]
+    with pytest.raises(ConfigError) as refused:
+        bootstrap_configuration(long_ids[0], long_ids[1:])
+    assert refused.value.field == "peers"
+    grown = bootstrap_configuration(long_ids[0], long_ids[1:30])
+    refusals = []
+    for node_id in long_ids[30:]:
+        member = Member(node_id, False)
+        try:
+            check_add(grown, member)
+        except ConfigError as error:
+            refusals.append(error)
+            continue
+        grown = grown.with_member(member, 1)
+    assert refusals
+    assert {error.field for error in refusals} == {"node_id"}
+    assert len(grown.members) < len(long_ids)
+    assert members_bytes(grown.members) <= MAX_CONFIGURATION_BYTES

@@ -31,6 +31,7 @@ This module holds the record and its pure rules; the state machine applies them.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 
 from ._errors import ConfigError
@@ -38,6 +39,7 @@ from ._errors import ConfigError
 __all__ = [
     "MAX_ADDRESS_LENGTH",
     "MAX_ID_LENGTH",
+    "MAX_CONFIGURATION_BYTES",
     "MAX_MEMBERS",
     "Configuration",
     "Member",
@@ -47,9 +49,14 @@ __all__ = [
 
 #: The longest node id, in characters (messages check ids against it too).
 MAX_ID_LENGTH = 256
-#: The most members one configuration may hold; the state file keeps a whole
-#: configuration in one 4096-byte slot.
-MAX_MEMBERS = 9
+#: The most members one configuration may hold. A configuration must also fit in
+#: MAX_CONFIGURATION_BYTES (see there), which for ids and addresses of typical length
+#: allows about 30 members.
+MAX_MEMBERS = 64
+#: The most bytes a configuration's member list may take as JSON (ASCII, ``[id, voter,
+#: address]`` per member). The state file keeps the whole record in one 4096-byte slot
+#: next to the term, the vote and the node's ids, so the list gets half of the slot.
+MAX_CONFIGURATION_BYTES = 2048
 #: The longest opaque address a member may carry.
 MAX_ADDRESS_LENGTH = 255
 
@@ -114,6 +121,12 @@ class Configuration:
             raise ValueError("members must be sorted by id, each id once")
         if len(ids) > MAX_MEMBERS:
             raise ValueError(f"a configuration holds at most {MAX_MEMBERS} members")
+        size = members_bytes(self.members)
+        if size > MAX_CONFIGURATION_BYTES:
+            raise ValueError(
+                f"a configuration's members take {size} bytes, more than the "
+                f"{MAX_CONFIGURATION_BYTES} a state file holds"
+            )
 
     @property
     def key(self) -> tuple[int, int]:
@@ -164,13 +177,33 @@ class Configuration:
         return f"v{self.version} (term {self.term}): {names or 'no members'}"
 
 
+def members_bytes(members: Iterable[Member]) -> int:
+    """How many bytes ``members`` take in the state file (see MAX_CONFIGURATION_BYTES)."""
+    return len(
+        json.dumps([[m.node_id, m.voter, m.address] for m in members], separators=(", ", ": "))
+    )
+
+
 def bootstrap_configuration(
     node_id: str, peers: Iterable[str], addresses: dict[str, str] | None = None
 ) -> Configuration:
-    """Version 0: ``node_id`` and ``peers``, every one a voter."""
+    """Version 0: ``node_id`` and ``peers``, every one a voter.
+
+    Raises:
+        ConfigError: there are more members than a configuration holds.
+    """
     addresses = addresses or {}
     ids = sorted({node_id, *peers})
-    return Configuration(0, 0, tuple(Member(i, True, addresses.get(i)) for i in ids))
+    members = tuple(Member(i, True, addresses.get(i)) for i in ids)
+    if len(members) > MAX_MEMBERS or members_bytes(members) > MAX_CONFIGURATION_BYTES:
+        raise ConfigError(
+            "peers",
+            f"{len(ids) - 1} peers",
+            f"a configuration holds at most {MAX_MEMBERS} members and "
+            f"{MAX_CONFIGURATION_BYTES} bytes of ids and addresses "
+            f"({members_bytes(members)} here); use fewer members or shorter ids",
+        )
+    return Configuration(0, 0, members)
 
 
 def describe_difference(ours: Configuration, theirs_voters: Iterable[str]) -> str:
@@ -217,6 +250,15 @@ def check_add(config: Configuration, member: Member) -> bool:
             "node_id",
             member.node_id,
             f"cannot be added: a configuration holds at most {MAX_MEMBERS} members",
+        )
+    size = members_bytes((*config.members, member))
+    if size > MAX_CONFIGURATION_BYTES:
+        raise ConfigError(
+            "node_id",
+            member.node_id,
+            f"cannot be added: the members would take {size} bytes of ids and addresses, "
+            f"more than the {MAX_CONFIGURATION_BYTES} a state file holds; use shorter ids "
+            "or addresses",
         )
     return True
 

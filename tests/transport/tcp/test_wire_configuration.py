@@ -17,8 +17,8 @@ FULL = Configuration(
     7,
     3,
     tuple(
-        Member(f"node-{i}", i % 3 != 0, None if i % 2 else f"10.0.0.{i}:7000")
-        for i in range(MAX_MEMBERS)
+        Member(f"node-{i:02}", i % 3 != 0, None if i % 2 else f"10.0.0.{i}:7000")
+        for i in range(MAX_MEMBERS // 2)
     ),
 )
 
