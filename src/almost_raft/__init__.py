@@ -6,11 +6,13 @@ with asyncio, a transport moves its messages and a store keeps its term and vote
 """
 
 from .core._config import ElectionConfig
+from .core._configuration import Configuration, Member
 from .core._errors import (
     AlmostRaftError,
     ConfigError,
     ElectionClosed,
     LeadershipLost,
+    MembershipChangeError,
     StateFileError,
 )
 from .core._lease import Lease
@@ -53,6 +55,9 @@ __all__ = [
     "election_clock",
     # Configuration
     "ElectionConfig",
+    # Members
+    "Configuration",
+    "Member",
     # The pure core
     "ElectionCore",
     "Output",
@@ -95,6 +100,7 @@ __all__ = [
     "StateFileError",
     "LeadershipLost",
     "ElectionClosed",
+    "MembershipChangeError",
 ]
 
 

@@ -14,6 +14,7 @@ from almost_raft import (
     HardState,
     HeartBeat,
     LeaderChange,
+    Member,
     NodeState,
     Output,
     RequestVote,
@@ -93,15 +94,25 @@ def test_peer_added_during_a_campaign_is_asked_too() -> None:
     core = make_core(pre_vote=False)
     timeout(core)
     out = core.add_peer("d", core.next_deadline - 0.5)
-    assert [(o.to, o.message) for o in out.messages] == [("d", RequestVote(1, "a"))]
+    assert [(o.to, o.message) for o in out.messages] == [
+        ("d", RequestVote(1, "a", voters=("a", "b", "c", "d")))
+    ]
 
 
 def test_peer_added_to_a_leader_gets_a_heartbeat() -> None:
     core = make_core(peers=(), pre_vote=False)
     timeout(core)
     assert role(core) is NodeState.LEADER
+    # Once a leader made a configuration, adding a peer asks for the change: the peer
+    # joins as a non-voter and hears of it at once.
     out = core.add_peer("b", core.next_deadline)
-    assert [(o.to, o.message) for o in out.messages] == [("b", HeartBeat(1, "a", round=1))]
+    assert [(o.to, o.message) for o in out.messages] == [
+        (
+            "b",
+            HeartBeat(1, "a", configuration=core.configuration, committed_version=1, round=2),
+        )
+    ]
+    assert core.configuration.member("b") == Member("b", voter=False)
 
 
 def test_max_nodes_counts_this_node() -> None:

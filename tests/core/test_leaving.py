@@ -36,7 +36,9 @@ def test_a_leaving_leader_hands_over_and_stays_until_its_successor_leads() -> No
     assert core.role is NodeState.FOLLOWER
     assert out.next_deadline == 5.0 + CONFIG.election_timeout
     # It still votes: the successor's election may need it.
-    out = core.receive(RequestVote(2, "c", transfer=True), 5.01)
+    # (from a candidate with the configuration the leader re-made in term 1)
+    request = RequestVote(2, "c", transfer=True, config_term=1, config_version=1)
+    out = core.receive(request, 5.01)
     assert [o.message for o in out.after_save()] == [RequestVoteResponse(2, "a", True)]
     # Once the successor leads, one heartbeat more.
     out = core.receive(HeartBeat(2, "c"), 5.02)

@@ -26,8 +26,23 @@ def test_a_candidates_vote_requests_may_leave_before_its_save() -> None:
     out = core.tick(core.next_deadline)
     assert out.hard_state == HardState(1, "a")
     assert [(o.to, o.message) for o in out.before_save()] == [
-        ("b", RequestVote(1, "a")),
-        ("c", RequestVote(1, "a")),
+        ("b", RequestVote(1, "a", voters=("a", "b", "c"))),
+        ("c", RequestVote(1, "a", voters=("a", "b", "c"))),
+    ]
+    assert out.after_save() == ()
+
+
+def test_a_new_leaders_heartbeats_leave_while_its_configuration_is_saved() -> None:
+    # They promise nothing: the leader counts its own copy of the configuration only
+    # from answers, which reach the core after the save.
+    core = make_core(pre_vote=False)
+    core.tick(core.next_deadline)
+    out = core.receive(RequestVoteResponse(1, "b", True), core.next_deadline - 0.5)
+    assert out.hard_state is not None
+    assert out.hard_state.configuration == core.configuration
+    assert [(o.to, o.message) for o in out.before_save()] == [
+        ("b", HeartBeat(1, "a", configuration=core.configuration, round=1)),
+        ("c", HeartBeat(1, "a", configuration=core.configuration, round=1)),
     ]
     assert out.after_save() == ()
 

@@ -27,6 +27,8 @@ from almost_raft import (
 from almost_raft.core._messages import MAX_TERM
 
 PEERS = ("b", "c")
+# A starting configuration names its voters in every vote request.
+VOTERS = ("a", "b", "c")
 
 
 def make_core(
@@ -129,7 +131,9 @@ def test_candidate_votes_for_itself() -> None:
 def test_candidate_requests_votes_from_every_peer_in_order() -> None:
     core = make_core(peers=("c", "d", "b"), pre_vote=False)
     out = timeout(core)
-    assert sent(out) == [(p, RequestVote(1, "a")) for p in ("b", "c", "d")]
+    assert sent(out) == [
+        (p, RequestVote(1, "a", voters=("a", "b", "c", "d"))) for p in ("b", "c", "d")
+    ]
 
 
 def test_vote_is_persisted_in_the_same_batch_that_asks_for_votes() -> None:
@@ -150,7 +154,12 @@ def test_candidate_wins_with_votes_from_a_majority() -> None:
     out = core.receive(RequestVoteResponse(1, "c", True), now)
     assert role(core) is NodeState.LEADER
     assert out.leader_change == LeaderChange("a", 1)
-    assert sent(out) == [(p, HeartBeat(1, "a", round=1)) for p in ("b", "c", "d", "e")]
+    # The first heartbeats carry the configuration the leader re-made in its term.
+    assert core.configuration.key == (1, 1)
+    assert sent(out) == [
+        (p, HeartBeat(1, "a", configuration=core.configuration, round=1))
+        for p in ("b", "c", "d", "e")
+    ]
 
 
 def test_candidate_counts_a_duplicated_vote_once() -> None:
@@ -197,7 +206,7 @@ def test_candidate_starts_a_new_term_after_a_split_vote() -> None:
     out = timeout(core)
     assert core.term == 2
     assert out.hard_state == HardState(2, "a")
-    assert sent(out) == [(p, RequestVote(2, "a")) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(2, "a", voters=VOTERS)) for p in PEERS]
 
 
 # ---------------------------------------------------------------------- 5.1/5.2 voters
@@ -256,9 +265,9 @@ def test_higher_term_makes_a_leader_follower_with_no_vote() -> None:
     now = elect(core)
     out = core.receive(HeartBeatResponse(7, "b"), now)
     assert role(core) is NodeState.FOLLOWER
-    assert out.hard_state == HardState(7, None)
+    assert out.hard_state == HardState(7, None, core.configuration)
     assert out.leader_change == LeaderChange(None, 7)
-    reply = core.receive(RequestVote(7, "c"), now)
+    reply = core.receive(RequestVote(7, "c", config_term=1, config_version=1), now)
     # It votes, and says that the promise it made as leader, at its last heartbeat, has a
     # whole election timeout left: the winner's exclusive work waits that out.
     assert sent(reply) == [("c", RequestVoteResponse(7, "a", True, promise_left=1.0))]
@@ -282,7 +291,8 @@ def test_leader_sends_heartbeats_every_interval() -> None:
         now = core.next_deadline
         out = core.tick(now)
         if out.messages:
-            heartbeat = HeartBeat(1, "a", round=len(times) + 2)
+            # Nobody answered, so every heartbeat still carries the configuration.
+            heartbeat = HeartBeat(1, "a", configuration=core.configuration, round=len(times) + 2)
             assert sent(out) == [(p, heartbeat) for p in PEERS]
             times.append(now)
     gaps = [round(b - a, 9) for a, b in zip([start, *times], times, strict=False)]
@@ -305,7 +315,7 @@ def test_pre_candidate_does_not_raise_its_term_or_vote() -> None:
     assert role(core) is NodeState.PRE_CANDIDATE
     assert (core.term, core.voted_for) == (0, None)
     assert out.hard_state is None
-    assert sent(out) == [(p, RequestVote(1, "a", pre_vote=True)) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(1, "a", pre_vote=True, voters=VOTERS)) for p in PEERS]
 
 
 def test_pre_vote_does_not_change_the_voters_term_or_vote() -> None:
@@ -322,7 +332,7 @@ def test_pre_candidate_with_a_majority_becomes_candidate() -> None:
     out = core.receive(RequestVoteResponse(1, "b", True, pre_vote=True), 0.1)
     assert role(core) is NodeState.CANDIDATE
     assert out.hard_state == HardState(1, "a")
-    assert sent(out) == [(p, RequestVote(1, "a")) for p in PEERS]
+    assert sent(out) == [(p, RequestVote(1, "a", voters=VOTERS)) for p in PEERS]
 
 
 @pytest.mark.parametrize("check_quorum", [True, False])

@@ -46,6 +46,7 @@ CORE_STDLIB = {
     "enum",
     "functools",
     "itertools",
+    "json",
     "logging",
     "math",
     "random",

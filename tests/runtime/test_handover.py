@@ -118,7 +118,9 @@ def test_timeout_now_makes_a_follower_campaign_at_once_without_pre_vote() -> Non
     assert core.role is NodeState.CANDIDATE
     assert core.term == 4
     assert output.hard_state is not None
-    assert {o.message for o in output.messages} == {RequestVote(4, "a", transfer=True)}
+    assert {o.message for o in output.messages} == {
+        RequestVote(4, "a", transfer=True, voters=("a", "b", "c"))
+    }
 
 
 def test_a_handed_over_vote_request_passes_the_leader_lease() -> None:

@@ -132,7 +132,9 @@ class _VoteAuditTransport(Transport):
 
     async def send(self, to: str, message: PeerMessage) -> None:
         with self.store.lock:
-            saved = self.store.state
+            state = self.store.state
+        # The configuration saved with them is not what this audit is about.
+        saved = None if state is None else HardState(state.term, state.voted_for)
         if isinstance(message, RequestVote) and not message.pre_vote:
             if saved != HardState(message.term, self.node_id):
                 self.requests_before_save += 1

@@ -80,8 +80,8 @@ def exclusive_overlaps(results: list[SeedResult]) -> list[int]:
     ]
 
 
-def run(**options: object) -> list[SeedResult]:
-    return [run_seed(seed, duration=DURATION, **options) for seed in SEEDS]  # type: ignore[arg-type]
+def run(seeds: range = SEEDS, **options: object) -> list[SeedResult]:
+    return [run_seed(seed, duration=DURATION, **options) for seed in seeds]  # type: ignore[arg-type]
 
 
 def test_the_correct_core_is_never_exclusive_twice_under_lease_faults() -> None:
@@ -108,7 +108,9 @@ def test_a_lease_kept_through_a_hand_over_is_caught() -> None:
 
 
 def test_exclusive_work_right_after_early_votes_is_caught() -> None:
-    assert exclusive_overlaps(run(faults=LEASE_FAULTS, core_factory=EarlyWorkCore))
+    # Rarer than the others: it takes a false report of a crash that the voters act on
+    # before the live leader's lease runs out.
+    assert exclusive_overlaps(run(range(60), faults=LEASE_FAULTS, core_factory=EarlyWorkCore))
 
 
 def test_clocks_that_drift_past_the_config_break_the_promise() -> None:

@@ -47,12 +47,12 @@ def good_body(**changes: Any) -> dict[str, Any]:
 
 
 def slot_of(body: dict[str, Any]) -> bytes:
-    """A version-2 slot holding ``body`` as it is, padded like the store pads it."""
+    """A slot holding ``body`` as it is, padded like the store pads it."""
     return json.dumps(body, sort_keys=True).encode().ljust(SLOT - 1) + b"\n"
 
 
 def slot_body(**changes: Any) -> dict[str, Any]:
-    """The body of an intact version-2 slot, with ``changes`` and a checksum to match."""
+    """The body of an intact version-3 slot, with ``changes`` and a checksum to match."""
     body: dict[str, Any] = json.loads(encode_slot(HardState(7, "b"), 1))
     body.update(changes)
     return with_checksum(body)
@@ -108,14 +108,14 @@ def test_the_written_file_is_two_slots_of_readable_json(path: Path) -> None:
     assert path.stat().st_size == 2 * SLOT
     first_line = path.read_bytes()[:300].split(b"\n")[0]
     body = json.loads(first_line)
-    assert (body["term"], body["voted_for"], body["seq"], body["version"]) == (3, "c", 1, 2)
+    assert (body["term"], body["voted_for"], body["seq"], body["version"]) == (3, "c", 1, 3)
     assert read_slots(path)[1] is None
 
 
 # ---------------------------------------------------------------------- version 1
 
 
-def test_a_version_1_file_is_read_and_the_first_save_rewrites_it_as_version_2(
+def test_a_version_1_file_is_read_and_the_first_save_rewrites_it_as_version_3(
     path: Path,
 ) -> None:
     write_body(path, good_body())
@@ -125,7 +125,7 @@ def test_a_version_1_file_is_read_and_the_first_save_rewrites_it_as_version_2(
     store.close()
     slots = read_slots(path)
     assert slots[0] is not None
-    assert (slots[0]["version"], slots[0]["seq"], slots[0]["term"]) == (2, 1, 8)
+    assert (slots[0]["version"], slots[0]["seq"], slots[0]["term"]) == (3, 1, 8)
     assert slots[1] is None
     reopened = FileStore(path)
     assert reopened.load() == HardState(8, "c")
@@ -137,7 +137,8 @@ def test_a_version_1_file_is_read_and_the_first_save_rewrites_it_as_version_2(
 CORRUPT_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("wrong format", good_body(format="something-else"), "not an almost-raft state file"),
     ("no format", {"term": 1, "voted_for": None}, "not an almost-raft state file"),
-    ("wrong version", good_body(version=3), "format version 3"),
+    ("wrong version", good_body(version=4), "format version 4"),
+    ("version 3 but small", good_body(version=3), "it is truncated"),
     ("version 2 but small", good_body(version=2), "it is truncated"),
     ("version as text", good_body(version="1"), "format version '1'"),
     ("version as bool", good_body(version=True), "format version True"),
@@ -198,8 +199,8 @@ CORRUPT_BYTES: list[tuple[str, bytes, str]] = [
     ),
     (
         "a newer format beside an intact slot",
-        encode_slot(HardState(7, "b"), 1) + slot_of(slot_body(version=3, seq=2)),
-        "slot 1 has format version 3",
+        encode_slot(HardState(7, "b"), 1) + slot_of(slot_body(version=4, seq=2)),
+        "slot 1 has format version 4",
     ),
     (
         "version as text in a slot",

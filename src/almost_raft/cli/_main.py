@@ -218,6 +218,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     certs.add_argument("node_ids", nargs="+", metavar="NODE", help="a node id to certify")
     certs.set_defaults(handler=_run_certs)
+
+    from ._members import add_members_command
+
+    add_members_command(commands, cluster)
     return parser
 
 

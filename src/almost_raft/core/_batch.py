@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._configuration import Configuration
 from ._lease import Lease
 from ._messages import PeerMessage
 from ._outputs import LeaderChange, Outbound, Output
@@ -44,6 +45,8 @@ class BatchBuilder:
         leader: str | None,
         role: NodeState,
         next_deadline: float,
+        configuration: Configuration | None = None,
+        committed: Configuration | None = None,
         lease: Lease | None = None,
     ) -> tuple[Output, bool]:
         """Close the batch; also return whether it reports a change of leader."""
@@ -55,8 +58,12 @@ class BatchBuilder:
             outbox.clear()
         hard_state = None
         reported = self._reported_hard_state
-        if term != reported.term or voted_for != reported.voted_for:
-            hard_state = self._reported_hard_state = HardState(term, voted_for)
+        if (
+            term != reported.term
+            or voted_for != reported.voted_for
+            or configuration is not reported.configuration
+        ):
+            hard_state = self._reported_hard_state = HardState(term, voted_for, configuration)
         leader_change = None
         reported_leader, reported_term = self._reported_leader
         if leader != reported_leader or (leader is not None and term != reported_term):
@@ -69,6 +76,12 @@ class BatchBuilder:
         if lease is not self._reported_lease and lease != self._reported_lease:
             changed_lease = self._reported_lease = lease
         output = Output(
-            messages, hard_state, leader_change, changed_role, next_deadline, changed_lease
+            messages,
+            hard_state,
+            leader_change,
+            changed_role,
+            next_deadline,
+            committed,
+            lease=changed_lease,
         )
         return output, leader_change is not None

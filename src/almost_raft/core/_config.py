@@ -28,7 +28,9 @@ class ElectionConfig:
         message_timeout: the longest one send to one peer may take before it is
             abandoned, so a slow or dead peer never delays messages to the others.
         min_peers: no election starts until this many peers (this node excluded) are
-            known. Guards a cluster that is still being assembled.
+            known. Guards a cluster that is still being assembled: it applies to the
+            starting members only, and once a leader has made a configuration, that
+            configuration alone decides (a removal may leave fewer peers).
         max_nodes: the largest cluster size, this node included; adding a further peer
             is refused with a log line. ``None`` means no limit.
         pre_vote: ask whether an election could be won before raising the term, so a

@@ -7,6 +7,10 @@
 - :class:`LeadershipLost` -- raised out of a leadership scope when this node stops being
   leader while the scope's body was running.
 - :class:`ElectionClosed` -- the election was closed while the caller was waiting on it.
+- :class:`MembershipChangeError` -- a change of members cannot be made here or now
+  (this node does not lead, or another change is pending); nothing changed. A change
+  whose leader lost its leadership before it committed raises it too: the change may
+  still take effect, so read the configuration before trying again.
 
 Bad input from the network is never raised: it is dropped, logged and counted.
 """
@@ -20,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ElectionClosed",
     "LeadershipLost",
+    "MembershipChangeError",
     "StateFileError",
 ]
 
@@ -94,3 +99,15 @@ class LeadershipLost(AlmostRaftError):
 
 class ElectionClosed(AlmostRaftError):
     """The election was closed (or its task failed) while the caller waited on it."""
+
+
+class MembershipChangeError(AlmostRaftError):
+    """A change of members was refused, or its outcome is unknown.
+
+    Attributes:
+        leader_id: the leader this node knows, if any: where to send the change instead.
+    """
+
+    def __init__(self, message: str, leader_id: str | None = None) -> None:
+        self.leader_id = leader_id
+        super().__init__(message)

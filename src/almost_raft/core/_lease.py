@@ -116,7 +116,7 @@ class LeaseKeeper:
     still extend the lease are remembered.
     """
 
-    __slots__ = ("_acked", "_round", "_sent", "stale", "start", "term")
+    __slots__ = ("_acked", "_round", "_sent", "stale", "start", "term", "voters")
 
     def __init__(self, term: int, start: float) -> None:
         self.term = term
@@ -129,6 +129,8 @@ class LeaseKeeper:
         # Whether an answer, a round or a change of members may have moved the lease
         # since it was last computed: most of a leader's inputs change nothing here.
         self.stale = True
+        # What the caller last computed the lease over (it compares by identity).
+        self.voters: object = None
 
     @property
     def current_round(self) -> int:

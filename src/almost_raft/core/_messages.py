@@ -14,6 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from ._configuration import MAX_ID_LENGTH as MAX_ID_LENGTH
+from ._configuration import Configuration
+
 __all__ = [
     "HeartBeat",
     "HeartBeatResponse",
@@ -25,7 +28,6 @@ __all__ = [
 ]
 
 MAX_TERM = 2**63 - 1
-MAX_ID_LENGTH = 256
 # A heartbeat's round-trip figure: an hour, far beyond any election timeout, fits.
 MAX_ROUND_TRIP_US = 3_600_000_000
 
@@ -70,12 +72,21 @@ class RequestVote(PeerMessage):
     With ``transfer`` set the candidate campaigns because the leader handed leadership to
     it (:class:`TimeoutNow`), so voters answer even though they heard from that leader
     moments ago (thesis 3.10).
+
+    ``config_term`` and ``config_version`` name the candidate's configuration; a voter
+    whose own is newer refuses, as Raft's voters refuse a candidate with an older log.
+    At version 0 (a starting configuration) ``voters`` lists the candidate's voters, and
+    a voter whose starting voters differ refuses; an empty ``voters`` states none (as
+    from an earlier release).
     """
 
     term: int
     candidate_id: str
     pre_vote: bool = False
     transfer: bool = False
+    config_term: int = 0
+    config_version: int = 0
+    voters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_term(self.term)
@@ -84,6 +95,14 @@ class RequestVote(PeerMessage):
         check_flag("transfer", self.transfer)
         if self.pre_vote and self.transfer:
             raise ValueError("a handed-over election skips the pre-vote")
+        check_term(self.config_term)
+        check_term(self.config_version)
+        check_ids("voters", self.voters)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
 
     @property
     def sender(self) -> str:
@@ -130,6 +149,10 @@ class HeartBeat(PeerMessage):
     takes to be answered by a majority (0: not known yet). Followers answer nothing that
     could time a round trip, so they space their failover turns by this figure.
 
+    ``configuration`` is the leader's configuration, sent to a follower until it has
+    acknowledged it (``None`` otherwise); ``committed_version`` is the newest version the
+    leader knows to be committed, which tells a removed member that it may leave.
+
     ``round`` numbers the leader's heartbeat rounds; the answer echoes it, so the leader
     knows when the round it answers was sent, which is what its lease counts from.
     """
@@ -137,6 +160,8 @@ class HeartBeat(PeerMessage):
     term: int
     leader_id: str
     round_trip_us: int = 0
+    configuration: Configuration | None = None
+    committed_version: int = 0
     round: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +176,9 @@ class HeartBeat(PeerMessage):
                 f"round_trip_us must be an int in [0, {MAX_ROUND_TRIP_US}], "
                 f"got {self.round_trip_us!r}"
             )
+        if self.configuration is not None and not isinstance(self.configuration, Configuration):
+            raise TypeError("configuration must be a Configuration or None")
+        check_term(self.committed_version)
         check_count("round", self.round)
 
     @property
@@ -163,18 +191,29 @@ class HeartBeatResponse(PeerMessage):
     """A node answers a heartbeat, so the leader knows a majority still hears it.
 
     An answer to a heartbeat of an older term carries the newer term, which makes a
-    deposed leader step down as soon as it can talk to the cluster again. ``round`` echoes
-    the round of the heartbeat it answers.
+    deposed leader step down as soon as it can talk to the cluster again. It names the
+    follower's configuration (``config_term``, ``config_version``), saved before the
+    answer left: that is how a leader counts a configuration as committed. ``round``
+    echoes the round of the heartbeat it answers.
     """
 
     term: int
     follower_id: str
+    config_term: int = 0
+    config_version: int = 0
     round: int = 0
 
     def __post_init__(self) -> None:
         check_term(self.term)
         check_node_id("follower_id", self.follower_id)
+        check_term(self.config_term)
+        check_term(self.config_version)
         check_count("round", self.round)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
 
     @property
     def sender(self) -> str:
@@ -231,6 +270,14 @@ def check_seconds(field: str, value: object) -> None:
         raise TypeError(f"{field} must be a float, got {type(value).__name__}")
     if not 0 <= value < 1e9:
         raise ValueError(f"{field} must be finite seconds from 0, got {value}")
+
+
+def check_ids(field: str, ids: object) -> None:
+    """Raise unless ``ids`` is a tuple of valid node ids."""
+    if not isinstance(ids, tuple):
+        raise TypeError(f"{field} must be a tuple, got {type(ids).__name__}")
+    for node_id in ids:
+        check_node_id(field, node_id)
 
 
 def check_flag(field: str, value: object) -> None:

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import math
 
+from ._configuration import Configuration
 from ._lease import Lease
 from ._messages import PeerMessage
 from ._state import HardState, NodeState
@@ -59,15 +60,18 @@ class Output:
        message leaves: a hand-over's :class:`TimeoutNow` lets another node lead at once,
        so the work must be over before it goes.
     3. Send ``messages``. Each may be lost; none needs an answer to keep the node safe.
-    4. Publish ``leader_change``, ``role`` and ``lease`` to whoever watches. Exclusive
-       work may run only while ``lease.exclusive_at(now)`` holds for the latest lease,
-       ``now`` on the clock the core is fed; nothing renews it but a later batch.
+    4. Publish ``leader_change``, ``role``, ``committed`` and ``lease`` to whoever
+       watches. Exclusive work may run only while ``lease.exclusive_at(now)`` holds for
+       the latest lease, ``now`` on the clock the core is fed; nothing renews it but a
+       later batch.
     5. Call the core's ``tick`` again no later than ``next_deadline``.
 
     :meth:`before_save` and :meth:`after_save` split ``messages`` along the first rule, so
     a driver sends the first, saves, then sends the second.
 
     Each field other than ``messages`` and ``next_deadline`` is set only when it changed.
+    ``committed`` is set on a leader when a configuration becomes committed; it is true
+    only once step 1 is done, since the leader's own save counts towards it.
     """
 
     messages: tuple[Outbound, ...] = ()
@@ -75,6 +79,7 @@ class Output:
     leader_change: LeaderChange | None = None
     role: NodeState | None = None
     next_deadline: float = math.inf
+    committed: Configuration | None = None
     lease: Lease | None = None
 
     def before_save(self) -> tuple[Outbound, ...]:

@@ -63,7 +63,9 @@ from collections.abc import Iterable
 from ._batch import BatchBuilder
 from ._campaign import Campaign
 from ._config import ElectionConfig
+from ._configuration import Member
 from ._departure import Departure
+from ._errors import ConfigError, MembershipChangeError
 from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._lease import Lease, LeaseKeeper, Promise, stretched
@@ -79,6 +81,7 @@ from ._messages import (
 )
 from ._outputs import CoreMetrics, Output
 from ._quorum import VoteResult
+from ._reconfiguration import Reconfiguration
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
@@ -98,7 +101,7 @@ logger = logging.getLogger("almost_raft.core")
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
 
 
-class ElectionCore:
+class ElectionCore(Reconfiguration):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -107,11 +110,13 @@ class ElectionCore:
 
     Args:
         node_id: this node's id.
-        peers: the ids of the other voting members.
+        peers: the ids of the other voting members at the start: the starting
+            configuration (version 0), used until a leader makes one.
         config: timings and membership limits.
         rng: the only source of randomness (the election timeouts).
         now: the current time, in seconds.
-        hard_state: the term and vote recovered from durable storage, if any.
+        hard_state: the term, vote and configuration recovered from durable storage, if
+            any; a saved configuration is followed instead of ``peers``.
     """
 
     def __init__(
@@ -128,16 +133,17 @@ class ElectionCore:
         self.metrics = CoreMetrics()
         self._rng = rng
         self._now = now
-        self._peers: set[str] = set()
+        start_peers: set[str] = set()
         for peer in peers:
             if check_id("peers", peer) != node_id:
-                self._peers.add(peer)
-        check_cluster_size("peers", self._peers, config)
+                start_peers.add(peer)
+        check_cluster_size("peers", start_peers, config)
         state = hard_state or HardState()
         self._term = state.term
         self._voted_for = state.voted_for
         self._role = NodeState.FOLLOWER
         self._leader_id: str | None = None
+        self._init_configuration(node_id, start_peers, state)
         self._campaign = Campaign()
         # When this node last had reason to believe a leader was alive: the last heartbeat
         # from it, or, on the leader itself, the last time a majority answered.
@@ -166,7 +172,9 @@ class ElectionCore:
         # voters (itself included) broke early to vote for it.
         self._exclusive_after = -math.inf
         # This input's messages, and what the caller was already told.
-        self._batch = BatchBuilder(state, self._role)
+        self._batch = BatchBuilder(
+            HardState(state.term, state.voted_for, self._persisted_configuration()), self._role
+        )
 
     # ------------------------------------------------------------------ read-only status
 
@@ -192,13 +200,13 @@ class ElectionCore:
 
     @property
     def peers(self) -> frozenset[str]:
-        """The other voting members."""
-        return frozenset(self._peers)
+        """The other voting members of the configuration in force."""
+        return frozenset(self._other_voters())
 
     @property
     def hard_state(self) -> HardState:
-        """The term and vote as they are now."""
-        return HardState(self._term, self._voted_for)
+        """The term, vote and (leader-made) configuration as they are now."""
+        return HardState(self._term, self._voted_for, self._persisted_configuration())
 
     @property
     def lease(self) -> Lease | None:
@@ -255,43 +263,70 @@ class ElectionCore:
         return self._finish()
 
     def add_peer(self, peer_id: str, now: float) -> Output:
-        """Make ``peer_id`` a voting member; refused past ``max_nodes``."""
+        """Add ``peer_id`` as a member; refused past ``max_nodes``.
+
+        Before any leader made a configuration this changes the starting configuration
+        of this node alone (every node must be told, as each is sent the seed's
+        ``ControlAddNode`` messages). After that, on the leader it asks for the change
+        (as ``add_member`` does, with errors logged instead of raised), and elsewhere it
+        is ignored with a log line: only the leader changes members.
+        """
         self._now = now
         check_id("peer_id", peer_id)
-        if peer_id == self.node_id or peer_id in self._peers:
+        if peer_id == self.node_id or peer_id in self.configuration.ids:
             logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif not admits_peer(self._peers, self.config):
+        elif not admits_peer(self._other_members(), self.config):
             logger.warning(
                 "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
                 self.node_id,
                 peer_id,
                 self.config.max_nodes,
             )
-        else:
-            self._peers.add(peer_id)
-            if self._lease_keeper is not None:
-                # A larger majority: the lease may end sooner.
-                self._lease_keeper.stale = True
-            logger.info("%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
-            if self._role is NodeState.LEADER:
-                keeper = self._lease_keeper
-                assert keeper is not None, "a leader keeps its heartbeat rounds"
-                self._send_heartbeat(peer_id, self._heartbeat(keeper.current_round))
-            elif self._role in _CAMPAIGNING:
+        elif self._edit_starting_configuration(peer_id, add=True):
+            logger.info(
+                "%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._other_members())
+            )
+            if self._role in _CAMPAIGNING:
                 self._request_votes_from(peer_id)
+        else:
+            self._change_from_peer_list(peer_id, add=True)
         return self._finish()
 
     def remove_peer(self, peer_id: str, now: float) -> Output:
-        """Stop counting ``peer_id`` as a voting member."""
+        """Remove ``peer_id``; the same rules as :meth:`add_peer`."""
         self._now = now
-        if peer_id in self._peers:
-            self._peers.discard(peer_id)
-            if self._lease_keeper is not None:
-                self._lease_keeper.stale = True
-            logger.info("%s: removed peer %s (%d peers)", self.node_id, peer_id, len(self._peers))
+        if peer_id not in self.configuration.ids or peer_id == self.node_id:
+            return self._finish()
+        if self._edit_starting_configuration(peer_id, add=False):
+            logger.info(
+                "%s: removed peer %s (%d peers)",
+                self.node_id,
+                peer_id,
+                len(self._other_members()),
+            )
             if self._role in _CAMPAIGNING:
                 self._tally()
+        else:
+            self._change_from_peer_list(peer_id, add=False)
         return self._finish()
+
+    def _change_from_peer_list(self, peer_id: str, *, add: bool) -> None:
+        if self._role is not NodeState.LEADER:
+            logger.info(
+                "%s: ignored %s peer %s: members change only at the leader (%s)",
+                self.node_id,
+                "adding" if add else "removing",
+                peer_id,
+                self._leader_id or "none known",
+            )
+            return
+        try:
+            if add:
+                self._add_member(Member(peer_id))
+            else:
+                self._remove_member(peer_id)
+        except (ConfigError, MembershipChangeError) as exc:
+            logger.warning("%s: could not change members: %s", self.node_id, exc)
 
     def transfer_leadership(self, now: float, to: str | None = None) -> Output:
         """Hand leadership over: tell one peer to campaign now, and stop leading.
@@ -311,8 +346,9 @@ class ElectionCore:
         return self._finish()
 
     def _hand_over(self, to: str | None) -> None:
-        target = to if to is not None else self._leader_side.freshest(self._peers)
-        if target is not None and target in self._peers:
+        voters = self._other_voters()
+        target = to if to is not None else self._leader_side.freshest(voters)
+        if target is not None and target in voters:
             logger.info(
                 "%s: handing leadership of term %d over to %s", self.node_id, self._term, target
             )
@@ -343,6 +379,7 @@ class ElectionCore:
             and peer_id == self._leader_id
             and self._role is NodeState.FOLLOWER
             and peer_id != self.node_id
+            and self._may_campaign()
         ):
             logger.info(
                 "%s: leader %s of term %d is down; campaigning soon",
@@ -353,7 +390,8 @@ class ElectionCore:
             self.metrics.leader_down_reports += 1
             self._leader_id = None
             self._leader_contact = -math.inf
-            survivors = sorted(self._voters() - {peer_id})
+            # This node among them: a member its newest configuration removes campaigns too.
+            survivors = sorted((self._voters() | {self.node_id}) - {peer_id})
             wait = self._leader_down.begin(
                 now, survivors, self.node_id, self._term, self.config, self._rng, delay
             )
@@ -363,7 +401,7 @@ class ElectionCore:
 
     def _hold_vote_request(self, request: RequestVote) -> None:
         """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
-        if self._leader_down_spacing() > 0 and request.candidate_id in self._peers:
+        if self._leader_down_spacing() > 0 and request.candidate_id in self._other_voters():
             self._leader_down.hold(request, self._now)
 
     def _replay_held_vote_requests(self, now: float) -> None:
@@ -386,7 +424,7 @@ class ElectionCore:
         self._now = now
         if self._role is NodeState.TERMINATING or self._departure.active:
             return self._finish()
-        if hand_over and self._role is NodeState.LEADER and self._peers:
+        if hand_over and self._role is NodeState.LEADER and self._other_voters():
             term = self._term
             logger.info("%s: leaving the election", self.node_id)
             self._hand_over(None)
@@ -404,11 +442,7 @@ class ElectionCore:
     def _terminate(self) -> None:
         if self._role is not NodeState.TERMINATING:
             logger.info("%s: terminating at term %d", self.node_id, self._term)
-            self._role = NodeState.TERMINATING
-            self._end_lease()
-            self._leader_id = None
-            self._campaign.clear()
-            self._departure = Departure()
+            self._become_terminating()
 
     # ------------------------------------------------------------------ the term rules
 
@@ -419,7 +453,7 @@ class ElectionCore:
             return self._drop("terminating", message)
         if sender == self.node_id:
             return self._drop("from_self", message)
-        if sender not in self._peers:
+        if not self._is_known_sender(message):
             return self._drop("unknown_sender", message)
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
@@ -447,7 +481,7 @@ class ElectionCore:
 
     def _on_vote_request(self, request: RequestVote) -> None:
         candidate = request.candidate_id
-        grant = grants_vote(
+        grant = not self._configuration_refuses(request) and grants_vote(
             request,
             term=self._term,
             voted_for=self._voted_for,
@@ -524,6 +558,7 @@ class ElectionCore:
             self.round_trips.heartbeat_answered(message.follower_id, self._now)
             if self._lease_keeper is not None:
                 self._lease_keeper.answered(message.follower_id, message.round)
+            self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -539,7 +574,11 @@ class ElectionCore:
             self._drop("conflicting_leader", message)
         elif self._departure.active:
             self._drop("leaving", message)
-        elif self._term >= MAX_TERM or len(self._peers) < self.config.min_peers:
+        elif (
+            self._term >= MAX_TERM
+            or self._known_peers() < self.config.min_peers
+            or not self._may_campaign()
+        ):
             self._drop("cannot_campaign", message)
         else:
             logger.info(
@@ -571,9 +610,7 @@ class ElectionCore:
         # The leader is alive: what was held for the case that it had died is moot.
         self._leader_down.end()
         self._reset_election_deadline()
-        self._send(
-            heartbeat.leader_id, HeartBeatResponse(self._term, self.node_id, heartbeat.round)
-        )
+        self._follow_configuration(heartbeat)
 
     def _on_vote_response(self, response: RequestVoteResponse) -> None:
         if not vote_response_is_current(
@@ -616,8 +653,11 @@ class ElectionCore:
     # ------------------------------------------------------------------ timers
 
     def _on_election_timeout(self) -> None:
-        action = election_timeout_action(self._term, len(self._peers), self.config)
-        if action is TimeoutAction.TERM_EXHAUSTED:
+        action = election_timeout_action(self._term, self._known_peers(), self.config)
+        if not self._may_campaign():
+            # A non-voter, or a member whose removal it knows committed: it never campaigns.
+            self._become_follower(self._term, None)
+        elif action is TimeoutAction.TERM_EXHAUSTED:
             logger.error(
                 "%s: term %d is the largest a message can carry; no further election is "
                 "possible in this cluster",
@@ -629,7 +669,7 @@ class ElectionCore:
             logger.debug(
                 "%s: %d of min_peers=%d peers known; not starting an election",
                 self.node_id,
-                len(self._peers),
+                len(self._other_voters()),
                 self.config.min_peers,
             )
             # The timer fired, so no leader was heard for an election timeout, and a
@@ -665,20 +705,23 @@ class ElectionCore:
         keeper = self._lease_keeper
         assert keeper is not None, "a leader keeps its heartbeat rounds"
         timeout = self.config.election_timeout
-        heartbeat = self._heartbeat(keeper.send_round(self.node_id, self._now, timeout))
+        round_number = keeper.send_round(self.node_id, self._now, timeout)
         # A leader answers its own round: it votes for nobody else while it leads, and
         # keeps that promise for an election timeout after it stops.
         self._promise.made(self._term, self._now, timeout)
-        for peer in sorted(self._peers):
-            self._send_heartbeat(peer, heartbeat)
+        round_trip_us = self._heartbeat().round_trip_us
+        for peer in self._heartbeat_recipients():
+            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number)
+            self.round_trips.heartbeat_sent(peer, self._now)
+            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
         self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
 
-    def _heartbeat(self, round_number: int) -> HeartBeat:
+    def _heartbeat(self) -> HeartBeat:
         # Followers cannot time a round trip themselves (they ask nothing), so the
         # leader tells them what it measures.
-        round_trip = self.round_trips.majority(self._peers, self._now)
+        round_trip = self.round_trips.majority(self._other_voters(), self._now)
         round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
-        return HeartBeat(self._term, self.node_id, round_trip_us, round=round_number)
+        return HeartBeat(self._term, self.node_id, round_trip_us)
 
     def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
         self.round_trips.heartbeat_sent(peer, self._now)
@@ -699,7 +742,17 @@ class ElectionCore:
             self._leader_down.end()
         self._campaign.clear()
         self._leader_side.clear()
+        self._stop_replication()
         self._reset_election_deadline()
+
+    def _become_terminating(self) -> None:
+        self._role = NodeState.TERMINATING
+        self._end_lease()
+        self._leader_id = None
+        self._campaign.clear()
+        self._leader_side.clear()
+        self._stop_replication()
+        self._departure = Departure()
 
     def _become_pre_candidate(self) -> None:
         assert self._role is not NodeState.LEADER, "a leader cannot pre-campaign"
@@ -727,11 +780,12 @@ class ElectionCore:
         self._leader_id = None
         self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()
+        voters = self._other_voters()
         # Never give a round up while its answers can still be on their way.
-        expected = self.round_trips.campaign_round(self._peers, self._now, vote=not pre_vote)
+        expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
         if expected is not None:
             self._election_deadline = max(self._election_deadline, self._now + expected)
-        for peer in sorted(self._peers):
+        for peer in sorted(voters):
             self._request_votes_from(peer)
         self._tally()
 
@@ -739,7 +793,8 @@ class ElectionCore:
         # A vote request promises nothing, so it may leave while the term and the
         # candidate's own vote are saved: the voters' saves then overlap this one.
         self.round_trips.vote_asked(peer, self._now)
-        self._batch.send(peer, self._campaign.request(self._term, self.node_id), early=True)
+        request = self._with_configuration(self._campaign.request(self._term, self.node_id))
+        self._batch.send(peer, request, early=True)
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"
@@ -764,12 +819,15 @@ class ElectionCore:
             )
         quorum_timeout = self.config.election_timeout if self.config.check_quorum else None
         self._leader_side.start(granted, self._now, quorum_timeout)
+        self._start_replication()
         self._broadcast_heartbeat()
+        # A cluster of one commits at once.
+        self._advance_configuration()
 
     # ------------------------------------------------------------------ helpers
 
     def _voters(self) -> set[str]:
-        return self._peers | {self.node_id}
+        return set(self.configuration.voters)
 
     def _in_leader_lease(self) -> bool:
         """Whether this node heard from a live leader within the minimum election timeout."""
@@ -804,7 +862,7 @@ class ElectionCore:
     def _leader_down_spacing(self) -> float:
         """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
         return self.config.leader_down_spacing(
-            self.round_trips.election_round(self._peers, self._now)
+            self.round_trips.election_round(self._other_voters(), self._now)
         )
 
     def _reset_election_deadline(self) -> None:
@@ -835,7 +893,9 @@ class ElectionCore:
                 self._leader_id, self._term, self._now, self.config.heartbeat_interval
             )
         keeper = self._lease_keeper
-        if keeper is not None and keeper.stale:
+        if keeper is not None and (keeper.stale or keeper.voters is not self.configuration):
+            # A new configuration may need a different majority.
+            keeper.voters = self.configuration
             lease = keeper.lease(self._voters(), self._lease_duration())
             # A leader has a lease once a majority answered one of its rounds.
             if lease.until > -math.inf:
@@ -846,7 +906,9 @@ class ElectionCore:
             self._leader_id,
             self._role,
             self.next_deadline,
-            self._lease,
+            self._persisted_configuration(),
+            self._take_committed(),
+            lease=self._lease,
         )
         if leader_changed:
             self.metrics.leader_changes += 1

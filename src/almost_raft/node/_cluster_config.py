@@ -73,7 +73,7 @@ _ELECTION_FLAGS = ("pre_vote", "check_quorum")
 # Fields passed on as they are; ElectionConfig checks them.
 _ELECTION_PLAIN = ("max_clock_drift",)
 _TOP_FIELDS = {"cluster", "state_dir", "election", "nodes", *SECURITY_FIELDS}
-_NODE_FIELDS = {"address", "http", "tls"}
+_NODE_FIELDS = {"address", "http", "tls", "admin"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +83,8 @@ class NodeEntry:
     node_id: str
     address: tuple[str, int]
     http: tuple[str, int] | None = None
+    #: Where the node serves the admin endpoint (``almost-raft members``); off if None.
+    admin: tuple[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,7 +206,11 @@ def _no_shared_address(nodes: Mapping[str, NodeEntry]) -> None:
     """Refuse two listeners on one address: the second node would fail only when it binds."""
     seen: dict[tuple[str, int], str] = {}
     for node_id, entry in nodes.items():
-        for name, address in (("address", entry.address), ("http", entry.http)):
+        for name, address in (
+            ("address", entry.address),
+            ("http", entry.http),
+            ("admin", entry.admin),
+        ):
             if address is None:
                 continue
             field = f"nodes.{node_id}.{name}"
@@ -213,7 +219,8 @@ def _no_shared_address(nodes: Mapping[str, NodeEntry]) -> None:
                 raise ConfigError(
                     field,
                     format_host_port(address),
-                    f"is also {other}; every node's address and http need a port of their own",
+                    f"is also {other}; every node's address, http and admin need a port of "
+                    "their own",
                 )
 
 
@@ -232,7 +239,13 @@ def _node(node_id: object, entry: object) -> NodeEntry:
     _no_unknown(field, entry, _NODE_FIELDS)
     address = _fixed_port(f"{field}.address", entry.get("address"))
     http = entry.get("http")
-    return NodeEntry(node_id, address, None if http is None else _fixed_port(f"{field}.http", http))
+    admin = entry.get("admin")
+    return NodeEntry(
+        node_id,
+        address,
+        None if http is None else _fixed_port(f"{field}.http", http),
+        None if admin is None else _fixed_port(f"{field}.admin", admin),
+    )
 
 
 def _election(raw: object) -> ElectionConfig:

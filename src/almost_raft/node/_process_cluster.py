@@ -133,6 +133,8 @@ class ProcessCluster:
             ``peer`` (a proxy between them, say), and each node reads a cluster file of
             its own, :meth:`node_config_path`. It is called by :meth:`start` once every
             node's own port is picked (:attr:`addresses`).
+        admin: give every node an admin endpoint (:attr:`admin`), for
+            ``almost-raft members``.
 
     Raises:
         ValueError: ``size`` is below 1.
@@ -148,6 +150,7 @@ class ProcessCluster:
         cluster_id: str = "local",
         parent: Path | None = None,
         peer_address: Callable[[str, str], tuple[str, int]] | None = None,
+        admin: bool = False,
     ) -> None:
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, got {size}")
@@ -158,9 +161,14 @@ class ProcessCluster:
         self.cluster_id = cluster_id
         self._parent = parent
         self._peer_address = peer_address
+        self._admin = admin
         self.directory: Path | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.http: dict[str, tuple[str, int]] = {}
+        #: Each node's admin endpoint, when the cluster was made with ``admin``.
+        self.admin: dict[str, tuple[str, int]] = {}
+        # Nodes the cluster file no longer lists (replaced machines).
+        self._left_out: set[str] = set()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped: set[str] = set()
         self._logs: dict[str, IO[bytes]] = {}
@@ -182,10 +190,12 @@ class ProcessCluster:
         self.directory = Path(tempfile.mkdtemp(prefix="almost-raft-", dir=self._parent))
         try:
             (self.directory / "state").mkdir()
-            ports = _free_ports(2 * len(self.ids))
+            ports = _free_ports(3 * len(self.ids))
             for index, node in enumerate(self.ids):
-                self.addresses[node] = (_HOST, ports[2 * index])
-                self.http[node] = (_HOST, ports[2 * index + 1])
+                self.addresses[node] = (_HOST, ports[3 * index])
+                self.http[node] = (_HOST, ports[3 * index + 1])
+                if self._admin:
+                    self.admin[node] = (_HOST, ports[3 * index + 2])
             self.config_path.write_text(self._cluster_file(), encoding="utf-8")
             if self._peer_address is not None:
                 for node in self.ids:
@@ -315,6 +325,29 @@ class ProcessCluster:
     def cont(self, node: str) -> float:
         """SIGCONT a stopped ``node``. Returns the time sent."""
         return self.kill(node, signal.SIGCONT)
+
+    def add_node(self, node: str, *, leave_out: Iterable[str] = ()) -> None:
+        """Start a new machine ``node`` on fresh ports, as a replacement would be.
+
+        The cluster file is written again listing it (and not ``leave_out``): the file
+        the new node starts from, as an operator would write it on the new machine. The
+        running nodes never read it again; they learn of ``node`` when it is added
+        through the leader (``almost-raft members add``).
+        """
+        if self._closed or self.directory is None:
+            raise RuntimeError("the cluster is not running")
+        if node in self.ids:
+            raise ValueError(f"{node} is already a node of this cluster")
+        ports = _free_ports(3)
+        self.ids.append(node)
+        self.addresses[node] = (_HOST, ports[0])
+        self.http[node] = (_HOST, ports[1])
+        if self._admin:
+            self.admin[node] = (_HOST, ports[2])
+        self._left_out = set(leave_out)
+        self.config_path.write_text(self._cluster_file(), encoding="utf-8")
+        self._followers[node] = _LogFollower(self.log_path(node))
+        self._spawn(node)
 
     def restart(self, node: str) -> None:
         """Start ``node`` again, with the same ports, state file and log file.
@@ -536,6 +569,8 @@ class ProcessCluster:
         if t.leader_down_delay_ms is not None:
             lines.append(f"leader_down_delay_ms = {t.leader_down_delay_ms}")
         for node in self.ids:
+            if node in self._left_out:
+                continue
             host, port = self.addresses[node]
             if reader is not None and node != reader and self._peer_address is not None:
                 host, port = self._peer_address(reader, node)
@@ -545,6 +580,8 @@ class ProcessCluster:
                 f'address = "{host}:{port}"',
                 f'http = "{_HOST}:{self.http[node][1]}"',
             ]
+            if node in self.admin:
+                lines.append(f'admin = "{_HOST}:{self.admin[node][1]}"')
         return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from ..runtime._election import Election
 from ..store._store import FileStore
 from ..transport.tcp._settings import timeouts_for_election
 from ..transport.tcp._transport import TcpTransport
-from ._cluster_config import ClusterConfig, NodeEntry, format_host_port
+from ._cluster_config import ClusterConfig, NodeEntry, format_host_port, parse_host_port
 from ._field_errors import MissingField
 from ._startup_checks import (
     check_can_listen,
@@ -33,6 +33,7 @@ from ._startup_checks import (
 )
 
 if TYPE_CHECKING:
+    from ._admin import AdminServer
     from ._http import StatusServer
     from ._leader_command import LeaderCommand
     from ._supervisor import CommandSupervisor, OnCommandExit
@@ -78,12 +79,14 @@ class _Node:
         self.state_path = os.path.join(state_dir, f"{entry.node_id}.state")
         peers = cluster.peers_of(entry.node_id)
         tls_files = cluster.security.tls.get(entry.node_id)
+        tls = None if tls_files is None else tls_files.load(cluster.source, entry.node_id)
+        secret = cluster.security.load_secret(cluster.source)
         self.transport = TcpTransport(
             listen=entry.address,
             peers=peers,
             cluster_id=cluster.cluster_id,
-            tls=None if tls_files is None else tls_files.load(cluster.source, entry.node_id),
-            secret=cluster.security.load_secret(cluster.source),
+            tls=tls,
+            secret=secret,
             **timeouts_for_election(cluster.election),
         )
         self.election = Election(
@@ -91,7 +94,7 @@ class _Node:
             sorted(peers),
             self.transport,
             config=cluster.election,
-            store=FileStore(self.state_path),
+            store=FileStore(self.state_path, node_id=entry.node_id, cluster_id=cluster.cluster_id),
         )
         # The command's and the HTTP server's modules are imported only by a node that
         # uses them: whatever a node imports stays in its memory for its whole life.
@@ -123,6 +126,18 @@ class _Node:
         self.watchdog: Watchdog | None = None
         self._supervisor: CommandSupervisor | None = None
         self._supervising: asyncio.Task[None] | None = None
+        self.admin: AdminServer | None = None
+        if entry.admin is not None:
+            from ._admin import AdminServer
+
+            self.admin = AdminServer(
+                entry.admin[0],
+                entry.admin[1],
+                self.election,
+                cluster.cluster_id,
+                secret,
+                None if tls is None else tls.server,
+            )
 
     def status(self) -> dict[str, Any]:
         status = self.election.status()
@@ -140,6 +155,16 @@ class _Node:
                 }
                 for peer in sorted(status.peers)
                 if peer in self.cluster.nodes
+            },
+            "configuration": None
+            if status.configuration is None
+            else {
+                "version": status.configuration.version,
+                "committed_version": status.committed_version,
+                "members": {
+                    m.node_id: {"voter": m.voter, "address": m.address}
+                    for m in status.configuration.members
+                },
             },
             "command": None
             if self.command is None
@@ -198,6 +223,17 @@ class _Node:
                 ) from None
             if self.http is not None:
                 logger.info("serving /status and /metrics on %s:%d", *self.http.address)
+            if self.admin is not None:
+                try:
+                    await self.admin.start()
+                except OSError as exc:
+                    raise listen_error(
+                        f"{self.cluster.source}: nodes.{self.entry.node_id}.admin",
+                        format_host_port(self.admin_address),
+                        exc,
+                    ) from None
+                logger.info("serving the admin endpoint on %s:%d", *self.admin.address)
+            members = asyncio.create_task(self._follow_configuration())
             logger.info(
                 "node %s of cluster %s listening on %s:%d; state in %s",
                 self.entry.node_id,
@@ -227,6 +263,7 @@ class _Node:
                 self._supervisor_ended(self._supervising)
             follow.cancel()
             stopped.cancel()
+            members.cancel()
             logger.info("shutting down")
         finally:
             await self._shutdown()
@@ -252,6 +289,8 @@ class _Node:
             await asyncio.wait({supervising})
         if self.http is not None:
             await self.http.close()
+        if self.admin is not None:
+            await self.admin.close()
         # An exclusive command is stopped by the election's close: its lease ends, and
         # the hand-over waits for the command (up to the lease's end) before it goes.
         await self.election.close()
@@ -262,6 +301,38 @@ class _Node:
             await self.command.stop(0.0)
         if self.watchdog is not None:
             await self.watchdog.close()
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        assert self.entry.admin is not None
+        return self.entry.admin
+
+    async def _follow_configuration(self) -> None:
+        """Keep the transport's peers in step with the members' addresses.
+
+        A member added while the cluster runs is reached at the address its
+        configuration names, though no cluster file lists it; one the configuration
+        names no address for is reached where the cluster file says.
+        """
+        me = self.entry.node_id
+        async for config in self.election.configuration_changes():
+            if config is None:
+                continue
+            for member in config.members:
+                if member.node_id == me or member.address is None:
+                    continue
+                try:
+                    address = parse_host_port("address", member.address)
+                except ConfigError:
+                    logger.warning(
+                        "member %s has address %r, which is not host:port; not dialled",
+                        member.node_id,
+                        member.address,
+                    )
+                    continue
+                if self.transport.peer_addresses.get(member.node_id) != address:
+                    logger.info("reaching member %s at %s", member.node_id, member.address)
+                    self.transport.set_peer_address(member.node_id, address)
 
     async def _follow_leadership(self) -> None:
         # News only: the command's supervisor follows leadership on its own, so a

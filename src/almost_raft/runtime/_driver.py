@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Configuration, Member
 from ..core._errors import ElectionClosed
 from ..core._messages import PeerMessage
 from ..core._outputs import LeaderChange, Outbound, Output
@@ -29,6 +30,7 @@ from ..core._state_machine import ElectionCore
 from ..core._validation import admits_peer
 from ..store._store import Store
 from ..transport._interface import Transport
+from ._changes import ChangeRequest, PendingChanges
 from ._clock import election_clock
 from ._inputs import (
     ALARM,
@@ -113,6 +115,10 @@ class Runtime:
         # When a message last arrived from each peer (time.monotonic), for status(); the core
         # keeps its own record of answers, which is a different thing.
         self._last_arrival: dict[str, float] = {}
+        self._changes = PendingChanges()
+        #: The configuration in force, published whenever it changes (``None`` until
+        #: the node starts); transports that need members' addresses follow it.
+        self.configurations: LatestValue[Configuration | None] = LatestValue(None)
 
     # ------------------------------------------------------------------ status
 
@@ -152,6 +158,7 @@ class Runtime:
             )
         peers = core.peers
         now = time.monotonic()
+        committed = core.committed_configuration
         return ElectionStatus(
             self.node_id,
             core.term,
@@ -161,6 +168,8 @@ class Runtime:
             peers,
             core.role is NodeState.LEADER,
             {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
+            core.configuration,
+            0 if committed is None else committed.version,
         )
 
     # ------------------------------------------------------------------ inputs
@@ -205,6 +214,18 @@ class Runtime:
     def remove_peer(self, peer_id: str) -> None:
         """Stop counting ``peer_id`` as a voting member."""
         self._control(RemovePeer(peer_id))
+
+    def change_members(self, kind: str, subject: Member | str) -> asyncio.Future[Configuration]:
+        """Ask for a change (``add`` a member, ``remove`` or ``promote`` an id); the
+        future gets the committed configuration, or the error (see Election.add_member).
+        """
+        future: asyncio.Future[Configuration] = asyncio.get_running_loop().create_future()
+        if self._core is None or not self._life.takes_input:
+            where = "has not started" if self._core is None else "is closed"
+            future.set_exception(ElectionClosed(f"{self.node_id}: the election {where}"))
+            return future
+        self._inputs.put_nowait(ChangeRequest(kind, subject, future))
+        return future
 
     def peer_unreachable(self, peer_id: str) -> None:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
@@ -362,13 +383,21 @@ class Runtime:
         except Exception:
             logger.exception("%s: closing the store failed", self.node_id)
         self.leadership.close(self.failure)
+        self.configurations.close()
         self._life.move(Phase.CLOSED)
         logger.info("%s: closed", self.node_id)
 
     def _driver_done(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
+        self._changes.close(self.node_id)
         if error is None and not task.cancelled():
-            # The core's leave ended; close() goes on from here.
+            if self._life.running:
+                # The core ended by itself: its configuration removed this node. The
+                # election is over, as if its task had stopped; close() releases the rest.
+                logger.info("%s: removed from the cluster; the election has ended", self.node_id)
+                self._life.move(Phase.STOPPED)
+                self.leadership.close()
+            # Otherwise the core's leave ended; close() goes on from here.
             return
         if error is not None:
             logger.error("%s: the election task failed", self.node_id, exc_info=error)
@@ -510,6 +539,9 @@ class Runtime:
             return core.step_down(now)
         if isinstance(item, PeerUnreachable):
             return core.peer_unreachable(item.peer_id, now)
+        if isinstance(item, ChangeRequest):
+            # A refused change goes to its caller and makes no batch.
+            return self._changes.apply(core, item, now)
         # The core decides how long a leaving leader stays (see leave()).
         return core.leave(now, hand_over=item.hand_over)
 
@@ -537,6 +569,12 @@ class Runtime:
         """Send a batch's messages and publish its news: what follows any save."""
         for outbound in messages:
             self._send(outbound)
+        core = self._core
+        if core is not None:
+            # A configuration counts as committed only once this batch's save is done.
+            self._changes.settle(core)
+            if core.configuration is not self.configurations.value:
+                self.configurations.publish(core.configuration)
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:
@@ -559,7 +597,7 @@ class Runtime:
         self.metrics.state_saves += 1
         if self._core is not None:
             # The voters' saves lengthen every vote round; the core spaces retries by it.
-            self._core.round_trips.note_save(loop.time() - started, loop.time())
+            self._core.round_trips.note_save(loop.time() - started, self._clock())
 
     def _send(self, outbound: Outbound) -> None:
         self.metrics.messages_sent += 1

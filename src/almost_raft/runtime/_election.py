@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Configuration, Member
 from ..core._errors import ConfigError, ElectionClosed, LeadershipLost
 from ..core._outputs import LeaderChange
 from ..core._state import NodeState
@@ -362,12 +363,91 @@ class Election:
 
     # ------------------------------------------------------------------ membership
 
-    def add_peer(self, peer_id: str) -> None:
-        """Make ``peer_id`` a voting member of this node's view of the cluster.
+    async def add_member(
+        self, node_id: str, address: str | None = None, *, voter: bool = True
+    ) -> Configuration:
+        """Add a member through this node, which must lead; return once it is committed.
 
-        Takes effect when the election's task next runs. Every node must be told: the
-        membership is not replicated. A peer beyond ``max_nodes`` is refused with a log
-        line.
+        The member joins as a non-voter: it hears the leader's heartbeats and saves the
+        configuration, and only then is it promoted (with ``voter``), so adding a
+        member that is not up yet never costs the cluster its majority. Meanwhile no
+        other change can be made (except removing this member). Adding a member already
+        present changes nothing and returns once the configuration holding it is
+        committed. A change asked for just after this node was elected waits for its
+        configuration to be re-committed in its term first.
+
+        Args:
+            node_id: the new member's id.
+            address: how to reach it, kept in the configuration for transports that
+                need one (``host:port`` for TCP); opaque to the election.
+            voter: whether it is promoted to voter once it has caught up.
+
+        Returns:
+            The committed configuration that holds the member.
+
+        Raises:
+            ConfigError: an argument is invalid, the address is another member's, or the
+                cluster is at ``max_nodes``; nothing changed.
+            MembershipChangeError: this node does not lead (``leader_id`` names the one
+                it knows), another change is pending, or leadership ended before the
+                change committed (it may still take effect).
+            ElectionClosed: the election is not running.
+        """
+        check_id("node_id", node_id)
+        if not isinstance(voter, bool):
+            raise ConfigError("voter", voter, "must be True or False")
+        member = Member(node_id, voter, address)
+        return await self._runtime.change_members("add", member)
+
+    async def remove_member(self, node_id: str) -> Configuration:
+        """Remove a member through this node, which must lead; return once committed.
+
+        The removal is committed by a majority of the configuration without the member.
+        Removing this node itself commits first, then it hands leadership over to the
+        member that answered last and leaves: its election ends (role
+        ``TERMINATING``). A removed member that hears of the commit leaves too.
+
+        Returns:
+            The committed configuration without the member.
+
+        Raises:
+            ConfigError: ``node_id`` is not a member, or is the last voter; nothing
+                changed.
+            MembershipChangeError: as for :meth:`add_member`.
+            ElectionClosed: the election is not running.
+        """
+        check_id("node_id", node_id)
+        return await self._runtime.change_members("remove", node_id)
+
+    async def promote_member(self, node_id: str) -> Configuration:
+        """Make the non-voter ``node_id`` a voter; return once committed.
+
+        Raises:
+            ConfigError: ``node_id`` is not a member.
+            MembershipChangeError: as for :meth:`add_member`.
+            ElectionClosed: the election is not running.
+        """
+        check_id("node_id", node_id)
+        return await self._runtime.change_members("promote", node_id)
+
+    def configuration_changes(self) -> Subscription[Configuration | None]:
+        """An async iterator over the configuration in force on this node, newest first.
+
+        Delivered as :meth:`leadership_changes` is: the current value first (``None``
+        before the node starts), then each change, skipping values a slow reader missed.
+        It is what a transport that needs members' addresses follows.
+        """
+        return self._runtime.configurations.subscribe()
+
+    def add_peer(self, peer_id: str) -> None:
+        """Add ``peer_id`` as a member, without waiting; prefer :meth:`add_member`.
+
+        Before any leader has made a configuration (the cluster is still starting) it
+        adds ``peer_id`` to this node's starting configuration only: every node must
+        be given the same members, or they refuse each other's votes. Once a leader has
+        made one, on the leader it asks for the change as :meth:`add_member` does (a
+        refusal is logged), and on any other node it is ignored with a log line. A peer
+        beyond ``max_nodes`` is refused with a log line.
 
         Raises:
             ConfigError: ``peer_id`` is not a valid id or is this node's own.
@@ -379,7 +459,10 @@ class Election:
         self._runtime.add_peer(peer_id)
 
     def remove_peer(self, peer_id: str) -> None:
-        """Stop counting ``peer_id`` as a voting member; unknown ids are ignored.
+        """Remove ``peer_id``, without waiting; unknown ids are ignored.
+
+        The same rules as :meth:`add_peer`: the starting configuration while no leader
+        has made one, then a change asked of the leader; prefer :meth:`remove_member`.
 
         Raises:
             ConfigError: ``peer_id`` is not a valid id.

@@ -11,6 +11,7 @@ import dataclasses
 
 from ..core._messages import PeerMessage
 from ..core._outputs import Output
+from ._changes import ChangeRequest
 
 __all__ = [
     "ALARM",
@@ -75,6 +76,7 @@ class Failed:
 
 Input = (
     PeerMessage
+    | ChangeRequest
     | AddPeer
     | RemovePeer
     | StepDown

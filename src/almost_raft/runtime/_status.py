@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from ..core._configuration import Configuration
 from ..core._state import NodeState
 
 __all__ = ["ElectionStatus", "RuntimeMetrics"]
@@ -24,6 +25,10 @@ class ElectionStatus:
         is_leader: whether this node is the leader.
         last_heard: seconds since a message last arrived from each peer; a peer never
             heard from since this node started is absent.
+        configuration: the configuration in force on this node (its members, voters
+            and version), committed or not; ``None`` before the node starts.
+        committed_version: the newest configuration version this node knows to be
+            committed (0 if none).
     """
 
     node_id: str
@@ -34,6 +39,8 @@ class ElectionStatus:
     peers: frozenset[str]
     is_leader: bool
     last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    configuration: Configuration | None = None
+    committed_version: int = 0
 
 
 @dataclasses.dataclass(slots=True)

@@ -38,6 +38,12 @@ class _Stopped(Message):
     __slots__ = ()
 
 
+class _LeaveNow(Message):
+    """Put on ``to_raft`` when this leader could not remove itself: it leaves at once."""
+
+    __slots__ = ()
+
+
 class _NodeTransport(Transport):
     """Sends through the user's :class:`Node` objects; receiving is the ``to_raft`` queue."""
 
@@ -222,6 +228,30 @@ class RaftElectionState:
         self._nodes.setdefault(node_id, node)
         self._runtime.add_peer(node_id)
 
+    def _remove_self(self) -> bool:
+        """At a leader with a configuration, ask to remove this node; whether it did.
+
+        The election then ends by itself once the removal commits and leadership is
+        handed over. If the change is refused, the node leaves at once instead.
+        """
+        status = self._runtime.status()
+        config = status.configuration
+        if not status.is_leader or config is None or config.version == 0:
+            return False
+        removal = self._runtime.change_members("remove", self.self_id)
+
+        def done(future: asyncio.Future[Any]) -> None:
+            error = None if future.cancelled() else future.exception()
+            if error is not None and not isinstance(error, ElectionClosed):
+                logger.warning(
+                    "%s: could not remove itself (%s); leaving at once", self.self_id, error
+                )
+                self._to_raft.put_nowait(_LeaveNow())
+
+        removal.add_done_callback(done)
+        logger.info("%s: removing itself from the cluster", self.self_id)
+        return True
+
     def _remove(self, node: Node) -> None:
         # Keep the Node object: the core may still answer a late message to it, and a
         # send to a removed peer is harmless.
@@ -231,11 +261,26 @@ class RaftElectionState:
 async def raft_election(state: RaftElectionState) -> None:
     """Run the election of ``state`` until this node is removed or the task is cancelled.
 
-    Reads the ``to_raft`` queue: a peer's message goes to the election, ``ControlAddNode``
-    and ``ControlRemoveNode`` change the members (a ``ControlAddNode`` whose node has an
-    invalid id is logged and ignored). A ``ControlRemoveNode`` naming this node
-    itself ends the election: ``state.node_state`` becomes ``TERMINATING`` and this
-    returns. Cancelling the task also ends the election (and re-raises).
+    Reads the ``to_raft`` queue: a peer's message goes to the election. A
+    ``ControlAddNode`` always registers how to reach its node (one whose node has an
+    invalid id is logged and ignored). Members change as follows:
+
+    - While the cluster starts (no leader has made a configuration yet), each
+      ``ControlAddNode`` and ``ControlRemoveNode`` changes this node's starting
+      members. Every node must end up with the same ones: nodes whose starting members
+      differ refuse each other's votes (and log the difference).
+    - After that, at the leader a ``ControlAddNode`` proposes adding the node (it joins
+      as a non-voter and becomes a voter once it has caught up) and a
+      ``ControlRemoveNode`` proposes removing it; both are committed by the cluster
+      through heartbeats, so telling the leader alone is enough. At a follower they are
+      ignored with a log line (only the reach of the node is recorded).
+    - A ``ControlRemoveNode`` naming this node itself: a leader removes itself from the
+      configuration, hands leadership over and leaves once that is committed; any other
+      node leaves at once (the others go on counting it until the leader removes it).
+      Either way ``state.node_state`` becomes ``TERMINATING`` and this returns. A node
+      that the leader removes learns it and returns the same way.
+
+    Cancelling the task also ends the election (and re-raises).
 
     Raises:
         RuntimeError: ``state`` is already running or has ended.
@@ -258,10 +303,13 @@ async def raft_election(state: RaftElectionState) -> None:
             elif isinstance(item, ControlAddNode):
                 state._add(item.node)
             elif isinstance(item, ControlRemoveNode):
-                if item.node.node_id() == state.self_id:
+                if item.node.node_id() != state.self_id:
+                    state._remove(item.node)
+                elif not state._remove_self():
                     logger.info("%s: removed from the cluster; leaving", state.self_id)
                     return
-                state._remove(item.node)
+            elif isinstance(item, _LeaveNow):
+                return
             elif isinstance(item, _Stopped):
                 if runtime.failure is not None:
                     raise ElectionClosed(f"{state.self_id}: the election failed") from (

@@ -4,10 +4,12 @@
 against a simulated clock and a network that drops, delays, duplicates and partitions,
 while a fault schedule crashes and restarts nodes; then everything is healed and a leader
 must appear. A checker watches every step for two leaders in one term, a term going
-backwards, a node voting twice in one term, two nodes exclusive (holding a lease) at the
-same real time, and a cluster that cannot elect after the heal. Every node's clock runs
-at its own rate, as far apart as the config's ``max_clock_drift`` allows. The same seed
-and options replay the same run, event for event.
+backwards, a node voting twice in one term, two different configurations committed with
+the same version, two nodes exclusive (holding a lease) at the same real time, and a
+cluster that cannot elect after the heal. Every node's clock runs at its own rate, as far
+apart as the config's ``max_clock_drift`` allows. With ``spares`` and the membership
+fault kinds, leaders also add, remove, replace and promote members as it runs. The same
+seed and options replay the same run, event for event.
 
 What one seed covers, with the defaults: five nodes with realistic LAN timings
 (election timeouts drawn from 150-300 ms, heartbeats every 50 ms, 0.2-2 ms message
@@ -31,6 +33,7 @@ failing seed replays exactly with ``run_seed(seed)``.
 """
 
 from ._checker import (
+    CONFIGURATION_CONFLICT,
     CORE_ERROR,
     DOUBLE_VOTE,
     NO_LEADER_AFTER_HEAL,
@@ -42,7 +45,7 @@ from ._checker import (
 from ._events import CoreFactory
 from ._exclusive import TWO_EXCLUSIVE
 from ._result import SeedResult, quiet_logs
-from ._schedule import FaultProfile
+from ._schedule import MEMBERSHIP_PROFILE, FaultProfile
 from ._simulation import DEFAULT_CONFIG, run_seed
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "CoreFactory",
     "FaultProfile",
+    "MEMBERSHIP_PROFILE",
     "quiet_logs",
     # What the checker reports
     "Violation",
@@ -62,6 +66,7 @@ __all__ = [
     "DOUBLE_VOTE",
     "NO_LEADER_AFTER_HEAL",
     "CORE_ERROR",
+    "CONFIGURATION_CONFLICT",
 ]
 
 # Reprs and tracebacks show the public path, not the private module.

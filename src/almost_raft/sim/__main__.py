@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._batch import Summary, run_seeds
+from ._schedule import MEMBERSHIP_PROFILE
 from ._simulation import DEFAULT_CONFIG
 
 __all__ = ["main"]
@@ -39,10 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="simulated seconds per seed")
     parser.add_argument("--nodes", type=_positive_int, default=5, help="cluster size")
     parser.add_argument("--no-faults", action="store_true", help="a healthy cluster only")
+    parser.add_argument(
+        "--membership",
+        action="store_true",
+        help="leaders also add, remove, replace and promote members (two spare nodes)",
+    )
     parser.add_argument("--json", type=Path, help="also write the summary here as JSON")
     args = parser.parse_args(argv)
     if not args.duration > 0:
         parser.error("--duration must be greater than 0")
+    if args.membership and args.no_faults:
+        parser.error("--membership changes members among faults; drop --no-faults")
 
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     summary = run_seeds(
@@ -50,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs=args.jobs,
         nodes=args.nodes,
         duration=args.duration,
-        faults=not args.no_faults,
+        faults=MEMBERSHIP_PROFILE if args.membership else not args.no_faults,
+        spares=2 if args.membership else 0,
     )
     print(format_summary(summary, first_seed=args.seed_start, duration=args.duration))
     if args.json is not None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Configuration
 from ._invariants import TERM_DECREASED, TWO_LEADERS_IN_TERM, SafetyLedger
 
 __all__ = [
+    "CONFIGURATION_CONFLICT",
     "CORE_ERROR",
     "DOUBLE_VOTE",
     "NO_LEADER_AFTER_HEAL",
@@ -27,6 +29,7 @@ __all__ = [
 DOUBLE_VOTE = "double_vote"
 NO_LEADER_AFTER_HEAL = "no_leader_after_heal"
 CORE_ERROR = "core_error"
+CONFIGURATION_CONFLICT = "configuration_conflict"
 
 # Enough to tell what went wrong without letting a broken core fill memory.
 _MAX_VIOLATIONS = 50
@@ -38,7 +41,9 @@ class Violation:
 
     Attributes:
         kind: ``two_leaders_in_term``, ``two_exclusive_at_once``, ``term_decreased``,
-            ``double_vote``, ``no_leader_after_heal`` or ``core_error`` (a core raised;
+            ``double_vote``, ``configuration_conflict`` (two different configurations
+            committed with the same version), ``no_leader_after_heal`` or ``core_error`` (a
+            core raised;
             the run stopped).
         message: what happened, naming the nodes and terms.
         time: the simulated time, in seconds, at which it was seen.
@@ -80,12 +85,13 @@ class Checker:
     process, as they would in the real world.
     """
 
-    __slots__ = ("_safety", "_vote_in_term", "violations")
+    __slots__ = ("_committed", "_safety", "_vote_in_term", "violations")
 
     def __init__(self) -> None:
         self.violations: list[Violation] = []
         self._safety = SafetyLedger()
         self._vote_in_term: dict[tuple[str, int], str] = {}
+        self._committed: dict[int, tuple[str, Configuration]] = {}
 
     def report(self, kind: str, message: str, now: float) -> None:
         """Record a violation (up to a fixed number per run)."""
@@ -117,6 +123,26 @@ class Checker:
             self.report(
                 DOUBLE_VOTE,
                 f"{voter} voted for {earlier} and then for {candidate} in term {term}",
+                now,
+            )
+
+    @property
+    def versions_committed(self) -> int:
+        """How many configuration versions were seen committed."""
+        return len(self._committed)
+
+    def configuration_committed(self, node: str, config: Configuration, now: float) -> None:
+        """``node``, as leader, found ``config`` committed: one configuration per version.
+
+        Two different member lists committed with the same version mean two chains of
+        configurations, and with them majorities that need not overlap.
+        """
+        earlier = self._committed.setdefault(config.version, (node, config))
+        if not earlier[1].same_members(config):
+            self.report(
+                CONFIGURATION_CONFLICT,
+                f"{earlier[0]} committed {earlier[1].describe()} and {node} committed "
+                f"{config.describe()}",
                 now,
             )
 

@@ -21,6 +21,7 @@ from ._clock import NodeClock
 
 __all__ = [
     "CALL",
+    "CHANGE",
     "DELIVER",
     "EVIDENCE",
     "HAND_OVER",
@@ -37,6 +38,7 @@ CALL = 2  # a function of the simulation itself: a fault, a heal, a restart
 EVIDENCE = 3  # the transport's report that a peer's process is gone
 HAND_OVER = 4  # a leader hands over, then stops (or, with no downtime, runs on)
 SAVED = 5  # a node's save of its term and vote has reached the disk
+CHANGE = 6  # a membership change asked of a leader
 
 
 class CoreFactory(Protocol):
@@ -57,6 +59,7 @@ class SimNode:
     """One simulated node: its store, which outlives crashes, and its core while it runs."""
 
     __slots__ = (
+        "active",
         "clock",
         "core",
         "downtime",
@@ -89,6 +92,9 @@ class SimNode:
         self.pending: list[tuple[int, Any]] = []
         # Counts crashes, so a save that finishes after one is known to be lost.
         self.incarnation = 0
+        # Whether its process should run: a spare is not until it is added, and a
+        # member stops once it learned it was removed.
+        self.active = True
         # How long the node stays down once the clean shutdown under way completes.
         self.downtime = 0.0
 

@@ -3,7 +3,8 @@
 :func:`~almost_raft.sim._schedule.choose_fault` decides what goes wrong; this module
 makes it happen: it changes the network's weather, keeps the cuts in force (each mended
 on its own, in the order made), arms the traps that crash the next voter or candidate,
-and asks the cluster to crash or shut down a node. At the heal it undoes all of it.
+and asks the cluster to crash or shut down a node, or to change its members. At the heal
+it undoes all of it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Cluster(Protocol):
 
     def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
         """Run ``action(when, arg)`` at simulated time ``when``."""
+
+    def change_members(self, fault: Fault, now: float) -> None:
+        """Ask the newest leader for the membership change ``fault`` names."""
 
 
 class FaultInjector:
@@ -73,6 +77,8 @@ class FaultInjector:
             self.voter_trap = fault
         elif kind == "crash_next_candidate":
             self.candidate_trap = fault
+        elif kind.startswith("member_"):
+            self._cluster.change_members(fault, now)
         else:
             self._cuts.append(fault)
             self._rebuild_cuts()

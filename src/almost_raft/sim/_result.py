@@ -37,6 +37,8 @@ class SeedResult:
         liveness_bound: the bound ``leader_after_heal`` was checked against.
         violations: every broken invariant, in the order seen.
         trace_digest: a SHA-256 of every event handled, if the run was traced.
+        configurations_committed: how many configuration versions leaders committed
+            (each election re-commits one, and each membership change makes one).
     """
 
     seed: int
@@ -57,6 +59,7 @@ class SeedResult:
     liveness_bound: float
     violations: tuple[Violation, ...]
     trace_digest: str | None = None
+    configurations_committed: int = 0
 
     @property
     def ok(self) -> bool:

@@ -13,7 +13,7 @@ import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ClusterView", "Fault", "FaultProfile", "choose_fault"]
+__all__ = ["MEMBERSHIP_PROFILE", "ClusterView", "Fault", "FaultProfile", "choose_fault"]
 
 #: Every fault kind a profile can weigh.
 FAULT_KINDS = (
@@ -30,6 +30,15 @@ FAULT_KINDS = (
     "shutdown_leader",
     "false_evidence",
     "step_down_leader",
+    "add_member",
+    "remove_member",
+    "replace_member",
+    "remove_leader",
+    "promote_member",
+)
+
+_MEMBERSHIP_KINDS = frozenset(
+    {"add_member", "remove_member", "replace_member", "remove_leader", "promote_member"}
 )
 
 _DEFAULT_WEIGHTS: Mapping[str, float] = {
@@ -65,8 +74,13 @@ class FaultProfile:
             ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
             leader hands over, then stops), ``false_evidence`` (every node is told the
             live leader's process is gone) and ``step_down_leader`` (the leader hands
-            over and runs on; weight 0 unless given). Every crash also gives the nodes that can
-            reach the crashed one the evidence a refused connection would.
+            over and runs on; weight 0 unless given). Every crash also gives the nodes
+            that can reach the crashed one the evidence a refused connection would.
+            Membership changes, asked of the current leader (they weigh 0 unless given,
+            and need spare nodes to add): ``add_member`` (a spare joins, as a voter or,
+            one time in three, as a non-voter), ``remove_member`` (a follower),
+            ``replace_member`` (a follower is removed, a spare added a moment later),
+            ``remove_leader`` and ``promote_member`` (a non-voter).
         downtime: how long a crashed node stays down.
         quick_restart: how long a ``crash_voter`` or ``crash_candidate`` victim stays
             down.
@@ -111,14 +125,32 @@ class FaultProfile:
             raise ValueError("max_delay must be at least the upper end of base_delay")
 
 
+#: The default faults with membership changes mixed in, about as often as each of them,
+#: and a fault every half second; run it with spare nodes (``run_seed(spares=2)``).
+MEMBERSHIP_PROFILE = FaultProfile(
+    mean_gap=0.5,
+    weights={
+        **_DEFAULT_WEIGHTS,
+        "add_member": 3.0,
+        "remove_member": 2.0,
+        "replace_member": 2.0,
+        "remove_leader": 1.0,
+        "promote_member": 1.0,
+    },
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fault:
     """One fault to carry out.
 
     ``kind`` is ``crash``, ``crash_next_voter``, ``crash_next_candidate``, ``shutdown``,
-    ``false_evidence``, ``step_down``, ``isolate``, ``partition``, ``cut``, ``cut_one_way`` or
-    ``weather``. ``nodes`` names the crashed, stopped or isolated node (or the leader
-    wrongly reported gone), or a link's two ends (sender first for a one-way cut);
+    ``false_evidence``, ``step_down``, ``isolate``, ``partition``, ``cut``, ``cut_one_way``
+    or ``weather``, or a membership change: ``member_add``, ``member_add_non_voter``,
+    ``member_remove``, ``member_replace`` or ``member_promote``. ``nodes`` names the
+    crashed, stopped or isolated node (or the leader wrongly reported gone), a link's two
+    ends (sender first for a one-way cut), or the member a change is about (for a
+    replacement the one to remove, then the one to add);
     ``groups`` holds a partition's sides. The fault is undone after ``lasts`` seconds (a
     crashed node restarts; weather lasts until the next weather).
     """
@@ -140,11 +172,17 @@ class ClusterView:
         nodes: every node id, sorted.
         up: the ids of nodes that are running, sorted.
         leaders: the ids of running nodes that believe they lead, sorted.
+        voters: the voters of the newest leader's configuration, sorted.
+        non_voters: its non-voters, sorted.
+        spares: nodes that are not members and not running, which may be added, sorted.
     """
 
     nodes: tuple[str, ...]
     up: tuple[str, ...]
     leaders: tuple[str, ...]
+    voters: tuple[str, ...] = ()
+    non_voters: tuple[str, ...] = ()
+    spares: tuple[str, ...] = ()
 
 
 def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -> Fault | None:
@@ -169,6 +207,8 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
         # A transport wrongly reports a live leader's process as gone, to every node.
         victim = _pick(rng, view.leaders)
         return None if victim is None else Fault("false_evidence", (victim,))
+    if kind in _MEMBERSHIP_KINDS:
+        return _membership_change(rng, kind, view)
     if kind == "crash_voter":
         # The victim is not known yet: it is whichever node grants a vote next.
         return Fault("crash_next_voter", lasts=rng.uniform(*profile.quick_restart))
@@ -194,6 +234,30 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
         return None
     ends = tuple(rng.sample(view.nodes, 2))
     return Fault(kind, ends, lasts=lasts)
+
+
+def _membership_change(rng: random.Random, kind: str, view: ClusterView) -> Fault | None:
+    """A change for the newest leader to make, or ``None`` when it has no target."""
+    followers = [voter for voter in view.voters if voter not in view.leaders]
+    if kind == "add_member":
+        spare = _pick(rng, view.spares)
+        if spare is None:
+            return None
+        return Fault("member_add_non_voter" if rng.random() < 1 / 3 else "member_add", (spare,))
+    if kind == "remove_member":
+        victim = _pick(rng, followers + list(view.non_voters))
+        return None if victim is None else Fault("member_remove", (victim,))
+    if kind == "replace_member":
+        victim = _pick(rng, followers)
+        spare = _pick(rng, view.spares)
+        if victim is None or spare is None:
+            return None
+        return Fault("member_replace", (victim, spare))
+    if kind == "remove_leader":
+        leader = _pick(rng, [leader for leader in view.leaders if leader in view.voters])
+        return None if leader is None else Fault("member_remove", (leader,))
+    victim = _pick(rng, view.non_voters)
+    return None if victim is None else Fault("member_promote", (victim,))
 
 
 def weather(rng: random.Random, profile: FaultProfile) -> Fault:

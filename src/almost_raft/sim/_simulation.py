@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Member
+from ..core._errors import ConfigError, MembershipChangeError
 from ..core._messages import RequestVoteResponse
 from ..core._outputs import Outbound, Output
 from ..core._state import NodeState
@@ -37,11 +39,11 @@ from ..store._store import MemoryStore, Store
 from ..transport._faults import NetworkFaults
 from ._checker import CORE_ERROR, Checker, liveness_bound
 from ._clock import NodeClock
-from ._events import CALL, DELIVER, EVIDENCE, HAND_OVER, SAVED, TICK, CoreFactory, SimNode
+from ._events import CALL, CHANGE, DELIVER, EVIDENCE, HAND_OVER, SAVED, TICK, CoreFactory, SimNode
 from ._exclusive import ExclusiveChecker
 from ._fault_injection import FaultInjector
 from ._result import SeedResult, quiet_logs
-from ._schedule import ClusterView, FaultProfile, choose_fault, weather
+from ._schedule import ClusterView, Fault, FaultProfile, choose_fault, weather
 
 __all__ = ["DEFAULT_CONFIG", "run_seed"]
 
@@ -53,12 +55,19 @@ DEFAULT_CONFIG = ElectionConfig(
 
 _INF = math.inf
 _LEADER = NodeState.LEADER
+_TERMINATING = NodeState.TERMINATING
+# How long after removing a member a replacement is asked for: about when the removal
+# has committed on a healthy network, so the addition is not refused as a second change.
+_REPLACE_AFTER = 0.05
+# How often an operator looks whether a node that left has been added back.
+_OPERATOR_CHECK = 1.0
 
 
 def run_seed(
     seed: int,
     *,
     nodes: int = 5,
+    spares: int = 0,
     duration: float = 60.0,
     config: ElectionConfig = DEFAULT_CONFIG,
     core_factory: CoreFactory = ElectionCore,
@@ -74,7 +83,10 @@ def run_seed(
 
     Args:
         seed: replays the run: the same seed and options give the same run.
-        nodes: the cluster size (nodes are named ``n1`` … ``nN``).
+        nodes: the cluster size at the start (nodes are named ``n1`` … ``nN``).
+        spares: nodes that are not members at the start and can be added by the
+            membership fault kinds (named on from ``nN+1``); each starts, from the
+            starting members' peer list, when it is added.
         duration: simulated seconds. The last quarter, and at least twice the liveness
             bound, is the heal phase.
         config: every node's election config.
@@ -103,6 +115,8 @@ def run_seed(
     """
     if nodes < 1:
         raise ValueError(f"nodes must be at least 1, got {nodes}")
+    if spares < 0:
+        raise ValueError(f"spares must not be negative, got {spares}")
     if not duration > 0:
         raise ValueError(f"duration must be greater than 0, got {duration}")
     if faults is True:
@@ -114,6 +128,7 @@ def run_seed(
     simulation = _Simulation(
         seed,
         nodes,
+        spares,
         duration,
         config,
         core_factory,
@@ -133,6 +148,7 @@ class _Simulation:
         self,
         seed: int,
         size: int,
+        spares: int,
         duration: float,
         config: ElectionConfig,
         core_factory: CoreFactory,
@@ -164,8 +180,12 @@ class _Simulation:
         clock_rng = random.Random(master.getrandbits(64))
         self.nodes = [
             SimNode(f"n{i + 1}", i, store_factory(), NodeClock.drawn(clock_rng, clock_drift))
-            for i in range(size)
+            for i in range(size + spares)
         ]
+        self.starting_members = [node.id for node in self.nodes[:size]]
+        for node in self.nodes[size:]:
+            node.active = False
+        self.changes_refused = 0
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
         self.exclusive = ExclusiveChecker(self.checker)
@@ -190,7 +210,8 @@ class _Simulation:
 
     def run(self) -> SeedResult:
         for node in self.nodes:
-            self._start(node, 0.0)
+            if node.active:
+                self._start(node, 0.0)
         if self.profile is not None:
             self.faults.apply_weather(weather(self.schedule_rng, self.profile))
             self._push(self.schedule_rng.expovariate(1 / self.profile.mean_gap), self._fault)
@@ -259,6 +280,8 @@ class _Simulation:
                 self._carry_out(node, core.tick(local), now)
         elif kind == EVIDENCE:
             self._carry_out(node, core.peer_unreachable(arg, local), now)
+        elif kind == CHANGE:
+            self._change(node, core, arg, now)
         else:
             if arg is None:
                 # A step-down: the leader hands over and runs on as a follower.
@@ -297,7 +320,8 @@ class _Simulation:
             output.leader_change,
             output.role,
             output.next_deadline,
-            output.lease,
+            output.committed,
+            lease=output.lease,
         )
         if not self.hold_inputs:
             self._publish(node, output, now)
@@ -351,6 +375,9 @@ class _Simulation:
             self._news(node, output, now)
         if output.lease is not None:
             self.exclusive.lease(node.id, output.lease, node.clock, now)
+        if output.committed is not None:
+            # Published after the save: the leader's own copy counted towards it.
+            self.checker.configuration_committed(node.id, output.committed, now)
         self._arm(node, output.next_deadline)
         if output.role is NodeState.TERMINATING:
             # The core left the election: the process exits, and is started again later
@@ -386,6 +413,13 @@ class _Simulation:
         if output.role is _LEADER:
             assert node.core is not None
             self._became_leader(node, node.core.term, now)
+        elif output.role is _TERMINATING:
+            assert node.core is not None
+            if node.id not in node.core.configuration.ids:
+                # It learned it was removed (not a clean shutdown): its process ends,
+                # and it may be added again.
+                node.active = False
+                self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
 
     def _became_leader(self, node: SimNode, term: int, now: float) -> None:
         self.checker.became_leader(node.id, term, now)
@@ -394,23 +428,36 @@ class _Simulation:
             self.last_leader = node.id
 
     def _check_converged(self, now: float) -> None:
-        """Whether every node is up and names the same leader, which leads that term."""
-        first = self.nodes[0].news
-        leader_id, term = first
-        if leader_id is None:
+        """Whether every member of the leader's configuration is up and names it."""
+        leader_node = self._newest_leader()
+        if leader_node is None:
             return
-        for node in self.nodes:
-            if node.core is None or node.news != first:
+        leader = leader_node.core
+        assert leader is not None
+        news = (leader_node.id, leader.term)
+        if leader_node.news != news:
+            return
+        for member in leader.configuration.ids:
+            node = self.nodes[self.index[member]]
+            if node.core is None or node.news != news:
                 return
-        leader = self.nodes[self.index[leader_id]].core
-        if leader is not None and leader.role is _LEADER and leader.term == term:
-            self.converged_at = now
+        self.converged_at = now
+
+    def _newest_leader(self) -> SimNode | None:
+        """The running node that leads the highest term, if any."""
+        best: SimNode | None = None
+        best_term = -1
+        for node in self.nodes:
+            core = node.core
+            if core is not None and core.role is _LEADER and core.term > best_term:
+                best, best_term = node, core.term
+        return best
 
     # ------------------------------------------------------------------ crashes
 
     def _start(self, node: SimNode, now: float) -> None:
         rng = random.Random(self.core_seeds.getrandbits(64))
-        peers = [other.id for other in self.nodes if other is not node]
+        peers = [member for member in self.starting_members if member != node.id]
         core = self.core_factory(
             node.id, peers, self.config, rng, node.clock.local(now), node.store.load()
         )
@@ -461,6 +508,20 @@ class _Simulation:
             self.faults.candidate_trap = None
             self._crash_for(node, trap.lasts, now)
 
+    def _restart_if_member(self, now: float, node: SimNode) -> None:
+        """Start a node that left again if it was added back meanwhile, as an operator
+        would: it may hear of its removal after the leader was asked to add it again."""
+        core = node.core
+        if core is None or core.role is not _TERMINATING:
+            return
+        leader = self._newest_leader()
+        if leader is not None and node.id in leader.core.configuration.ids:  # type: ignore[union-attr]
+            self._crash(node, now)
+            node.active = True
+            self._start(node, now)
+        else:
+            self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
+
     def _restart(self, now: float, node: SimNode) -> None:
         if node.core is None:
             self._start(node, now)
@@ -488,12 +549,29 @@ class _Simulation:
         self._push(now + self.schedule_rng.expovariate(1 / profile.mean_gap), self._fault)
 
     def _view(self) -> ClusterView:
-        up = [node for node in self.nodes if node.core is not None]
+        active = [node for node in self.nodes if node.active]
+        up = [node for node in active if node.core is not None]
         leaders = [node for node in up if node.core is not None and node.core.role is _LEADER]
+        newest = self._newest_leader()
+        voters: tuple[str, ...] = ()
+        non_voters: tuple[str, ...] = ()
+        if newest is not None:
+            assert newest.core is not None
+            config = newest.core.configuration
+            voters = tuple(sorted(config.voters))
+            non_voters = tuple(sorted(config.ids - config.voters))
+        spares = tuple(
+            node.id
+            for node in self.nodes
+            if not node.active and node.id not in voters and node.id not in non_voters
+        )
         return ClusterView(
-            tuple(node.id for node in self.nodes),
+            tuple(node.id for node in active),
             tuple(node.id for node in up),
             tuple(node.id for node in leaders),
+            voters,
+            non_voters,
+            spares,
         )
 
     # The injector's view of the cluster (see _fault_injection.Cluster).
@@ -513,11 +591,57 @@ class _Simulation:
     def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
         self._push(when, action, arg)
 
+    def change_members(self, fault: Fault, now: float) -> None:
+        leader = self._newest_leader()
+        if leader is None:
+            return
+        if fault.kind == "member_replace":
+            removed, added = fault.nodes
+            self._ask(leader, Fault("member_remove", (removed,)), now)
+            self._push(now + _REPLACE_AFTER, self._replace, Fault("member_add", (added,)))
+            return
+        self._ask(leader, fault, now)
+
+    def _replace(self, now: float, fault: Fault) -> None:
+        leader = self._newest_leader()
+        if leader is not None and now < self.heal_at:
+            self._ask(leader, fault, now)
+
+    def _ask(self, leader: SimNode, fault: Fault, now: float) -> None:
+        if fault.kind.startswith("member_add"):
+            # The new machine starts first, as an operator would start it.
+            node = self.nodes[self.index[fault.nodes[0]]]
+            if node.core is not None and node.core.role is _TERMINATING:
+                self._crash(node, now)
+            node.active = True
+            if node.core is None:
+                self._start(node, now)
+        # Through the leader's inputs, so it waits for a save under way like any input.
+        heapq.heappush(self.heap, (now, next(self.sequence), CHANGE, leader.index, fault))
+
+    def _change(self, node: SimNode, core: ElectionCore, fault: Fault, now: float) -> None:
+        subject = fault.nodes[0]
+        local = node.clock.local(now)
+        try:
+            if fault.kind == "member_add":
+                output = core.add_member(Member(subject), local)
+            elif fault.kind == "member_add_non_voter":
+                output = core.add_member(Member(subject, voter=False), local)
+            elif fault.kind == "member_remove":
+                output = core.remove_member(subject, local)
+            else:
+                output = core.promote_member(subject, local)
+        except (ConfigError, MembershipChangeError):
+            # Not the leader any more, or a change is pending: an operator would retry.
+            self.changes_refused += 1
+            return
+        self._carry_out(node, output, now)
+
     def _heal(self, now: float, _: object) -> None:
         self.healed = True
         self.faults.heal()
         for node in self.nodes:
-            if node.core is None:
+            if node.core is None and node.active:
                 self._start(node, now)
         self._check_converged(now)
 
@@ -557,4 +681,5 @@ class _Simulation:
             liveness_bound=self.bound,
             violations=tuple(checker.violations),
             trace_digest=None if self.trace is None else self.trace.hexdigest(),
+            configurations_committed=checker.versions_committed,
         )

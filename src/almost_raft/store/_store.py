@@ -1,4 +1,4 @@
-"""Where a node keeps its term and vote: in memory, or in a file that survives crashes."""
+"""Where a node keeps its term, vote and configuration: in memory, or in a crash-proof file."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import logging
 import os
 from typing import IO, Any, TypeGuard
 
+from ..core._configuration import Configuration, Member
 from ..core._errors import DAMAGED_STATE_ADVICE, LOCKED_STATE_ADVICE, StateFileError
 from ..core._state import HardState
 
@@ -21,9 +22,12 @@ __all__ = ["FileStore", "MemoryStore", "Store"]
 logger = logging.getLogger("almost_raft.store")
 
 _FORMAT = "almost-raft-state"
-_VERSION = 2
-# Version 1 was one JSON object, replaced by a rename on every save; it is still read, so
-# a node upgrades in place, and its first save rewrites the file as version 2.
+# Version 3 adds the configuration and the ids of the node and cluster that wrote it.
+_VERSION = 3
+# Version 2 had the same two slots with only the term and vote; version 1 was one JSON
+# object, replaced by a rename on every save. Both are still read, so a node upgrades in
+# place, and its first save rewrites the file as version 3.
+_VERSION_2 = 2
 _VERSION_1 = 1
 _VERSION_1_MAX_BYTES = 4096
 # A slot is one page: a single pwrite of it is one page-cache copy, so a killed process
@@ -91,9 +95,10 @@ class MemoryStore(Store):
 class FileStore(Store):
     """Keeps the state in a file of two fixed slots, overwritten in place one at a time.
 
-    The file is exactly two 4096-byte slots (format version 2, the scheme of LMDB's two
-    meta pages). Each slot holds one line of JSON -- the term, the vote, a sequence number
-    and a CRC-32 of them -- padded with spaces, so ``head -c 300`` on the file shows a
+    The file is exactly two 4096-byte slots (format version 3, the scheme of LMDB's two
+    meta pages). Each slot holds one line of JSON -- the term, the vote, the
+    configuration, the ids of the node and cluster that wrote it, a sequence number and
+    a CRC-32 of them -- padded with spaces, so ``head -c 300`` on the file shows a
     person what is in it; a slot never written is all spaces. A save writes the whole slot
     that does *not* hold the newest state, with the next sequence number, and calls
     ``fdatasync`` once. The file's size and blocks never change, so a save changes no
@@ -110,8 +115,18 @@ class FileStore(Store):
     forgotten its last term change or vote. Both slots damaged, no state in either, a
     file of the wrong size, or a format this release does not read raise
     :class:`StateFileError` naming the file and what to do. A missing file means a fresh
-    node. A version-1 file (one JSON object, replaced by a rename on every save, as
-    earlier releases wrote it) is still read.
+    node. Version-2 files (the same slots without configuration or ids) and version-1
+    files (one JSON object, replaced by a rename on every save) are still read.
+
+    With ``node_id`` (and ``cluster_id``) given, the store writes them into every slot,
+    and :meth:`load` refuses a file that another node or cluster wrote: taking over
+    another node's vote could make this node vote twice in one term. Files written
+    without them (version 1 and 2, or by a store given none) are accepted.
+
+    :meth:`load` makes what it returns durable before returning: it writes the slot it
+    read back in place and calls ``fdatasync``. A process killed between a save's write
+    and its ``fdatasync`` leaves that slot in the page cache only; a node that acted on
+    it and then lost power could come back without it and vote twice in one term.
 
     The first save of a store object replaces the file atomically (a temporary file,
     fsync, rename over the old file, fsync of the directory) with a version-2 file holding
@@ -128,9 +143,18 @@ class FileStore(Store):
     store cannot quietly take the lock again after its owner let it go.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        node_id: str | None = None,
+        cluster_id: str | None = None,
+    ) -> None:
         #: The state file's path.
         self.path: str = os.fspath(path)
+        #: The node and cluster this store belongs to, written into every save.
+        self.node_id = node_id
+        self.cluster_id = cluster_id
         directory, self._name = os.path.split(self.path)
         self._directory = directory or os.curdir
         self._lock: IO[bytes] | None = None
@@ -159,6 +183,7 @@ class FileStore(Store):
                 + DAMAGED_STATE_ADVICE.replace("Its term", "If it is lost instead, its term"),
             ) from exc
         decoded = _decode_file(raw, self.path)
+        self._check_owner(decoded)
         if decoded.passed_over is not None:
             slot, problem = decoded.passed_over
             logger.warning(
@@ -171,7 +196,51 @@ class FileStore(Store):
                 decoded.slot,
                 decoded.seq,
             )
+        self._make_durable(raw, decoded)
         return decoded.state
+
+    def _check_owner(self, decoded: _Decoded) -> None:
+        for what, ours, theirs in (
+            ("node", self.node_id, decoded.node_id),
+            ("cluster", self.cluster_id, decoded.cluster_id),
+        ):
+            if ours is not None and theirs is not None and ours != theirs:
+                raise StateFileError(
+                    self.path,
+                    f"was written by {what} {theirs!r}, not by this {what} ({ours!r})",
+                    "Point this node at its own state file. "
+                    + DAMAGED_STATE_ADVICE.replace("Its term", "If that is lost, its term"),
+                )
+
+    def _make_durable(self, raw: bytes, decoded: _Decoded) -> None:
+        """Write the slot just read back in place and ``fdatasync`` it (see the class)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StateFileError(
+                self.path,
+                f"cannot be opened for writing ({exc.strerror})",
+                "Make it writable by this node's user and start again",
+            ) from exc
+        try:
+            if decoded.version == _VERSION_1:
+                # Replaced whole by a rename: its data may be all that is unsynced.
+                os.fsync(fd)
+            else:
+                offset = decoded.slot * _SLOT_BYTES
+                _write_all(fd, raw[offset : offset + _SLOT_BYTES], offset)
+                if hasattr(os, "fdatasync"):
+                    os.fdatasync(fd)
+                else:
+                    os.fsync(fd)
+        except OSError as exc:
+            raise StateFileError(
+                self.path,
+                f"cannot be made durable ({exc.strerror})",
+                "Check the disk it is on, then start again",
+            ) from exc
+        finally:
+            os.close(fd)
 
     def save(self, state: HardState) -> None:
         self._acquire_lock()
@@ -188,10 +257,10 @@ class FileStore(Store):
             self._lock = None
 
     def _start_file(self, state: HardState) -> None:
-        """Save ``state`` into the version-2 file found at ``path``, or create one."""
+        """Save ``state`` into the current-version file found at ``path``, or create one."""
         self._drop_file()
         if not self._replace_whole_file:
-            found = self._open_version_2_file()
+            found = self._open_current_file()
             if found is not None:
                 fd, decoded = found
                 self._fd, self._newest_slot, self._seq = fd, decoded.slot, decoded.seq
@@ -199,8 +268,8 @@ class FileStore(Store):
                 return
         self._create_file(state)
 
-    def _open_version_2_file(self) -> tuple[int, _Decoded] | None:
-        """The open file and what it holds, or ``None`` unless it is an intact version 2."""
+    def _open_current_file(self) -> tuple[int, _Decoded] | None:
+        """The open file and what it holds, or ``None`` unless it is an intact version 3."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
@@ -222,7 +291,7 @@ class FileStore(Store):
         try:
             # Both slots are written with real bytes: blocks that were only reserved
             # (fallocate) would need a metadata change on their first overwrite.
-            _write_all(fd, encode_state(state, seq=1), 0)
+            _write_all(fd, self._encode_state(state, seq=1), 0)
             os.fsync(fd)
             os.replace(tmp, self.path)
         except BaseException:
@@ -245,7 +314,7 @@ class FileStore(Store):
         slot = 1 - self._newest_slot
         seq = self._seq + 1
         try:
-            _write_all(fd, encode_slot(state, seq), slot * _SLOT_BYTES)
+            _write_all(fd, self._encode_slot(state, seq), slot * _SLOT_BYTES)
             # The size and the blocks are unchanged, so fdatasync flushes only the data
             # (not even the modification time): no journal commit on ext4.
             if hasattr(os, "fdatasync"):
@@ -259,6 +328,12 @@ class FileStore(Store):
             self._drop_file()
             raise
         self._newest_slot, self._seq = slot, seq
+
+    def _encode_slot(self, state: HardState, seq: int) -> bytes:
+        return encode_slot(state, seq, node_id=self.node_id, cluster_id=self.cluster_id)
+
+    def _encode_state(self, state: HardState, seq: int) -> bytes:
+        return self._encode_slot(state, seq) + _UNUSED_SLOT
 
     def _still_names_our_file(self, fd: int) -> bool:
         # A file moved aside or deleted while the node runs must not swallow the saves
@@ -320,24 +395,40 @@ def _fsync_directory(directory: str) -> None:
         os.close(dir_fd)
 
 
-def encode_slot(state: HardState, seq: int) -> bytes:
+def encode_slot(
+    state: HardState, seq: int, *, node_id: str | None = None, cluster_id: str | None = None
+) -> bytes:
     """One 4096-byte slot holding ``state`` with sequence number ``seq``.
 
     A JSON object with a CRC-32 of its other fields, keys sorted, padded with spaces and
-    ended by a newline.
+    ended by a newline. The configuration is ``null`` or ``{"version", "term",
+    "members": [[id, voter, address], ...]}``.
     """
+    config = state.configuration
     body: dict[str, Any] = {
         "format": _FORMAT,
         "version": _VERSION,
         "seq": seq,
         "term": state.term,
         "voted_for": state.voted_for,
+        "node_id": node_id,
+        "cluster_id": cluster_id,
+        "configuration": None
+        if config is None
+        else {
+            "version": config.version,
+            "term": config.term,
+            "members": [[m.node_id, m.voter, m.address] for m in config.members],
+        },
     }
     body["crc32"] = _checksum(body)
     line = json.dumps(body, sort_keys=True).encode()
-    # JSON escapes keep it ASCII: at most 12 bytes per character of a 256-character id.
+    # JSON escapes keep it ASCII: at most 12 bytes per character of an id.
     if len(line) >= _SLOT_BYTES:
-        raise ValueError(f"a state of {len(line)} bytes does not fit a {_SLOT_BYTES}-byte slot")
+        raise ValueError(
+            f"a state of {len(line)} bytes does not fit a {_SLOT_BYTES}-byte slot; "
+            "use shorter node ids and addresses"
+        )
     return line.ljust(_SLOT_BYTES - 1) + b"\n"
 
 
@@ -350,7 +441,7 @@ _UNUSED_SLOT = b" " * (_SLOT_BYTES - 1) + b"\n"
 
 
 def decode_state(raw: bytes, path: str) -> HardState:
-    """The newest state in a state file's bytes (format version 1 or 2).
+    """The newest state in a state file's bytes (format version 1, 2 or 3).
 
     This is the decoding :meth:`FileStore.load` uses, without the lock and without the
     warning about a damaged slot, for a reader watching the file of a running node.
@@ -367,6 +458,7 @@ class _Decoded:
 
     ``slot`` and ``seq`` are those of the newest state (0 and 0 for a version-1 file);
     ``passed_over`` names a damaged slot that was skipped, and what is wrong with it.
+    ``node_id`` and ``cluster_id`` are those the slot names (version 3 only).
     """
 
     state: HardState
@@ -374,6 +466,8 @@ class _Decoded:
     slot: int = 0
     seq: int = 0
     passed_over: tuple[int, str] | None = None
+    node_id: str | None = None
+    cluster_id: str | None = None
 
 
 class _DamagedSlot(Exception):
@@ -390,8 +484,9 @@ def _decode_file(raw: bytes, path: str) -> _Decoded:
     if len(raw) > _VERSION_1_MAX_BYTES:
         raise StateFileError(
             path,
-            f"is {len(raw)} bytes, but a state file has {_FILE_BYTES} (format version 2) "
-            f"or at most {_VERSION_1_MAX_BYTES} (format version 1); it is truncated or damaged",
+            f"is {len(raw)} bytes, but a state file has {_FILE_BYTES} (format versions 2 "
+            f"and 3) or at most {_VERSION_1_MAX_BYTES} (format version 1); it is truncated "
+            "or damaged",
         )
     return _decode_version_1(raw, path)
 
@@ -404,13 +499,13 @@ def _decode_version_1(raw: bytes, path: str) -> _Decoded:
     if not isinstance(body, dict) or body.get("format") != _FORMAT:
         raise StateFileError(path, "is not an almost-raft state file")
     version = body.get("version")
-    if _is_int(version) and version == _VERSION:
+    if _is_int(version) and version in _SLOT_VERSIONS:
         raise StateFileError(
             path,
-            f"is a format version {_VERSION} file of {len(raw)} bytes instead of "
+            f"is a format version {version} file of {len(raw)} bytes instead of "
             f"{_FILE_BYTES}; it is truncated",
         )
-    _check_version(version, _VERSION_1, path, "")
+    _check_version(version, (_VERSION_1,), path, "")
     stored = body.pop("crc32", None)
     if stored != _checksum(body):
         raise StateFileError(path, "fails its checksum; it is damaged")
@@ -421,8 +516,20 @@ def _decode_version_1(raw: bytes, path: str) -> _Decoded:
     return _Decoded(state, _VERSION_1)
 
 
+_SLOT_VERSIONS = (_VERSION_2, _VERSION)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slot:
+    seq: int
+    version: int
+    state: HardState
+    node_id: str | None
+    cluster_id: str | None
+
+
 def _decode_slots(raw: bytes, path: str) -> _Decoded:
-    found: list[tuple[int, int, HardState]] = []
+    found: list[tuple[int, int, _Slot]] = []
     damaged: list[tuple[int, str]] = []
     for slot in range(_SLOTS):
         try:
@@ -431,7 +538,7 @@ def _decode_slots(raw: bytes, path: str) -> _Decoded:
             damaged.append((slot, str(exc)))
             continue
         if decoded is not None:
-            found.append((decoded[0], slot, decoded[1]))
+            found.append((decoded.seq, slot, decoded))
     if not found:
         if not damaged:
             raise StateFileError(path, "holds no state in either slot; it is damaged")
@@ -441,12 +548,20 @@ def _decode_slots(raw: bytes, path: str) -> _Decoded:
         raise StateFileError(
             path, f"holds sequence number {found[0][0]} in both slots; it is damaged"
         )
-    seq, slot, state = max(found)
-    return _Decoded(state, _VERSION, slot, seq, damaged[0] if damaged else None)
+    seq, slot, newest = max(found, key=lambda item: (item[0], item[1]))
+    return _Decoded(
+        newest.state,
+        newest.version,
+        slot,
+        seq,
+        damaged[0] if damaged else None,
+        newest.node_id,
+        newest.cluster_id,
+    )
 
 
-def _decode_slot(raw: bytes, path: str, slot: int) -> tuple[int, HardState] | None:
-    """A slot's sequence number and state, or ``None`` for a slot never written.
+def _decode_slot(raw: bytes, path: str, slot: int) -> _Slot | None:
+    """A slot's contents, or ``None`` for a slot never written.
 
     Raises:
         _DamagedSlot: the slot holds something a torn write could leave.
@@ -465,7 +580,9 @@ def _decode_slot(raw: bytes, path: str, slot: int) -> tuple[int, HardState] | No
         raise _DamagedSlot(f"is not valid JSON ({exc})") from exc
     if not isinstance(body, dict) or body.get("format") != _FORMAT:
         raise _DamagedSlot("does not hold an almost-raft state")
-    _check_version(body.get("version"), _VERSION, path, f"slot {slot} ")
+    version = body.get("version")
+    _check_version(version, _SLOT_VERSIONS, path, f"slot {slot} ")
+    assert _is_int(version)
     stored = body.pop("crc32", None)
     if stored != _checksum(body):
         raise _DamagedSlot("fails its checksum")
@@ -473,17 +590,42 @@ def _decode_slot(raw: bytes, path: str, slot: int) -> tuple[int, HardState] | No
     if not _is_int(seq) or seq < 1:
         raise _DamagedSlot(f"holds an invalid sequence number {seq!r}")
     try:
-        return seq, HardState(body["term"], body["voted_for"])
+        if version == _VERSION_2:
+            return _Slot(seq, version, HardState(body["term"], body["voted_for"]), None, None)
+        state = HardState(
+            body["term"], body["voted_for"], _decode_configuration(body["configuration"])
+        )
+        node_id, cluster_id = body["node_id"], body["cluster_id"]
+        for value in (node_id, cluster_id):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"an id must be a string or null, got {value!r}")
+        return _Slot(seq, version, state, node_id, cluster_id)
     except (KeyError, TypeError, ValueError) as exc:
         raise _DamagedSlot(f"holds an invalid state ({exc})") from exc
 
 
-def _check_version(version: object, expected: int, path: str, where: str) -> None:
-    if not _is_int(version) or version != expected:
+def _decode_configuration(raw: object) -> Configuration | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("members"), list):
+        raise TypeError(f"the configuration must be an object with members, got {raw!r}")
+    members = []
+    for entry in raw["members"]:
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise TypeError(f"a member must be [id, voter, address], got {entry!r}")
+        members.append(Member(*entry))
+    version, term = raw.get("version"), raw.get("term")
+    if not _is_int(version) or not _is_int(term):
+        raise TypeError("the configuration's version and term must be integers")
+    return Configuration(version, term, tuple(members))
+
+
+def _check_version(version: object, expected: tuple[int, ...], path: str, where: str) -> None:
+    if not _is_int(version) or version not in expected:
         raise StateFileError(
             path,
             f"{where}has format version {version!r}; this release reads "
-            f"{_VERSION_1} and {_VERSION}",
+            f"{_VERSION_1}, {_VERSION_2} and {_VERSION}",
             "Start this node with the release that wrote the file, or a newer one",
         )
 

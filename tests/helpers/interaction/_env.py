@@ -29,8 +29,12 @@ Commands (``name positional... key=value...``):
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
 - ``transfer a [to=b]``: leader ``a`` hands leadership over (TimeoutNow).
 - ``unreachable a about=b``: the transport tells ``a`` that ``b``'s process is gone.
-- ``inject <to> <Kind> term=N from=x [pre] [granted|refused]``: hand one crafted message
-  to a node at once.
+- ``add-member a d [non-voter]``, ``remove-member a d``, ``promote a d``: ask node ``a``
+  for a change of the configuration; a refusal prints its error. ``members [node...]``
+  shows each node's configuration and the newest it knows committed.
+- ``inject <to> <Kind> term=N from=x [pre] [granted|refused] [stale-config]``: hand one
+  crafted message to a node at once (a vote request names the receiver's configuration,
+  or none with ``stale-config``).
 - ``status [node...]``, ``metrics <node>``.
 
 A batch's lease is shown when a lease of a new term begins (``lease term=N from=T``) and
@@ -47,17 +51,23 @@ import random
 from collections.abc import Callable, Iterator
 
 from almost_raft import (
+    ConfigError,
     ElectionConfig,
     ElectionCore,
     HeartBeat,
     HeartBeatResponse,
+    Member,
+    MembershipChangeError,
     MemoryStore,
     NetworkFaults,
+    NodeState,
     Output,
     PeerMessage,
     RequestVote,
     RequestVoteResponse,
 )
+from almost_raft.sim import CoreFactory
+from almost_raft.sim._checker import Checker
 
 __all__ = ["Env", "format_message"]
 
@@ -117,6 +127,13 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("transfer")
     if isinstance(message, RequestVoteResponse) and message.promise_left > 0:
         parts.append(f"promise-left={message.promise_left:.3f}")
+    if isinstance(message, RequestVote | HeartBeatResponse) and message.config_version:
+        parts.append(f"config=v{message.config_version}/t{message.config_term}")
+    if isinstance(message, HeartBeat):
+        if message.configuration is not None:
+            parts.append(f"config=v{message.configuration.version}")
+        if message.committed_version:
+            parts.append(f"committed=v{message.committed_version}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
@@ -140,7 +157,13 @@ class _Capture(logging.Handler):
 class Env:
     """The scripted cluster. Call :meth:`handle` with one command line per case."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, core_factory: CoreFactory = ElectionCore, checker: Checker | None = None
+    ) -> None:
+        # A broken core can be run through a transcript's commands, and a checker shown
+        # what the nodes announce, to prove the checker sees what the transcript shows.
+        self.core_factory = core_factory
+        self.checker = checker
         self.nodes: dict[str, SimNode] = {}
         self.in_flight: list[InFlight] = []
         self.faults = NetworkFaults(random.Random(0))
@@ -171,6 +194,10 @@ class Env:
             "hand-over": self._hand_over,
             "peer-unreachable": self._peer_unreachable,
             "add-peer": self._add_peer,
+            "add-member": self._add_member,
+            "remove-member": self._remove_member,
+            "promote": self._promote,
+            "members": self._members,
             "remove-peer": self._remove_peer,
             "transfer": self._transfer,
             "unreachable": self._unreachable,
@@ -226,12 +253,19 @@ class Env:
             lines.extend([f"{node_id}: dropped ({reason})"] * count)
         if out.hard_state is not None:
             node.store.save(out.hard_state)
+            config = out.hard_state.configuration
             lines.append(
                 f"{node_id}: persist term={out.hard_state.term} "
                 f"vote={out.hard_state.voted_for or 'none'}"
+                + (f" config=v{config.version}" if config is not None else "")
             )
         if out.role is not None:
             lines.append(f"{node_id}: role {out.role.value}")
+        if self.checker is not None:
+            if out.role is NodeState.LEADER:
+                self.checker.became_leader(node_id, core.term, node.clock)
+            if out.committed is not None:
+                self.checker.configuration_committed(node_id, out.committed, node.clock)
         if out.leader_change is not None:
             change = out.leader_change
             lines.append(f"{node_id}: leader {change.leader_id or 'none'} term={change.term}")
@@ -258,7 +292,7 @@ class Env:
     def _start(self, node: SimNode) -> None:
         rng = random.Random(f"{self.seed}/{node.node_id}/{node.starts}")
         node.starts += 1
-        node.core = ElectionCore(
+        node.core = self.core_factory(
             node.node_id, node.peers, node.config, rng, node.clock, node.store.load()
         )
 
@@ -519,6 +553,40 @@ class Env:
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.remove_peer(peer, node.clock))
 
+    def _add_member(self, args: Args) -> list[str]:
+        node_id, peer = args.positional[:2]
+        member = Member(peer, voter="non-voter" not in args.positional[2:])
+        return self._change(node_id, lambda c, now: c.add_member(member, now))
+
+    def _remove_member(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        return self._change(node_id, lambda c, now: c.remove_member(peer, now))
+
+    def _promote(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        return self._change(node_id, lambda c, now: c.promote_member(peer, now))
+
+    def _change(self, node_id: str, action: Callable[[ElectionCore, float], Output]) -> list[str]:
+        node = self.nodes[node_id]
+        try:
+            return self._call(node_id, lambda c: action(c, node.clock))
+        except (ConfigError, MembershipChangeError) as exc:
+            return [f"{node_id}: refused: {type(exc).__name__}: {exc}"]
+
+    def _members(self, args: Args) -> list[str]:
+        lines = []
+        for n in args.positional or sorted(self.nodes):
+            core = self.nodes[n].core
+            if core is None:
+                lines.append(f"{n}: down")
+                continue
+            committed = core.committed_configuration
+            lines.append(
+                f"{n}: {core.configuration.describe()} committed="
+                + (f"v{committed.version}" if committed is not None else "none")
+            )
+        return lines
+
     def _inject(self, args: Args) -> list[str]:
         to, kind = args.positional[:2]
         words = set(args.positional[2:])
@@ -526,7 +594,16 @@ class Env:
         sender = args.options["from"]
         message: PeerMessage
         if kind == "RequestVote":
-            message = RequestVote(term, sender, pre_vote="pre" in words)
+            # As from a candidate as up to date as the receiver, unless ``stale-config``.
+            config = self._live(to)[1].configuration
+            fresh = "stale-config" not in words
+            message = RequestVote(
+                term,
+                sender,
+                pre_vote="pre" in words,
+                config_term=config.term if fresh else 0,
+                config_version=config.version if fresh else 0,
+            )
         elif kind == "RequestVoteResponse":
             message = RequestVoteResponse(
                 term, sender, granted="granted" in words, pre_vote="pre" in words

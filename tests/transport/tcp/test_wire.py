@@ -116,9 +116,13 @@ messages = st.one_of(
         st.floats(min_value=0, max_value=1e6),
     ),
     st.builds(
-        HeartBeat, terms, node_ids, st.integers(min_value=0, max_value=MAX_ROUND_TRIP_US), terms
+        HeartBeat,
+        terms,
+        node_ids,
+        st.integers(min_value=0, max_value=MAX_ROUND_TRIP_US),
+        round=terms,
     ),
-    st.builds(HeartBeatResponse, terms, node_ids, terms),
+    st.builds(HeartBeatResponse, terms, node_ids, round=terms),
 )
 
 
@@ -144,7 +148,7 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
     ("kind as bool", [True, 1, "a", False], FrameProblem.UNKNOWN_KIND),
     ("kind as str", ["3", 1, "a"], FrameProblem.UNKNOWN_KIND),
     ("missing field", [3, 1], FrameProblem.BAD_FIELD),
-    ("extra field", [4, 1, "a", 0, 0], FrameProblem.BAD_FIELD),
+    ("extra field", [4, 1, "a", 0, 0, 0, 0], FrameProblem.BAD_FIELD),
     ("one optional field too many", [3, 1, "a", 5, 0, 0], FrameProblem.BAD_FIELD),
     ("optional field of the wrong type", [3, 1, "a", 0.5], FrameProblem.BAD_FIELD),
     ("round trip out of range", [3, 1, "a", 2**40], FrameProblem.BAD_FIELD),

@@ -11,13 +11,27 @@ frame on a connection is the handshake, then every frame is one peer message::
     handshake             ["almost-raft", version, cluster_id, node_id]
                           ["almost-raft", version, cluster_id, node_id, nonce]
     RequestVote           [1, term, candidate_id, pre_vote, transfer]
-    RequestVoteResponse   [2, term, voter_id, granted, pre_vote, (promise_left)]
-    HeartBeat             [3, term, leader_id, (round_trip_us, (round))]
-    HeartBeatResponse     [4, term, follower_id, (round)]
-
-Fields in parentheses were added later and are left out while they are zero, so a frame
-without them reads as before.
+                          [1, term, candidate_id, pre_vote, transfer,
+                              config_term, config_version, [voter_id, ...]]
+    RequestVoteResponse   [2, term, voter_id, granted, pre_vote]
+                          [2, term, voter_id, granted, pre_vote, promise_left]
+    HeartBeat             [3, term, leader_id]
+                          [3, term, leader_id, round_trip_us]
+                          [3, term, leader_id, round_trip_us,
+                              configuration or nil, committed_version]
+                          [3, term, leader_id, round_trip_us,
+                              configuration or nil, committed_version, round]
+    HeartBeatResponse     [4, term, follower_id]
+                          [4, term, follower_id, config_term, config_version]
+                          [4, term, follower_id, config_term, config_version, round]
     TimeoutNow            [5, term, leader_id]
+
+    configuration         [version, term, [[node_id, voter, address or nil], ...]]
+
+The longer forms carry the configuration (see ``Configuration``); a message whose
+configuration fields are all at their defaults is sent in the short form, as earlier
+releases sent it, and both forms are read. The lease's fields (a heartbeat's ``round``
+and its echo, a vote's ``promise_left``) come last, and only when they are not zero.
 
 The first two handshake fields keep this layout in every protocol version, so a node can
 always tell a peer that speaks another version from one that speaks garbage.
@@ -53,6 +67,7 @@ import struct
 from collections.abc import Container
 from typing import Any
 
+from ...core._configuration import MAX_MEMBERS, Configuration, Member
 from ...core._messages import (
     MAX_ID_LENGTH,
     HeartBeat,
@@ -100,8 +115,9 @@ MIN_MAX_FRAME_BYTES = 4 * 1024
 _HEADER = struct.Struct(">I")
 # A str field holds at most MAX_ID_LENGTH characters of up to 4 UTF-8 bytes each.
 _MAX_STR_BYTES = 4 * MAX_ID_LENGTH
-# The longest array we ever send has 5 elements; a little slack costs nothing.
-_MAX_ARRAY_LEN = 8
+# The longest array we send is a configuration's member list (MAX_MEMBERS), or a
+# message of 8 fields; a little slack costs nothing.
+_MAX_ARRAY_LEN = max(8, MAX_MEMBERS) + 4
 #: The length of every nonce and proof of the shared-secret handshake (HMAC-SHA256).
 NONCE_BYTES = 32
 
@@ -223,26 +239,42 @@ def encode_message(message: PeerMessage) -> bytes:
                 message.pre_vote,
                 message.transfer,
             ]
+            if message.config_term or message.config_version or message.voters:
+                fields += [message.config_term, message.config_version, list(message.voters)]
         case RequestVoteResponse():
             fields = [2, message.term, message.voter_id, message.granted, message.pre_vote]
             if message.promise_left:
                 fields.append(message.promise_left)
         case HeartBeat():
             fields = [3, message.term, message.leader_id]
-            if message.round_trip_us or message.round:
+            config = message.configuration
+            if config is not None or message.committed_version or message.round:
+                fields += [
+                    message.round_trip_us,
+                    None if config is None else _encode_configuration(config),
+                    message.committed_version,
+                ]
+                if message.round:
+                    fields.append(message.round)
+            elif message.round_trip_us:
                 # Left out while unknown, so such a heartbeat reads as before.
                 fields.append(message.round_trip_us)
-            if message.round:
-                fields.append(message.round)
         case HeartBeatResponse():
             fields = [4, message.term, message.follower_id]
-            if message.round:
-                fields.append(message.round)
+            if message.config_term or message.config_version or message.round:
+                fields += [message.config_term, message.config_version]
+                if message.round:
+                    fields.append(message.round)
         case TimeoutNow():
             fields = [5, message.term, message.leader_id]
         case _:
             raise TypeError(f"cannot encode {type(message).__name__}")
     return _frame(fields)
+
+
+def _encode_configuration(config: Configuration) -> list[object]:
+    members = [[m.node_id, m.voter, m.address] for m in config.members]
+    return [config.version, config.term, members]
 
 
 def _frame(fields: list[object]) -> bytes:
@@ -412,7 +444,18 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
         raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
     cls, types, optional = schema
     values = fields[1:]
-    if not len(types) <= len(values) <= len(types) + len(optional):
+    extension: dict[str, Any] = {}
+    extended = _EXTENSIONS.get(kind)
+    full = len(types) + len(optional)
+    if extended is not None and extended[0] <= len(values) - full <= extended[0] + extended[2]:
+        count = extended[0]
+        extension = extended[1](cls.__name__, values[full : full + count])
+        for name, value in zip(("round",), values[full + count :], strict=False):
+            # The lease's round, after the configuration's fields.
+            _exact_ints(cls.__name__, [value])
+            extension[name] = value
+        values = values[:full]
+    if not len(types) <= len(values) <= full:
         raise WireError(
             FrameProblem.BAD_FIELD,
             f"{cls.__name__} needs {len(types)} fields"
@@ -431,9 +474,68 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
                     f"got {type(value).__name__}",
                 )
     try:
-        return cls(*values)
+        return cls(*values, **extension)
     except (TypeError, ValueError) as exc:
         raise WireError(FrameProblem.BAD_FIELD, f"{cls.__name__}: {exc}") from None
+
+
+def _bad(name: str, what: str) -> WireError:
+    return WireError(FrameProblem.BAD_FIELD, f"{name} {what}")
+
+
+def _exact_ints(name: str, values: list[Any]) -> None:
+    for value in values:
+        if type(value) is not int:
+            raise _bad(name, f"configuration field must be int, got {type(value).__name__}")
+
+
+def _vote_extension(name: str, values: list[Any]) -> dict[str, Any]:
+    config_term, config_version, voters = values
+    _exact_ints(name, [config_term, config_version])
+    if type(voters) is not list or any(type(voter) is not str for voter in voters):
+        raise _bad(name, "voters must be an array of str")
+    return {"config_term": config_term, "config_version": config_version, "voters": tuple(voters)}
+
+
+def _heartbeat_extension(name: str, values: list[Any]) -> dict[str, Any]:
+    raw, committed = values
+    _exact_ints(name, [committed])
+    return {
+        "configuration": None if raw is None else _decode_configuration(name, raw),
+        "committed_version": committed,
+    }
+
+
+def _response_extension(name: str, values: list[Any]) -> dict[str, Any]:
+    _exact_ints(name, values)
+    return {"config_term": values[0], "config_version": values[1]}
+
+
+def _decode_configuration(name: str, raw: object) -> Configuration:
+    if type(raw) is not list or len(raw) != 3:
+        raise _bad(name, "configuration must be [version, term, members]")
+    version, term, members = raw
+    _exact_ints(name, [version, term])
+    if type(members) is not list:
+        raise _bad(name, "configuration members must be an array")
+    decoded = []
+    for entry in members:
+        if (
+            type(entry) is not list
+            or len(entry) != 3
+            or type(entry[0]) is not str
+            or type(entry[1]) is not bool
+            or not (entry[2] is None or type(entry[2]) is str)
+        ):
+            raise _bad(name, "a member must be [str, bool, str or nil]")
+        try:
+            decoded.append(Member(entry[0], entry[1], entry[2]))
+        except ValueError as exc:
+            raise _bad(name, f"member: {exc}") from None
+    try:
+        return Configuration(version, term, tuple(decoded))
+    except (TypeError, ValueError) as exc:
+        raise _bad(name, f"configuration: {exc}") from None
 
 
 def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> object:
@@ -475,9 +577,17 @@ def _unpack(body: bytes, max_frame_bytes: int, *, max_bin_len: int = 0) -> objec
 _SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]] = {
     1: (RequestVote, (int, str, bool, bool), ()),
     2: (RequestVoteResponse, (int, str, bool, bool), (float,)),
-    3: (HeartBeat, (int, str), (int, int)),
-    4: (HeartBeatResponse, (int, str), (int,)),
+    3: (HeartBeat, (int, str), (int,)),
+    4: (HeartBeatResponse, (int, str), ()),
     5: (TimeoutNow, (int, str), ()),
+}
+
+# The longer forms that carry the configuration: how many more fields, their reader, and
+# how many of the lease's fields (the round) may follow them.
+_EXTENSIONS: dict[int, tuple[int, Any, int]] = {
+    1: (3, _vote_extension, 0),
+    3: (2, _heartbeat_extension, 1),
+    4: (2, _response_extension, 1),
 }
 
 _KIND_NAMES: dict[type[PeerMessage], str] = {

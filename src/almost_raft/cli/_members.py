@@ -1,0 +1,184 @@
+"""``almost-raft members``: list the configuration, or add or remove a member.
+
+It talks to the admin endpoint of a node (``nodes.ID.admin`` in the cluster file; see
+``node/_admin.py``), proving the cluster's secret or presenting that node's certificate
+when the cluster has them. A change must be made at the leader: a node that does not
+lead answers with the leader it knows, and the change is sent there instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core._errors import ConfigError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ..node._cluster_config import ClusterConfig
+
+# What this module needs to do its work is imported when the command runs: the parser
+# that registers it is built by every ``almost-raft run``, which lives for months and
+# keeps whatever it imports.
+
+__all__ = ["add_members_command"]
+
+_EPILOG = "exit status: 0 done, 1 refused or unreachable, 2 bad arguments or cluster file"
+# A node that does not lead names the leader; following that name more often than this
+# means leadership is moving, and the operator should retry later.
+_MAX_REDIRECTS = 3
+
+
+def add_members_command(commands: Any, cluster: argparse.ArgumentParser) -> None:
+    """Register the ``members`` command on the ``almost-raft`` parser."""
+    members = commands.add_parser(
+        "members",
+        parents=[cluster],
+        help="list the members, or add or remove one, through the leader",
+        description="List the configuration (members, voters, version) a node follows, "
+        "or add or remove a member through the leader. Needs an admin address "
+        "(nodes.ID.admin) in the cluster file for at least one node.",
+        epilog=_EPILOG,
+    )
+    members.add_argument("--node", help="the node to ask first (default: each in turn)")
+    members.add_argument(
+        "--timeout", type=float, default=40.0, help="seconds to wait for an answer (default 40)"
+    )
+    actions = members.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser("list", help="print the configuration")
+    listing.set_defaults(op="list")
+    add = actions.add_parser("add", help="add a member (it joins as a non-voter first)")
+    add.add_argument("node_id", metavar="ID")
+    add.add_argument("address", metavar="HOST:PORT", help="where the other members reach it")
+    add.add_argument("--non-voter", action="store_true", help="keep it a non-voter")
+    add.set_defaults(op="add")
+    remove = actions.add_parser("remove", help="remove a member")
+    remove.add_argument("node_id", metavar="ID")
+    remove.set_defaults(op="remove")
+    members.set_defaults(handler=run_members, op="list")
+
+
+def run_members(args: argparse.Namespace) -> int:
+    """Carry out ``almost-raft members``; return the exit status."""
+    from ..node._cluster_config import ClusterConfig
+
+    try:
+        cluster = ClusterConfig.load(args.config)
+        targets = _admin_nodes(cluster, args.node)
+    except ConfigError as exc:
+        print(f"almost-raft members: {exc}", file=sys.stderr)
+        return 2
+    request: dict[str, Any] = {"op": args.op}
+    if args.op in ("add", "remove"):
+        request["node_id"] = args.node_id
+    if args.op == "add":
+        request["address"] = args.address
+        request["voter"] = not args.non_voter
+    try:
+        answer = asyncio.run(_ask_cluster(cluster, targets, request, args.timeout))
+    except ConfigError as exc:
+        print(f"almost-raft members: {exc}", file=sys.stderr)
+        return 2
+    if not answer.get("ok"):
+        print(f"almost-raft members: {answer.get('error')}", file=sys.stderr)
+        return 1
+    _print_configuration(answer)
+    return 0
+
+
+def _admin_nodes(cluster: ClusterConfig, first: str | None) -> list[str]:
+    nodes = [node_id for node_id, entry in cluster.nodes.items() if entry.admin is not None]
+    if not nodes:
+        raise ConfigError(
+            f"{cluster.source}: nodes.ID.admin",
+            None,
+            'no node has an admin address; add one, e.g. admin = "127.0.0.1:7100", and '
+            "restart that node",
+        )
+    if first is not None:
+        if first not in nodes:
+            raise ConfigError("--node", first, f"must be a node with an admin address: {nodes}")
+        nodes.remove(first)
+        nodes.insert(0, first)
+    return nodes
+
+
+async def _ask_cluster(
+    cluster: ClusterConfig, targets: Sequence[str], request: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """Ask the first node that answers; follow its word to the leader for a change."""
+    answer: dict[str, Any] = {"ok": False, "error": "no node with an admin address answered"}
+    for node_id in targets:
+        try:
+            answer = await _ask(cluster, node_id, request, seconds)
+        except (OSError, TimeoutError, ValueError) as exc:
+            answer = {"ok": False, "error": f"{node_id}'s admin endpoint: {exc}"}
+            continue
+        for _ in range(_MAX_REDIRECTS):
+            leader = answer.get("leader")
+            if answer.get("ok") or request["op"] == "list" or leader in (None, node_id):
+                break
+            entry = cluster.nodes.get(leader)
+            if entry is None or entry.admin is None:
+                answer["error"] = (
+                    f"{answer.get('error')}; the leader {leader} has no admin address in "
+                    f"{cluster.source}"
+                )
+                break
+            node_id = leader
+            answer = await _ask(cluster, node_id, request, seconds)
+        return answer
+    return answer
+
+
+async def _ask(
+    cluster: ClusterConfig, node_id: str, request: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    from ..node._admin import admin_proof
+    from ..node._cluster_config import format_host_port
+
+    entry = cluster.nodes[node_id]
+    assert entry.admin is not None
+    host, port = entry.admin
+    context: ssl.SSLContext | None = None
+    files = cluster.security.tls.get(node_id)
+    if files is not None:
+        context = files.load(cluster.source, node_id).client
+    secret = cluster.security.load_secret(cluster.source)
+    async with asyncio.timeout(seconds):
+        reader, writer = await asyncio.open_connection(host, port, ssl=context)
+        try:
+            greeting = json.loads(await reader.readline())
+            if secret is not None:
+                request = {
+                    **request,
+                    "proof": admin_proof(secret, cluster.cluster_id, greeting["nonce"], request),
+                }
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+    if not line:
+        raise ValueError(f"closed the connection at {format_host_port(entry.admin)}")
+    answer: dict[str, Any] = json.loads(line)
+    return answer
+
+
+def _print_configuration(answer: dict[str, Any]) -> None:
+    config = answer.get("configuration")
+    if config is None:
+        print("no configuration yet (the node has not started)")
+        return
+    print(
+        f"configuration v{config['version']} (made in term {config['term']}), "
+        f"leader {answer.get('leader') or 'unknown'}"
+    )
+    for member in config["members"]:
+        role = "voter" if member["voter"] else "non-voter"
+        print(f"  {member['id']:<24} {role:<10} {member['address'] or '-'}")

@@ -1,0 +1,112 @@
+"""A leader's side of the configuration: who has saved which version, and when it commits.
+
+Pure bookkeeping, free of roles and messages, as ``_quorum`` is for votes. The state
+machine owns one :class:`Replication` while it leads and drops it when it stops.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._configuration import Configuration
+from ._quorum import majority
+
+__all__ = ["Replication"]
+
+
+class Replication:
+    """Tracks one leader's configuration until it commits, and the members it removed.
+
+    Args:
+        node_id: the leader's id.
+        configuration: the configuration the leader just made (the restamped one).
+    """
+
+    __slots__ = (
+        "_acked",
+        "_leaving",
+        "configuration",
+        "first_key",
+        "gate_open",
+        "node_id",
+        "promote",
+    )
+
+    def __init__(self, node_id: str, configuration: Configuration) -> None:
+        self.node_id = node_id
+        self.configuration = configuration
+        #: The key of the configuration the leader re-made in its term (the gate), once
+        #: it has.
+        self.first_key: tuple[int, int] | None = None
+        # The newest configuration key each member said it saved.
+        self._acked: dict[str, tuple[int, int]] = {}
+        # Members a change removed, still told the outcome until the given time.
+        self._leaving: dict[str, float] = {}
+        #: Non-voters to promote once they have saved the configuration.
+        self.promote: set[str] = set()
+        #: Whether this term's configuration committed: changes may be made (the gate).
+        self.gate_open = False
+
+    def acknowledge(self, node_id: str, key: tuple[int, int]) -> None:
+        """``node_id`` said it has saved the configuration with ``key``."""
+        if key > self._acked.get(node_id, (-1, -1)):
+            self._acked[node_id] = key
+
+    def has_saved(self, node_id: str) -> bool:
+        """Whether ``node_id`` saved the current configuration (the leader always has)."""
+        return (
+            node_id == self.node_id or self._acked.get(node_id, (-1, -1)) >= self.configuration.key
+        )
+
+    def is_committed(self) -> bool:
+        """Whether a majority of the configuration's own voters saved it (thesis 4.1).
+
+        The leader counts itself: the caller carries out the batch's save before any
+        answer reaches the core again.
+        """
+        voters = self.configuration.voters
+        saved = sum(1 for voter in voters if self.has_saved(voter))
+        return bool(voters) and saved >= majority(len(voters))
+
+    def propose(self, configuration: Configuration, removed: str | None) -> None:
+        """The leader made ``configuration``; ``removed`` names a member it drops."""
+        assert configuration.version == self.configuration.version + 1, "one change at a time"
+        self.configuration = configuration
+        if removed is not None:
+            self._leaving[removed] = math.inf
+            self.promote.discard(removed)
+
+    def committed(self, now: float, linger: float) -> None:
+        """The configuration committed: tell removed members for ``linger`` more.
+
+        An answer cannot say which heartbeat it answers, so it cannot tell whether the
+        member saw the commit; a removed member that hears of it leaves and falls silent.
+        """
+        for node_id, until in self._leaving.items():
+            if until == math.inf:
+                self._leaving[node_id] = now + linger
+
+    def recipients(self, now: float) -> list[str]:
+        """Whom the leader's heartbeats go to, sorted: members and leaving members."""
+        for node_id in [n for n, until in self._leaving.items() if until <= now]:
+            del self._leaving[node_id]
+        ids = (self.configuration.ids | self._leaving.keys()) - {self.node_id}
+        return sorted(ids)
+
+    def is_leaving(self, node_id: str) -> bool:
+        """Whether ``node_id`` was removed and is still being told so."""
+        return node_id in self._leaving
+
+    def needs_configuration(self, node_id: str) -> bool:
+        """Whether a heartbeat to ``node_id`` must carry the configuration."""
+        return not self.has_saved(node_id)
+
+    def ready_to_promote(self) -> str | None:
+        """A non-voter waiting for promotion that has saved the configuration, if any."""
+        for node_id in sorted(self.promote):
+            member = self.configuration.member(node_id)
+            if member is None or member.voter:
+                self.promote.discard(node_id)
+            elif self.has_saved(node_id):
+                return node_id
+        return None
