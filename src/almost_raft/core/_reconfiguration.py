@@ -299,11 +299,21 @@ class Reconfiguration:
 
         The cluster's first leader makes the starting configuration version 1 at once:
         from then on only leaders change members, and nodes stop editing their starting
-        lists. Later leaders re-make theirs (the leader gate) only when a change is asked
-        for, so a failover costs the followers no extra save.
+        lists. Later leaders re-make theirs (the leader gate) when a change is asked for,
+        so a failover costs the followers no extra save, and also at once when the
+        configuration they hold is not known to be committed: a leader counts only its
+        own term's configurations as committed (Raft paper 5.4.2), so without the gate it
+        would never learn that a pending change committed. A leader that a pending change
+        removes, elected before it learned the commit, would then lead on for ever,
+        refused by members that do not count it as one.
         """
         self._replication = Replication(self.node_id, self._configuration)
-        if self._configuration.version == 0:
+        config = self._configuration
+        if (
+            config.version == 0
+            or config.version > self._committed_version
+            or self.node_id not in config.voters
+        ):
             self._restamp()
 
     def _restamp(self) -> None:
