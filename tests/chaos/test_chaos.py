@@ -371,10 +371,12 @@ def test_a_lost_frame_arrives_a_retransmission_later_and_nothing_is_gone(
 
 
 def test_a_refused_upstream_reaches_the_sender_as_a_refusal() -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        nowhere = unused.getsockname()
-    with ProxyNetwork(["a", "b"], lambda node: nowhere, seed=1) as network:
+    # Bound but never listening, for the whole test: dials to it are refused, and no
+    # listener of the proxy can be given the same port once it is free again.
+    unused = socket.socket()
+    unused.bind(("127.0.0.1", 0))
+    nowhere = unused.getsockname()
+    with unused, ProxyNetwork(["a", "b"], lambda node: nowhere, seed=1) as network:
         # The first dial is accepted by the proxy, so it can only be reset...
         with dial(network) as sock:
             sock.sendall(HANDSHAKE)
