@@ -51,6 +51,15 @@ broken promises. Every batch that changes the lease reports it.
 Rule 6 (peer input never raises). A message from an unknown or impossible sender is
 dropped with a log line and a counter; it never changes state. A broken invariant inside
 the core is a bug and fails loudly with an assertion.
+
+Layout
+------
+This class is the one front door: the inputs, the term rules, the role handlers and the
+role transitions. The parts that read and change its state throughout are its bases, one
+job each: ``_votes`` (answering and counting votes), ``_crash_evidence`` (a leader's
+process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a leader's
+heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``)
+and ``_reconfiguration`` (the replicated configuration).
 """
 
 from __future__ import annotations
@@ -63,15 +72,14 @@ from collections.abc import Iterable
 from ._batch import BatchBuilder
 from ._campaign import Campaign
 from ._config import ElectionConfig
-from ._configuration import Member
+from ._crash_evidence import CrashEvidence
 from ._departure import Departure
-from ._errors import ConfigError, MembershipChangeError
 from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
-from ._lease import Lease, LeaseKeeper, Promise, stretched
+from ._leading import Leading
+from ._lease import Lease, LeaseKeeper, Promise
+from ._leaving import Leaving
 from ._messages import (
-    MAX_ROUND_TRIP_US,
-    MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
     PeerMessage,
@@ -80,19 +88,14 @@ from ._messages import (
     TimeoutNow,
 )
 from ._outputs import CoreMetrics, Output
-from ._quorum import VoteResult
+from ._peer_list import PeerList
 from ._reconfiguration import Reconfiguration
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
-from ._validation import admits_peer, check_cluster_size, check_id
-from ._vote_rules import (
-    grants_vote,
-    ignored_during_lease,
-    keeps_term,
-    stale_term_reply,
-    vote_response_is_current,
-)
+from ._validation import check_cluster_size, check_id
+from ._vote_rules import ignored_during_lease, keeps_term, stale_term_reply
+from ._votes import Votes
 
 __all__ = ["ElectionCore"]
 
@@ -101,7 +104,7 @@ logger = logging.getLogger("almost_raft.core")
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
 
 
-class ElectionCore(Reconfiguration):
+class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Leading):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -272,61 +275,14 @@ class ElectionCore(Reconfiguration):
         is ignored with a log line: only the leader changes members.
         """
         self._now = now
-        check_id("peer_id", peer_id)
-        if peer_id == self.node_id or peer_id in self.configuration.ids:
-            logger.debug("%s: peer %s is already a member", self.node_id, peer_id)
-        elif not admits_peer(self._other_members(), self.config):
-            logger.warning(
-                "%s: refused to add peer %s: the cluster already has max_nodes=%d nodes",
-                self.node_id,
-                peer_id,
-                self.config.max_nodes,
-            )
-        elif self._edit_starting_configuration(peer_id, add=True):
-            logger.info(
-                "%s: added peer %s (%d peers)", self.node_id, peer_id, len(self._other_members())
-            )
-            if self._role in _CAMPAIGNING:
-                self._request_votes_from(peer_id)
-        else:
-            self._change_from_peer_list(peer_id, add=True)
+        self._add_from_peer_list(peer_id)
         return self._finish()
 
     def remove_peer(self, peer_id: str, now: float) -> Output:
         """Remove ``peer_id``; the same rules as :meth:`add_peer`."""
         self._now = now
-        if peer_id not in self.configuration.ids or peer_id == self.node_id:
-            return self._finish()
-        if self._edit_starting_configuration(peer_id, add=False):
-            logger.info(
-                "%s: removed peer %s (%d peers)",
-                self.node_id,
-                peer_id,
-                len(self._other_members()),
-            )
-            if self._role in _CAMPAIGNING:
-                self._tally()
-        else:
-            self._change_from_peer_list(peer_id, add=False)
+        self._remove_from_peer_list(peer_id)
         return self._finish()
-
-    def _change_from_peer_list(self, peer_id: str, *, add: bool) -> None:
-        if self._role is not NodeState.LEADER:
-            logger.info(
-                "%s: ignored %s peer %s: members change only at the leader (%s)",
-                self.node_id,
-                "adding" if add else "removing",
-                peer_id,
-                self._leader_id or "none known",
-            )
-            return
-        try:
-            if add:
-                self._add_member(Member(peer_id))
-            else:
-                self._remove_member(peer_id)
-        except (ConfigError, MembershipChangeError) as exc:
-            logger.warning("%s: could not change members: %s", self.node_id, exc)
 
     def transfer_leadership(self, now: float, to: str | None = None) -> Output:
         """Hand leadership over: tell one peer to campaign now, and stop leading.
@@ -345,19 +301,6 @@ class ElectionCore(Reconfiguration):
             self._hand_over(to)
         return self._finish()
 
-    def _hand_over(self, to: str | None) -> None:
-        voters = self._other_voters()
-        target = to if to is not None else self._leader_side.freshest(voters)
-        if target is not None and target in voters:
-            logger.info(
-                "%s: handing leadership of term %d over to %s", self.node_id, self._term, target
-            )
-            self._send(target, TimeoutNow(self._term, self.node_id))
-        else:
-            logger.info("%s: stepping down as leader of term %d", self.node_id, self._term)
-        self._become_follower(self._term, None)
-        self._election_deadline += self.config.election_timeout_range[1]
-
     def step_down(self, now: float) -> Output:
         """Stop leading so that another node takes over; see :meth:`transfer_leadership`."""
         return self.transfer_leadership(now)
@@ -373,41 +316,8 @@ class ElectionCore(Reconfiguration):
         most a pre-vote that the others refuse while they still hear the leader.
         """
         self._now = now
-        delay = self._leader_down_spacing()
-        if (
-            delay > 0
-            and peer_id == self._leader_id
-            and self._role is NodeState.FOLLOWER
-            and peer_id != self.node_id
-            and self._may_campaign()
-        ):
-            logger.info(
-                "%s: leader %s of term %d is down; campaigning soon",
-                self.node_id,
-                peer_id,
-                self._term,
-            )
-            self.metrics.leader_down_reports += 1
-            self._leader_id = None
-            self._leader_contact = -math.inf
-            # This node among them: a member its newest configuration removes campaigns too.
-            survivors = sorted((self._voters() | {self.node_id}) - {peer_id})
-            wait = self._leader_down.begin(
-                now, survivors, self.node_id, self._term, self.config, self._rng, delay
-            )
-            self._election_deadline = min(self._election_deadline, now + wait)
-            self._replay_held_vote_requests(now)
+        self._leader_process_gone(peer_id)
         return self._finish()
-
-    def _hold_vote_request(self, request: RequestVote) -> None:
-        """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
-        if self._leader_down_spacing() > 0 and request.candidate_id in self._other_voters():
-            self._leader_down.hold(request, self._now)
-
-    def _replay_held_vote_requests(self, now: float) -> None:
-        for request in self._leader_down.take_fresh(now, self._leader_down_spacing()):
-            if self._accept(request):
-                self._on_vote_request(request)
 
     def leave(self, now: float, *, hand_over: bool = True) -> Output:
         """Leave the election for good, handing leadership over first if this node leads.
@@ -422,15 +332,7 @@ class ElectionCore(Reconfiguration):
         then. Any other node, or with ``hand_over=False``, terminates at once.
         """
         self._now = now
-        if self._role is NodeState.TERMINATING or self._departure.active:
-            return self._finish()
-        if hand_over and self._role is NodeState.LEADER and self._other_voters():
-            term = self._term
-            logger.info("%s: leaving the election", self.node_id)
-            self._hand_over(None)
-            self._departure.begin(term, now, self.config.election_timeout)
-        else:
-            self._terminate()
+        self._leave(hand_over)
         return self._finish()
 
     def terminate(self, now: float) -> Output:
@@ -438,11 +340,6 @@ class ElectionCore(Reconfiguration):
         self._now = now
         self._terminate()
         return self._finish()
-
-    def _terminate(self) -> None:
-        if self._role is not NodeState.TERMINATING:
-            logger.info("%s: terminating at term %d", self.node_id, self._term)
-            self._become_terminating()
 
     # ------------------------------------------------------------------ the term rules
 
@@ -478,59 +375,6 @@ class ElectionCore(Reconfiguration):
                 self._send(sender, reply)
             return self._drop("stale_term", message)
         return True
-
-    def _on_vote_request(self, request: RequestVote) -> None:
-        candidate = request.candidate_id
-        grant = not self._configuration_refuses(request) and grants_vote(
-            request,
-            term=self._term,
-            voted_for=self._voted_for,
-            leader_id=self._leader_id,
-            hears_leader=self._hears_leader(),
-        )
-        if (
-            grant
-            and request.pre_vote
-            and self._role is NodeState.FOLLOWER
-            and self._leader_down.active(self._now)
-        ):
-            # Someone is already campaigning for the dead leader's place: leave it its
-            # election before competing, or the two would split the vote.
-            self._defer_to_candidate()
-        promise_left = 0.0
-        if grant and not request.pre_vote:
-            # A vote the promise forbids can only come early (crash evidence, a restart);
-            # the winner then waits out what was left. A hand-over waives the promise
-            # made to the leader that handed over, which ended its lease first.
-            promise_left = self._promise.left(
-                self._now, handed_over_by=request.term - 1 if request.transfer else None
-            )
-            self._voted_for = candidate
-            # Granting a vote counts as hearing from a would-be leader (Raft paper 5.2).
-            if self._role is NodeState.PRE_CANDIDATE:
-                # Its pre-votes must not now make this node a candidate for the next term,
-                # which would cut short the election it just voted in.
-                self._become_follower(self._term, None)
-            else:
-                self._defer_to_candidate()
-        logger.debug(
-            "%s: %s %svote for %s in term %d",
-            self.node_id,
-            "granted" if grant else "refused",
-            "pre-" if request.pre_vote else "",
-            candidate,
-            request.term,
-        )
-        self._send(
-            candidate,
-            RequestVoteResponse(
-                request.term if grant else self._term,
-                self.node_id,
-                granted=grant,
-                pre_vote=request.pre_vote,
-                promise_left=promise_left,
-            ),
-        )
 
     # ------------------------------------------------------------------ role handlers
 
@@ -569,27 +413,6 @@ class ElectionCore(Reconfiguration):
             )
             self._drop("conflicting_leader", message)
 
-    def _on_timeout_now(self, message: TimeoutNow) -> None:
-        if self._leader_id not in (None, message.leader_id):
-            self._drop("conflicting_leader", message)
-        elif self._departure.active:
-            self._drop("leaving", message)
-        elif (
-            self._term >= MAX_TERM
-            or self._known_peers() < self.config.min_peers
-            or not self._may_campaign()
-        ):
-            self._drop("cannot_campaign", message)
-        else:
-            logger.info(
-                "%s: %s handed leadership of term %d over",
-                self.node_id,
-                message.leader_id,
-                message.term,
-            )
-            self.metrics.handovers_received += 1
-            self._become_candidate(transfer=True)
-
     def _on_heartbeat(self, heartbeat: HeartBeat) -> None:
         if self._leader_id not in (None, heartbeat.leader_id):
             logger.error(
@@ -611,44 +434,6 @@ class ElectionCore(Reconfiguration):
         self._leader_down.end()
         self._reset_election_deadline()
         self._follow_configuration(heartbeat)
-
-    def _on_vote_response(self, response: RequestVoteResponse) -> None:
-        if not vote_response_is_current(
-            response, self._term, self._role is NodeState.PRE_CANDIDATE
-        ):
-            self._drop("stale_vote_response", response)
-            return
-        self.round_trips.vote_answered(response.voter_id, self._now)
-        self._record_vote(response.voter_id, response.granted)
-        if response.granted and not response.pre_vote:
-            self._wait_out_promise(response.promise_left)
-        self._tally()
-
-    def _wait_out_promise(self, voter_promise_left: float) -> None:
-        """A voter broke a promise to vote: no exclusive work until it would have ended."""
-        self._exclusive_after = max(
-            self._exclusive_after,
-            self._now + stretched(voter_promise_left, self.config.max_clock_drift),
-        )
-
-    def _record_vote(self, voter: str, granted: bool) -> None:
-        self._campaign.record(voter, granted)
-
-    def _tally(self) -> None:
-        result = self._campaign.result(self._voters())
-        if result is VoteResult.WON:
-            if self._role is NodeState.PRE_CANDIDATE:
-                self._become_candidate()
-            else:
-                self._become_leader()
-        elif result is VoteResult.LOST:
-            logger.info(
-                "%s: lost the %selection for term %d",
-                self.node_id,
-                "pre-" if self._role is NodeState.PRE_CANDIDATE else "",
-                self._term + (self._role is NodeState.PRE_CANDIDATE),
-            )
-            self._become_follower(self._term, None)
 
     # ------------------------------------------------------------------ timers
 
@@ -679,53 +464,6 @@ class ElectionCore(Reconfiguration):
             self._become_pre_candidate()
         else:
             self._become_candidate()
-
-    def _check_quorum(self) -> None:
-        # Thesis 6.2: step down once an election timeout passes without hearing from a
-        # majority; see LeaderSide.quorum_deadline_after for why that timing is safe.
-        voters = self._voters()
-        timeout = self.config.election_timeout
-        side = self._leader_side
-        deadline = side.quorum_deadline_after(voters, self.node_id, self._now, timeout)
-        if deadline > self._now:
-            self._leader_contact = self._now
-            side.quorum_deadline = deadline
-            return
-        logger.warning(
-            "%s: stepping down as leader of term %d: heard from %d of %d nodes in %.3fs",
-            self.node_id,
-            self._term,
-            side.heard_within(voters, self.node_id, self._now, timeout),
-            len(voters),
-            timeout,
-        )
-        self._become_follower(self._term, None)
-
-    def _broadcast_heartbeat(self) -> None:
-        keeper = self._lease_keeper
-        assert keeper is not None, "a leader keeps its heartbeat rounds"
-        timeout = self.config.election_timeout
-        round_number = keeper.send_round(self.node_id, self._now, timeout)
-        # A leader answers its own round: it votes for nobody else while it leads, and
-        # keeps that promise for an election timeout after it stops.
-        self._promise.made(self._term, self._now, timeout)
-        round_trip_us = self._heartbeat().round_trip_us
-        for peer in self._heartbeat_recipients():
-            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number)
-            self.round_trips.heartbeat_sent(peer, self._now)
-            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
-        self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
-
-    def _heartbeat(self) -> HeartBeat:
-        # Followers cannot time a round trip themselves (they ask nothing), so the
-        # leader tells them what it measures.
-        round_trip = self.round_trips.majority(self._other_voters(), self._now)
-        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
-        return HeartBeat(self._term, self.node_id, round_trip_us)
-
-    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
-        self.round_trips.heartbeat_sent(peer, self._now)
-        self._send(peer, heartbeat)
 
     # ------------------------------------------------------------------ transitions
 
@@ -829,41 +567,10 @@ class ElectionCore(Reconfiguration):
     def _voters(self) -> set[str]:
         return set(self.configuration.voters)
 
-    def _in_leader_lease(self) -> bool:
-        """Whether this node heard from a live leader within the minimum election timeout."""
-        return (
-            self.config.check_quorum
-            and self._leader_id is not None
-            and self._now - self._leader_contact < self.config.election_timeout
-        )
-
-    def _hears_leader(self) -> bool:
-        """Whether this node leads, or heard from a leader within the election timeout."""
-        return self._role is NodeState.LEADER or (
-            self._leader_id is not None
-            and self._now - self._leader_contact < self.config.election_timeout
-        )
-
     def _random_timeout(self) -> float:
         if self._leader_down.active(self._now):
             return random_timeout(self.config, self._rng, True, self._leader_down_spacing())
         return random_timeout(self.config, self._rng, False)
-
-    def _defer_to_candidate(self) -> None:
-        """Having granted a candidate its (pre-)vote, wait a full election timeout.
-
-        Only candidates retry after short waits while the leader is known down; a voter
-        that competed as soon as one lost answer kept the candidate's round from ending
-        in time (a lost segment waits out TCP's retransmission, longer than a round)
-        would split the vote.
-        """
-        self._election_deadline = self._now + random_timeout(self.config, self._rng, False)
-
-    def _leader_down_spacing(self) -> float:
-        """The ``leader_down_delay`` in force: fixed, or from the measured round trips."""
-        return self.config.leader_down_spacing(
-            self.round_trips.election_round(self._other_voters(), self._now)
-        )
 
     def _reset_election_deadline(self) -> None:
         self._election_deadline = self._now + self._random_timeout()
@@ -876,30 +583,13 @@ class ElectionCore(Reconfiguration):
         logger.debug("%s: dropped %r (%s)", self.node_id, message, reason)
         return False
 
-    def _lease_duration(self) -> float:
-        return self.config.lease_duration
-
-    def _end_lease(self) -> None:
-        """Leadership is over: so is the lease, at once (a hand-over relies on it)."""
-        self._lease_keeper = None
-        lease = self._lease
-        if lease is not None and lease.until > self._now:
-            self._lease = Lease(lease.term, lease.start, self._now)
-
     def _finish(self) -> Output:
         """Collect what changed since the last batch into one :class:`Output`."""
         if self._departure.term is not None:
             self._departure.observe(
                 self._leader_id, self._term, self._now, self.config.heartbeat_interval
             )
-        keeper = self._lease_keeper
-        if keeper is not None and (keeper.stale or keeper.voters is not self.configuration):
-            # A new configuration may need a different majority.
-            keeper.voters = self.configuration
-            lease = keeper.lease(self._voters(), self._lease_duration())
-            # A leader has a lease once a majority answered one of its rounds.
-            if lease.until > -math.inf:
-                self._lease = lease
+        self._refresh_lease()
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,

@@ -1,0 +1,125 @@
+"""What a leader of :class:`ElectionCore` does every round: heartbeats, CheckQuorum, lease.
+
+:class:`ElectionCore` inherits this. Each heartbeat round is numbered; the answers a
+majority gives to one round earn the leader its lease (see ``_lease``), and the answers
+within an election timeout keep it leading (CheckQuorum, thesis 6.2; see ``_leader_side``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from ._lease import Lease
+from ._messages import MAX_ROUND_TRIP_US, HeartBeat
+
+if TYPE_CHECKING:
+    from ._batch import BatchBuilder
+    from ._config import ElectionConfig
+    from ._configuration import Configuration
+    from ._leader_side import LeaderSide
+    from ._lease import LeaseKeeper, Promise
+    from ._messages import PeerMessage
+    from ._round_trip import RoundTrips
+
+__all__ = ["Leading"]
+
+logger = logging.getLogger("almost_raft.core")
+
+
+class Leading:
+    """The leader's rounds of :class:`ElectionCore`; see the module docstring."""
+
+    if TYPE_CHECKING:
+        # Provided by ElectionCore.
+        node_id: str
+        config: ElectionConfig
+        round_trips: RoundTrips
+        _now: float
+        _term: int
+        _leader_contact: float
+        _leader_side: LeaderSide
+        _lease_keeper: LeaseKeeper | None
+        _lease: Lease | None
+        _promise: Promise
+        _batch: BatchBuilder
+
+        @property
+        def configuration(self) -> Configuration: ...
+        def _voters(self) -> set[str]: ...
+        def _other_voters(self) -> set[str]: ...
+        def _send(self, to: str, message: PeerMessage) -> None: ...
+        def _become_follower(self, term: int, leader_id: str | None) -> None: ...
+        def _heartbeat_recipients(self) -> list[str]: ...
+        def _heartbeat_to(
+            self, peer: str, round_trip_us: int, round_number: int = 0
+        ) -> HeartBeat: ...
+        def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool: ...
+
+    def _check_quorum(self) -> None:
+        # Thesis 6.2: step down once an election timeout passes without hearing from a
+        # majority; see LeaderSide.quorum_deadline_after for why that timing is safe.
+        voters = self._voters()
+        timeout = self.config.election_timeout
+        side = self._leader_side
+        deadline = side.quorum_deadline_after(voters, self.node_id, self._now, timeout)
+        if deadline > self._now:
+            self._leader_contact = self._now
+            side.quorum_deadline = deadline
+            return
+        logger.warning(
+            "%s: stepping down as leader of term %d: heard from %d of %d nodes in %.3fs",
+            self.node_id,
+            self._term,
+            side.heard_within(voters, self.node_id, self._now, timeout),
+            len(voters),
+            timeout,
+        )
+        self._become_follower(self._term, None)
+
+    def _broadcast_heartbeat(self) -> None:
+        keeper = self._lease_keeper
+        assert keeper is not None, "a leader keeps its heartbeat rounds"
+        timeout = self.config.election_timeout
+        round_number = keeper.send_round(self.node_id, self._now, timeout)
+        # A leader answers its own round: it votes for nobody else while it leads, and
+        # keeps that promise for an election timeout after it stops.
+        self._promise.made(self._term, self._now, timeout)
+        round_trip_us = self._heartbeat().round_trip_us
+        for peer in self._heartbeat_recipients():
+            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number)
+            self.round_trips.heartbeat_sent(peer, self._now)
+            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
+        self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
+
+    def _heartbeat(self) -> HeartBeat:
+        # Followers cannot time a round trip themselves (they ask nothing), so the
+        # leader tells them what it measures.
+        round_trip = self.round_trips.majority(self._other_voters(), self._now)
+        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
+        return HeartBeat(self._term, self.node_id, round_trip_us)
+
+    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
+        self.round_trips.heartbeat_sent(peer, self._now)
+        self._send(peer, heartbeat)
+
+    def _lease_duration(self) -> float:
+        return self.config.lease_duration
+
+    def _end_lease(self) -> None:
+        """Leadership is over: so is the lease, at once (a hand-over relies on it)."""
+        self._lease_keeper = None
+        lease = self._lease
+        if lease is not None and lease.until > self._now:
+            self._lease = Lease(lease.term, lease.start, self._now)
+
+    def _refresh_lease(self) -> None:
+        keeper = self._lease_keeper
+        if keeper is not None and (keeper.stale or keeper.voters is not self.configuration):
+            # A new configuration may need a different majority.
+            keeper.voters = self.configuration
+            lease = keeper.lease(self._voters(), self._lease_duration())
+            # A leader has a lease once a majority answered one of its rounds.
+            if lease.until > -math.inf:
+                self._lease = lease
