@@ -29,8 +29,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core._config import ElectionConfig
-from ..core._configuration import Member
-from ..core._errors import ConfigError, MembershipChangeError
 from ..core._messages import RequestVoteResponse
 from ..core._outputs import Outbound, Output
 from ..core._state import NodeState
@@ -42,8 +40,10 @@ from ._clock import NodeClock
 from ._events import CALL, CHANGE, DELIVER, EVIDENCE, HAND_OVER, SAVED, TICK, CoreFactory, SimNode
 from ._exclusive import ExclusiveChecker
 from ._fault_injection import FaultInjector
+from ._operator import OPERATOR_CHECK, Operator
 from ._result import SeedResult, quiet_logs
-from ._schedule import ClusterView, Fault, FaultProfile, choose_fault, weather
+from ._schedule import FaultProfile, choose_fault, weather
+from ._view import cluster_view
 
 __all__ = ["DEFAULT_CONFIG", "run_seed"]
 
@@ -56,11 +56,6 @@ DEFAULT_CONFIG = ElectionConfig(
 _INF = math.inf
 _LEADER = NodeState.LEADER
 _TERMINATING = NodeState.TERMINATING
-# How long after removing a member a replacement is asked for: about when the removal
-# has committed on a healthy network, so the addition is not refused as a second change.
-_REPLACE_AFTER = 0.05
-# How often an operator looks whether a node that left has been added back.
-_OPERATOR_CHECK = 1.0
 
 
 def run_seed(
@@ -143,7 +138,7 @@ def run_seed(
         return simulation.run()
 
 
-class _Simulation:
+class _Simulation(Operator):
     def __init__(
         self,
         seed: int,
@@ -419,7 +414,7 @@ class _Simulation:
                 # It learned it was removed (not a clean shutdown): its process ends,
                 # and it may be added again.
                 node.active = False
-                self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
+                self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
 
     def _became_leader(self, node: SimNode, term: int, now: float) -> None:
         self.checker.became_leader(node.id, term, now)
@@ -508,20 +503,6 @@ class _Simulation:
             self.faults.candidate_trap = None
             self._crash_for(node, trap.lasts, now)
 
-    def _restart_if_member(self, now: float, node: SimNode) -> None:
-        """Start a node that left again if it was added back meanwhile, as an operator
-        would: it may hear of its removal after the leader was asked to add it again."""
-        core = node.core
-        if core is None or core.role is not _TERMINATING:
-            return
-        leader = self._newest_leader()
-        if leader is not None and node.id in leader.core.configuration.ids:  # type: ignore[union-attr]
-            self._crash(node, now)
-            node.active = True
-            self._start(node, now)
-        else:
-            self._push(now + _OPERATOR_CHECK, self._restart_if_member, node)
-
     def _restart(self, now: float, node: SimNode) -> None:
         if node.core is None:
             self._start(node, now)
@@ -541,38 +522,14 @@ class _Simulation:
         profile = self.profile
         if profile is None or now >= self.heal_at:
             return
-        fault = choose_fault(self.schedule_rng, profile, self._view())
+        fault = choose_fault(
+            self.schedule_rng, profile, cluster_view(self.nodes, self._newest_leader())
+        )
         if fault is not None:
             if self.trace is not None:
                 self.trace.update(repr(fault).encode())
             self.faults.apply(fault, now)
         self._push(now + self.schedule_rng.expovariate(1 / profile.mean_gap), self._fault)
-
-    def _view(self) -> ClusterView:
-        active = [node for node in self.nodes if node.active]
-        up = [node for node in active if node.core is not None]
-        leaders = [node for node in up if node.core is not None and node.core.role is _LEADER]
-        newest = self._newest_leader()
-        voters: tuple[str, ...] = ()
-        non_voters: tuple[str, ...] = ()
-        if newest is not None:
-            assert newest.core is not None
-            config = newest.core.configuration
-            voters = tuple(sorted(config.voters))
-            non_voters = tuple(sorted(config.ids - config.voters))
-        spares = tuple(
-            node.id
-            for node in self.nodes
-            if not node.active and node.id not in voters and node.id not in non_voters
-        )
-        return ClusterView(
-            tuple(node.id for node in active),
-            tuple(node.id for node in up),
-            tuple(node.id for node in leaders),
-            voters,
-            non_voters,
-            spares,
-        )
 
     # The injector's view of the cluster (see _fault_injection.Cluster).
 
@@ -590,52 +547,6 @@ class _Simulation:
 
     def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
         self._push(when, action, arg)
-
-    def change_members(self, fault: Fault, now: float) -> None:
-        leader = self._newest_leader()
-        if leader is None:
-            return
-        if fault.kind == "member_replace":
-            removed, added = fault.nodes
-            self._ask(leader, Fault("member_remove", (removed,)), now)
-            self._push(now + _REPLACE_AFTER, self._replace, Fault("member_add", (added,)))
-            return
-        self._ask(leader, fault, now)
-
-    def _replace(self, now: float, fault: Fault) -> None:
-        leader = self._newest_leader()
-        if leader is not None and now < self.heal_at:
-            self._ask(leader, fault, now)
-
-    def _ask(self, leader: SimNode, fault: Fault, now: float) -> None:
-        if fault.kind.startswith("member_add"):
-            # The new machine starts first, as an operator would start it.
-            node = self.nodes[self.index[fault.nodes[0]]]
-            if node.core is not None and node.core.role is _TERMINATING:
-                self._crash(node, now)
-            node.active = True
-            if node.core is None:
-                self._start(node, now)
-        # Through the leader's inputs, so it waits for a save under way like any input.
-        heapq.heappush(self.heap, (now, next(self.sequence), CHANGE, leader.index, fault))
-
-    def _change(self, node: SimNode, core: ElectionCore, fault: Fault, now: float) -> None:
-        subject = fault.nodes[0]
-        local = node.clock.local(now)
-        try:
-            if fault.kind == "member_add":
-                output = core.add_member(Member(subject), local)
-            elif fault.kind == "member_add_non_voter":
-                output = core.add_member(Member(subject, voter=False), local)
-            elif fault.kind == "member_remove":
-                output = core.remove_member(subject, local)
-            else:
-                output = core.promote_member(subject, local)
-        except (ConfigError, MembershipChangeError):
-            # Not the leader any more, or a change is pending: an operator would retry.
-            self.changes_refused += 1
-            return
-        self._carry_out(node, output, now)
 
     def _heal(self, now: float, _: object) -> None:
         self.healed = True
