@@ -47,6 +47,7 @@ from ._inputs import (
 from ._latest_value import LatestValue
 from ._lease_watch import LeaseWatch
 from ._lifecycle import Lifecycle, Phase
+from ._sender import Sender
 from ._status import ElectionStatus, RuntimeMetrics
 
 __all__ = ["MAX_PENDING_INPUTS", "Runtime"]
@@ -107,7 +108,7 @@ class Runtime:
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.nan
         self._driver: asyncio.Task[None] | None = None
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sender = Sender(node_id, transport, self.metrics, config.message_timeout)
         self._saving: asyncio.Future[None] | None = None
         # Done once start() has built what close() must release; close() waits for it.
         self._starting: asyncio.Future[None] | None = None
@@ -362,15 +363,7 @@ class Runtime:
             change = self._terminate_here(core)
             if change is not None:
                 self.leadership.publish(change)
-        if self._sends:
-            # Let the last messages (a hand-over above all) leave; each send is already
-            # bounded by message_timeout.
-            await asyncio.wait(set(self._sends), timeout=self.config.message_timeout)
-        sends = list(self._sends)
-        for task in sends:
-            task.cancel()
-        if sends:
-            await asyncio.wait(sends)
+        await self._sender.drain()
         try:
             await self._transport.close()
         except Exception:
@@ -600,33 +593,7 @@ class Runtime:
             self._core.round_trips.note_save(loop.time() - started, self._clock())
 
     def _send(self, outbound: Outbound) -> None:
-        self.metrics.messages_sent += 1
-        # A transport that never waits takes the message here: no task, no timer, no
-        # extra turn of the event loop per message.
-        try:
-            if self._transport.send_nowait(outbound.to, outbound.message):
-                return
-        except Exception as exc:
-            self._send_failed(outbound, exc)
-            return
-        task = asyncio.get_running_loop().create_task(self._send_one(outbound))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
-
-    async def _send_one(self, outbound: Outbound) -> None:
-        """Send through a transport whose ``send()`` may wait, cut off at ``message_timeout``."""
-        try:
-            async with asyncio.timeout(self.config.message_timeout):
-                await self._transport.send(outbound.to, outbound.message)
-        except TimeoutError:
-            self.metrics.sends_timed_out += 1
-            logger.debug("%s: send to %s timed out", self.node_id, outbound.to)
-        except Exception as exc:
-            self._send_failed(outbound, exc)
-
-    def _send_failed(self, outbound: Outbound, exc: Exception) -> None:
-        self.metrics.sends_failed += 1
-        logger.debug("%s: send to %s failed: %r", self.node_id, outbound.to, exc)
+        self._sender.send(outbound)
 
 
 def _log_close_failure(task: asyncio.Task[None]) -> None:
