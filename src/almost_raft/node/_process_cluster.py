@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from ..store._store import decode_state
+from ._node_logs import LeaderEvent, LogFollower, leader_events_in
 from ._parent_death import signal_on_parent_death
 
 __all__ = ["ClusterTimings", "LeaderEvent", "ProcessCluster"]
@@ -65,55 +66,6 @@ class ClusterTimings:
     heartbeat_interval_ms: int = 50
     message_timeout_ms: int = 100
     leader_down_delay_ms: int | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LeaderEvent:
-    """One ``leader_changed`` line of a node's log: what the node learned, and when.
-
-    Attributes:
-        node: the node that logged it.
-        leader: the leader it now knows, or ``None``.
-        term: the term of that knowledge.
-        monotonic: ``time.monotonic()`` in the node's process when it logged the change.
-    """
-
-    node: str
-    leader: str | None
-    term: int
-    monotonic: float
-
-    @property
-    def is_self(self) -> bool:
-        """Whether the node itself became leader."""
-        return self.leader == self.node
-
-
-class _LogFollower:
-    """Reads the complete JSON lines appended to one log file since the last read."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._offset = 0
-        self._partial = b""
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with self._path.open("rb") as file:
-                file.seek(self._offset)
-                data = file.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        entries = []
-        for line in lines:
-            # A leader command writes to the same file; its lines are not ours to parse.
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if isinstance(entry, dict):
-                    entries.append(entry)
-        return entries
 
 
 class ProcessCluster:
@@ -172,7 +124,7 @@ class ProcessCluster:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped: set[str] = set()
         self._logs: dict[str, IO[bytes]] = {}
-        self._followers: dict[str, _LogFollower] = {}
+        self._followers: dict[str, LogFollower] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,7 +155,7 @@ class ProcessCluster:
                         self._cluster_file(node), encoding="utf-8"
                     )
             for node in self.ids:
-                self._followers[node] = _LogFollower(self.log_path(node))
+                self._followers[node] = LogFollower(self.log_path(node))
                 self._spawn(node)
         except BaseException:
             self.close()
@@ -346,7 +298,7 @@ class ProcessCluster:
             self.admin[node] = (_HOST, ports[2])
         self._left_out = set(leave_out)
         self.config_path.write_text(self._cluster_file(), encoding="utf-8")
-        self._followers[node] = _LogFollower(self.log_path(node))
+        self._followers[node] = LogFollower(self.log_path(node))
         self._spawn(node)
 
     def restart(self, node: str) -> None:
@@ -511,16 +463,7 @@ class ProcessCluster:
         """The ``leader_changed`` events logged since the last call, oldest first."""
         events = []
         for node, follower in self._followers.items():
-            for entry in follower.read():
-                if entry.get("event") != "leader_changed":
-                    continue
-                leader, term, at = entry.get("leader"), entry.get("term"), entry.get("monotonic")
-                if (
-                    (leader is None or isinstance(leader, str))
-                    and isinstance(term, int)
-                    and isinstance(at, int | float)
-                ):
-                    events.append(LeaderEvent(node, leader, term, float(at)))
+            events += leader_events_in(node, follower.read())
         events.sort(key=lambda event: event.monotonic)
         return events
 
