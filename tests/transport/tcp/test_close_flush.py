@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
 from almost_raft.core._messages import HeartBeat, TimeoutNow
 from almost_raft.transport.tcp._flush import flush, waits_to_leave
-from almost_raft.transport.tcp._peer_link import Peer
+from almost_raft.transport.tcp._framing import FramedConnection
+from almost_raft.transport.tcp._metrics import TcpMetrics
+from almost_raft.transport.tcp._peer_link import Peer, PeerLink
+from almost_raft.transport.tcp._settings import TcpSettings
 from almost_raft.transport.tcp._transport import TcpTransport
 from helpers.transport import Inbox, eventually
 
@@ -48,7 +52,7 @@ async def pair() -> tuple[TcpTransport, TcpTransport, Inbox]:
     return a, b, inbox_b
 
 
-async def within(seconds: float, what: str, awaitable: Coroutine[Any, Any, None]) -> float:
+async def within(seconds: float, what: str, awaitable: Awaitable[None]) -> float:
     loop = asyncio.get_running_loop()
     began = loop.time()
     try:
@@ -168,5 +172,87 @@ def test_a_close_against_a_peer_that_does_not_read_returns_by_the_bound() -> Non
         finally:
             await a.close()
             silent.close()
+
+    run(body)
+
+
+class BufferingTransport(asyncio.Transport):
+    """Keeps written bytes in a user-space buffer until the test lets the kernel take them,
+    with asyncio's flow control: pause above the high mark, resume at or below the low."""
+
+    def __init__(self, protocol: FramedConnection) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.buffered = 0
+        self.high = 64 * 1024
+        self.low = 16 * 1024
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.buffered += len(data)
+        self._maybe_pause()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high, self.low = high or 0, low or 0
+        self._maybe_pause()
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def drain_to_kernel(self) -> None:
+        self.buffered = 0
+        if self.paused and self.buffered <= self.low:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def _maybe_pause(self) -> None:
+        if not self.paused and self.buffered > self.high:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def test_bytes_still_in_the_socket_buffer_are_waited_for_without_a_timer() -> None:
+    async def body() -> None:
+        settings = TcpSettings(
+            cluster_id=CLUSTER,
+            max_frame_bytes=4096,
+            queue_size=8,
+            connect_timeout=1.0,
+            handshake_timeout=1.0,
+            write_timeout=5.0,
+            backoff_initial=0.01,
+            backoff_max=0.1,
+            send_buffer_bytes=4096,
+            tls=None,
+            secret=None,
+        )
+        link = PeerLink("a", Inbox(), settings, TcpMetrics(), random.Random(1))
+        connection = FramedConnection(4096)
+        transport = BufferingTransport(connection)
+        connection.connection_made(transport)
+        peer = Peer("b", (LOCALHOST, 1))
+        peer.connection = connection
+        connection.on_resume = lambda: link._flush(peer)
+        link.send(peer, "timeout_now", b"x" * 100)
+        # Under the high mark: nothing queued, yet the frame is not in the kernel.
+        assert not peer.queue
+        assert waits_to_leave(peer)
+        flushing = asyncio.ensure_future(flush([peer], link.changed, FOREVER))
+        await asyncio.sleep(0.05)
+        assert not flushing.done(), "the flush ignored bytes still in the socket buffer"
+        transport.drain_to_kernel()
+        await within(5.0, "the flush once the buffer is empty", flushing)
 
     run(body)
