@@ -353,11 +353,11 @@ class TcpTransport(Transport):
         """Stop listening, flush, close every connection and end every task. Idempotent.
 
         Messages already taken for a peer that is connected, or being dialled, leave
-        before the connections close: close waits until each such peer's queue and socket
-        buffer have gone to the kernel, its connection ends, or ``flush_timeout`` seconds
-        pass (a quarter of a second if None). With nothing waiting it returns at once. What is
-        still queued then is dropped and counted. When it returns, no task or socket of
-        this transport is left.
+        before the connections close: close waits until each such peer's queue and
+        socket buffer have gone to the kernel, its connection ends, or ``flush_timeout``
+        seconds pass (a quarter of a second if None). With nothing waiting it returns at
+        once. What is still queued then is dropped and counted. When it returns, no task
+        or socket of this transport is left.
         """
         if self._closed:
             return
