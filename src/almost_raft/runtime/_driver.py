@@ -29,7 +29,7 @@ from ..core._state import HardState, NodeState
 from ..core._state_machine import ElectionCore
 from ..core._validation import admits_peer
 from ..store._store import Store
-from ..transport._interface import Transport
+from ..transport._interface import Transport, close_transport
 from ._changes import ChangeRequest, PendingChanges
 from ._clock import election_clock
 from ._inputs import (
@@ -365,7 +365,7 @@ class Runtime:
                 self.leadership.publish(change)
         await self._sender.drain()
         try:
-            await self._transport.close()
+            await close_transport(self._transport, self.config.message_timeout)
         except Exception:
             logger.exception("%s: closing the transport failed", self.node_id)
         if self._saving is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
-from typing import Protocol
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Protocol, cast
 
 from ..core._messages import PeerMessage
 
-__all__ = ["Inbox", "Transport"]
+__all__ = ["Inbox", "Transport", "close_transport"]
 
 
 class Inbox(Protocol):
@@ -83,4 +85,35 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop receiving and release connections. Safe to call more than once."""
+        """Stop receiving and release connections. Safe to call more than once.
+
+        Messages already taken for live peers should leave first: the runtime closes
+        the transport right after a leaving leader's last sends (a hand-over's
+        ``TimeoutNow``, the last heartbeats). A transport that can wait for them
+        accepts an optional keyword argument, ``close(*, flush_timeout: float | None =
+        None)``: the runtime then passes ``message_timeout`` as the most seconds that
+        flush may take, and a close with nothing left to send returns at once. A
+        ``close()`` without that argument keeps working; the runtime calls it bare.
+        """
+
+
+async def close_transport(transport: Transport, flush_timeout: float) -> None:
+    """Close ``transport``, bounding its flush by ``flush_timeout`` if its close takes one."""
+    close = transport.close
+    if _takes_flush_timeout(close):
+        # The argument is an optional extension of the interface (see Transport.close).
+        await cast("Callable[..., Awaitable[None]]", close)(flush_timeout=flush_timeout)
+    else:
+        await close()
+
+
+def _takes_flush_timeout(close: Callable[..., object]) -> bool:
+    try:
+        parameters = inspect.signature(close).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "flush_timeout" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in parameters
+    )

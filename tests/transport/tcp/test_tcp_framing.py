@@ -318,7 +318,7 @@ async def test_sends_go_straight_out_queue_while_paused_and_flush_on_resume() ->
     assert transport.written == [frames[0], *frames[3:]]
     assert not peer.queue
     assert metrics.sent.heartbeat == 4
-    assert link.wrote.is_set()
+    assert link.changed.is_set()
 
 
 @run_async

@@ -23,7 +23,7 @@ import pytest
 from almost_raft.cli._certs import make_certificates
 from almost_raft.cli._main import main
 from almost_raft.core._errors import ConfigError
-from almost_raft.core._messages import HeartBeat
+from almost_raft.core._messages import HeartBeat, TimeoutNow
 from almost_raft.transport.tcp._tls import TlsConfig, certificate_names
 from almost_raft.transport.tcp._transport import TcpTransport
 from almost_raft.transport.tcp._wire import (
@@ -312,3 +312,25 @@ def test_certs_without_cryptography_says_how_to_install_it(
     assert main(["certs", "--dir", str(tmp_path), "--cluster", "jobs", "a"]) == 2
     assert "pip install 'almost-raft[tls]'" in capsys.readouterr().err
     assert not (tmp_path / "ca.pem").exists()
+
+
+@run_async
+async def test_a_close_over_tls_flushes_what_waits_for_the_dial(pki: Path) -> None:
+    b_inbox = Inbox()
+    b = TcpTransport(listen=("127.0.0.1", 0), peers={}, cluster_id=CLUSTER, tls=tls(pki, "b"))
+    a = TcpTransport(listen=("127.0.0.1", 0), peers={}, cluster_id=CLUSTER, tls=tls(pki, "a"))
+    await b.start("b", b_inbox)
+    await a.start("a", Inbox())
+    try:
+        b.set_peer_address("a", a.address)
+        # Queued before the dial (connect, TLS handshake, hello) even began.
+        a.set_peer_address("b", b.address)
+        last = [HeartBeat(1, "a"), HeartBeat(2, "a"), TimeoutNow(3, "a")]
+        for message in last:
+            await a.send("b", message)
+        await asyncio.wait_for(a.close(flush_timeout=3600.0), 10.0)
+        assert a.metrics.dropped_not_connected == 0
+        await eventually(lambda: b_inbox.messages == last, "the last messages at b")
+    finally:
+        await a.close()
+        await b.close()

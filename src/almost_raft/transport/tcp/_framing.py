@@ -112,6 +112,23 @@ class FramedConnection(asyncio.Protocol):
         """Whether the connection is gone (``connection_lost`` ran)."""
         return self._lost.done()
 
+    @property
+    def unsent(self) -> int:
+        """Bytes written that the kernel has not taken yet (0 once the connection ended)."""
+        if self.transport is None or self._lost.done():
+            return 0
+        return self.transport.get_write_buffer_size()
+
+    def hold_until_sent(self) -> None:
+        """From now on, hold writes back until everything written has gone to the kernel.
+
+        With both flow-control marks at zero, asyncio pauses this protocol while any byte
+        waits and resumes it (``on_resume``) only once none does: that resume is the
+        signal that the connection has flushed, with no timer to poll.
+        """
+        if self.transport is not None and not self._lost.done():
+            self.transport.set_write_buffer_limits(high=0, low=0)
+
     def abort(self, reason: BaseException | None = None) -> None:
         """End the connection now, discarding unsent data. Idempotent.
 

@@ -71,6 +71,7 @@ class Peer:
         "broke",
         "connection",
         "dialler",
+        "dialling",
         "failing",
         "heard",
         "node_id",
@@ -83,6 +84,8 @@ class Peer:
         # (message kind, frame) pairs waiting for a connection, oldest first.
         self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self.dialler: asyncio.Task[None] | None = None
+        # A dial is under way: what is queued may still leave on the connection it makes.
+        self.dialling = False
         # The connection, once its handshake is done; None while there is none.
         self.connection: FramedConnection | None = None
         # Only the first failure of a run is logged above debug level.
@@ -135,8 +138,10 @@ class PeerLink:
         self._refusals = LimitedWarnings(logger)
         # Every dialler task, including any still ending after its peer moved.
         self._diallers: set[asyncio.Task[None]] = set()
-        # Set whenever a peer's queue emptied into its connection; close() waits on it.
-        self.wrote = asyncio.Event()
+        # Set whenever what waits for a peer may have changed for good: its queue emptied
+        # into its connection, its connection flushed or ended, a dial ended. close()
+        # waits on it to flush.
+        self.changed = asyncio.Event()
 
     # ------------------------------------------------------------------ sending
 
@@ -166,7 +171,7 @@ class PeerLink:
             connection.write(frame)
             self._wrote(peer, connection, kind)
         if not queue:
-            self.wrote.set()
+            self.changed.set()
 
     def _wrote(self, peer: Peer, connection: FramedConnection, kind: str) -> None:
         self._metrics.sent.add(kind)
@@ -201,10 +206,13 @@ class PeerLink:
         self._diallers.add(task)
         task.add_done_callback(self._dialler_done)
         peer.dialler = task
+        # It dials as soon as it runs: what is sent before then waits for that dial.
+        peer.dialling = True
 
     def stop(self, peer: Peer) -> None:
         """Stop ``peer``'s dialler, which closes its connection; its queue stays."""
         peer.connection = None
+        peer.dialling = False
         if peer.dialler is not None:
             peer.dialler.cancel()
             peer.dialler = None
@@ -234,7 +242,14 @@ class PeerLink:
         refused = False
         while True:
             probe, peer.broke = peer.broke, False
-            connection = await self._connect(peer, probe=probe, quiet=refused)
+            peer.dialling = True
+            try:
+                connection = await self._connect(peer, probe=probe, quiet=refused)
+            finally:
+                if peer.dialler is asyncio.current_task():
+                    # A dialler replaced by a new address speaks no longer for the peer.
+                    peer.dialling = False
+                self.changed.set()
             if connection is None:
                 # What waited for a dead peer is stale by the time it is back.
                 self._metrics.dropped_not_connected += len(peer.queue)
@@ -277,6 +292,7 @@ class PeerLink:
                     peer.answers = None
                 self._metrics.disconnects += 1
                 connection.abort()
+                self.changed.set()
                 await connection.wait_closed()
             redial = after_connection(
                 failures,

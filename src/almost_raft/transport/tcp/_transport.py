@@ -43,8 +43,6 @@ read, and every refusal is logged and counted (``bad_tls``, ``bad_identity``,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Mapping
@@ -52,6 +50,7 @@ from collections.abc import Mapping
 from ...core._errors import ConfigError
 from ...core._messages import PeerMessage
 from .._interface import Inbox, Transport
+from ._flush import flush
 from ._inbound import Inbound
 from ._listener import Listener
 from ._metrics import ConnectFailure, MessageCounts, TcpMetrics
@@ -78,8 +77,8 @@ __all__ = ["ConnectFailure", "MessageCounts", "TcpMetrics", "TcpTransport"]
 
 logger = logging.getLogger("almost_raft.tcp")
 
-#: How long close() lets queued messages to connected peers drain.
-_FLUSH_SECONDS = 0.25
+#: The bound on close()'s flush when its caller sets none (the runtime always does).
+_DEFAULT_FLUSH_TIMEOUT = 0.25
 
 
 class TcpTransport(Transport):
@@ -350,11 +349,14 @@ class TcpTransport(Transport):
             self._inbound.remove_peer(node_id)
         logger.info("%s: removed peer %s", self._node_id, node_id)
 
-    async def close(self) -> None:
-        """Stop listening, close every connection and end every task. Idempotent.
+    async def close(self, *, flush_timeout: float | None = None) -> None:
+        """Stop listening, flush, close every connection and end every task. Idempotent.
 
-        Messages queued for peers that are connected get up to a quarter of a second to
-        leave; what is still queued then is dropped and counted. When it returns, no task
+        Messages already taken for a peer that is connected, or being dialled, leave
+        before the connections close: close waits until each such peer's queue and
+        socket buffer have gone to the kernel, its connection ends, or ``flush_timeout``
+        seconds pass (a quarter of a second if None). With nothing waiting it returns at
+        once. What is still queued then is dropped and counted. When it returns, no task
         or socket of this transport is left.
         """
         if self._closed:
@@ -364,15 +366,8 @@ class TcpTransport(Transport):
             self._listener.close()
         link = self._peer_link
         if link is not None:
-            # Give messages queued for connected peers a moment to leave: the last one a
-            # leader sends before it exits hands leadership over.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_FLUSH_SECONDS):
-                    while any(
-                        peer.queue and peer.connection is not None for peer in self._peers.values()
-                    ):
-                        link.wrote.clear()
-                        await link.wrote.wait()
+            bound = _DEFAULT_FLUSH_TIMEOUT if flush_timeout is None else flush_timeout
+            await flush(self._peers.values(), link.changed, bound)
         for peer in self._peers.values():
             self.metrics.dropped_not_connected += len(peer.queue)
             peer.queue.clear()
