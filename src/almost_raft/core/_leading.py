@@ -100,10 +100,6 @@ class Leading:
         round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
         return HeartBeat(self._term, self.node_id, round_trip_us)
 
-    def _send_heartbeat(self, peer: str, heartbeat: HeartBeat) -> None:
-        self.round_trips.heartbeat_sent(peer, self._now)
-        self._send(peer, heartbeat)
-
     def _lease_duration(self) -> float:
         return self.config.lease_duration
 
