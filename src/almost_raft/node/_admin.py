@@ -32,6 +32,7 @@ from typing import Any
 from ..core._configuration import Configuration
 from ..core._errors import AlmostRaftError, MembershipChangeError
 from ..runtime._election import Election
+from ._stream_server import StreamServer
 
 __all__ = ["AdminServer", "admin_proof", "configuration_json"]
 
@@ -65,7 +66,7 @@ def configuration_json(config: Configuration | None) -> dict[str, Any] | None:
     }
 
 
-class AdminServer:
+class AdminServer(StreamServer):
     """Serves the admin endpoint of one node.
 
     Args:
@@ -76,6 +77,8 @@ class AdminServer:
         tls: the node's TLS server context (requiring client certificates), or ``None``.
     """
 
+    name = "admin endpoint"
+
     def __init__(
         self,
         host: str,
@@ -85,36 +88,12 @@ class AdminServer:
         secret: bytes | None,
         tls: ssl.SSLContext | None,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host, port, limit=_MAX_LINE_BYTES, tls=tls)
         self._election = election
         self._cluster_id = cluster_id
         self._secret = secret
-        self._tls = tls
-        self._server: asyncio.Server | None = None
         #: Requests refused for a missing or wrong proof.
         self.refused = 0
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The address bound (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("the admin endpoint is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return host, port
-
-    async def start(self) -> None:
-        """Begin listening."""
-        self._server = await asyncio.start_server(
-            self._serve, self._host, self._port, ssl=self._tls, limit=_MAX_LINE_BYTES
-        )
-
-    async def close(self) -> None:
-        """Stop listening; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._stream_server import StreamServer
+
 __all__ = ["StatusServer", "json_route"]
 
 logger = logging.getLogger("almost_raft.http")
@@ -26,7 +28,7 @@ Answer = tuple[int, str, bytes]
 Route = Callable[[], Answer]
 
 
-class StatusServer:
+class StatusServer(StreamServer):
     """Serves a fixed set of GET routes; HEAD answers as GET would, without the body.
 
     Args:
@@ -34,32 +36,11 @@ class StatusServer:
         routes: path -> function returning (status code, content type, body).
     """
 
+    name = "status server"
+
     def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host, port, limit=_MAX_HEAD_BYTES)
         self._routes = dict(routes)
-        self._server: asyncio.Server | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The address actually bound (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("the status server is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return host, port
-
-    async def start(self) -> None:
-        """Begin listening."""
-        self._server = await asyncio.start_server(
-            self._serve, self._host, self._port, limit=_MAX_HEAD_BYTES
-        )
-
-    async def close(self) -> None:
-        """Stop listening and wait for open requests to finish; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
