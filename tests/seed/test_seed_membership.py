@@ -8,26 +8,12 @@ from almost_raft import (
     ControlAddNode,
     ControlRemoveNode,
     Message,
-    Node,
     NodeState,
     RaftElectionState,
     raft_election,
 )
 from helpers.cluster import run_async, wait_until
-
-
-class NodeMPSC(Node):
-    """A peer reached by putting messages on its ``to_raft`` queue."""
-
-    def __init__(self, id: str, sender: asyncio.Queue[Message]) -> None:
-        self.id = id
-        self.sender = sender
-
-    async def send_message(self, msg: Message) -> None:
-        await self.sender.put(msg)
-
-    def node_id(self) -> str:
-        return self.id
+from helpers.seed import NodeMPSC
 
 
 @run_async
