@@ -14,18 +14,13 @@ from almost_raft import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from helpers.core import leader_of_three
 
 CONFIG = ElectionConfig(election_timeout=1.0, heartbeat_interval=0.1)
 
 
 def leader() -> ElectionCore:
-    core = ElectionCore("a", ["b", "c"], CONFIG, random.Random(1), 0.0)
-    core.tick(core.next_deadline)
-    now = core.next_deadline - 0.5
-    core.receive(RequestVoteResponse(1, "b", granted=True, pre_vote=True), now)
-    core.receive(RequestVoteResponse(1, "b", granted=True), now)
-    assert core.role is NodeState.LEADER
-    return core
+    return leader_of_three(CONFIG)
 
 
 def test_a_leaving_leader_hands_over_and_stays_until_its_successor_leads() -> None:

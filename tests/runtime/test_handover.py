@@ -18,18 +18,13 @@ from almost_raft import (
     TimeoutNow,
 )
 from helpers.cluster import Cluster, run_async, wait_until
+from helpers.core import leader_of_three
 
 CONFIG = ElectionConfig(election_timeout=1.0, heartbeat_interval=0.1)
 
 
 def _leader_of_three() -> ElectionCore:
-    core = ElectionCore("a", ["b", "c"], CONFIG, random.Random(1), 0.0)
-    core.tick(core.next_deadline)  # pre-vote
-    now = core.next_deadline - 0.5
-    core.receive(RequestVoteResponse(1, "b", granted=True, pre_vote=True), now)
-    core.receive(RequestVoteResponse(1, "b", granted=True), now)
-    assert core.role is NodeState.LEADER
-    return core
+    return leader_of_three(CONFIG)
 
 
 def test_step_down_reports_no_leader_and_waits_out_the_next_election() -> None:
