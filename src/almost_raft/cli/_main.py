@@ -219,9 +219,31 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("node_ids", nargs="+", metavar="NODE", help="a node id to certify")
     certs.set_defaults(handler=_run_certs)
 
-    from ._members import add_members_command
-
-    add_members_command(commands, cluster)
+    members = commands.add_parser(
+        "members",
+        parents=[cluster],
+        help="list the members, or add or remove one, through the leader",
+        description="List the configuration (members, voters, version) a node follows, "
+        "or add or remove a member through the leader. Needs an admin address "
+        "(nodes.ID.admin) in the cluster file for at least one node.",
+        epilog="exit status: 0 done, 1 refused or unreachable, 2 bad arguments or cluster file",
+    )
+    members.add_argument("--node", help="the node to ask first (default: each in turn)")
+    members.add_argument(
+        "--timeout", type=float, default=40.0, help="seconds to wait for an answer (default 40)"
+    )
+    actions = members.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser("list", help="print the configuration")
+    listing.set_defaults(op="list")
+    add = actions.add_parser("add", help="add a member (it joins as a non-voter first)")
+    add.add_argument("node_id", metavar="ID")
+    add.add_argument("address", metavar="HOST:PORT", help="where the other members reach it")
+    add.add_argument("--non-voter", action="store_true", help="keep it a non-voter")
+    add.set_defaults(op="add")
+    remove = actions.add_parser("remove", help="remove a member")
+    remove.add_argument("node_id", metavar="ID")
+    remove.set_defaults(op="remove")
+    members.set_defaults(handler=_run_members, op="list")
     return parser
 
 
@@ -400,6 +422,12 @@ def _run_status(args: argparse.Namespace) -> int:
         return 2
     reports = asyncio.run(gather_reports(cluster, args.timeout))
     return 0 if print_cluster_status(reports, sys.stdout) else 1
+
+
+def _run_members(args: argparse.Namespace) -> int:
+    from ._members import run_members
+
+    return run_members(args)
 
 
 def _run_certs(args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@ It talks to the admin endpoint of a node (``nodes.ID.admin`` in the cluster file
 ``node/_admin.py``), proving the cluster's secret or presenting that node's certificate
 when the cluster has them. A change must be made at the leader: a node that does not
 lead answers with the leader it knows, and the change is sent there instead.
+
+Its arguments are declared in ``_main`` with the other commands': the parser is built by
+every ``almost-raft run`` too, and this module is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -22,45 +25,11 @@ if TYPE_CHECKING:
 
     from ..node._cluster_config import ClusterConfig
 
-# What this module needs to do its work is imported when the command runs: the parser
-# that registers it is built by every ``almost-raft run``, which lives for months and
-# keeps whatever it imports.
+__all__ = ["run_members"]
 
-__all__ = ["add_members_command"]
-
-_EPILOG = "exit status: 0 done, 1 refused or unreachable, 2 bad arguments or cluster file"
 # A node that does not lead names the leader; following that name more often than this
 # means leadership is moving, and the operator should retry later.
 _MAX_REDIRECTS = 3
-
-
-def add_members_command(commands: Any, cluster: argparse.ArgumentParser) -> None:
-    """Register the ``members`` command on the ``almost-raft`` parser."""
-    members = commands.add_parser(
-        "members",
-        parents=[cluster],
-        help="list the members, or add or remove one, through the leader",
-        description="List the configuration (members, voters, version) a node follows, "
-        "or add or remove a member through the leader. Needs an admin address "
-        "(nodes.ID.admin) in the cluster file for at least one node.",
-        epilog=_EPILOG,
-    )
-    members.add_argument("--node", help="the node to ask first (default: each in turn)")
-    members.add_argument(
-        "--timeout", type=float, default=40.0, help="seconds to wait for an answer (default 40)"
-    )
-    actions = members.add_subparsers(title="actions", metavar="ACTION")
-    listing = actions.add_parser("list", help="print the configuration")
-    listing.set_defaults(op="list")
-    add = actions.add_parser("add", help="add a member (it joins as a non-voter first)")
-    add.add_argument("node_id", metavar="ID")
-    add.add_argument("address", metavar="HOST:PORT", help="where the other members reach it")
-    add.add_argument("--non-voter", action="store_true", help="keep it a non-voter")
-    add.set_defaults(op="add")
-    remove = actions.add_parser("remove", help="remove a member")
-    remove.add_argument("node_id", metavar="ID")
-    remove.set_defaults(op="remove")
-    members.set_defaults(handler=run_members, op="list")
 
 
 def run_members(args: argparse.Namespace) -> int:

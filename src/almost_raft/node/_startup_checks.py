@@ -12,8 +12,10 @@ import errno
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from ..core._errors import ConfigError
+from ..transport.tcp._listener import ip_family
 
 __all__ = ["check_can_listen", "check_leader_command", "check_state_dir", "listen_error"]
 
@@ -100,14 +102,23 @@ def check_can_listen(field: str, address: tuple[str, int]) -> None:
     """
     host, port = address
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(
-            field, shown, f"cannot be resolved ({exc.strerror}): give an IP address or a known name"
-        ) from None
-    # The first address only: that is the one the TCP transport listens on.
-    family, kind, proto, _, sockaddr = infos[0]
+    family = ip_family(host)
+    sockaddr: tuple[Any, ...]
+    if family is not None:
+        # As the transport does: an address needs no lookup, and a lookup would load the
+        # IDNA codec (stringprep, unicodedata) into the node for its whole life.
+        kind, proto, sockaddr = socket.SOCK_STREAM, 0, (host, port)
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise ConfigError(
+                field,
+                shown,
+                f"cannot be resolved ({exc.strerror}): give an IP address or a known name",
+            ) from None
+        # The first address only: that is the one the TCP transport listens on.
+        family, kind, proto, _, sockaddr = infos[0]
     with socket.socket(family, kind, proto) as probe:
         # As the transport does: a port left in TIME_WAIT by a stopped node is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

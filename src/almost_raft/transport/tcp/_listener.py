@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "ip_family"]
 
 logger = logging.getLogger("almost_raft.tcp")
 
@@ -64,7 +64,7 @@ class Listener:
             OSError: the name does not resolve or the address cannot be bound.
         """
         loop = asyncio.get_running_loop()
-        family = _ip_family(host)
+        family = ip_family(host)
         if family is not None:
             sockaddr: tuple[Any, ...] = (host, port)
             kind, proto = socket.SOCK_STREAM, 0
@@ -124,7 +124,7 @@ class Listener:
         self._loop.add_reader(self._sock.fileno(), self._accept)
 
 
-def _ip_family(host: str) -> socket.AddressFamily | None:
+def ip_family(host: str) -> socket.AddressFamily | None:
     """The family of ``host`` if it is an IPv4 or IPv6 address; None for a name.
 
     An address needs no lookup; asyncio's own servers skip it too. getaddrinfo() would run

@@ -50,7 +50,6 @@ from collections.abc import Mapping
 from ...core._errors import ConfigError
 from ...core._messages import PeerMessage
 from .._interface import Inbox, Transport
-from ._flush import flush
 from ._inbound import Inbound
 from ._listener import Listener
 from ._metrics import ConnectFailure, MessageCounts, TcpMetrics
@@ -366,6 +365,9 @@ class TcpTransport(Transport):
             self._listener.close()
         link = self._peer_link
         if link is not None:
+            # Imported only when closing: a node runs for months without it.
+            from ._flush import flush
+
             bound = _DEFAULT_FLUSH_TIMEOUT if flush_timeout is None else flush_timeout
             await flush(self._peers.values(), link.changed, bound)
         for peer in self._peers.values():
