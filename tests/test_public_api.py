@@ -1,4 +1,4 @@
-"""The package root: every public name, its public path, and the names imported on demand."""
+"""The package root: every public name, its public path, and when the names are imported."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         getattr(almost_raft, "no_such_name")  # noqa: B009
 
 
-# In a fresh interpreter: which on-demand modules `import almost_raft` loads, then which
-# after one on-demand name is used, and the module a class handed out by another shows.
+# In a fresh interpreter: which of the modules defining public names ``import almost_raft``
+# loads, which after one name is used, and the module another name's class then shows.
 _FRESH = """
 import sys
 import almost_raft
 def loaded():
-    return [m for m in almost_raft._ON_DEMAND if "almost_raft" + m in sys.modules]
+    return [m for m in almost_raft._DEFINED_IN if "almost_raft" + m in sys.modules]
 print(loaded())
 almost_raft.Node
 print(loaded())
@@ -40,13 +40,13 @@ print(almost_raft.ControlLeaderChanged.__module__)
 """
 
 
-def test_the_names_imported_on_demand_load_together_on_first_use() -> None:
+def test_the_public_names_are_imported_together_on_first_use() -> None:
     result = subprocess.run(
         [sys.executable, "-c", _FRESH], capture_output=True, text=True, timeout=60, check=True
     )
     before, after, shown = result.stdout.splitlines()
     assert before == "[]"
-    assert after == str(list(almost_raft._ON_DEMAND))
+    assert after == str(list(almost_raft._DEFINED_IN))
     assert shown == "almost_raft"
 
 
@@ -62,11 +62,14 @@ def type_checking_imports(source: str) -> dict[str, tuple[str, ...]]:
     return imports
 
 
-def test_the_type_checkers_imports_are_the_names_imported_on_demand() -> None:
-    # mypy reads the TYPE_CHECKING block, the package reads _ON_DEMAND: they must agree.
-    assert type_checking_imports(ROOT.read_text()) == almost_raft._ON_DEMAND
+def test_the_type_checkers_imports_are_where_the_package_finds_the_names() -> None:
+    # mypy reads the TYPE_CHECKING block, the package reads _DEFINED_IN: they must agree.
+    assert type_checking_imports(ROOT.read_text()) == almost_raft._DEFINED_IN
+    assert sorted(n for names in almost_raft._DEFINED_IN.values() for n in names) == sorted(
+        almost_raft.__all__
+    )
 
 
 def test_the_comparison_catches_a_name_left_out_of_one_of_them() -> None:
     broken = ROOT.read_text().replace("    from .seed._node import Node\n", "", 1)
-    assert type_checking_imports(broken) != almost_raft._ON_DEMAND
+    assert type_checking_imports(broken) != almost_raft._DEFINED_IN

@@ -5,17 +5,17 @@ It talks to the admin endpoint of a node (``nodes.ID.admin`` in the cluster file
 when the cluster has them. A change must be made at the leader: a node that does not
 lead answers with the leader it knows, and the change is sent there instead.
 
-Its arguments are declared in ``_main`` with the other commands': the parser is built by
-every ``almost-raft run`` too, and this module is imported only when the command runs.
+Its arguments are declared in ``_parser`` with the other commands': the parser is built
+by every ``almost-raft run`` too, and this module is imported only when the command runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigError
@@ -32,7 +32,7 @@ __all__ = ["run_members"]
 _MAX_REDIRECTS = 3
 
 
-def run_members(args: argparse.Namespace) -> int:
+def run_members(args: SimpleNamespace) -> int:
     """Carry out ``almost-raft members``; return the exit status."""
     from ..node._cluster_config import ClusterConfig
 
