@@ -1,0 +1,188 @@
+"""What a running node's memory is made of: the modules it imports, and what each holds.
+
+    .venv/bin/python benchmarks/import_cost.py              # the 30 costliest modules
+    .venv/bin/python benchmarks/import_cost.py --top 80
+
+One ``almost-raft run`` node of a 3-node cluster file (its peers never start) runs
+with ``--http`` under tracemalloc, which records, for every module it imports, the
+Python memory still allocated when the module is loaded and garbage has been collected,
+less what the modules it imported hold themselves: its code, functions, classes (for a
+dataclass, the methods generated for it) and module-level objects. Modules the node let
+go of again (its command line's parser) are tabled apart. Once the node has answered
+``GET /status`` the table is taken; then the node is asked for ``/metrics`` once, and
+the modules that first scrape imports are tabled apart. A bare ``python -c 'import
+asyncio'`` is measured the same way, and the modules it has too are left out.
+
+tracemalloc counts only Python's allocations, not the pages they land on, nor shared
+libraries, threads or fragmentation: this says where the memory goes, ``steady_state.py``
+what the RSS is. A table the interpreter keeps for all modules grows in steps as they
+load, and a step is credited to the module being loaded then: a block of 200-300 KiB
+moves from one module's figure to another's between runs (the package root,
+``tomllib._parser``, or ``typing``, which bare asyncio loads too and so leaves the
+node's total smaller by as much). The package is byte-compiled first, as an installed package is.
+
+Writes ``benchmarks/results/import_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import machine, table, write_json
+
+import almost_raft
+
+# Records each module's own allocations. argv: "asyncio", or the cluster file and the
+# HTTP port of a node to run; prints one JSON object.
+_PROBE = r"""
+import tracemalloc
+tracemalloc.start()
+import gc, importlib._bootstrap as bootstrap, json, sys
+
+own, stack = {}, []
+load = bootstrap._load_unlocked
+
+def recording(spec):
+    # Collected before and after, so that garbage counts nowhere.
+    gc.collect()
+    stack.append(0)
+    before = tracemalloc.get_traced_memory()[0]
+    try:
+        return load(spec)
+    finally:
+        gc.collect()
+        total = tracemalloc.get_traced_memory()[0] - before
+        nested = stack.pop()
+        own[spec.name] = total - nested
+        if stack:
+            stack[-1] += total
+
+bootstrap._load_unlocked = recording
+
+if sys.argv[1] == "asyncio":
+    import asyncio
+    print(json.dumps({"own": own}))
+    sys.exit()
+
+import os, signal, threading, time
+config, port = sys.argv[1], int(sys.argv[2])
+
+def ask(path):
+    import socket
+    with socket.socket() as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET " + path + b" HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer.startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+def measure():
+    end = time.monotonic() + 60
+    while not ask(b"/status") and time.monotonic() < end:
+        time.sleep(0.05)
+    before = dict(own)
+    gone = [module for module in before if module not in sys.modules]
+    ask(b"/metrics")
+    scrape = {m: v for m, v in own.items() if m not in before}
+    print(json.dumps({"own": before, "gone": gone, "scrape": scrape}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=measure, daemon=True).start()
+from almost_raft.cli._main import main
+sys.exit(main(["run", "--config", config, "--id", "a", "--http", f"127.0.0.1:{port}"]))
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _probe(*argv: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, timeout=120
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise RuntimeError(f"the probe printed no result: {result.stderr[-2000:]}")
+
+
+def measure() -> dict[str, Any]:
+    """Each module's own allocations in a running node, and in the first scrape."""
+    compileall.compile_dir(str(Path(almost_raft.__file__).parent), quiet=1)
+    baseline = set(_probe("asyncio")["own"])
+    with tempfile.TemporaryDirectory() as directory:
+        a, http, b, c = _free_ports(4)
+        config = Path(directory) / "cluster.toml"
+        config.write_text(
+            f'cluster = "imports"\nstate_dir = "{directory}/state"\n\n'
+            f'[nodes.a]\naddress = "127.0.0.1:{a}"\n\n'
+            f'[nodes.b]\naddress = "127.0.0.1:{b}"\n\n'
+            f'[nodes.c]\naddress = "127.0.0.1:{c}"\n'
+        )
+        node = _probe(str(config), str(http))
+    own = {module: size for module, size in node["own"].items() if module not in baseline}
+    gone = set(node["gone"])
+    return {
+        "node": {module: size for module, size in own.items() if module not in gone},
+        "let_go": {module: size for module, size in own.items() if module in gone},
+        "first_scrape": node["scrape"],
+    }
+
+
+def _kib(size: int) -> float:
+    return round(size / 1024, 1)
+
+
+def _group(module: str) -> str:
+    if module.startswith("almost_raft"):
+        return "almost-raft"
+    if module.split(".")[0] in sys.stdlib_module_names:
+        return "standard library"
+    return "other packages"
+
+
+def _report(title: str, sizes: dict[str, int], top: int) -> None:
+    groups: dict[str, int] = {}
+    for module, size in sizes.items():
+        groups[_group(module)] = groups.get(_group(module), 0) + size
+    print(f"\n{title}: {len(sizes)} modules, {_kib(sum(sizes.values()))} KiB")
+    print(table(("", "KiB"), [[group, _kib(size)] for group, size in sorted(groups.items())]))
+    ranked = sorted(sizes.items(), key=lambda item: -item[1])[:top]
+    print(table(("module", "own KiB"), [[module, _kib(size)] for module, size in ranked]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=30, help="modules listed (default 30)")
+    args = parser.parse_args()
+    results = measure()
+    _report("a running node, beyond bare asyncio", results["node"], args.top)
+    _report("imported by the node, then let go", results["let_go"], args.top)
+    _report("its first /metrics scrape", results["first_scrape"], args.top)
+    print(f"wrote {write_json('import_cost', {'machine': machine(), **results})}")
+
+
+if __name__ == "__main__":
+    main()
