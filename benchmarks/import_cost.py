@@ -21,6 +21,12 @@ moves from one module's figure to another's between runs (the package root,
 ``tomllib._parser``, or ``typing``, which bare asyncio loads too and so leaves the
 node's total smaller by as much). The package is byte-compiled first, as an installed package is.
 
+Then the RSS the first scrape adds is measured without tracemalloc, in a process that
+has imported what the node had: import by import (what
+``prometheus_client.exposition`` imports at its top, then the package), the package at
+once, and the three submodules the node uses loaded without the package's
+``__init__``, which the package does not support, to see what that would spare.
+
 Writes ``benchmarks/results/import_cost.json``.
 """
 
@@ -106,6 +112,64 @@ sys.exit(main(["run", "--config", config, "--id", "a", "--http", f"127.0.0.1:{po
 """
 
 
+# The RSS the first scrape adds, import by import. argv[1]: the modules a node has loaded,
+# comma-separated; argv[2:]: the imports to measure, in order. "stub:" before a list of
+# prometheus_client submodules imports them without the package's __init__ (which the
+# package does not support; measured to see what that would spare).
+_RSS_PROBE = r"""
+import gc, importlib, importlib.util, json, sys, types
+
+def rss_kib():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+for module in sys.argv[1].split(","):
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass
+gc.collect()
+steps, previous = [], rss_kib()
+for step in sys.argv[2:]:
+    if step.startswith("stub:"):
+        spec = importlib.util.find_spec("prometheus_client")
+        stub = types.ModuleType("prometheus_client")
+        stub.__path__ = spec.submodule_search_locations
+        sys.modules["prometheus_client"] = stub
+        names = step[len("stub:"):].split(",")
+    else:
+        names = [step]
+    for name in names:
+        importlib.import_module(name)
+    gc.collect()
+    now = rss_kib()
+    steps.append([step, now - previous])
+    previous = now
+print(json.dumps(steps))
+"""
+
+#: The first scrape's imports, heaviest first: what prometheus_client.exposition imports at
+#: its top, then the rest of the package.
+SCRAPE_CHAIN = ("urllib.request", "http.server", "wsgiref.simple_server", "prometheus_client")
+#: What the node needs of the package (generate_latest, CollectorRegistry, the metric
+#: families), were it importable without the package's __init__.
+STUB = "stub:prometheus_client.registry,prometheus_client.metrics_core,prometheus_client.exposition"
+
+
+def _rss_steps(loaded: list[str], steps: tuple[str, ...]) -> list[list[Any]]:
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, ",".join(loaded), *steps],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    steps_kib: list[list[Any]] = json.loads(result.stdout)
+    return steps_kib
+
+
 def _free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -144,10 +208,16 @@ def measure() -> dict[str, Any]:
         node = _probe(str(config), str(http))
     own = {module: size for module, size in node["own"].items() if module not in baseline}
     gone = set(node["gone"])
+    loaded = [module for module in node["own"] if module not in gone]
     return {
         "node": {module: size for module, size in own.items() if module not in gone},
         "let_go": {module: size for module, size in own.items() if module in gone},
         "first_scrape": node["scrape"],
+        "first_scrape_rss_kib": {
+            "by_import": _rss_steps(loaded, SCRAPE_CHAIN),
+            "without_the_package_init": _rss_steps(loaded, (STUB,)),
+            "whole_package": _rss_steps(loaded, ("prometheus_client",)),
+        },
     }
 
 
@@ -181,6 +251,17 @@ def main() -> None:
     _report("a running node, beyond bare asyncio", results["node"], args.top)
     _report("imported by the node, then let go", results["let_go"], args.top)
     _report("its first /metrics scrape", results["first_scrape"], args.top)
+    rss = results["first_scrape_rss_kib"]
+    rows = [[name, f"{kib / 1024:.2f}"] for name, kib in rss["by_import"]]
+    rows.append(["all of prometheus_client at once", f"{rss['whole_package'][0][1] / 1024:.2f}"])
+    rows.append(
+        [
+            "its registry, metrics_core and exposition without its __init__",
+            f"{rss['without_the_package_init'][0][1] / 1024:.2f}",
+        ]
+    )
+    print("\nRSS the first scrape adds to a process holding what a node imports")
+    print(table(("import, in order", "MiB"), rows))
     print(f"wrote {write_json('import_cost', {'machine': machine(), **results})}")
 
 
