@@ -15,11 +15,10 @@ asyncio'`` is measured the same way, and the modules it has too are left out.
 
 tracemalloc counts only Python's allocations, not the pages they land on, nor shared
 libraries, threads or fragmentation: this says where the memory goes, ``steady_state.py``
-what the RSS is. A table the interpreter keeps for all modules grows in steps as they
-load, and a step is credited to the module being loaded then: a block of 200-300 KiB
-moves from one module's figure to another's between runs (the package root,
-``tomllib._parser``, or ``typing``, which bare asyncio loads too and so leaves the
-node's total smaller by as much). The package is byte-compiled first, as an installed package is.
+what the RSS is. Two things would blur the table and are kept out: the interpreter's
+table of interned strings, which grows in steps as modules load (grown before measuring),
+and the thread that asks the node for ``/status`` (started before measuring). The
+package is byte-compiled first, as an installed package is.
 
 Then the RSS the first scrape adds is measured without tracemalloc, in a process that
 has imported what the node had: import by import (what
@@ -33,6 +32,7 @@ Writes ``benchmarks/results/import_cost.json``.
 from __future__ import annotations
 
 import argparse
+import ast
 import compileall
 import json
 import socket
@@ -47,39 +47,15 @@ from _common import machine, table, write_json
 import almost_raft
 
 # Records each module's own allocations. argv: "asyncio", or the cluster file and the
-# HTTP port of a node to run; prints one JSON object.
+# HTTP port of a node to run; prints one dict (repr: the probe must not import json,
+# which a node loads).
 _PROBE = r"""
-import tracemalloc
-tracemalloc.start()
-import gc, importlib._bootstrap as bootstrap, json, sys
-
+import os, signal, sys, threading, time
+# The interpreter's table of interned strings grows in steps as modules load, and a step
+# would be credited to whichever module was loading: grown here, before measuring, and
+# kept grown (the strings stay, or the table would shrink again as it fills).
+_grown = [sys.intern(f"_probe_{i}") for i in range(200_000)]
 own, stack = {}, []
-load = bootstrap._load_unlocked
-
-def recording(spec):
-    # Collected before and after, so that garbage counts nowhere.
-    gc.collect()
-    stack.append(0)
-    before = tracemalloc.get_traced_memory()[0]
-    try:
-        return load(spec)
-    finally:
-        gc.collect()
-        total = tracemalloc.get_traced_memory()[0] - before
-        nested = stack.pop()
-        own[spec.name] = total - nested
-        if stack:
-            stack[-1] += total
-
-bootstrap._load_unlocked = recording
-
-if sys.argv[1] == "asyncio":
-    import asyncio
-    print(json.dumps({"own": own}))
-    sys.exit()
-
-import os, signal, threading, time
-config, port = sys.argv[1], int(sys.argv[2])
 
 def ask(path):
     import socket
@@ -103,10 +79,42 @@ def measure():
     gone = [module for module in before if module not in sys.modules]
     ask(b"/metrics")
     scrape = {m: v for m, v in own.items() if m not in before}
-    print(json.dumps({"own": before, "gone": gone, "scrape": scrape}), flush=True)
+    print(repr({"own": before, "gone": gone, "scrape": scrape}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
-threading.Thread(target=measure, daemon=True).start()
+if sys.argv[1] != "asyncio":
+    config, port = sys.argv[1], int(sys.argv[2])
+    # Started before measuring, so that its own start-up counts nowhere.
+    threading.Thread(target=measure, daemon=True).start()
+
+import tracemalloc
+tracemalloc.start()
+import gc, importlib._bootstrap as bootstrap
+
+load = bootstrap._load_unlocked
+
+def recording(spec):
+    # Collected before and after, so that garbage counts nowhere.
+    gc.collect()
+    stack.append(0)
+    before = tracemalloc.get_traced_memory()[0]
+    try:
+        return load(spec)
+    finally:
+        gc.collect()
+        total = tracemalloc.get_traced_memory()[0] - before
+        nested = stack.pop()
+        own[spec.name] = total - nested
+        if stack:
+            stack[-1] += total
+
+bootstrap._load_unlocked = recording
+
+if sys.argv[1] == "asyncio":
+    import asyncio
+    print(repr({"own": own}))
+    sys.exit()
+
 from almost_raft.cli._main import main
 sys.exit(main(["run", "--config", config, "--id", "a", "--http", f"127.0.0.1:{port}"]))
 """
@@ -187,7 +195,8 @@ def _probe(*argv: str) -> dict[str, Any]:
     )
     for line in result.stdout.splitlines():
         if line.startswith("{"):
-            parsed: dict[str, Any] = json.loads(line)
+            # Printed with repr(): the probe must not import json, which a node loads.
+            parsed: dict[str, Any] = ast.literal_eval(line)
             return parsed
     raise RuntimeError(f"the probe printed no result: {result.stderr[-2000:]}")
 
