@@ -89,6 +89,7 @@ from ._messages import (
 )
 from ._outputs import CoreMetrics, Output
 from ._peer_list import PeerList
+from ._quorum import VoteResult
 from ._reconfiguration import Reconfiguration
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
@@ -319,6 +320,22 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         self._leader_process_gone(peer_id)
         return self._finish()
 
+    def peer_disconnected(self, peer_id: str, now: float) -> Output:
+        """A connection to or from ``peer_id`` was ended by the peer's side.
+
+        A sign, not evidence: the peer's process may have died, or restarted, or the
+        connection just broke; a redial will tell (:meth:`peer_unreachable`, a round
+        trip later). If the peer is this node's leader and this node is the first in line
+        to succeed it (see :meth:`LeaderDown.begin`), it sends its pre-vote requests now;
+        the voters hold them until they have evidence of their own, and answer then.
+        Nothing else changes: the node keeps its term and its leader, and counts the
+        answers only once its own evidence arrives. A connection that merely broke costs
+        pre-vote requests that no one grants while the leader is heard.
+        """
+        self._now = now
+        self._leader_connection_ended(peer_id)
+        return self._finish()
+
     def leave(self, now: float, *, hand_over: bool = True) -> Output:
         """Leave the election for good, handing leadership over first if this node leads.
 
@@ -383,7 +400,11 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
             self._on_heartbeat(message)
         elif isinstance(message, TimeoutNow):
             self._on_timeout_now(message)
-        # Vote and heartbeat responses are late answers to a role this node left.
+        elif isinstance(message, RequestVoteResponse):
+            # Kept if it answers pre-vote requests sent before the leader's crash was
+            # certain; otherwise a late answer to a campaign this node gave up.
+            self._on_early_answer(message)
+        # Heartbeat responses are late answers to a leadership this node gave up.
 
     def _step_candidate(self, message: PeerMessage) -> None:
         if isinstance(message, TimeoutNow) and self._role is NodeState.PRE_CANDIDATE:
@@ -516,6 +537,9 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
 
     def _start_campaign(self, *, pre_vote: bool, transfer: bool) -> None:
         self._leader_id = None
+        # Pre-vote requests this node sent when its connection to the leader ended stand
+        # in for this round's: the voters hold them until their own evidence.
+        early = self._early_ask() if pre_vote else None
         self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()
         voters = self._other_voters()
@@ -523,14 +547,26 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
         if expected is not None:
             self._election_deadline = max(self._election_deadline, self._now + expected)
-        for peer in sorted(voters):
-            self._request_votes_from(peer)
+        if early is None:
+            for peer in sorted(voters):
+                self._request_votes_from(peer)
+        else:
+            for voter, granted in early.answers.items():
+                self._record_vote(voter, granted)
+            if self._campaign.result(self._voters()) is not VoteResult.WON:
+                for peer in sorted(voters - early.answers.keys()):
+                    # Asked again in case a held request expired; the answer to either
+                    # is not timed, as it may have waited for the voter's evidence.
+                    self._request_votes_from(peer, timed=peer not in early.asked)
         self._tally()
 
-    def _request_votes_from(self, peer: str) -> None:
+    def _request_votes_from(self, peer: str, *, timed: bool = True) -> None:
         # A vote request promises nothing, so it may leave while the term and the
         # candidate's own vote are saved: the voters' saves then overlap this one.
-        self.round_trips.vote_asked(peer, self._now)
+        if timed:
+            self.round_trips.vote_asked(peer, self._now)
+        else:
+            self.round_trips.vote_untimed(peer)
         request = self._with_configuration(self._campaign.request(self._term, self.node_id))
         self._batch.send(peer, request, early=True)
 

@@ -5,11 +5,13 @@ against a simulated clock and a network that drops, delays, duplicates and parti
 while a fault schedule crashes and restarts nodes; then everything is healed and a leader
 must appear. A checker watches every step for two leaders in one term, a term going
 backwards, a node voting twice in one term, two different configurations committed with
-the same version, two nodes exclusive (holding a lease) at the same real time, and a
-cluster that cannot elect after the heal. Every node's clock runs at its own rate, as far
-apart as the config's ``max_clock_drift`` allows. With ``spares`` and the membership
-fault kinds, leaders also add, remove, replace and promote members as it runs. The same
-seed and options replay the same run, event for event.
+the same version, two nodes exclusive (holding a lease) at the same real time, a node
+that campaigns or grants a pre-vote while it still hears its leader (with no evidence
+that the leader is gone), and a cluster that cannot elect after the heal. Every
+node's clock runs at its own rate, as far apart as the config's ``max_clock_drift``
+allows. With ``spares`` and the membership fault kinds, leaders also add, remove,
+replace and promote members as it runs. The same seed and options replay the same run,
+event for event.
 
 What one seed covers, with the defaults: five nodes with realistic LAN timings
 (election timeouts drawn from 150-300 ms, heartbeats every 50 ms, 0.2-2 ms message
@@ -47,6 +49,7 @@ from ._exclusive import TWO_EXCLUSIVE
 from ._result import SeedResult, quiet_logs
 from ._schedule import MEMBERSHIP_PROFILE, FaultProfile
 from ._simulation import DEFAULT_CONFIG, run_seed
+from ._stickiness import DEPOSED_HEARD_LEADER
 
 __all__ = [
     # Running seeds
@@ -67,6 +70,7 @@ __all__ = [
     "NO_LEADER_AFTER_HEAL",
     "CORE_ERROR",
     "CONFIGURATION_CONFLICT",
+    "DEPOSED_HEARD_LEADER",
 ]
 
 # Reprs and tracebacks show the public path, not the private module.

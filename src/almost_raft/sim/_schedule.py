@@ -29,6 +29,7 @@ FAULT_KINDS = (
     "weather",
     "shutdown_leader",
     "false_evidence",
+    "disconnect_leader",
     "step_down_leader",
     "add_member",
     "remove_member",
@@ -54,6 +55,7 @@ _DEFAULT_WEIGHTS: Mapping[str, float] = {
     "weather": 2.0,
     "shutdown_leader": 1.0,
     "false_evidence": 1.0,
+    "disconnect_leader": 1.0,
 }
 
 
@@ -73,9 +75,13 @@ class FaultProfile:
             (two random groups), ``cut`` (one link, both ways), ``cut_one_way``,
             ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
             leader hands over, then stops), ``false_evidence`` (every node is told the
-            live leader's process is gone) and ``step_down_leader`` (the leader hands
-            over and runs on; weight 0 unless given). Every crash also gives the nodes
-            that can reach the crashed one the evidence a refused connection would.
+            live leader's process is gone), ``disconnect_leader`` (every node's
+            connection to the live leader ends, and it redials at once: no evidence)
+            and ``step_down_leader`` (the leader hands over and runs on; weight 0
+            unless given). Every crash also tells each node the crashed one can
+            reach that its connection ended (one delay later) and then, if it can
+            reach the crashed one too, that its redial was refused (a round trip
+            later), as the TCP transport would.
             Membership changes, asked of the current leader (they weigh 0 unless given,
             and need spare nodes to add): ``add_member`` (a spare joins, as a voter or,
             one time in three, as a non-voter), ``remove_member`` (a follower),
@@ -145,14 +151,15 @@ class Fault:
     """One fault to carry out.
 
     ``kind`` is ``crash``, ``crash_next_voter``, ``crash_next_candidate``, ``shutdown``,
-    ``false_evidence``, ``step_down``, ``isolate``, ``partition``, ``cut``, ``cut_one_way``
-    or ``weather``, or a membership change: ``member_add``, ``member_add_non_voter``,
-    ``member_remove``, ``member_replace`` or ``member_promote``. ``nodes`` names the
-    crashed, stopped or isolated node (or the leader wrongly reported gone), a link's two
-    ends (sender first for a one-way cut), or the member a change is about (for a
-    replacement the one to remove, then the one to add);
-    ``groups`` holds a partition's sides. The fault is undone after ``lasts`` seconds (a
-    crashed node restarts; weather lasts until the next weather).
+    ``false_evidence``, ``disconnect``, ``step_down``, ``isolate``, ``partition``,
+    ``cut``, ``cut_one_way`` or ``weather``, or a membership change: ``member_add``,
+    ``member_add_non_voter``, ``member_remove``, ``member_replace`` or
+    ``member_promote``. ``nodes`` names the crashed, stopped or isolated node (or the
+    leader wrongly reported gone, or whose connections end), a link's two ends (sender
+    first for a one-way cut), or the member a change is about (for a replacement the one
+    to remove, then the one to add); ``groups`` holds a partition's sides. The fault is
+    undone after ``lasts`` seconds (a crashed node restarts; weather lasts until the
+    next weather).
     """
 
     kind: str
@@ -207,6 +214,10 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
         # A transport wrongly reports a live leader's process as gone, to every node.
         victim = _pick(rng, view.leaders)
         return None if victim is None else Fault("false_evidence", (victim,))
+    if kind == "disconnect_leader":
+        # Every connection to a live leader breaks at once (a blip), as a crash begins.
+        victim = _pick(rng, view.leaders)
+        return None if victim is None else Fault("disconnect", (victim,))
     if kind in _MEMBERSHIP_KINDS:
         return _membership_change(rng, kind, view)
     if kind == "crash_voter":

@@ -26,6 +26,7 @@ Commands (``name positional... key=value...``):
   stays until its deadline, as a shut-down process does); ``hand-over a [to=b]``: ``a``
   transfers leadership and stays a member.
 - ``peer-unreachable a b``: ``a``'s transport has evidence that ``b``'s process is gone.
+- ``peer-disconnected a b``: ``a``'s connection to ``b`` was ended by ``b``'s side.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
 - ``transfer a [to=b]``: leader ``a`` hands leadership over (TimeoutNow).
 - ``unreachable a about=b``: the transport tells ``a`` that ``b``'s process is gone.
@@ -193,6 +194,7 @@ class Env:
             "leave": self._leave,
             "hand-over": self._hand_over,
             "peer-unreachable": self._peer_unreachable,
+            "peer-disconnected": self._peer_disconnected,
             "add-peer": self._add_peer,
             "add-member": self._add_member,
             "remove-member": self._remove_member,
@@ -530,6 +532,11 @@ class Env:
         node_id, peer = args.positional
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.peer_unreachable(peer, node.clock))
+
+    def _peer_disconnected(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        node = self.nodes[node_id]
+        return self._call(node_id, lambda c: c.peer_disconnected(peer, node.clock))
 
     def _add_peer(self, args: Args) -> list[str]:
         node_id, peer = args.positional
