@@ -174,6 +174,8 @@ def report(label: str, run: TrialRun) -> dict[str, Any]:
                 "elected": t.elected,
                 "all_know": t.all_know,
                 "evidence": t.evidence,
+                "early_prevote": t.early_prevote,
+                "winner_evidence": t.winner_evidence,
                 "first_prevote": t.first_prevote,
                 "first_campaign": t.first_campaign,
                 "prevotes": t.prevotes,
@@ -279,7 +281,9 @@ def main() -> None:
         series[label] = [t.all_know for t in run.trials]
         print(
             f"{label}: median {know['median_ms']:.1f} ms, p99 {know['p99_ms']:.1f} ms; steps "
-            f"(median ms after the signal): evidence {parts['evidence_ms']:.1f}, first pre-vote "
+            f"(median ms after the signal): early pre-vote {parts['early_prevote_ms']:.1f}, "
+            f"evidence {parts['evidence_ms']:.1f} (the winner's "
+            f"{parts['winner_evidence_ms']:.1f}), first pre-vote "
             f"{parts['first_prevote_ms']:.1f}, first election {parts['first_campaign_ms']:.1f}, "
             f"elected {parts['elected_ms']:.1f}, all know {parts['all_know_ms']:.1f}",
             flush=True,

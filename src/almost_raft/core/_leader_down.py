@@ -84,7 +84,8 @@ class LeaderDown:
         node derives from the term (and so rotates from one failover to the next),
         campaign ``step`` apart (the ``leader_down_delay`` in force, measured unless it is
         set), each with a random part of up to half that step. The first in line usually
-        wins before the second starts.
+        wins before the second starts; it campaigns at once, and has often asked for its
+        pre-votes already, when its connection to the leader ended (:meth:`ask_early`).
 
         Until a leader is known again, or for one long timeout at most, elections then
         retry after short waits: a split vote costs a few round trips, not a full

@@ -33,7 +33,9 @@ only over the current voters, so a duplicated or forged response cannot count tw
 Rule 4 (a live leader is kept). A node that leads, or heard from a leader within the
 election timeout, refuses every pre-vote (thesis 9.6); with CheckQuorum it also ignores
 vote requests of a newer term (thesis 4.2.3), keeping the latest of each candidate for a
-moment in case the transport then reports the leader's process gone. A leader with
+moment in case the transport then reports the leader's process gone. A connection to the
+leader that ended is no such report: it lets the first in line ask for pre-votes early,
+and changes nothing else. A leader with
 CheckQuorum steps down one election timeout after the last answer that gave it a majority
 (thesis 6.2): when the leases its followers took from the heartbeats they answered run
 out, one message delay later at most, and so before they can have elected a successor
@@ -57,9 +59,10 @@ Layout
 This class is the one front door: the inputs, the term rules, the role handlers and the
 role transitions. The parts that read and change its state throughout are its bases, one
 job each: ``_votes`` (answering and counting votes), ``_crash_evidence`` (a leader's
-process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a leader's
-heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``)
-and ``_reconfiguration`` (the replicated configuration).
+process reported gone, and pre-votes asked when its connection ends), ``_leaving``
+(hand-over and leaving), ``_leading`` (a leader's heartbeat rounds, CheckQuorum and
+lease), ``_peer_list`` (``add_peer``/``remove_peer``) and ``_reconfiguration`` (the
+replicated configuration).
 """
 
 from __future__ import annotations
@@ -313,8 +316,10 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
         node's leader, the node forgets it and campaigns after a short delay instead of a
         full election timeout, in a turn shared out among the survivors (see
-        :meth:`LeaderDown.begin`). Safety never depends on this: wrong evidence costs at
-        most a pre-vote that the others refuse while they still hear the leader.
+        :meth:`LeaderDown.begin`); the first in line campaigns in this very input, with
+        the answers to the pre-vote requests it sent early (:meth:`peer_disconnected`).
+        Safety never depends on this: wrong evidence costs at most a pre-vote that the
+        others refuse while they still hear the leader.
         """
         self._now = now
         self._leader_process_gone(peer_id)
