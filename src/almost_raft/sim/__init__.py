@@ -18,9 +18,12 @@ What one seed covers, with the defaults: five nodes with realistic LAN timings
 delay) for 60 simulated seconds. For the first 45 s a fault strikes about once a second:
 a node crashes (a random one, the leader, or the next node to grant a vote) and restarts
 from its store after 1 ms to 3 s; the leader shuts down cleanly (it hands over, stays
-until its successor leads, then exits and restarts later); a node or the leader is
-isolated, the cluster is split in two, or a link is cut both ways or one way, for
-0.2-5 s; or the weather changes (up to 30% loss, 100 ms delay, 20% duplicates). A
+until its successor leads, then exits and restarts later); the transport wrongly
+reports the leader dead, or every connection to it breaks for a moment while it lives
+on; a node or the leader is isolated, the cluster is split in two, or a link is cut both
+ways or one way, for 0.2-5 s; or the weather changes (up to 30% loss, 100 ms delay, 20%
+duplicates). A crash reaches the others as it would over TCP: their connections end one
+message delay later, and their redial is refused a round trip after that. A
 typical seed sees about 17 crashes, 19 elections won and 11,000 events. The last 15 s
 are the heal phase: every node up, every link mended, no loss. See :class:`FaultProfile`
 to shake harder or differently.
