@@ -58,8 +58,9 @@ This class is the one front door: the inputs, the term rules, the role handlers 
 role transitions. The parts that read and change its state throughout are its bases, one
 job each: ``_votes`` (answering and counting votes), ``_crash_evidence`` (a leader's
 process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a leader's
-heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``)
-and ``_reconfiguration`` (the replicated configuration).
+heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``),
+``_reconfiguration`` (the replicated configuration) and ``_removal`` (telling a member
+removed while it was down).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from ._messages import (
     HeartBeat,
     HeartBeatResponse,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -90,6 +92,7 @@ from ._messages import (
 from ._outputs import CoreMetrics, Output
 from ._peer_list import PeerList
 from ._reconfiguration import Reconfiguration
+from ._removal import NoticeLimiter, Removal
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
@@ -104,7 +107,7 @@ logger = logging.getLogger("almost_raft.core")
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
 
 
-class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Leading):
+class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Leaving, Leading):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -147,6 +150,8 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         self._role = NodeState.FOLLOWER
         self._leader_id: str | None = None
         self._init_configuration(node_id, start_peers, state)
+        # Whom this node told of their removal, and when (bounded; see _removal).
+        self._notices = NoticeLimiter(config.election_timeout)
         self._campaign = Campaign()
         # When this node last had reason to believe a leader was alive: the last heartbeat
         # from it, or, on the leader itself, the last time a majority answered.
@@ -257,6 +262,8 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
             if isinstance(message, RequestVote):
                 # Every role answers vote requests the same way.
                 self._on_vote_request(message)
+            elif isinstance(message, RemovalNotice):
+                self._on_removal_notice(message)
             elif self._role is NodeState.LEADER:
                 self._step_leader(message)
             elif self._role in _CAMPAIGNING:
@@ -351,7 +358,12 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         if sender == self.node_id:
             return self._drop("from_self", message)
         if not self._is_known_sender(message):
+            # A member removed while it was down may be asking: tell it (see _removal).
+            self._tell_if_removed(message)
             return self._drop("unknown_sender", message)
+        if isinstance(message, RemovalNotice):
+            # That a configuration committed is true in every term: no term rule applies.
+            return True
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
                 message, self._term, self._in_leader_lease()

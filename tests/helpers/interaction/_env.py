@@ -63,6 +63,7 @@ from almost_raft import (
     NodeState,
     Output,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
 )
@@ -134,6 +135,8 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
             parts.append(f"config=v{message.configuration.version}")
         if message.committed_version:
             parts.append(f"committed=v{message.committed_version}")
+    if isinstance(message, RemovalNotice):
+        parts.append(f"config={message.configuration.describe()}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
