@@ -19,6 +19,7 @@ from .core._lease import Lease
 from .core._messages import (
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     Message,
     PeerMessage,
     RemovalNotice,
@@ -77,6 +78,7 @@ __all__ = [
     "HeartBeatResponse",
     "TimeoutNow",
     "RemovalNotice",
+    "MembershipQuery",
     "ControlAddNode",
     "ControlRemoveNode",
     "ControlLeaderChanged",

@@ -15,6 +15,7 @@ from almost_raft import (
     HeartBeat,
     HeartBeatResponse,
     Member,
+    MembershipQuery,
     NodeState,
     Output,
     RemovalNotice,
@@ -28,6 +29,7 @@ CONFIG = ElectionConfig(election_timeout=1.0, heartbeat_interval=0.1)
 ABC = Configuration(1, 1, (Member("a"), Member("b"), Member("c")))
 AB = ABC.without("c", 1)  # v2: c removed
 AB_C = AB.with_member(Member("c", voter=False), 1)  # v3: c added again
+AB_D = AB.with_member(Member("d", voter=False), 1)  # v3: d joins as a non-voter
 
 
 def follower(*told: tuple[Configuration, int]) -> ElectionCore:
@@ -209,3 +211,29 @@ def test_the_rules_as_pure_functions() -> None:
     assert not leaves_on_notice("c", AB_C, AB)
     assert not leaves_on_notice("a", ABC, AB)
     assert not leaves_on_notice("d", Configuration(0, 0, (Member("a"), Member("d"))), AB)
+
+
+def test_a_non_voter_that_hears_no_leader_asks_whether_it_still_is_a_member() -> None:
+    core = ElectionCore("d", ["a", "b"], CONFIG, random.Random(1), 0.0, HardState(1, None, AB_D))
+    out = core.tick(core.next_deadline)
+    assert [(o.to, o.message) for o in out.messages] == [
+        ("a", MembershipQuery(1, "d", 1, 3)),
+        ("b", MembershipQuery(1, "d", 1, 3)),
+    ]
+    assert core.role is NodeState.FOLLOWER
+    # Removed meanwhile (v4), it is told, and leaves.
+    without_d = AB_D.without("d", 1)
+    member = follower((AB_D, 3), (without_d, 4))
+    [(to, notice)] = notices(member.receive(MembershipQuery(1, "d", 1, 3), 5.0))
+    assert (to, notice.configuration) == ("d", without_d)
+    assert core.receive(notice, 5.1).role is NodeState.TERMINATING
+
+
+def test_a_member_answers_a_members_query_with_nothing() -> None:
+    core = follower((AB_D, 3))
+    # Of a newer term, too: the question is of no term.
+    out = core.receive(MembershipQuery(7, "d", 1, 3), 1.0)
+    assert out.messages == ()
+    assert out.hard_state is None
+    assert core.term == 1
+    assert sum(core.metrics.dropped.values()) == 0

@@ -20,6 +20,7 @@ from ._configuration import Configuration
 __all__ = [
     "HeartBeat",
     "HeartBeatResponse",
+    "MembershipQuery",
     "Message",
     "PeerMessage",
     "RemovalNotice",
@@ -44,6 +45,7 @@ class Message:
     HeartBeatResponse: ClassVar[type[HeartBeatResponse]]
     TimeoutNow: ClassVar[type[TimeoutNow]]
     RemovalNotice: ClassVar[type[RemovalNotice]]
+    MembershipQuery: ClassVar[type[MembershipQuery]]
     # The seed API's control messages, attached by almost_raft.seed (the core cannot
     # import a layer above it, so their precise types are not known here).
     ControlAddNode: ClassVar[type[Any]]
@@ -272,6 +274,39 @@ class RemovalNotice(PeerMessage):
         return self.member_id
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MembershipQuery(PeerMessage):
+    """A non-voter that heard no leader for an election timeout asks whether it still
+    is a member, naming its configuration (``config_term``, ``config_version``).
+
+    A voter asks the same with its pre-votes; a non-voter never campaigns, so it would
+    otherwise send nothing a member could answer. A member that holds it answers
+    nothing (its leader's heartbeats will reach it); one that knows a committed
+    configuration without it answers with a :class:`RemovalNotice`. Like the notice, it
+    changes no one's term.
+    """
+
+    term: int
+    node_id: str
+    config_term: int
+    config_version: int
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("node_id", self.node_id)
+        check_term(self.config_term)
+        check_term(self.config_version)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
+
+    @property
+    def sender(self) -> str:
+        return self.node_id
+
+
 def check_term(term: object) -> None:
     """Raise unless ``term`` is a valid term number."""
     if isinstance(term, bool) or not isinstance(term, int):
@@ -324,3 +359,4 @@ Message.HeartBeat = HeartBeat
 Message.HeartBeatResponse = HeartBeatResponse
 Message.TimeoutNow = TimeoutNow
 Message.RemovalNotice = RemovalNotice
+Message.MembershipQuery = MembershipQuery

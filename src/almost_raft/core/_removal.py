@@ -32,6 +32,11 @@ Rule 4 (no amplification). At most one notice per sender per election timeout, a
 more than :data:`MAX_TOLD` senders remembered at a time; a notice is never answered.
 A notice changes no term and is never stale: that a configuration committed is true in
 every term (the term rules let it through).
+
+Rule 5 (the silent ask too). A voter asks with its pre-votes when it hears no leader; a
+non-voter never campaigns, so it asks the members of its configuration with a
+:class:`MembershipQuery` instead, once per election timeout without a leader. A member
+that holds it answers nothing; the leader's heartbeats reach it.
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._configuration import Configuration
-from ._messages import HeartBeat, HeartBeatResponse, PeerMessage, RemovalNotice, RequestVote
+from ._messages import (
+    HeartBeat,
+    HeartBeatResponse,
+    MembershipQuery,
+    PeerMessage,
+    RemovalNotice,
+    RequestVote,
+)
 
 if TYPE_CHECKING:
     from ._config import ElectionConfig
@@ -57,7 +69,7 @@ MAX_TOLD = 64
 
 def configuration_named(message: PeerMessage) -> tuple[int, int] | None:
     """The key of the sender's configuration, if ``message`` names it."""
-    if isinstance(message, RequestVote | HeartBeatResponse):
+    if isinstance(message, RequestVote | HeartBeatResponse | MembershipQuery):
         return message.config_key
     if isinstance(message, HeartBeat) and message.configuration is not None:
         return message.configuration.key
@@ -143,6 +155,15 @@ class Removal:
             committed.describe(),
         )
         self._send(message.sender, RemovalNotice(self._term, self.node_id, committed))
+
+    def _ask_whether_member(self) -> None:
+        """A non-voter heard no leader for an election timeout: ask (Rule 5)."""
+        config = self._configuration
+        if config.version == 0 or self.node_id not in config.ids:
+            return
+        query = MembershipQuery(self._term, self.node_id, config.term, config.version)
+        for peer in sorted(config.ids - {self.node_id}):
+            self._send(peer, query)
 
     def _on_removal_notice(self, notice: RemovalNotice) -> None:
         offered = notice.configuration

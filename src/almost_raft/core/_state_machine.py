@@ -56,11 +56,11 @@ Layout
 ------
 This class is the one front door: the inputs, the term rules, the role handlers and the
 role transitions. The parts that read and change its state throughout are its bases, one
-job each: ``_votes`` (answering and counting votes), ``_crash_evidence`` (a leader's
-process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a leader's
-heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``),
-``_reconfiguration`` (the replicated configuration) and ``_removal`` (telling a member
-removed while it was down).
+job each: ``_votes`` (asking for, answering and counting votes), ``_crash_evidence`` (a
+leader's process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a
+leader's heartbeat rounds, CheckQuorum and lease), ``_peer_list``
+(``add_peer``/``remove_peer``), ``_reconfiguration`` (the replicated configuration) and
+``_removal`` (telling a member removed while it was down that it was).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ from ._leaving import Leaving
 from ._messages import (
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
     RemovalNotice,
     RequestVote,
@@ -361,8 +362,10 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             # A member removed while it was down may be asking: tell it (see _removal).
             self._tell_if_removed(message)
             return self._drop("unknown_sender", message)
-        if isinstance(message, RemovalNotice):
-            # That a configuration committed is true in every term: no term rule applies.
+        if isinstance(message, RemovalNotice | MembershipQuery):
+            # Neither says anything of a term: a configuration that committed did so in
+            # every term, and a member asks only whether it still is one (no role
+            # handler answers a member's question: its leader's heartbeats do).
             return True
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
@@ -452,8 +455,10 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
     def _on_election_timeout(self) -> None:
         action = election_timeout_action(self._term, self._known_peers(), self.config)
         if not self._may_campaign():
-            # A non-voter, or a member whose removal it knows committed: it never campaigns.
+            # A non-voter, or a member whose removal it knows committed: it never
+            # campaigns, but it asks whether it still is a member (see _removal).
             self._become_follower(self._term, None)
+            self._ask_whether_member()
         elif action is TimeoutAction.TERM_EXHAUSTED:
             logger.error(
                 "%s: term %d is the largest a message can carry; no further election is "
@@ -525,26 +530,6 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
         logger.info("%s: campaigning for term %d", self.node_id, self._term)
         self._role = NodeState.CANDIDATE
         self._start_campaign(pre_vote=False, transfer=transfer)
-
-    def _start_campaign(self, *, pre_vote: bool, transfer: bool) -> None:
-        self._leader_id = None
-        self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
-        self._reset_election_deadline()
-        voters = self._other_voters()
-        # Never give a round up while its answers can still be on their way.
-        expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
-        if expected is not None:
-            self._election_deadline = max(self._election_deadline, self._now + expected)
-        for peer in sorted(voters):
-            self._request_votes_from(peer)
-        self._tally()
-
-    def _request_votes_from(self, peer: str) -> None:
-        # A vote request promises nothing, so it may leave while the term and the
-        # candidate's own vote are saved: the voters' saves then overlap this one.
-        self.round_trips.vote_asked(peer, self._now)
-        request = self._with_configuration(self._campaign.request(self._term, self.node_id))
-        self._batch.send(peer, request, early=True)
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"

@@ -58,6 +58,7 @@ from almost_raft import (
     HeartBeatResponse,
     Member,
     MembershipChangeError,
+    MembershipQuery,
     MemoryStore,
     NetworkFaults,
     NodeState,
@@ -128,7 +129,9 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("transfer")
     if isinstance(message, RequestVoteResponse) and message.promise_left > 0:
         parts.append(f"promise-left={message.promise_left:.3f}")
-    if isinstance(message, RequestVote | HeartBeatResponse) and message.config_version:
+    if isinstance(message, RequestVote | HeartBeatResponse | MembershipQuery) and (
+        message.config_version
+    ):
         parts.append(f"config=v{message.config_version}/t{message.config_term}")
     if isinstance(message, HeartBeat):
         if message.configuration is not None:

@@ -99,6 +99,7 @@ def attacks(cluster_id: str, target: str, claimed: str) -> list[tuple[str, bytes
         ("field", valid + frame([1, 1, claimed, 1])),
         ("field", valid + frame([6, 1, claimed])),
         ("field", valid + frame([6, 1, claimed, [0, 0, [[claimed, True, None]]]])),
+        ("field", valid + frame([7, 1, claimed, 1])),
         ("undecodable", valid + raw_frame(b"\x93\x03\x01")),
         ("impersonation", valid + frame([3, 10**6, target, 0])),
         ("oversized", valid + struct.pack(">I", 1 << 20)),

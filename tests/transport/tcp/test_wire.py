@@ -18,6 +18,7 @@ from almost_raft.core._messages import (
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
     RemovalNotice,
     RequestVote,
@@ -49,6 +50,7 @@ OUR_TYPES = (
     HeartBeatResponse,
     TimeoutNow,
     RemovalNotice,
+    MembershipQuery,
 )
 
 AB = Configuration(2, 1, (Member("a"), Member("b", False, "10.0.0.2:7000")))
@@ -67,6 +69,7 @@ EVERY_KIND: list[PeerMessage] = [
     HeartBeatResponse(3, "b", round=17),
     RequestVoteResponse(4, "c", granted=True, promise_left=0.4375),
     RemovalNotice(1, "a", AB),
+    MembershipQuery(3, "d", 2, 9),
 ]
 
 
@@ -111,6 +114,7 @@ def test_message_kinds_name_the_metrics() -> None:
         "heartbeat_response",
         "request_vote_response",
         "removal_notice",
+        "membership_query",
     ]
 
 
@@ -136,6 +140,7 @@ messages = st.one_of(
         round=terms,
     ),
     st.builds(HeartBeatResponse, terms, node_ids, round=terms),
+    st.builds(MembershipQuery, terms, node_ids, terms, terms),
     st.builds(
         RemovalNotice,
         terms,
@@ -217,6 +222,10 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
         [6, 2**63, "a", [2, 1, [["a", True, None]]]],
         FrameProblem.BAD_FIELD,
     ),
+    ("query without its configuration", [7, 1, "d"], FrameProblem.BAD_FIELD),
+    ("query with an extra field", [7, 1, "d", 1, 2, 0], FrameProblem.BAD_FIELD),
+    ("query version as bool", [7, 1, "d", 1, True], FrameProblem.BAD_FIELD),
+    ("query version negative", [7, 1, "d", 1, -2], FrameProblem.BAD_FIELD),
 ]
 
 

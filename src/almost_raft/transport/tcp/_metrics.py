@@ -20,6 +20,7 @@ class MessageCounts:
     heartbeat_response: int = 0
     timeout_now: int = 0
     removal_notice: int = 0
+    membership_query: int = 0
 
     @property
     def total(self) -> int:
@@ -31,6 +32,7 @@ class MessageCounts:
             + self.heartbeat_response
             + self.timeout_now
             + self.removal_notice
+            + self.membership_query
         )
 
     def add(self, kind: str) -> None:

@@ -1,4 +1,4 @@
-"""The TCP wire format: length-prefixed msgpack frames, a handshake, six message kinds.
+"""The TCP wire format: length-prefixed msgpack frames, a handshake, seven message kinds.
 
 This module does no I/O; it turns values into bytes and bytes back into values. The
 transport reads frames off a socket and hands their bodies here.
@@ -26,6 +26,7 @@ frame on a connection is the handshake, then every frame is one peer message::
                           [4, term, follower_id, config_term, config_version, round]
     TimeoutNow            [5, term, leader_id]
     RemovalNotice         [6, term, member_id, configuration]
+    MembershipQuery       [7, term, node_id, config_term, config_version]
 
     configuration         [version, term, [[node_id, voter, address or nil], ...]]
 
@@ -50,7 +51,7 @@ Rule 1 (size first). A frame longer than the limit is refused from its 4-byte he
 before its body is read, and msgpack's own limits stop a body from allocating more than
 it is long: frames carry a few dozen bytes, so a large one is an attack or a bug.
 
-Rule 2 (strict decoding). The decoder builds nothing but our six message types. Every
+Rule 2 (strict decoding). The decoder builds nothing but our seven message types. Every
 field must have exactly its type (a bool is not an int here, though Python says it is),
 the field count must be exact, and ids and terms go through the same checks as a
 locally built message.
@@ -73,6 +74,7 @@ from ...core._messages import (
     MAX_ID_LENGTH,
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
     RemovalNotice,
     RequestVote,
@@ -232,7 +234,7 @@ def encode_message(message: PeerMessage) -> bytes:
     """Return the complete frame (header included) that carries ``message``.
 
     Raises:
-        TypeError: ``message`` is not one of the six peer message types.
+        TypeError: ``message`` is not one of the seven peer message types.
     """
     match message:
         case RequestVote():
@@ -278,6 +280,8 @@ def encode_message(message: PeerMessage) -> bytes:
                 message.member_id,
                 _encode_configuration(message.configuration),
             ]
+        case MembershipQuery():
+            fields = [7, message.term, message.node_id, message.config_term, message.config_version]
         case _:
             raise TypeError(f"cannot encode {type(message).__name__}")
     return _frame(fields)
@@ -441,7 +445,8 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
 
     Returns:
         A new ``RequestVote``, ``RequestVoteResponse``, ``HeartBeat``,
-        ``HeartBeatResponse``, ``TimeoutNow`` or ``RemovalNotice``, and nothing else.
+        ``HeartBeatResponse``, ``TimeoutNow``, ``RemovalNotice`` or
+        ``MembershipQuery``, and nothing else.
 
     Raises:
         WireError: the body is not exactly one valid message.
@@ -611,6 +616,7 @@ _SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]
     3: (HeartBeat, (int, str), (int,)),
     4: (HeartBeatResponse, (int, str), ()),
     5: (TimeoutNow, (int, str), ()),
+    7: (MembershipQuery, (int, str, int, int), ()),
 }
 
 # The longer forms that carry the configuration: how many more fields, their reader, and
@@ -628,6 +634,7 @@ _KIND_NAMES: dict[type[PeerMessage], str] = {
     HeartBeatResponse: "heartbeat_response",
     TimeoutNow: "timeout_now",
     RemovalNotice: "removal_notice",
+    MembershipQuery: "membership_query",
 }
 
 MESSAGE_KINDS: tuple[str, ...] = tuple(_KIND_NAMES.values())
