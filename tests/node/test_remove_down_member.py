@@ -46,6 +46,17 @@ def members(cluster: ProcessCluster, *action: str) -> subprocess.CompletedProces
     )
 
 
+def status_command(cluster: ProcessCluster) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "almost_raft", "status", "--config"]
+    return subprocess.run(
+        [*command, str(cluster.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE + 30,
+        check=False,
+    )
+
+
 def wait_until_no_longer_told(cluster: ProcessCluster, leader: str) -> None:
     """Poll the leader's count of messages dropped for a peer it cannot reach (only the
     dead member) until it has stood still for a few redials."""
@@ -76,7 +87,9 @@ def test_a_member_removed_while_down_learns_it_when_back_and_exits_0(down: str) 
         else:
             cluster.stop(victim)
 
-        removed = members(cluster, "remove", victim)
+        # Asked of the leader first: a stopped node's admin endpoint would take the
+        # connection and keep the command waiting for its whole timeout.
+        removed = members(cluster, "--node", leader, "remove", victim)
         assert removed.returncode == 0, removed.stderr + cluster.describe()
         wait_until_no_longer_told(cluster, leader)
 
@@ -100,3 +113,16 @@ def test_a_member_removed_while_down_learns_it_when_back_and_exits_0(down: str) 
         # heartbeats, and learn it from those.) The others kept their leader throughout.
         others = [node for node in cluster.ids if node != victim]
         assert cluster.agreed_leader(others) == (leader, term)
+        # What they hold, as /status and almost-raft status show it.
+        answer = cluster.status(leader)
+        assert answer is not None
+        config = answer["configuration"]
+        assert sorted(config["members"]) == sorted(others)
+        assert (config["committed"], config["change_pending"]) == (True, False)
+        assert config["term"] == term
+        shown = status_command(cluster)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert (
+            f"configuration v{config['version']} (made in term {term}), committed "
+            f"(as leader {leader} holds it):"
+        ) in shown.stdout

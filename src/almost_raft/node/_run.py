@@ -160,7 +160,10 @@ class _Node:
             if status.configuration is None
             else {
                 "version": status.configuration.version,
+                "term": status.configuration.term,
                 "committed_version": status.committed_version,
+                "committed": 0 < status.configuration.version <= status.committed_version,
+                "change_pending": status.change_pending,
                 "members": {
                     m.node_id: {"voter": m.voter, "address": m.address}
                     for m in status.configuration.members
