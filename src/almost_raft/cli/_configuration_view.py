@@ -12,7 +12,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
-__all__ = ["HeldConfiguration", "configuration_cell", "configuration_lines", "held_configuration"]
+__all__ = [
+    "HeldConfiguration",
+    "configuration_cell",
+    "configuration_lines",
+    "held_configuration",
+    "reference_configuration",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
