@@ -49,8 +49,9 @@ hand-over's TimeoutNow leaves), and a winner's exclusive work waits out its vote
 broken promises. Every batch that changes the lease reports it.
 
 Rule 6 (peer input never raises). A message from an unknown or impossible sender is
-dropped with a log line and a counter; it never changes state. A broken invariant inside
-the core is a bug and fails loudly with an assertion.
+dropped with a log line and a counter; it never changes state (a sender that a committed
+configuration removed is told so, see ``_removal``). A broken invariant inside the core
+is a bug and fails loudly with an assertion.
 
 Layout
 ------
