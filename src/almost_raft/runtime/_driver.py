@@ -172,6 +172,7 @@ class Runtime:
             {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
             core.configuration,
             0 if committed is None else committed.version,
+            core.change_pending,
         )
 
     # ------------------------------------------------------------------ inputs

@@ -345,7 +345,9 @@ class Election:
         The removal is committed by a majority of the configuration without the member.
         Removing this node itself commits first, then it hands leadership over to the
         member that answered last and leaves: its election ends (role
-        ``TERMINATING``). A removed member that hears of the commit leaves too.
+        ``TERMINATING``). A removed member that hears of the commit leaves too; one
+        that was down meanwhile learns it from a member once it is back
+        (:class:`RemovalNotice`), and leaves then.
 
         Returns:
             The committed configuration without the member.

@@ -5,13 +5,14 @@ against a simulated clock and a network that drops, delays, duplicates and parti
 while a fault schedule crashes and restarts nodes; then everything is healed and a leader
 must appear. A checker watches every step for two leaders in one term, a term going
 backwards, a node voting twice in one term, two different configurations committed with
-the same version, two nodes exclusive (holding a lease) at the same real time, a node
-that campaigns or grants a pre-vote while it still hears its leader (with no evidence
-that the leader is gone), and a cluster that cannot elect after the heal. Every
-node's clock runs at its own rate, as far apart as the config's ``max_clock_drift``
-allows. With ``spares`` and the membership fault kinds, leaders also add, remove,
-replace and promote members as it runs. The same seed and options replay the same run,
-event for event.
+the same version, a node leaving as removed by a configuration that did not commit, two
+nodes exclusive (holding a lease) at the same real time, a node that campaigns or grants
+a pre-vote while it still hears its leader (with no evidence that the leader is gone), a
+cluster that cannot elect after the heal, and a removed member still running at the end.
+Every node's clock runs at its own rate, as far apart as the config's
+``max_clock_drift`` allows. With ``spares`` and the membership fault kinds, leaders also
+add, remove, replace and promote members as it runs, and remove members that are down.
+The same seed and options replay the same run, event for event.
 
 What one seed covers, with the defaults: five nodes with realistic LAN timings
 (election timeouts drawn from 150-300 ms, heartbeats every 50 ms, 0.2-2 ms message
@@ -41,7 +42,9 @@ from ._checker import (
     CONFIGURATION_CONFLICT,
     CORE_ERROR,
     DOUBLE_VOTE,
+    LEFT_UNCOMMITTED,
     NO_LEADER_AFTER_HEAL,
+    REMOVED_MEMBER_STAYS,
     TERM_DECREASED,
     TWO_LEADERS_IN_TERM,
     Violation,
@@ -74,6 +77,8 @@ __all__ = [
     "CORE_ERROR",
     "CONFIGURATION_CONFLICT",
     "DEPOSED_HEARD_LEADER",
+    "LEFT_UNCOMMITTED",
+    "REMOVED_MEMBER_STAYS",
 ]
 
 # Reprs and tracebacks show the public path, not the private module.

@@ -72,6 +72,8 @@ class SimNode:
         "news",
         "pending",
         "saves",
+        "shutting_down",
+        "started_at",
         "store",
         "timer_at",
     )
@@ -99,6 +101,10 @@ class SimNode:
         self.active = True
         # How long the node stays down once the clean shutdown under way completes.
         self.downtime = 0.0
+        # Whether a clean shutdown is under way (its end is no removal), and when the
+        # node last started.
+        self.shutting_down = False
+        self.started_at = 0.0
 
     def __repr__(self) -> str:
         return self.id

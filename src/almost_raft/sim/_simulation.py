@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core._config import ElectionConfig
+from ..core._configuration import Configuration
 from ..core._messages import HeartBeat, RequestVote, RequestVoteResponse
 from ..core._outputs import Outbound, Output
 from ..core._state import NodeState
@@ -316,6 +317,7 @@ class _Simulation(Operator):
             # A clean shutdown: the core hands over and says when it is done (see
             # _publish); until then the node goes on answering.
             node.downtime = arg
+            node.shutting_down = True
             self._carry_out(node, core.leave(local), now)
 
     def _carry_out(self, node: SimNode, output: Output, now: float) -> None:
@@ -407,9 +409,13 @@ class _Simulation(Operator):
             self.checker.configuration_committed(node.id, output.committed, now)
         self._arm(node, output.next_deadline)
         if output.role is NodeState.TERMINATING:
-            # The core left the election: the process exits, and is started again later
-            # (at once after the heal, when every node must be up).
-            self._crash_for(node, 0.0 if self.healed else node.downtime, now)
+            # The core left the election: the process exits. After a clean shutdown it is
+            # started again later (at once after the heal, when every node must be up);
+            # one that learned it was removed, only once it is added back.
+            if node.active:
+                self._crash_for(node, 0.0 if self.healed else node.downtime, now)
+            else:
+                self._crash(node, now)
 
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
         heapq.heappush(self.heap, (when, next(self.sequence), CALL, action, arg))
@@ -463,6 +469,8 @@ class _Simulation(Operator):
             if node.id not in node.core.configuration.ids:
                 # It learned it was removed (not a clean shutdown): its process ends,
                 # and it may be added again.
+                if not node.shutting_down:
+                    self.checker.left_as_removed(node.id, node.core.configuration, now)
                 node.active = False
                 self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
 
@@ -508,6 +516,8 @@ class _Simulation(Operator):
         )
         node.core = core
         node.news = (None, 0)
+        node.shutting_down = False
+        node.started_at = now
         self.checker.term_seen(node.id, core.term, now)
         self._arm(node, core.next_deadline)
 
@@ -572,7 +582,7 @@ class _Simulation(Operator):
             self._crash_for(node, trap.lasts, now)
 
     def _restart(self, now: float, node: SimNode) -> None:
-        if node.core is None:
+        if node.core is None and node.active:
             self._start(node, now)
 
     def _collect(self, core: ElectionCore) -> None:
@@ -632,6 +642,41 @@ class _Simulation(Operator):
 
     # ------------------------------------------------------------------ the result
 
+    def _check_removed_left(self, end: float) -> None:
+        """Every node that the newest leader's committed configuration left out, and
+        that runs with a leader's configuration, has learned it and left by ``end``.
+
+        A removed node asks only the members of the configuration it holds: its voters,
+        with its pre-votes, or, as a non-voter, every member. One that none of those,
+        still a member and running, can answer is not held to it.
+        """
+        newest = self._newest_leader()
+        leader = None if newest is None else newest.core
+        committed = None if leader is None else leader.committed_configuration
+        if leader is None or committed is None:
+            return
+        members = leader.configuration.ids
+        running = {
+            node.id
+            for node in self.nodes
+            if node.core is not None and node.core.role is not _TERMINATING
+        }
+        for node in self.nodes:
+            core = node.core
+            if (
+                core is None
+                or core.role is _TERMINATING
+                or node.id in committed.ids
+                or node.id in members
+                # A new machine, started before it is added, holds its starting one.
+                or core.configuration.version == 0
+                or not _asked(node.id, core.configuration) & members & running
+            ):
+                continue
+            self.checker.removed_member_ran(
+                node.id, committed, node.started_at, end=end, bound=self.bound
+            )
+
     def _result(self, now: float) -> SeedResult:
         self.exclusive.finish(min(now, self.duration))
         for node in self.nodes:
@@ -647,6 +692,7 @@ class _Simulation(Operator):
                 end=self.duration,
                 bound=self.bound,
             )
+            self._check_removed_left(min(now, self.duration))
         return SeedResult(
             seed=self.seed,
             nodes=len(self.nodes),
@@ -669,3 +715,10 @@ class _Simulation(Operator):
             trace_digest=None if self.trace is None else self.trace.hexdigest(),
             configurations_committed=checker.versions_committed,
         )
+
+
+def _asked(node_id: str, config: Configuration) -> frozenset[str]:
+    """Whom a node holding ``config`` asks when it hears no leader (see _removal)."""
+    if node_id in config.voters or node_id not in config.ids:
+        return config.voters - {node_id}
+    return config.ids - {node_id}

@@ -59,11 +59,13 @@ from almost_raft import (
     HeartBeatResponse,
     Member,
     MembershipChangeError,
+    MembershipQuery,
     MemoryStore,
     NetworkFaults,
     NodeState,
     Output,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
 )
@@ -128,13 +130,17 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("transfer")
     if isinstance(message, RequestVoteResponse) and message.promise_left > 0:
         parts.append(f"promise-left={message.promise_left:.3f}")
-    if isinstance(message, RequestVote | HeartBeatResponse) and message.config_version:
+    if isinstance(message, RequestVote | HeartBeatResponse | MembershipQuery) and (
+        message.config_version
+    ):
         parts.append(f"config=v{message.config_version}/t{message.config_term}")
     if isinstance(message, HeartBeat):
         if message.configuration is not None:
             parts.append(f"config=v{message.configuration.version}")
         if message.committed_version:
             parts.append(f"committed=v{message.committed_version}")
+    if isinstance(message, RemovalNotice):
+        parts.append(f"config={message.configuration.describe()}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
