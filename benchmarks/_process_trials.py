@@ -30,6 +30,7 @@ _POLL = 0.002
 # The core's log lines that mark each step of an election (almost_raft.core, INFO).
 _STEPS = {
     "is down; campaigning soon": "evidence",
+    "sending pre-vote requests early": "early_prevote",
     "handed leadership of term": "handover",
     "asking for pre-votes for term": "prevote",
     "campaigning for term": "campaign",
@@ -155,6 +156,10 @@ class Trial:
         evidence: when the first live node took the transport's word that the leader
             was gone (crashes only), or ``None``.
         first_prevote: when the first pre-vote round started, or ``None``.
+        early_prevote: when the first live node sent pre-vote requests because its
+            connection to the leader ended (crashes only), or ``None``.
+        winner_evidence: when the node that won took the transport's word that the
+            leader was gone, or ``None``.
         first_campaign: when the first real election started, or ``None``.
         prevotes: pre-vote rounds started by the live nodes during the failover.
         campaigns: real elections (terms raised) started during the failover.
@@ -169,6 +174,8 @@ class Trial:
     first_campaign: float | None
     prevotes: int
     campaigns: int
+    early_prevote: float | None = None
+    winner_evidence: float | None = None
 
     @property
     def split(self) -> bool:
@@ -284,6 +291,8 @@ def _measure(
         max(adopted),
     )
     evidence = watch.since(live, sent_at, "evidence")
+    won_on = watch.since([leader], sent_at, "evidence") if leader in live else []
+    early = watch.since(live, sent_at, "early_prevote")
     prevotes = watch.since(live, sent_at, "prevote")
     campaigns = watch.since(live, sent_at, "campaign")
     end = max(adopted)
@@ -297,6 +306,8 @@ def _measure(
         first_campaign=campaigns[0].at - sent_at if campaigns else None,
         prevotes=sum(1 for e in prevotes if e.at <= end),
         campaigns=sum(1 for e in campaigns if e.at <= end),
+        early_prevote=early[0].at - sent_at if early else None,
+        winner_evidence=won_on[0].at - sent_at if won_on else None,
     )
 
 
@@ -308,6 +319,8 @@ def breakdown(trials: Sequence[Trial]) -> dict[str, float]:
 
     return {
         "evidence_ms": median([t.evidence for t in trials]),
+        "early_prevote_ms": median([t.early_prevote for t in trials]),
+        "winner_evidence_ms": median([t.winner_evidence for t in trials]),
         "first_prevote_ms": median([t.first_prevote for t in trials]),
         "first_campaign_ms": median([t.first_campaign for t in trials]),
         "elected_ms": median([t.elected for t in trials]),

@@ -10,7 +10,8 @@ Starts ``almost-raft run`` processes on 127.0.0.1 (election timeout 150-300 ms, 
 50 ms) and, trial after trial, signals the leader:
 
 - SIGKILL, a crash: the followers' connections break and a redial is refused, which the
-  transport reports, so they campaign after ``leader_down_delay`` (0-20 ms).
+  transport reports, so they campaign in turns ``leader_down_delay`` apart (the first at
+  once, with the pre-votes it asked for when its connection broke).
 - SIGTERM, a clean shutdown: the leader hands over with TimeoutNow before it exits.
 - SIGSTOP, a silent failure: the sockets stay open and nothing is said, so only the
   election timeout can notice.
@@ -59,8 +60,9 @@ KINDS: dict[str, tuple[signal.Signals, float, str]] = {
     "silent (SIGSTOP)": (signal.SIGSTOP, 0.3, "median within 10% of best case, splits < 5%"),
 }
 
-# What a crash should cost over a real network: a refused redial, a pre-vote round, a vote
-# round and the first heartbeat are about eight one-way delays.
+# What a crash should cost over a real network: the voters' refused redials (three one-way
+# delays), their answers to the pre-votes the first in line asked for when its connection
+# ended (one), a vote round (two) and the first heartbeat (one): about seven one-way delays.
 LINK_TARGETS: dict[tuple[signal.Signals, bool], str] = {
     (signal.SIGKILL, False): "median <= 170 ms, p99 <= 250 ms, 95% in one term (20 ± 10 ms)",
     (signal.SIGKILL, True): "median <= 250 ms, p99 <= 600 ms (20 ± 10 ms, 5% loss)",
@@ -174,6 +176,8 @@ def report(label: str, run: TrialRun) -> dict[str, Any]:
                 "elected": t.elected,
                 "all_know": t.all_know,
                 "evidence": t.evidence,
+                "early_prevote": t.early_prevote,
+                "winner_evidence": t.winner_evidence,
                 "first_prevote": t.first_prevote,
                 "first_campaign": t.first_campaign,
                 "prevotes": t.prevotes,
@@ -279,7 +283,9 @@ def main() -> None:
         series[label] = [t.all_know for t in run.trials]
         print(
             f"{label}: median {know['median_ms']:.1f} ms, p99 {know['p99_ms']:.1f} ms; steps "
-            f"(median ms after the signal): evidence {parts['evidence_ms']:.1f}, first pre-vote "
+            f"(median ms after the signal): early pre-vote {parts['early_prevote_ms']:.1f}, "
+            f"evidence {parts['evidence_ms']:.1f} (the winner's "
+            f"{parts['winner_evidence_ms']:.1f}), first pre-vote "
             f"{parts['first_prevote_ms']:.1f}, first election {parts['first_campaign_ms']:.1f}, "
             f"elected {parts['elected_ms']:.1f}, all know {parts['all_know_ms']:.1f}",
             flush=True,

@@ -12,17 +12,22 @@ POLL_SECONDS = 0.005
 
 
 class Inbox:
-    """Keeps what a transport delivers and which peers it reported unreachable."""
+    """Keeps what a transport delivers, and which peers it reported unreachable or
+    disconnected."""
 
     def __init__(self) -> None:
         self.messages: list[PeerMessage] = []
         self.unreachable: list[str] = []
+        self.disconnected: list[str] = []
 
     def deliver(self, message: PeerMessage) -> None:
         self.messages.append(message)
 
     def peer_unreachable(self, peer_id: str) -> None:
         self.unreachable.append(peer_id)
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        self.disconnected.append(peer_id)
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:

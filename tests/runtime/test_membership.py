@@ -11,9 +11,14 @@ from almost_raft import (
     ConfigError,
     Election,
     ElectionClosed,
+    Inbox,
+    InMemoryNetwork,
+    InMemoryTransport,
     MembershipChangeError,
     MemoryStore,
     NodeState,
+    PeerMessage,
+    RemovalNotice,
 )
 from helpers.cluster import FAST, Cluster, run_async, wait_until
 
@@ -154,3 +159,78 @@ async def test_a_change_asked_before_start_is_refused() -> None:
     with pytest.raises(ElectionClosed, match="not started"):
         await election.add_member("n2")
     await election.close()
+
+
+class RecordingTransport(InMemoryTransport):
+    """An in-memory transport that keeps every message it hands to its node's inbox."""
+
+    def __init__(self, network: InMemoryNetwork, node_id: str) -> None:
+        super().__init__(network, node_id)
+        self.received: list[PeerMessage] = []
+
+    async def start(self, node_id: str, inbox: Inbox) -> None:
+        received = self.received
+
+        class Recording(Inbox):
+            def deliver(self, message: PeerMessage) -> None:
+                received.append(message)
+                inbox.deliver(message)
+
+            def peer_unreachable(self, peer_id: str) -> None:
+                inbox.peer_unreachable(peer_id)
+
+            def peer_disconnected(self, peer_id: str) -> None:
+                inbox.peer_disconnected(peer_id)
+
+        await super().start(node_id, Recording())
+
+
+async def no_longer_told(network: InMemoryNetwork) -> None:
+    """Wait until nothing is sent to a node that is down (every drop is one) for twenty
+    heartbeats: the leader tells a removed member only for an election timeout."""
+    loop = asyncio.get_running_loop()
+    last = (network.dropped, loop.time())
+
+    def quiet() -> bool:
+        nonlocal last
+        if network.dropped != last[0]:
+            last = (network.dropped, loop.time())
+        return loop.time() - last[1] > 20 * FAST.heartbeat_interval
+
+    await wait_until(quiet, what="the leader to stop telling the removed member")
+
+
+@run_async
+async def test_a_member_removed_while_down_learns_it_when_it_comes_back_and_leaves() -> None:
+    cluster = Cluster(3)
+    await cluster.start()
+    try:
+        leader_id = await cluster.wait_for_agreed_leader()
+        leader = cluster.elections[leader_id]
+        victim_id = next(n for n in cluster.ids if n != leader_id)
+        await cluster.stop(victim_id)
+        committed = await asyncio.wait_for(leader.remove_member(victim_id), COMMIT_DEADLINE)
+        assert victim_id not in committed.ids
+        await no_longer_told(cluster.network)
+        # It comes back from its store, which still names it a member.
+        transport = RecordingTransport(cluster.network, victim_id)
+        victim = cluster.build(victim_id, transport)
+        state = cluster.stores[victim_id].load()
+        assert state is not None
+        assert state.configuration is not None
+        assert victim_id in state.configuration.ids
+        await victim.start()
+        try:
+            await wait_until(
+                lambda: victim.status().role is NodeState.TERMINATING,
+                what="the removed member to leave",
+            )
+            assert any(isinstance(m, RemovalNotice) for m in transport.received)
+            saved = cluster.stores[victim_id].load()
+            assert saved is not None
+            assert saved.configuration == committed
+            assert leader.status().is_leader
+        finally:
+            await victim.close()
+    finally:
+        await cluster.close()

@@ -19,6 +19,7 @@ from almost_raft import (
     InMemoryNetwork,
     InMemoryTransport,
     MemoryStore,
+    NetworkFaults,
     NodeState,
     PeerMessage,
     RequestVote,
@@ -198,6 +199,36 @@ async def test_votes_and_leadership_are_durable_before_sent_and_requests_overlap
     finally:
         for election in elections:
             await election.close()
+
+
+@run_async
+async def test_a_crashed_leader_is_replaced_with_pre_votes_asked_early() -> None:
+    # 5 ms each way; the leader's crash is told to the others as TCP would tell it.
+    cluster = Cluster(5, seed=11, faults=NetworkFaults(random.Random(11), delay=(0.004, 0.006)))
+    await cluster.start()
+    try:
+        leader = await cluster.wait_for_agreed_leader()
+        term = cluster.elections[leader].status().term
+        await asyncio.sleep(0.2)  # heartbeats measure the round trips that space the turns
+        cluster.network.crash(leader)
+        survivors = {n: e for n, e in cluster.elections.items() if n != leader}
+
+        def successor() -> str | None:
+            leaders = [n for n, e in survivors.items() if e.status().is_leader]
+            views = {e.status().leader_id for e in survivors.values()}
+            return leaders[0] if len(leaders) == 1 and views == {leaders[0]} else None
+
+        await wait_until(lambda: successor() is not None, what="a successor all follow")
+        new = successor()
+        assert new is not None
+        assert survivors[new].status().term > term
+        # The first in line asked as soon as its connection ended, before its evidence.
+        assert sum(e.metrics().early_pre_votes for e in survivors.values()) == 1
+        assert sum(e.metrics().leader_down_reports for e in survivors.values()) >= 2
+    finally:
+        await cluster.elections[leader].close(hand_over=False)
+        del cluster.elections[leader]
+        await cluster.close()
 
 
 class _HangingTransport(Transport):

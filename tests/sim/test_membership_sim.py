@@ -1,10 +1,12 @@
 """Membership changes in the simulator, and proof that the checker fails on broken rules.
 
-Leaders add, remove, replace and promote members while the usual faults strike. The
-correct core keeps every invariant; a core that counts votes over its own list of
-voters, or whose voters ignore the candidate's configuration, commits two different
-configurations with one version; and a core without the leader gate, run through the
-leader-gate transcript, elects two leaders in one term.
+Leaders add, remove, replace and promote members, and remove members that are down,
+while the usual faults strike. The correct core keeps every invariant; a core that
+counts votes over its own list of voters, or whose voters ignore the candidate's
+configuration, commits two different configurations with one version; a core without
+the leader gate, run through the leader-gate transcript, elects two leaders in one term;
+a core that never tells a member removed while it was down leaves it running; and one
+that tells with a configuration not yet committed makes members leave on it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,25 @@ from typing import Any
 
 import pytest
 
-from almost_raft import Configuration, ElectionConfig, ElectionCore, HardState, RequestVote
+from almost_raft import (
+    Configuration,
+    ElectionConfig,
+    ElectionCore,
+    HardState,
+    PeerMessage,
+    RemovalNotice,
+    RequestVote,
+)
 from almost_raft.core._configuration import bootstrap_configuration
 from almost_raft.core._membership import Replication
+from almost_raft.core._removal import notice_due
 from almost_raft.sim import (
     CONFIGURATION_CONFLICT,
+    LEFT_UNCOMMITTED,
     MEMBERSHIP_PROFILE,
+    REMOVED_MEMBER_STAYS,
     TWO_LEADERS_IN_TERM,
+    FaultProfile,
     run_seed,
 )
 from almost_raft.sim._checker import Checker
@@ -34,6 +48,12 @@ DURATION = 20.0
 SEEDS = range(30)
 
 MEMBERSHIP = MEMBERSHIP_PROFILE
+# Members removed while they are down, among additions (so there is someone to remove)
+# and the usual crashes and weather.
+REMOVED_WHILE_DOWN = FaultProfile(
+    mean_gap=0.7,
+    weights={"remove_down_member": 3.0, "add_member": 3.0, "crash": 1.0, "weather": 1.0},
+)
 
 GATE_TRANSCRIPT = Path(__file__).parent.parent / "core" / "testdata" / "membership_leader_gate.txt"
 
@@ -79,10 +99,27 @@ class NoLeaderGateCore(ElectionCore):
         self._committed_version = self.configuration.version
 
 
+class SilentCore(ElectionCore):
+    """Tells no removed member anything, as before removal notices."""
+
+    def _tell_if_removed(self, message: PeerMessage) -> None:
+        return None
+
+
+class UncommittedNoticeCore(ElectionCore):
+    """Tells a removed member with its newest configuration, committed or not."""
+
+    def _tell_if_removed(self, message: PeerMessage) -> None:
+        ours = self.configuration
+        if ours.version > 0 and notice_due(message, ours, ours):
+            self._send(message.sender, RemovalNotice(self.term, self.node_id, ours))
+
+
 def kinds_by_seed(seeds: range = SEEDS, **options: Any) -> collections.Counter[str]:
+    options.setdefault("faults", MEMBERSHIP)
     seen: collections.Counter[str] = collections.Counter()
     for seed in seeds:
-        result = run_seed(seed, duration=DURATION, spares=2, faults=MEMBERSHIP, **options)
+        result = run_seed(seed, duration=DURATION, spares=2, **options)
         seen.update({violation.kind for violation in result.violations})
     return seen
 
@@ -96,6 +133,21 @@ def test_the_correct_core_keeps_every_invariant_through_membership_changes(nodes
         committed += result.configurations_committed
     # The changes really happened: each makes one configuration, or two with the gate.
     assert committed >= 4 * len(SEEDS)
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_members_removed_while_down_come_back_learn_it_and_leave(nodes: int) -> None:
+    seen = kinds_by_seed(nodes=nodes, faults=REMOVED_WHILE_DOWN)
+    assert seen == collections.Counter()
+    # The same seeds with a core that tells nobody: the removed members run on, unheard.
+    silent = kinds_by_seed(nodes=nodes, faults=REMOVED_WHILE_DOWN, core_factory=SilentCore)
+    assert set(silent) == {REMOVED_MEMBER_STAYS}
+    assert silent[REMOVED_MEMBER_STAYS] >= len(SEEDS) // 2
+
+
+def test_a_notice_of_an_uncommitted_configuration_makes_members_leave_on_it() -> None:
+    seen = kinds_by_seed(range(60), core_factory=UncommittedNoticeCore)
+    assert seen[LEFT_UNCOMMITTED] >= 3
 
 
 def test_counting_votes_over_a_local_list_commits_conflicting_configurations() -> None:
@@ -142,3 +194,27 @@ def test_checker_flags_two_member_lists_committed_with_one_version() -> None:
     [violation] = checker.violations
     assert violation.kind == CONFIGURATION_CONFLICT
     assert "v2" in violation.message
+
+
+def test_checker_flags_a_member_that_left_on_an_uncommitted_configuration() -> None:
+    checker = Checker()
+    abc = Configuration(1, 1, bootstrap_configuration("a", ["b", "c"]).members)
+    ab = abc.without("c", 1)
+    checker.configuration_committed("a", abc, 1.0)
+    checker.left_as_removed("c", ab, 1.5)
+    [violation] = checker.violations
+    assert violation.kind == LEFT_UNCOMMITTED
+    checker.configuration_committed("a", ab, 2.0)
+    checker.left_as_removed("c", ab, 2.5)
+    assert len(checker.violations) == 1
+
+
+def test_checker_gives_a_removed_member_the_bound_to_leave() -> None:
+    checker = Checker()
+    ab = Configuration(2, 1, bootstrap_configuration("a", ["b"]).members)
+    checker.removed_member_ran("c", ab, 18.0, end=20.0, bound=3.0)
+    assert checker.violations == []
+    checker.removed_member_ran("c", ab, 16.0, end=20.0, bound=3.0)
+    [violation] = checker.violations
+    assert violation.kind == REMOVED_MEMBER_STAYS
+    assert "c still ran" in violation.message

@@ -21,12 +21,18 @@ from helpers.cluster import run_async, wait_until
 class _Inbox:
     def __init__(self) -> None:
         self.received: list[tuple[float, PeerMessage]] = []
+        # What the network told of crashed peers: (time, "disconnected" or
+        # "unreachable", peer).
+        self.told: list[tuple[float, str, str]] = []
 
     def deliver(self, message: PeerMessage) -> None:
         self.received.append((asyncio.get_running_loop().time(), message))
 
     def peer_unreachable(self, peer_id: str) -> None:
-        raise AssertionError(f"the in-memory network reported {peer_id} unreachable")
+        self.told.append((asyncio.get_running_loop().time(), "unreachable", peer_id))
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        self.told.append((asyncio.get_running_loop().time(), "disconnected", peer_id))
 
 
 async def _pair(network: InMemoryNetwork) -> tuple[_Inbox, _Inbox]:
@@ -86,6 +92,56 @@ async def test_a_closed_node_receives_nothing_and_a_new_transport_restarts_it() 
     await network.transport("a").start("a", again)
     await network.transport("b").send("a", HeartBeat(2, "b"))
     await wait_until(lambda: len(again.received) == 1, what="delivery to the restarted node")
+
+
+@run_async
+async def test_a_closed_transport_tells_its_peers_nothing() -> None:
+    network = InMemoryNetwork()
+    a, b = await _pair(network)
+    c, transport = _Inbox(), network.transport("c")
+    await transport.start("c", c)
+    # Closing is how a process that went silent looks: no evidence of anything.
+    await transport.close()
+    await asyncio.sleep(0.01)
+    assert a.told == b.told == c.told == []
+
+
+@run_async
+async def test_a_crash_tells_each_peer_of_the_ended_connection_then_the_refusal() -> None:
+    faults = NetworkFaults(random.Random(3), delay=(0.01, 0.02))
+    network = InMemoryNetwork(faults)
+    a, b = await _pair(network)
+    c = _Inbox()
+    await network.transport("c").start("c", c)
+    faults.cut("a", "c")
+    loop = asyncio.get_running_loop()
+    crashed_at = loop.time()
+    network.crash("c")
+    network.crash("c")  # not running any more: nothing more to tell
+    assert network.live_nodes == frozenset({"a", "b"})
+    await wait_until(lambda: len(b.told) == 2, what="b told of c's crash")
+    (ended_at, ended, about), (refused_at, refused, again) = b.told
+    assert (ended, about, refused, again) == ("disconnected", "c", "unreachable", "c")
+    # One delay for the end of the connection, a round trip more for the refusal.
+    assert ended_at - crashed_at >= 0.01
+    assert refused_at - ended_at >= 0.02
+    await asyncio.sleep(0.1)
+    assert a.told == []  # its link to c is cut: it hears nothing, as over TCP
+    await network.transport("b").send("c", HeartBeat(1, "b"))
+    await asyncio.sleep(0.03)
+    assert c.received == []
+
+
+@run_async
+async def test_a_crashed_node_that_is_back_before_the_refusal_is_not_reported() -> None:
+    faults = NetworkFaults(random.Random(3), delay=(0.02, 0.02))
+    network = InMemoryNetwork(faults)
+    a, _ = await _pair(network)
+    network.crash("b")
+    await wait_until(lambda: len(a.told) == 1, what="the ended connection")
+    await network.transport("b").start("b", _Inbox())
+    await asyncio.sleep(0.06)
+    assert [kind for _, kind, _ in a.told] == ["disconnected"]
 
 
 @run_async

@@ -1,4 +1,5 @@
-"""``almost-raft status``: ask every node's ``/status`` and print one table."""
+"""``almost-raft status``: ask every node's ``/status`` and print one table, then the
+configuration the nodes hold (see ``_configuration_view``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import os
 from typing import Any, TextIO
 
 from ..node._cluster_config import ClusterConfig, NodeEntry, format_host_port
+from ._configuration_view import (
+    HeldConfiguration,
+    configuration_cell,
+    configuration_lines,
+    held_configuration,
+    reference_configuration,
+)
 
 __all__ = ["NodeReport", "fetch_status", "gather_reports", "no_http_advice", "print_cluster_status"]
 
@@ -89,21 +97,32 @@ async def gather_reports(cluster: ClusterConfig, timeout: float) -> list[NodeRep
 
 
 def print_cluster_status(reports: list[NodeReport], out: TextIO) -> bool:
-    """Print the table; return whether the reachable nodes agree on exactly one leader."""
+    """Print the table and the configuration; return whether the reachable nodes agree
+    on exactly one leader (a configuration that differs is shown, but does not count)."""
     leader_views: dict[str, dict[str, Any]] = {}
+    held: dict[str, HeldConfiguration] = {}
     for report in reports:
         status = report.status
-        if status is not None and status.get("role") == "leader":
+        if status is None:
+            continue
+        if status.get("role") == "leader":
             leader_views[report.entry.node_id] = status
+        config = held_configuration(status)
+        if config is not None:
+            held[report.entry.node_id] = config
+    # Whose configuration the section shows: the leader's, of the highest term if several.
+    claimants = sorted(leader_views, key=lambda n: (_term(leader_views[n]), n), reverse=True)
+    found = reference_configuration(held, claimants)
+    reference = None if found is None else found[1]
     # The address asked is the node's http one: that is where a "refused" comes from.
-    rows = [("ID", "HTTP", "REACHABLE", "ROLE", "TERM", "LEADER", "LAST CONTACT")]
+    rows = [("ID", "HTTP", "REACHABLE", "ROLE", "TERM", "LEADER", "LAST CONTACT", "CONFIG")]
     for report in reports:
         node = report.entry.node_id
         http = report.entry.http
         address = "-" if http is None else format_host_port(http)
         status = report.status
         if status is None:
-            rows.append((node, address, f"no: {report.error}", "-", "-", "-", "-"))
+            rows.append((node, address, f"no: {report.error}", "-", "-", "-", "-", "-"))
             continue
         rows.append(
             (
@@ -114,6 +133,7 @@ def print_cluster_status(reports: list[NodeReport], out: TextIO) -> bool:
                 str(status.get("term")),
                 str(status.get("leader") or "-"),
                 _last_contact(node, leader_views),
+                configuration_cell(held.get(node), reference),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -129,7 +149,15 @@ def print_cluster_status(reports: list[NodeReport], out: TextIO) -> bool:
         print(f"\nall reachable nodes agree: {leader} leads term {term}", file=out)
     else:
         print("\nthe reachable nodes do not agree on one leader", file=out)
+    print("", file=out)
+    for line in configuration_lines(held, claimants):
+        print(line, file=out)
     return agreed
+
+
+def _term(status: dict[str, Any]) -> int:
+    term = status.get("term")
+    return term if isinstance(term, int) and not isinstance(term, bool) else -1
 
 
 def _last_contact(node: str, leader_views: dict[str, dict[str, Any]]) -> str:

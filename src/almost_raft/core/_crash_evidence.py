@@ -1,9 +1,18 @@
 """Crash evidence in :class:`ElectionCore`: the transport reports a leader's process gone.
 
 :class:`ElectionCore` inherits this. A follower that learns its leader's process is gone
-campaigns after a short delay, in a turn shared out among the survivors, and replays the
-vote requests it refused only because that leader seemed alive (see ``_leader_down`` for
-the bookkeeping, which holds no core state).
+campaigns after a short delay, in a turn shared out among the survivors (the first in
+line at once), and replays the vote requests it refused only because that leader seemed
+alive (see ``_leader_down`` for the bookkeeping, which holds no core state).
+
+The first in line also acts on a weaker sign, a round trip before the evidence: its
+connection to the leader ended (:meth:`ElectionCore.peer_disconnected`). It then sends
+its pre-vote requests early, and changes nothing else: it keeps its term and its leader,
+refuses other candidates as before, and only records the answers. Once its own evidence
+arrives it campaigns with those answers as if it had asked then; a connection that
+merely blipped costs requests that the voters hold and forget at the leader's next
+heartbeat. So every grant still rests on the voter's own evidence or expired timer, and
+the candidate's own count on its own evidence: a connection's end is never evidence.
 """
 
 from __future__ import annotations
@@ -12,14 +21,18 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from ._messages import RequestVote
+from ._leader_down import campaign_turn
+from ._messages import RequestVote, RequestVoteResponse
 from ._state import NodeState
+from ._timers import TimeoutAction, election_timeout_action
+from ._vote_rules import vote_response_is_current
 
 if TYPE_CHECKING:
     import random
 
     from ._config import ElectionConfig
-    from ._leader_down import LeaderDown
+    from ._departure import Departure
+    from ._leader_down import EarlyAsk, LeaderDown
     from ._messages import PeerMessage
     from ._outputs import CoreMetrics
     from ._round_trip import RoundTrips
@@ -45,13 +58,18 @@ class CrashEvidence:
         _leader_id: str | None
         _leader_contact: float
         _leader_down: LeaderDown
+        _departure: Departure
         _election_deadline: float
 
         def _may_campaign(self) -> bool: ...
+        def _known_peers(self) -> int: ...
         def _voters(self) -> set[str]: ...
         def _other_voters(self) -> set[str]: ...
         def _accept(self, message: PeerMessage) -> bool: ...
         def _on_vote_request(self, request: RequestVote) -> None: ...
+        def _on_election_timeout(self) -> None: ...
+        def _with_configuration(self, request: RequestVote) -> RequestVote: ...
+        def _send(self, to: str, message: PeerMessage) -> None: ...
 
     def _leader_process_gone(self, peer_id: str) -> None:
         """Act on :meth:`ElectionCore.peer_unreachable` if ``peer_id`` is this node's leader."""
@@ -80,6 +98,15 @@ class CrashEvidence:
             )
             self._election_deadline = min(self._election_deadline, now + wait)
             self._replay_held_vote_requests(now)
+            if (
+                self._election_deadline <= now
+                and self._role is NodeState.FOLLOWER
+                and not self._departure.active
+            ):
+                # The first in line, unless it just granted a held request: campaign in
+                # this input rather than at the next tick, which in a runtime is one more
+                # turn of its event loop.
+                self._on_election_timeout()
 
     def _hold_vote_request(self, request: RequestVote) -> None:
         """Keep a vote request refused only because the leader seemed alive (see LeaderDown)."""
@@ -96,3 +123,72 @@ class CrashEvidence:
         return self.config.leader_down_spacing(
             self.round_trips.election_round(self._other_voters(), self._now)
         )
+
+    def _leader_connection_ended(self, peer_id: str) -> None:
+        """Act on :meth:`ElectionCore.peer_disconnected`: the first in line asks early."""
+        if not self._asks_early_about(peer_id):
+            return
+        term = self._term + 1
+        logger.info(
+            "%s: connection to leader %s of term %d ended; sending pre-vote requests early",
+            self.node_id,
+            peer_id,
+            self._term,
+        )
+        self.metrics.early_pre_votes += 1
+        voters = self._other_voters()
+        self._leader_down.ask_early(term, self._now, frozenset(voters))
+        request = self._with_configuration(
+            RequestVote(term, self.node_id, pre_vote=True, transfer=False)
+        )
+        for peer in sorted(voters):
+            # Its answer waits for the voter's own evidence: no round trip to time.
+            self.round_trips.vote_untimed(peer)
+            self._send(peer, request)
+
+    def _asks_early_about(self, peer_id: str) -> bool:
+        """Whether this node sends pre-vote requests now that its connection to
+        ``peer_id`` ended: ``peer_id`` leads it, and this node is first in line.
+
+        Only with PreVote and CheckQuorum: without the leader lease a voter refuses a
+        request it cannot grant yet instead of holding it, and without PreVote there is
+        nothing to ask that changes no term.
+        """
+        config = self.config
+        if not (config.pre_vote and config.check_quorum):
+            return False
+        if (
+            peer_id != self._leader_id
+            or peer_id == self.node_id
+            or self._role is not NodeState.FOLLOWER
+            or self._departure.active
+            or not self._may_campaign()
+            or self._leader_down.asked_early(self._term + 1)
+        ):
+            return False
+        action = election_timeout_action(self._term, self._known_peers(), config)
+        if action is not TimeoutAction.PRE_VOTE or self._leader_down_spacing() <= 0:
+            return False
+        survivors = sorted((self._voters() | {self.node_id}) - {peer_id})
+        return campaign_turn(survivors, self.node_id, self._term) == 0
+
+    def _on_early_answer(self, response: RequestVoteResponse) -> None:
+        """A follower got an answer to a pre-vote: keep it if it answers its early ask.
+
+        Anything else is a late answer to a campaign this node gave up, ignored as
+        followers always ignored them.
+        """
+        if response.pre_vote and vote_response_is_current(response, self._term, pre_candidate=True):
+            self._leader_down.answered_early(response.voter_id, response.granted, self._term + 1)
+
+    def _early_ask(self) -> EarlyAsk | None:
+        """The early pre-vote requests for the next term, if their answers may stand in
+        for the requests of the pre-vote round this node starts now; the early ask is
+        over either way.
+
+        Only with evidence of its own (the leader-down window is open): a round that
+        the election timer started asks afresh. The answers cannot be older than an
+        election timeout, as the timer would have fired first.
+        """
+        early = self._leader_down.take_early(self._term + 1)
+        return early if self._leader_down.active(self._now) else None

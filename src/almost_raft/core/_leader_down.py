@@ -5,6 +5,14 @@ peer's process died (see :meth:`ElectionCore.peer_unreachable`). A follower that
 such evidence about its leader campaigns in a turn instead of after a full election
 timeout, and for a while it also retries elections after short waits. This module holds
 that state and the arithmetic of the turns, free of the rest of the election.
+
+The first in line does not wait for that evidence to ask: when its connection to the
+leader merely ends (:meth:`ElectionCore.peer_disconnected`, a round trip before a redial
+can be refused), it sends its pre-vote requests at once. The other followers hold them
+until their own evidence, which reaches them at about the time the first in line's does,
+and answer then: the grants come back one message delay sooner than if the requests
+left at the first in line's evidence. This module keeps those early answers until the
+evidence arrives (:class:`EarlyAsk`); nothing counts them before.
 """
 
 from __future__ import annotations
@@ -16,7 +24,24 @@ from collections.abc import Sequence
 from ._config import ElectionConfig
 from ._messages import RequestVote
 
-__all__ = ["LeaderDown", "campaign_turn", "turn_wait"]
+__all__ = ["EarlyAsk", "LeaderDown", "campaign_turn", "turn_wait"]
+
+
+class EarlyAsk:
+    """Pre-vote requests sent before this node had evidence of its own, and their answers.
+
+    ``term`` is the term the requests asked about, ``at`` when they left and ``asked``
+    whom they went to; ``answers`` maps each voter that answered to whether it granted,
+    the first answer winning, as in a campaign.
+    """
+
+    __slots__ = ("answers", "asked", "at", "term")
+
+    def __init__(self, term: int, at: float, asked: frozenset[str]) -> None:
+        self.term = term
+        self.at = at
+        self.asked = asked
+        self.answers: dict[str, bool] = {}
 
 
 class LeaderDown:
@@ -24,16 +49,18 @@ class LeaderDown:
 
     ``until`` is the time until which elections retry after short waits; ``-inf`` when no
     leader is known to be down. :meth:`end` is the one way the window closes, so every
-    path that learns of a live leader forgets the held requests too.
+    path that learns of a live leader forgets the held requests, and an early ask, too.
     """
 
-    __slots__ = ("_held", "until")
+    __slots__ = ("_early", "_held", "until")
 
     def __init__(self) -> None:
         self.until = -math.inf
         # The latest vote request per candidate that was refused only because a leader
         # seemed alive, with the time it came.
         self._held: dict[str, tuple[RequestVote, float]] = {}
+        # This node's own pre-vote requests sent before it had evidence, if any.
+        self._early: EarlyAsk | None = None
 
     def active(self, now: float) -> bool:
         """Whether the leader is known to be down at ``now``."""
@@ -57,7 +84,8 @@ class LeaderDown:
         node derives from the term (and so rotates from one failover to the next),
         campaign ``step`` apart (the ``leader_down_delay`` in force, measured unless it is
         set), each with a random part of up to half that step. The first in line usually
-        wins before the second starts.
+        wins before the second starts; it campaigns at once, and has often asked for its
+        pre-votes already, when its connection to the leader ended (:meth:`ask_early`).
 
         Until a leader is known again, or for one long timeout at most, elections then
         retry after short waits: a split vote costs a few round trips, not a full
@@ -71,6 +99,31 @@ class LeaderDown:
         """A leader is known again: close the window and forget what was held."""
         self.until = -math.inf
         self._held.clear()
+        self._early = None
+
+    def ask_early(self, term: int, now: float, asked: frozenset[str]) -> None:
+        """This node sent pre-vote requests for ``term`` to ``asked`` at ``now``, before
+        it had evidence of its own."""
+        self._early = EarlyAsk(term, now, asked)
+
+    def asked_early(self, term: int) -> bool:
+        """Whether this node's early pre-vote requests for ``term`` are outstanding."""
+        early = self._early
+        return early is not None and early.term == term
+
+    def answered_early(self, voter: str, granted: bool, term: int) -> bool:
+        """Record ``voter``'s answer to the early requests for ``term``; False if there
+        are none (the answer is then to something else)."""
+        early = self._early
+        if early is None or early.term != term:
+            return False
+        early.answers.setdefault(voter, granted)
+        return True
+
+    def take_early(self, term: int) -> EarlyAsk | None:
+        """The early ask for ``term``, if there is one; it is forgotten either way."""
+        early, self._early = self._early, None
+        return early if early is not None and early.term == term else None
 
     def hold(self, request: RequestVote, now: float) -> None:
         """Keep ``request``, refused only because a leader seemed alive.

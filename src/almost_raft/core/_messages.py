@@ -20,8 +20,10 @@ from ._configuration import Configuration
 __all__ = [
     "HeartBeat",
     "HeartBeatResponse",
+    "MembershipQuery",
     "Message",
     "PeerMessage",
+    "RemovalNotice",
     "RequestVote",
     "RequestVoteResponse",
     "TimeoutNow",
@@ -42,6 +44,8 @@ class Message:
     HeartBeat: ClassVar[type[HeartBeat]]
     HeartBeatResponse: ClassVar[type[HeartBeatResponse]]
     TimeoutNow: ClassVar[type[TimeoutNow]]
+    RemovalNotice: ClassVar[type[RemovalNotice]]
+    MembershipQuery: ClassVar[type[MembershipQuery]]
     # The seed API's control messages, attached by almost_raft.seed (the core cannot
     # import a layer above it, so their precise types are not known here).
     ControlAddNode: ClassVar[type[Any]]
@@ -240,6 +244,69 @@ class TimeoutNow(PeerMessage):
         return self.leader_id
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemovalNotice(PeerMessage):
+    """A member tells a node that a committed configuration no longer holds it.
+
+    The answer to a message from a node that neither the member's configuration nor the
+    newest one it knows committed holds, and whose own configuration is no newer: a
+    member removed while it was down, which no leader tells any more (as etcd's members
+    answer a removed peer with 410 Gone). ``configuration`` is that committed
+    configuration; the receiver leaves if it is at least as new as its own and does not
+    hold it. ``term`` is the sender's term, and changes no one's: that a configuration
+    committed is true in every term. A notice is never answered.
+    """
+
+    term: int
+    member_id: str
+    configuration: Configuration
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("member_id", self.member_id)
+        if not isinstance(self.configuration, Configuration):
+            raise TypeError("configuration must be a Configuration")
+        if self.configuration.version == 0:
+            raise ValueError("a starting configuration (version 0) is never committed")
+
+    @property
+    def sender(self) -> str:
+        return self.member_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MembershipQuery(PeerMessage):
+    """A non-voter that heard no leader for an election timeout asks whether it still
+    is a member, naming its configuration (``config_term``, ``config_version``).
+
+    A voter asks the same with its pre-votes; a non-voter never campaigns, so it would
+    otherwise send nothing a member could answer. A member that holds it answers
+    nothing (its leader's heartbeats will reach it); one that knows a committed
+    configuration without it answers with a :class:`RemovalNotice`. Like the notice, it
+    changes no one's term.
+    """
+
+    term: int
+    node_id: str
+    config_term: int
+    config_version: int
+
+    def __post_init__(self) -> None:
+        check_term(self.term)
+        check_node_id("node_id", self.node_id)
+        check_term(self.config_term)
+        check_term(self.config_version)
+
+    @property
+    def config_key(self) -> tuple[int, int]:
+        """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
+        return (self.config_term, self.config_version)
+
+    @property
+    def sender(self) -> str:
+        return self.node_id
+
+
 def check_term(term: object) -> None:
     """Raise unless ``term`` is a valid term number."""
     if isinstance(term, bool) or not isinstance(term, int):
@@ -291,3 +358,5 @@ Message.RequestVoteResponse = RequestVoteResponse
 Message.HeartBeat = HeartBeat
 Message.HeartBeatResponse = HeartBeatResponse
 Message.TimeoutNow = TimeoutNow
+Message.RemovalNotice = RemovalNotice
+Message.MembershipQuery = MembershipQuery

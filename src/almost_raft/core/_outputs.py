@@ -107,5 +107,6 @@ class CoreMetrics:
     elections_won: int = 0
     leader_changes: int = 0
     leader_down_reports: int = 0
+    early_pre_votes: int = 0
     handovers_received: int = 0
     dropped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)

@@ -38,6 +38,7 @@ from ._messages import (
     HeartBeat,
     HeartBeatResponse,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     check_node_id,
 )
@@ -154,7 +155,8 @@ class Reconfiguration:
         (which a change may be removing), on a leader a member it removed and still
         tells so, or a node with a newer configuration (a leader's that names both, or
         a candidate's): this node missed the changes that made the sender a member, and
-        would otherwise never learn them.
+        would otherwise never learn them. A removal notice is heard from a member of the
+        configuration it carries, for the same reason.
         """
         sender = message.sender
         if (
@@ -163,6 +165,8 @@ class Reconfiguration:
             or (self._replication is not None and self._replication.is_leaving(sender))
         ):
             return True
+        if isinstance(message, RemovalNotice):
+            return sender in message.configuration.ids
         if isinstance(message, RequestVote):
             # A candidate with a newer configuration than this node's may be a member
             # this node has not heard of yet; Raft's voters ask only that a candidate be

@@ -120,6 +120,15 @@ class RoundTrips:
         """A (pre-)vote request left for ``peer`` at ``now``; it replaces any earlier one."""
         self._asked[peer] = now
 
+    def vote_untimed(self, peer: str) -> None:
+        """A (pre-)vote request left for ``peer`` whose answer is not a round trip.
+
+        A request sent before the voter can have evidence of a crash is held by it until
+        it has (see ``_leader_down``), so its answer's delay says nothing about the
+        network; any earlier request's time is forgotten too.
+        """
+        self._asked.pop(peer, None)
+
     def vote_answered(self, peer: str, now: float) -> None:
         """``peer`` answered, at ``now``, this campaign's latest request to it.
 

@@ -33,7 +33,9 @@ only over the current voters, so a duplicated or forged response cannot count tw
 Rule 4 (a live leader is kept). A node that leads, or heard from a leader within the
 election timeout, refuses every pre-vote (thesis 9.6); with CheckQuorum it also ignores
 vote requests of a newer term (thesis 4.2.3), keeping the latest of each candidate for a
-moment in case the transport then reports the leader's process gone. A leader with
+moment in case the transport then reports the leader's process gone. A connection to the
+leader that ended is no such report: it lets the first in line ask for pre-votes early,
+and changes nothing else. A leader with
 CheckQuorum steps down one election timeout after the last answer that gave it a majority
 (thesis 6.2): when the leases its followers took from the heartbeats they answered run
 out, one message delay later at most, and so before they can have elected a successor
@@ -49,17 +51,20 @@ hand-over's TimeoutNow leaves), and a winner's exclusive work waits out its vote
 broken promises. Every batch that changes the lease reports it.
 
 Rule 6 (peer input never raises). A message from an unknown or impossible sender is
-dropped with a log line and a counter; it never changes state. A broken invariant inside
-the core is a bug and fails loudly with an assertion.
+dropped with a log line and a counter; it never changes state (a sender that a committed
+configuration removed is told so, see ``_removal``). A broken invariant inside the core
+is a bug and fails loudly with an assertion.
 
 Layout
 ------
 This class is the one front door: the inputs, the term rules, the role handlers and the
 role transitions. The parts that read and change its state throughout are its bases, one
-job each: ``_votes`` (answering and counting votes), ``_crash_evidence`` (a leader's
-process reported gone), ``_leaving`` (hand-over and leaving), ``_leading`` (a leader's
-heartbeat rounds, CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``)
-and ``_reconfiguration`` (the replicated configuration).
+job each: ``_votes`` (asking for, answering and counting votes), ``_crash_evidence`` (a
+leader's process reported gone, and pre-votes asked when its connection ends),
+``_leaving`` (hand-over and leaving), ``_leading`` (a leader's heartbeat rounds,
+CheckQuorum and lease), ``_peer_list`` (``add_peer``/``remove_peer``),
+``_reconfiguration`` (the replicated configuration) and ``_removal`` (telling a member
+removed while it was down that it was).
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ from ._leaving import Leaving
 from ._messages import (
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -90,6 +97,7 @@ from ._messages import (
 from ._outputs import CoreMetrics, Output
 from ._peer_list import PeerList
 from ._reconfiguration import Reconfiguration
+from ._removal import NoticeLimiter, Removal
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
 from ._timers import TimeoutAction, election_timeout_action, random_timeout
@@ -104,7 +112,7 @@ logger = logging.getLogger("almost_raft.core")
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
 
 
-class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Leading):
+class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Leaving, Leading):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -147,6 +155,8 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         self._role = NodeState.FOLLOWER
         self._leader_id: str | None = None
         self._init_configuration(node_id, start_peers, state)
+        # Whom this node told of their removal, and when (bounded; see _removal).
+        self._notices = NoticeLimiter(config.election_timeout)
         self._campaign = Campaign()
         # When this node last had reason to believe a leader was alive: the last heartbeat
         # from it, or, on the leader itself, the last time a majority answered.
@@ -257,6 +267,8 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
             if isinstance(message, RequestVote):
                 # Every role answers vote requests the same way.
                 self._on_vote_request(message)
+            elif isinstance(message, RemovalNotice):
+                self._on_removal_notice(message)
             elif self._role is NodeState.LEADER:
                 self._step_leader(message)
             elif self._role in _CAMPAIGNING:
@@ -312,11 +324,29 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         not a timeout (a slow or partitioned peer is no evidence). If the peer is this
         node's leader, the node forgets it and campaigns after a short delay instead of a
         full election timeout, in a turn shared out among the survivors (see
-        :meth:`LeaderDown.begin`). Safety never depends on this: wrong evidence costs at
-        most a pre-vote that the others refuse while they still hear the leader.
+        :meth:`LeaderDown.begin`); the first in line campaigns in this very input, with
+        the answers to the pre-vote requests it sent early (:meth:`peer_disconnected`).
+        Safety never depends on this: wrong evidence costs at most a pre-vote that the
+        others refuse while they still hear the leader.
         """
         self._now = now
         self._leader_process_gone(peer_id)
+        return self._finish()
+
+    def peer_disconnected(self, peer_id: str, now: float) -> Output:
+        """A connection to or from ``peer_id`` was ended by the peer's side.
+
+        A sign, not evidence: the peer's process may have died, or restarted, or the
+        connection just broke; a redial will tell (:meth:`peer_unreachable`, a round
+        trip later). If the peer is this node's leader and this node is the first in line
+        to succeed it (see :meth:`LeaderDown.begin`), it sends its pre-vote requests now;
+        the voters hold them until they have evidence of their own, and answer then.
+        Nothing else changes: the node keeps its term and its leader, and counts the
+        answers only once its own evidence arrives. A connection that merely broke costs
+        pre-vote requests that no one grants while the leader is heard.
+        """
+        self._now = now
+        self._leader_connection_ended(peer_id)
         return self._finish()
 
     def leave(self, now: float, *, hand_over: bool = True) -> Output:
@@ -351,7 +381,14 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         if sender == self.node_id:
             return self._drop("from_self", message)
         if not self._is_known_sender(message):
+            # A member removed while it was down may be asking: tell it (see _removal).
+            self._tell_if_removed(message)
             return self._drop("unknown_sender", message)
+        if isinstance(message, RemovalNotice | MembershipQuery):
+            # Neither says anything of a term: a configuration that committed did so in
+            # every term, and a member asks only whether it still is one (no role
+            # handler answers a member's question: its leader's heartbeats do).
+            return True
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
                 message, self._term, self._in_leader_lease()
@@ -383,7 +420,11 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
             self._on_heartbeat(message)
         elif isinstance(message, TimeoutNow):
             self._on_timeout_now(message)
-        # Vote and heartbeat responses are late answers to a role this node left.
+        elif isinstance(message, RequestVoteResponse):
+            # Kept if it answers pre-vote requests sent before the leader's crash was
+            # certain; otherwise a late answer to a campaign this node gave up.
+            self._on_early_answer(message)
+        # Heartbeat responses are late answers to a leadership this node gave up.
 
     def _step_candidate(self, message: PeerMessage) -> None:
         if isinstance(message, TimeoutNow) and self._role is NodeState.PRE_CANDIDATE:
@@ -440,8 +481,10 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
     def _on_election_timeout(self) -> None:
         action = election_timeout_action(self._term, self._known_peers(), self.config)
         if not self._may_campaign():
-            # A non-voter, or a member whose removal it knows committed: it never campaigns.
+            # A non-voter, or a member whose removal it knows committed: it never
+            # campaigns, but it asks whether it still is a member (see _removal).
             self._become_follower(self._term, None)
+            self._ask_whether_member()
         elif action is TimeoutAction.TERM_EXHAUSTED:
             logger.error(
                 "%s: term %d is the largest a message can carry; no further election is "
@@ -513,26 +556,6 @@ class ElectionCore(Reconfiguration, PeerList, Votes, CrashEvidence, Leaving, Lea
         logger.info("%s: campaigning for term %d", self.node_id, self._term)
         self._role = NodeState.CANDIDATE
         self._start_campaign(pre_vote=False, transfer=transfer)
-
-    def _start_campaign(self, *, pre_vote: bool, transfer: bool) -> None:
-        self._leader_id = None
-        self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
-        self._reset_election_deadline()
-        voters = self._other_voters()
-        # Never give a round up while its answers can still be on their way.
-        expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
-        if expected is not None:
-            self._election_deadline = max(self._election_deadline, self._now + expected)
-        for peer in sorted(voters):
-            self._request_votes_from(peer)
-        self._tally()
-
-    def _request_votes_from(self, peer: str) -> None:
-        # A vote request promises nothing, so it may leave while the term and the
-        # candidate's own vote are saved: the voters' saves then overlap this one.
-        self.round_trips.vote_asked(peer, self._now)
-        request = self._with_configuration(self._campaign.request(self._term, self.node_id))
-        self._batch.send(peer, request, early=True)
 
     def _become_leader(self) -> None:
         assert self._role is NodeState.CANDIDATE, f"{self._role} cannot become leader"

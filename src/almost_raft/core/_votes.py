@@ -1,4 +1,5 @@
-"""The vote exchange of :class:`ElectionCore`: a voter's answer, and a candidate's count.
+"""The vote exchange of :class:`ElectionCore`: a voter's answer, a candidate's requests
+and its count.
 
 :class:`ElectionCore` inherits this, as it does :class:`Reconfiguration`: both halves
 read and change the core's term, vote and role throughout. The rules a vote follows are
@@ -21,9 +22,10 @@ from ._vote_rules import grants_vote, vote_response_is_current
 if TYPE_CHECKING:
     import random
 
+    from ._batch import BatchBuilder
     from ._campaign import Campaign
     from ._config import ElectionConfig
-    from ._leader_down import LeaderDown
+    from ._leader_down import EarlyAsk, LeaderDown
     from ._lease import Promise
     from ._messages import PeerMessage
     from ._round_trip import RoundTrips
@@ -53,14 +55,55 @@ class Votes:
         _promise: Promise
         _exclusive_after: float
         _election_deadline: float
+        _batch: BatchBuilder
 
         def _configuration_refuses(self, request: RequestVote) -> bool: ...
+        def _with_configuration(self, request: RequestVote) -> RequestVote: ...
+        def _other_voters(self) -> set[str]: ...
+        def _reset_election_deadline(self) -> None: ...
+        def _early_ask(self) -> EarlyAsk | None: ...
         def _voters(self) -> set[str]: ...
         def _send(self, to: str, message: PeerMessage) -> None: ...
         def _drop(self, reason: str, message: PeerMessage) -> bool: ...
         def _become_follower(self, term: int, leader_id: str | None) -> None: ...
         def _become_candidate(self, *, transfer: bool = False) -> None: ...
         def _become_leader(self) -> None: ...
+
+    def _start_campaign(self, *, pre_vote: bool, transfer: bool) -> None:
+        """Ask every other voter for a (pre-)vote, and count this node's own."""
+        self._leader_id = None
+        # Pre-vote requests this node sent when its connection to the leader ended stand
+        # in for this round's: the voters hold them until their own evidence.
+        early = self._early_ask() if pre_vote else None
+        self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
+        self._reset_election_deadline()
+        voters = self._other_voters()
+        # Never give a round up while its answers can still be on their way.
+        expected = self.round_trips.campaign_round(voters, self._now, vote=not pre_vote)
+        if expected is not None:
+            self._election_deadline = max(self._election_deadline, self._now + expected)
+        if early is None:
+            for peer in sorted(voters):
+                self._request_votes_from(peer)
+        else:
+            for voter, granted in early.answers.items():
+                self._record_vote(voter, granted)
+            if self._campaign.result(self._voters()) is not VoteResult.WON:
+                for peer in sorted(voters - early.answers.keys()):
+                    # Asked again in case a held request expired; the answer to either
+                    # is not timed, as it may have waited for the voter's evidence.
+                    self._request_votes_from(peer, timed=peer not in early.asked)
+        self._tally()
+
+    def _request_votes_from(self, peer: str, *, timed: bool = True) -> None:
+        # A vote request promises nothing, so it may leave while the term and the
+        # candidate's own vote are saved: the voters' saves then overlap this one.
+        if timed:
+            self.round_trips.vote_asked(peer, self._now)
+        else:
+            self.round_trips.vote_untimed(peer)
+        request = self._with_configuration(self._campaign.request(self._term, self.node_id))
+        self._batch.send(peer, request, early=True)
 
     def _on_vote_request(self, request: RequestVote) -> None:
         candidate = request.candidate_id

@@ -235,6 +235,11 @@ class ProcessCluster:
         process = self._processes.get(node)
         return process.pid if process is not None and process.poll() is None else None
 
+    def returncode(self, node: str) -> int | None:
+        """The exit status of ``node``'s process once it has ended, else ``None``."""
+        process = self._processes.get(node)
+        return None if process is None else process.poll()
+
     def running(self) -> list[str]:
         """The nodes whose process is alive, stopped ones included."""
         return [node for node in self.ids if self.pid(node) is not None]

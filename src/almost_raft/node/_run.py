@@ -160,7 +160,10 @@ class _Node:
             if status.configuration is None
             else {
                 "version": status.configuration.version,
+                "term": status.configuration.term,
                 "committed_version": status.committed_version,
+                "committed": 0 < status.configuration.version <= status.committed_version,
+                "change_pending": status.change_pending,
                 "members": {
                     m.node_id: {"voter": m.voter, "address": m.address}
                     for m in status.configuration.members
@@ -259,6 +262,8 @@ class _Node:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if follow in done:
                 follow.result()
+                if not stop.is_set():
+                    self._log_removal()
             if self._supervising in done:
                 self._supervisor_ended(self._supervising)
             follow.cancel()
@@ -267,6 +272,16 @@ class _Node:
             logger.info("shutting down")
         finally:
             await self._shutdown()
+
+    def _log_removal(self) -> None:
+        """The election ended by itself: a committed configuration left this node out."""
+        config = self.election.status().configuration
+        logger.info(
+            "removed from the cluster: configuration %s does not hold %s; exiting",
+            "(unknown)" if config is None else config.describe(),
+            self.entry.node_id,
+            extra={"event": "removed"},
+        )
 
     def _supervisor_ended(self, supervising: asyncio.Task[None]) -> None:
         """The supervisor ends only with the election, or by failing (its watchdog died):

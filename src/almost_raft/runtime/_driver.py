@@ -40,6 +40,7 @@ from ._inputs import (
     Failed,
     Input,
     Leave,
+    PeerDisconnected,
     PeerUnreachable,
     RemovePeer,
     StepDown,
@@ -171,6 +172,7 @@ class Runtime:
             {peer: now - at for peer, at in self._last_arrival.items() if peer in peers},
             core.configuration,
             0 if committed is None else committed.version,
+            core.change_pending,
         )
 
     # ------------------------------------------------------------------ inputs
@@ -232,6 +234,11 @@ class Runtime:
         """Inbox: the transport has evidence that ``peer_id``'s process is gone."""
         if self._core is not None and self._life.takes_input:
             self._inputs.put_nowait(PeerUnreachable(peer_id))
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        """Inbox: a connection to or from ``peer_id`` was ended by the peer's side."""
+        if self._core is not None and self._life.takes_input:
+            self._inputs.put_nowait(PeerDisconnected(peer_id))
 
     def step_down(self) -> None:
         """Stop leading, if leading: hand leadership to a peer (see Election.step_down)."""
@@ -532,6 +539,8 @@ class Runtime:
             return core.step_down(now)
         if isinstance(item, PeerUnreachable):
             return core.peer_unreachable(item.peer_id, now)
+        if isinstance(item, PeerDisconnected):
+            return core.peer_disconnected(item.peer_id, now)
         if isinstance(item, ChangeRequest):
             # A refused change goes to its caller and makes no batch.
             return self._changes.apply(core, item, now)

@@ -51,6 +51,8 @@ class ElectionMetrics:
         sends_failed: sends whose transport call raised.
         sends_timed_out: sends cut off after ``message_timeout``.
         state_saves: terms and votes made durable.
+        early_pre_votes: times this node, first in line after its leader's connection
+            ended, sent its pre-vote requests before the evidence of a crash.
     """
 
     term: int
@@ -67,6 +69,7 @@ class ElectionMetrics:
     sends_failed: int
     sends_timed_out: int
     state_saves: int
+    early_pre_votes: int = 0
 
 
 class Election:
@@ -204,6 +207,7 @@ class Election:
             sends_failed=runtime.sends_failed,
             sends_timed_out=runtime.sends_timed_out,
             state_saves=runtime.state_saves,
+            early_pre_votes=core.metrics.early_pre_votes if core else 0,
         )
 
     # A timeout argument, though asyncio.timeout() exists: "how long until there is a
@@ -341,7 +345,9 @@ class Election:
         The removal is committed by a majority of the configuration without the member.
         Removing this node itself commits first, then it hands leadership over to the
         member that answered last and leaves: its election ends (role
-        ``TERMINATING``). A removed member that hears of the commit leaves too.
+        ``TERMINATING``). A removed member that hears of the commit leaves too; one
+        that was down meanwhile learns it from a member once it is back
+        (:class:`RemovalNotice`), and leaves then.
 
         Returns:
             The committed configuration without the member.

@@ -21,6 +21,7 @@ __all__ = [
     "Failed",
     "Input",
     "Leave",
+    "PeerDisconnected",
     "PeerUnreachable",
     "RemovePeer",
     "StepDown",
@@ -53,6 +54,11 @@ class PeerUnreachable:
     peer_id: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    peer_id: str
+
+
 class Alarm:
     """Put in the inputs when the core's deadline comes, to wake the driver."""
 
@@ -81,6 +87,7 @@ Input = (
     | RemovePeer
     | StepDown
     | PeerUnreachable
+    | PeerDisconnected
     | Leave
     | Alarm
     | CarryOut

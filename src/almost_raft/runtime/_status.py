@@ -29,6 +29,9 @@ class ElectionStatus:
             and version), committed or not; ``None`` before the node starts.
         committed_version: the newest configuration version this node knows to be
             committed (0 if none).
+        change_pending: on a leader, whether a change of members is under way: a
+            configuration not yet committed, a change waiting for this term's first
+            commit, or a new member waiting to be promoted; ``False`` elsewhere.
     """
 
     node_id: str
@@ -41,6 +44,7 @@ class ElectionStatus:
     last_heard: Mapping[str, float] = dataclasses.field(default_factory=dict)
     configuration: Configuration | None = None
     committed_version: int = 0
+    change_pending: bool = False
 
 
 @dataclasses.dataclass(slots=True)

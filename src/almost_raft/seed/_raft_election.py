@@ -278,7 +278,8 @@ async def raft_election(state: RaftElectionState) -> None:
       configuration, hands leadership over and leaves once that is committed; any other
       node leaves at once (the others go on counting it until the leader removes it).
       Either way ``state.node_state`` becomes ``TERMINATING`` and this returns. A node
-      that the leader removes learns it and returns the same way.
+      that the leader removes learns it and returns the same way, also one that was
+      down while it was removed, once it runs again and a member tells it.
 
     Cancelling the task also ends the election (and re-raises).
 

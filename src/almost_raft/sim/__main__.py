@@ -88,7 +88,8 @@ def format_summary(summary: Summary, *, first_seed: int, duration: float) -> str
         f"{summary.elections_won:,} won ({summary.pre_votes_started:,} pre-votes); "
         f"highest term {summary.highest_term}",
         f"leader changes:     {summary.leader_changes:,}; crashes {summary.crashes:,}; "
-        f"hand-overs {summary.handovers:,}; leader-down reports {summary.leader_down_reports:,}",
+        f"hand-overs {summary.handovers:,}; leader-down reports {summary.leader_down_reports:,}"
+        f"; early pre-votes {summary.early_pre_votes:,}",
     ]
     heal = data["leader_after_heal_seconds"]
     if heal:

@@ -35,6 +35,8 @@ class Summary:
         crashes: node crashes.
         handovers: leadership hand-overs acted on.
         leader_down_reports: times a follower acted on evidence that its leader was gone.
+        early_pre_votes: pre-vote requests sent early, when a connection to the
+            leader ended (see :attr:`SeedResult.early_pre_votes`).
         events: events handled.
         highest_term: the highest term reached in any seed.
         violations_by_kind: how many seeds broke each kind of invariant.
@@ -56,6 +58,7 @@ class Summary:
     crashes: int = 0
     handovers: int = 0
     leader_down_reports: int = 0
+    early_pre_votes: int = 0
     events: int = 0
     highest_term: int = 0
     violations_by_kind: collections.Counter[str] = dataclasses.field(
@@ -90,6 +93,7 @@ class Summary:
         self.crashes += result.crashes
         self.handovers += result.handovers
         self.leader_down_reports += result.leader_down_reports
+        self.early_pre_votes += result.early_pre_votes
         self.events += result.events
         self.highest_term = max(self.highest_term, result.highest_term)
         self.liveness_bound = result.liveness_bound
@@ -122,6 +126,7 @@ class Summary:
             "crashes": self.crashes,
             "handovers": self.handovers,
             "leader_down_reports": self.leader_down_reports,
+            "early_pre_votes": self.early_pre_votes,
             "events": self.events,
             "highest_term": self.highest_term,
             "violations_by_kind": dict(sorted(self.violations_by_kind.items())),

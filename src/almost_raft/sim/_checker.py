@@ -18,7 +18,9 @@ __all__ = [
     "CONFIGURATION_CONFLICT",
     "CORE_ERROR",
     "DOUBLE_VOTE",
+    "LEFT_UNCOMMITTED",
     "NO_LEADER_AFTER_HEAL",
+    "REMOVED_MEMBER_STAYS",
     "TERM_DECREASED",
     "TWO_LEADERS_IN_TERM",
     "Checker",
@@ -30,6 +32,8 @@ DOUBLE_VOTE = "double_vote"
 NO_LEADER_AFTER_HEAL = "no_leader_after_heal"
 CORE_ERROR = "core_error"
 CONFIGURATION_CONFLICT = "configuration_conflict"
+LEFT_UNCOMMITTED = "left_on_uncommitted"
+REMOVED_MEMBER_STAYS = "removed_member_stays"
 
 # Enough to tell what went wrong without letting a broken core fill memory.
 _MAX_VIOLATIONS = 50
@@ -42,9 +46,11 @@ class Violation:
     Attributes:
         kind: ``two_leaders_in_term``, ``two_exclusive_at_once``, ``term_decreased``,
             ``double_vote``, ``configuration_conflict`` (two different configurations
-            committed with the same version), ``no_leader_after_heal`` or ``core_error`` (a
-            core raised;
-            the run stopped).
+            committed with the same version), ``left_on_uncommitted`` (a node left as
+            removed by a configuration no leader had committed),
+            ``removed_member_stays`` (a node that a committed configuration left out
+            still ran at the end), ``no_leader_after_heal`` or ``core_error`` (a core
+            raised; the run stopped).
         message: what happened, naming the nodes and terms.
         time: the simulated time, in seconds, at which it was seen.
     """
@@ -144,6 +150,39 @@ class Checker:
                 f"{earlier[0]} committed {earlier[1].describe()} and {node} committed "
                 f"{config.describe()}",
                 now,
+            )
+
+    def left_as_removed(self, node: str, config: Configuration, now: float) -> None:
+        """``node`` left the election because ``config`` does not hold it.
+
+        Only a committed configuration may make a member leave: one still pending can
+        lose to one that keeps the member (a leader that never had it wins), and the
+        member would be gone from a cluster that still counts on it.
+        """
+        committed = self._committed.get(config.version)
+        if committed is None or not committed[1].same_members(config):
+            self.report(
+                LEFT_UNCOMMITTED,
+                f"{node} left as removed by {config.describe()}, which no leader had committed",
+                now,
+            )
+
+    def removed_member_ran(
+        self, node: str, committed: Configuration, since: float, *, end: float, bound: float
+    ) -> None:
+        """``node`` still ran at ``end``, running since ``since``, though ``committed``
+        (the newest leader's committed configuration) left it out.
+
+        A removed member must learn it and leave, however it missed the commit: it can
+        never be elected, and asks for votes for ever. One that started within ``bound``
+        of the end may still be learning it.
+        """
+        if end - since > bound:
+            self.report(
+                REMOVED_MEMBER_STAYS,
+                f"{node} still ran at {end:.2f}s (since {since:.2f}s), though the "
+                f"committed configuration {committed.describe()} left it out",
+                end,
             )
 
     def leader_after_heal(

@@ -27,6 +27,7 @@ __all__ = [
     "HAND_OVER",
     "SAVED",
     "TICK",
+    "DISCONNECT",
     "CoreFactory",
     "SimNode",
 ]
@@ -39,6 +40,7 @@ EVIDENCE = 3  # the transport's report that a peer's process is gone
 HAND_OVER = 4  # a leader hands over, then stops (or, with no downtime, runs on)
 SAVED = 5  # a node's save of its term and vote has reached the disk
 CHANGE = 6  # a membership change asked of a leader
+DISCONNECT = 7  # the transport's report that the peer's side ended a connection
 
 
 class CoreFactory(Protocol):
@@ -70,6 +72,8 @@ class SimNode:
         "news",
         "pending",
         "saves",
+        "shutting_down",
+        "started_at",
         "store",
         "timer_at",
     )
@@ -97,6 +101,10 @@ class SimNode:
         self.active = True
         # How long the node stays down once the clean shutdown under way completes.
         self.downtime = 0.0
+        # Whether a clean shutdown is under way (its end is no removal), and when the
+        # node last started.
+        self.shutting_down = False
+        self.started_at = 0.0
 
     def __repr__(self) -> str:
         return self.id

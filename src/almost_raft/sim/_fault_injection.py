@@ -33,6 +33,9 @@ class Cluster(Protocol):
     def report_gone(self, about: str, now: float) -> None:
         """Tell every running node that ``about``'s process is gone, true or not."""
 
+    def report_disconnected(self, about: str, now: float) -> None:
+        """Tell every other running node that its connection to ``about`` ended."""
+
     def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
         """Run ``action(when, arg)`` at simulated time ``when``."""
 
@@ -73,6 +76,8 @@ class FaultInjector:
             self._cluster.shut_down(fault.nodes[0], None, now)
         elif kind == "false_evidence":
             self._cluster.report_gone(fault.nodes[0], now)
+        elif kind == "disconnect":
+            self._cluster.report_disconnected(fault.nodes[0], now)
         elif kind == "crash_next_voter":
             self.voter_trap = fault
         elif kind == "crash_next_candidate":

@@ -3,7 +3,8 @@
 :class:`_Simulation` inherits this. The fault schedule asks for a change as an operator
 would: it starts a new machine first, asks the leader through its inputs (so the request
 waits for a save under way like any input), retries nothing that is refused, and starts a
-node that left again if it was added back meanwhile.
+node that left again if it was added back meanwhile. It also removes a member whose
+machine is down, and starts that machine again once the leader has stopped telling it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core._config import ElectionConfig
 from ..core._configuration import Member
 from ..core._errors import ConfigError, MembershipChangeError
 from ..core._state import NodeState
@@ -39,6 +41,7 @@ class Operator:
 
     if TYPE_CHECKING:
         # Provided by the simulation.
+        config: ElectionConfig
         nodes: list[SimNode]
         index: dict[str, int]
         heap: list[tuple[Any, ...]]
@@ -52,19 +55,21 @@ class Operator:
         ) -> None: ...
         def _start(self, node: SimNode, now: float) -> None: ...
         def _crash(self, node: SimNode, now: float) -> None: ...
+        def _crash_for(self, node: SimNode, downtime: float, now: float) -> None: ...
         def _carry_out(self, node: SimNode, output: Output, now: float) -> None: ...
 
     def _restart_if_member(self, now: float, node: SimNode) -> None:
-        """Start a node that left again if it was added back meanwhile, as an operator
-        would: it may hear of its removal after the leader was asked to add it again."""
-        core = node.core
-        if core is None or core.role is not _TERMINATING:
+        """Start a node that learned it was removed again once it is added back, as an
+        operator would: it may hear of its removal after the leader was asked to add it
+        again. Until then its process stays down."""
+        if node.active:
+            # Started again meanwhile, as the machine of an addition (see _ask).
             return
         leader = self._newest_leader()
         if leader is not None and node.id in leader.core.configuration.ids:  # type: ignore[union-attr]
-            self._crash(node, now)
             node.active = True
-            self._start(node, now)
+            if node.core is None:
+                self._start(node, now)
         else:
             self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
 
@@ -76,6 +81,14 @@ class Operator:
             removed, added = fault.nodes
             self._ask(leader, Fault("member_remove", (removed,)), now)
             self._push(now + _REPLACE_AFTER, self._replace, Fault("member_add", (added,)))
+            return
+        if fault.kind == "member_remove_down":
+            (removed,) = fault.nodes
+            # Down until well after the leader stops telling it (an election timeout
+            # after the commit), so only a member's notice can tell it when it is back.
+            linger = 2 * self.config.election_timeout_range[1]
+            self._crash_for(self.nodes[self.index[removed]], fault.lasts + linger, now)
+            self._ask(leader, Fault("member_remove", (removed,)), now)
             return
         self._ask(leader, fault, now)
 

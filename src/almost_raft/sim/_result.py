@@ -29,6 +29,8 @@ class SeedResult:
         crashes: node crashes.
         handovers: elections a leader handed over (TimeoutNow) that the receiver started.
         leader_down_reports: times a follower acted on evidence that its leader was gone.
+        early_pre_votes: times the first in line sent pre-vote requests when its
+            connection to its leader ended, before any evidence.
         messages_sent: messages handed to the network (before loss and duplication).
         events: events handled (deliveries, ticks and faults).
         highest_term: the highest term any node reached.
@@ -60,6 +62,7 @@ class SeedResult:
     violations: tuple[Violation, ...]
     trace_digest: str | None = None
     configurations_committed: int = 0
+    early_pre_votes: int = 0
 
     @property
     def ok(self) -> bool:

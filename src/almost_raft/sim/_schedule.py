@@ -29,16 +29,25 @@ FAULT_KINDS = (
     "weather",
     "shutdown_leader",
     "false_evidence",
+    "disconnect_leader",
     "step_down_leader",
     "add_member",
     "remove_member",
     "replace_member",
     "remove_leader",
     "promote_member",
+    "remove_down_member",
 )
 
 _MEMBERSHIP_KINDS = frozenset(
-    {"add_member", "remove_member", "replace_member", "remove_leader", "promote_member"}
+    {
+        "add_member",
+        "remove_member",
+        "replace_member",
+        "remove_leader",
+        "promote_member",
+        "remove_down_member",
+    }
 )
 
 _DEFAULT_WEIGHTS: Mapping[str, float] = {
@@ -54,6 +63,7 @@ _DEFAULT_WEIGHTS: Mapping[str, float] = {
     "weather": 2.0,
     "shutdown_leader": 1.0,
     "false_evidence": 1.0,
+    "disconnect_leader": 1.0,
 }
 
 
@@ -73,14 +83,22 @@ class FaultProfile:
             (two random groups), ``cut`` (one link, both ways), ``cut_one_way``,
             ``weather`` (new drop, delay and duplicate rates), ``shutdown_leader`` (the
             leader hands over, then stops), ``false_evidence`` (every node is told the
-            live leader's process is gone) and ``step_down_leader`` (the leader hands
-            over and runs on; weight 0 unless given). Every crash also gives the nodes
-            that can reach the crashed one the evidence a refused connection would.
+            live leader's process is gone), ``disconnect_leader`` (every node's
+            connection to the live leader ends, and it redials at once: no evidence)
+            and ``step_down_leader`` (the leader hands over and runs on; weight 0
+            unless given). Every crash also tells each node the crashed one can
+            reach that its connection ended (one delay later) and then, if it can
+            reach the crashed one too, that its redial was refused (a round trip
+            later), as the TCP transport would.
             Membership changes, asked of the current leader (they weigh 0 unless given,
             and need spare nodes to add): ``add_member`` (a spare joins, as a voter or,
             one time in three, as a non-voter), ``remove_member`` (a follower),
             ``replace_member`` (a follower is removed, a spare added a moment later),
-            ``remove_leader`` and ``promote_member`` (a non-voter).
+            ``remove_leader``, ``promote_member`` (a non-voter) and
+            ``remove_down_member`` (a follower crashes and is removed while it is down;
+            it comes back after the leader has stopped telling it, drawn from
+            ``downtime`` plus twice ``election_timeout_max``, and must learn from a
+            member that it was removed, and leave).
         downtime: how long a crashed node stays down.
         quick_restart: how long a ``crash_voter`` or ``crash_candidate`` victim stays
             down.
@@ -136,6 +154,7 @@ MEMBERSHIP_PROFILE = FaultProfile(
         "replace_member": 2.0,
         "remove_leader": 1.0,
         "promote_member": 1.0,
+        "remove_down_member": 1.0,
     },
 )
 
@@ -145,14 +164,15 @@ class Fault:
     """One fault to carry out.
 
     ``kind`` is ``crash``, ``crash_next_voter``, ``crash_next_candidate``, ``shutdown``,
-    ``false_evidence``, ``step_down``, ``isolate``, ``partition``, ``cut``, ``cut_one_way``
-    or ``weather``, or a membership change: ``member_add``, ``member_add_non_voter``,
-    ``member_remove``, ``member_replace`` or ``member_promote``. ``nodes`` names the
-    crashed, stopped or isolated node (or the leader wrongly reported gone), a link's two
-    ends (sender first for a one-way cut), or the member a change is about (for a
-    replacement the one to remove, then the one to add);
-    ``groups`` holds a partition's sides. The fault is undone after ``lasts`` seconds (a
-    crashed node restarts; weather lasts until the next weather).
+    ``false_evidence``, ``disconnect``, ``step_down``, ``isolate``, ``partition``,
+    ``cut``, ``cut_one_way`` or ``weather``, or a membership change: ``member_add``,
+    ``member_add_non_voter``, ``member_remove``, ``member_replace``, ``member_promote``
+    or ``member_remove_down`` (the member crashes for ``lasts`` and more, and is removed
+    meanwhile). ``nodes`` names the crashed, stopped or isolated node (or the leader
+    wrongly reported gone, or whose connections end), a link's two ends (sender first for
+    a one-way cut), or the member a change is about (for a replacement the one to remove,
+    then the one to add); ``groups`` holds a partition's sides. The fault is undone after
+    ``lasts`` seconds (a crashed node restarts; weather lasts until the next weather).
     """
 
     kind: str
@@ -207,8 +227,12 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
         # A transport wrongly reports a live leader's process as gone, to every node.
         victim = _pick(rng, view.leaders)
         return None if victim is None else Fault("false_evidence", (victim,))
+    if kind == "disconnect_leader":
+        # Every connection to a live leader breaks at once (a blip), as a crash begins.
+        victim = _pick(rng, view.leaders)
+        return None if victim is None else Fault("disconnect", (victim,))
     if kind in _MEMBERSHIP_KINDS:
-        return _membership_change(rng, kind, view)
+        return _membership_change(rng, kind, view, profile.downtime)
     if kind == "crash_voter":
         # The victim is not known yet: it is whichever node grants a vote next.
         return Fault("crash_next_voter", lasts=rng.uniform(*profile.quick_restart))
@@ -236,9 +260,16 @@ def choose_fault(rng: random.Random, profile: FaultProfile, view: ClusterView) -
     return Fault(kind, ends, lasts=lasts)
 
 
-def _membership_change(rng: random.Random, kind: str, view: ClusterView) -> Fault | None:
+def _membership_change(
+    rng: random.Random, kind: str, view: ClusterView, downtime: tuple[float, float]
+) -> Fault | None:
     """A change for the newest leader to make, or ``None`` when it has no target."""
     followers = [voter for voter in view.voters if voter not in view.leaders]
+    if kind == "remove_down_member":
+        victim = _pick(rng, [voter for voter in followers if voter in view.up])
+        if victim is None:
+            return None
+        return Fault("member_remove_down", (victim,), lasts=rng.uniform(*downtime))
     if kind == "add_member":
         spare = _pick(rng, view.spares)
         if spare is None:

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core._config import ElectionConfig
-from ..core._messages import RequestVoteResponse
+from ..core._configuration import Configuration
+from ..core._messages import HeartBeat, RequestVote, RequestVoteResponse
 from ..core._outputs import Outbound, Output
 from ..core._state import NodeState
 from ..core._state_machine import ElectionCore
@@ -37,12 +38,24 @@ from ..store._store import MemoryStore, Store
 from ..transport._faults import NetworkFaults
 from ._checker import CORE_ERROR, Checker, liveness_bound
 from ._clock import NodeClock
-from ._events import CALL, CHANGE, DELIVER, EVIDENCE, HAND_OVER, SAVED, TICK, CoreFactory, SimNode
+from ._events import (
+    CALL,
+    CHANGE,
+    DELIVER,
+    DISCONNECT,
+    EVIDENCE,
+    HAND_OVER,
+    SAVED,
+    TICK,
+    CoreFactory,
+    SimNode,
+)
 from ._exclusive import ExclusiveChecker
 from ._fault_injection import FaultInjector
 from ._operator import OPERATOR_CHECK, Operator
 from ._result import SeedResult, quiet_logs
 from ._schedule import FaultProfile, choose_fault, weather
+from ._stickiness import StickinessChecker
 from ._view import cluster_view
 
 __all__ = ["DEFAULT_CONFIG", "run_seed"]
@@ -184,6 +197,7 @@ class _Simulation(Operator):
         self.index = {node.id: node.index for node in self.nodes}
         self.checker = Checker()
         self.exclusive = ExclusiveChecker(self.checker)
+        self.stickiness = StickinessChecker(self.checker, config.election_timeout)
         self.faults = FaultInjector(self.network, calm, self)
         self.heap: list[tuple[Any, ...]] = []
         self.sequence = itertools.count()
@@ -193,7 +207,14 @@ class _Simulation(Operator):
         self.healed = False
         self.converged_at: float | None = None
         self.trace: Any = hashlib.sha256() if trace else None
-        self.counters = {"started": 0, "won": 0, "pre_votes": 0, "handovers": 0, "leader_down": 0}
+        self.counters = {
+            "started": 0,
+            "won": 0,
+            "pre_votes": 0,
+            "handovers": 0,
+            "leader_down": 0,
+            "early_pre_votes": 0,
+        }
         self.crashes = 0
         self.messages_sent = 0
         self.events = 0
@@ -266,7 +287,14 @@ class _Simulation(Operator):
         # The core reads its own clock; the events run on real time.
         local = node.clock.local(now)
         if kind == DELIVER:
-            self._carry_out(node, core.receive(arg, local), now)
+            output = core.receive(arg, local)
+            if (
+                arg.__class__ is HeartBeat
+                and core.leader_id == arg.leader_id
+                and core.term == arg.term
+            ):
+                self.stickiness.heard(node.id, arg.leader_id, arg.term, local)
+            self._carry_out(node, output, now)
         elif kind == TICK:
             deadline = core.next_deadline
             if local < deadline:
@@ -274,7 +302,11 @@ class _Simulation(Operator):
             else:
                 self._carry_out(node, core.tick(local), now)
         elif kind == EVIDENCE:
+            self.stickiness.told_gone(node.id, arg)
             self._carry_out(node, core.peer_unreachable(arg, local), now)
+        elif kind == DISCONNECT:
+            # A hint, not evidence: the stickiness checker keeps what the node heard.
+            self._carry_out(node, core.peer_disconnected(arg, local), now)
         elif kind == CHANGE:
             self._change(node, core, arg, now)
         else:
@@ -285,6 +317,7 @@ class _Simulation(Operator):
             # A clean shutdown: the core hands over and says when it is done (see
             # _publish); until then the node goes on answering.
             node.downtime = arg
+            node.shutting_down = True
             self._carry_out(node, core.leave(local), now)
 
     def _carry_out(self, node: SimNode, output: Output, now: float) -> None:
@@ -304,6 +337,8 @@ class _Simulation(Operator):
             return
         requests = output.before_save()
         if requests:
+            if hard_state.voted_for == node.id:
+                self._campaign_started(node, hard_state.term, requests, now)
             self._send(node, requests, now)
         messages = output.after_save()
         low, high = self.save_time
@@ -356,12 +391,11 @@ class _Simulation(Operator):
         for outbound in messages:
             to = outbound.to
             message = outbound.message
-            if (
-                message.__class__ is RequestVoteResponse
-                and message.granted
-                and not message.pre_vote
-            ):
-                self._vote_sent(node, to, message.term, now)
+            if message.__class__ is RequestVoteResponse and message.granted:
+                if message.pre_vote:
+                    self._pre_vote_sent(node, to, message.term, now)
+                else:
+                    self._vote_sent(node, to, message.term, now)
             for delay in deliveries(sender, to):
                 push(heap, (now + delay, next(sequence), DELIVER, index[to], message))
 
@@ -375,9 +409,13 @@ class _Simulation(Operator):
             self.checker.configuration_committed(node.id, output.committed, now)
         self._arm(node, output.next_deadline)
         if output.role is NodeState.TERMINATING:
-            # The core left the election: the process exits, and is started again later
-            # (at once after the heal, when every node must be up).
-            self._crash_for(node, 0.0 if self.healed else node.downtime, now)
+            # The core left the election: the process exits. After a clean shutdown it is
+            # started again later (at once after the heal, when every node must be up);
+            # one that learned it was removed, only once it is added back.
+            if node.active:
+                self._crash_for(node, 0.0 if self.healed else node.downtime, now)
+            else:
+                self._crash(node, now)
 
     def _push(self, when: float, action: Callable[[float, Any], None], arg: Any = None) -> None:
         heapq.heappush(self.heap, (when, next(self.sequence), CALL, action, arg))
@@ -399,6 +437,24 @@ class _Simulation(Operator):
             # Crash once the whole batch is out, as a process dies after its send returns.
             self._push(now, self._spring_voter_trap, node)
 
+    def _campaign_started(
+        self, node: SimNode, term: int, requests: tuple[Outbound, ...], now: float
+    ) -> None:
+        """``node`` saves ``term`` with its own vote and asks for votes: an election."""
+        for outbound in requests:
+            request = outbound.message
+            if request.__class__ is RequestVote:
+                assert isinstance(request, RequestVote)
+                if not request.pre_vote and not request.transfer:
+                    self.stickiness.campaigned(node.id, term, node.clock.local(now), now)
+                return
+
+    def _pre_vote_sent(self, node: SimNode, candidate: str, term: int, now: float) -> None:
+        core = node.core
+        assert core is not None, "only a running node answers"
+        local = node.clock.local(now)
+        self.stickiness.granted_pre_vote(node.id, core.term, candidate, term, local, now)
+
     def _news(self, node: SimNode, output: Output, now: float) -> None:
         news = output.leader_change
         if news is not None:
@@ -413,6 +469,8 @@ class _Simulation(Operator):
             if node.id not in node.core.configuration.ids:
                 # It learned it was removed (not a clean shutdown): its process ends,
                 # and it may be added again.
+                if not node.shutting_down:
+                    self.checker.left_as_removed(node.id, node.core.configuration, now)
                 node.active = False
                 self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
 
@@ -458,6 +516,8 @@ class _Simulation(Operator):
         )
         node.core = core
         node.news = (None, 0)
+        node.shutting_down = False
+        node.started_at = now
         self.checker.term_seen(node.id, core.term, now)
         self._arm(node, core.next_deadline)
 
@@ -467,6 +527,7 @@ class _Simulation(Operator):
             return
         self._collect(core)
         self.exclusive.stopped(node.id, now)
+        self.stickiness.crashed(node.id)
         self.crashes += 1
         # Everything but the store is lost: the core, its timers, and (by delivery-time
         # checks) every message that reaches the node while it is down.
@@ -478,14 +539,31 @@ class _Simulation(Operator):
         node.incarnation += 1
         node.saves = 0
         node.pending.clear()
-        # Its host refuses connections now: each node that can reach it notices when its
-        # connection breaks, a moment later.
+        # Its host closes its connections and refuses new ones, as the TCP transport
+        # sees it: each node it can reach sees its connection end one delay later (a
+        # hint), and a round trip after that its redial refused (the evidence).
         for other in self.nodes:
-            if other.core is not None and self.network.can_reach(other.id, node.id):
-                self._evidence(other, node.id, now + self.evidence_rng.uniform(0.0005, 0.005))
+            if other.core is None:
+                continue
+            ended = self._transit(node.id, other.id)
+            if ended is None:
+                continue
+            self._push_input(other, DISCONNECT, node.id, now + ended)
+            there, back = self._transit(other.id, node.id), self._transit(node.id, other.id)
+            if there is not None and back is not None:
+                self._push_input(other, EVIDENCE, node.id, now + ended + there + back)
 
-    def _evidence(self, node: SimNode, about: str, when: float) -> None:
-        heapq.heappush(self.heap, (when, next(self.sequence), EVIDENCE, node.index, about))
+    def _transit(self, sender: str, receiver: str) -> float | None:
+        """How late a packet TCP gets through arrives (a connection's end, a dial, a
+        reset): the network's delay, or None if the link is cut. TCP resends what is
+        lost, so loss does not apply; the draw comes from its own stream."""
+        if not self.network.can_reach(sender, receiver):
+            return None
+        low, high = self.network.delay
+        return self.evidence_rng.uniform(low, high)
+
+    def _push_input(self, node: SimNode, kind: int, about: str, when: float) -> None:
+        heapq.heappush(self.heap, (when, next(self.sequence), kind, node.index, about))
 
     def _crash_for(self, node: SimNode, downtime: float, now: float) -> None:
         self._crash(node, now)
@@ -504,7 +582,7 @@ class _Simulation(Operator):
             self._crash_for(node, trap.lasts, now)
 
     def _restart(self, now: float, node: SimNode) -> None:
-        if node.core is None:
+        if node.core is None and node.active:
             self._start(node, now)
 
     def _collect(self, core: ElectionCore) -> None:
@@ -514,6 +592,7 @@ class _Simulation(Operator):
         self.counters["pre_votes"] += metrics.pre_votes_started
         self.counters["handovers"] += metrics.handovers_received
         self.counters["leader_down"] += metrics.leader_down_reports
+        self.counters["early_pre_votes"] += metrics.early_pre_votes
         self.highest_term = max(self.highest_term, core.term)
 
     # ------------------------------------------------------------------ faults
@@ -543,7 +622,12 @@ class _Simulation(Operator):
     def report_gone(self, about: str, now: float) -> None:
         for node in self.nodes:
             if node.core is not None:
-                self._evidence(node, about, now)
+                self._push_input(node, EVIDENCE, about, now)
+
+    def report_disconnected(self, about: str, now: float) -> None:
+        for node in self.nodes:
+            if node.core is not None and node.id != about:
+                self._push_input(node, DISCONNECT, about, now)
 
     def call_at(self, when: float, action: Callable[[float, Any], None], arg: Any) -> None:
         self._push(when, action, arg)
@@ -557,6 +641,41 @@ class _Simulation(Operator):
         self._check_converged(now)
 
     # ------------------------------------------------------------------ the result
+
+    def _check_removed_left(self, end: float) -> None:
+        """Every node that the newest leader's committed configuration left out, and
+        that runs with a leader's configuration, has learned it and left by ``end``.
+
+        A removed node asks only the members of the configuration it holds: its voters,
+        with its pre-votes, or, as a non-voter, every member. One that none of those,
+        still a member and running, can answer is not held to it.
+        """
+        newest = self._newest_leader()
+        leader = None if newest is None else newest.core
+        committed = None if leader is None else leader.committed_configuration
+        if leader is None or committed is None:
+            return
+        members = leader.configuration.ids
+        running = {
+            node.id
+            for node in self.nodes
+            if node.core is not None and node.core.role is not _TERMINATING
+        }
+        for node in self.nodes:
+            core = node.core
+            if (
+                core is None
+                or core.role is _TERMINATING
+                or node.id in committed.ids
+                or node.id in members
+                # A new machine, started before it is added, holds its starting one.
+                or core.configuration.version == 0
+                or not _asked(node.id, core.configuration) & members & running
+            ):
+                continue
+            self.checker.removed_member_ran(
+                node.id, committed, node.started_at, end=end, bound=self.bound
+            )
 
     def _result(self, now: float) -> SeedResult:
         self.exclusive.finish(min(now, self.duration))
@@ -573,6 +692,7 @@ class _Simulation(Operator):
                 end=self.duration,
                 bound=self.bound,
             )
+            self._check_removed_left(min(now, self.duration))
         return SeedResult(
             seed=self.seed,
             nodes=len(self.nodes),
@@ -586,6 +706,7 @@ class _Simulation(Operator):
             messages_sent=self.messages_sent,
             handovers=self.counters["handovers"],
             leader_down_reports=self.counters["leader_down"],
+            early_pre_votes=self.counters["early_pre_votes"],
             events=self.events,
             highest_term=self.highest_term,
             leader_after_heal=after_heal,
@@ -594,3 +715,10 @@ class _Simulation(Operator):
             trace_digest=None if self.trace is None else self.trace.hexdigest(),
             configurations_committed=checker.versions_committed,
         )
+
+
+def _asked(node_id: str, config: Configuration) -> frozenset[str]:
+    """Whom a node holding ``config`` asks when it hears no leader (see _removal)."""
+    if node_id in config.voters or node_id not in config.ids:
+        return config.voters - {node_id}
+    return config.ids - {node_id}

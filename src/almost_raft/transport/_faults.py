@@ -93,6 +93,15 @@ class NetworkFaults:
 
     # ------------------------------------------------------------------ one message
 
+    def transit(self, sender: str, receiver: str) -> float | None:
+        """How late a packet that TCP gets through arrives: a delay drawn as for a
+        message, or ``None`` if the link is cut. Loss and duplication do not apply: TCP
+        resends and discards; a connection's close and a refused dial take this path."""
+        if not self.can_reach(sender, receiver):
+            return None
+        low, high = self.delay
+        return self.rng.uniform(low, high) if high > 0.0 else 0.0
+
     def deliveries(self, sender: str, receiver: str) -> list[float]:
         """The delays, in seconds, of each copy of one message; empty if it is lost."""
         if not self.can_reach(sender, receiver):

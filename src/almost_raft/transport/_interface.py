@@ -35,6 +35,19 @@ class Inbox(Protocol):
         may then replace a dead leader in milliseconds instead of an election timeout.
         """
 
+    def peer_disconnected(self, peer_id: str) -> None:
+        """A connection to or from ``peer_id`` was ended by the peer's side.
+
+        The end came from the other side (its close, or its host's reset), not from this
+        node: not a timeout, not this node's own abort, not a connection the peer
+        replaced with a newer one. It is no evidence: the peer may have crashed, or
+        restarted, or the connection just broke, and :meth:`peer_unreachable` follows
+        only if a redial is refused. Told at once, it lets the election ask for pre-votes
+        a round trip before that refusal can come (see
+        :meth:`ElectionCore.peer_disconnected`). A transport that cannot tell need not
+        call it.
+        """
+
 
 class Transport(abc.ABC):
     """Carries :class:`PeerMessage` values from this node to its peers and back.

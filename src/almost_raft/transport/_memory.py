@@ -3,7 +3,8 @@
 Every node of an :class:`InMemoryNetwork` lives in one event loop. A message is handed to
 the receiver after the delay its :class:`NetworkFaults` decides (``loop.call_later``),
 or lost, or handed over twice, so tests can reproduce lossy networks, partitions and
-crashed processes without sockets.
+crashed processes without sockets. :meth:`InMemoryNetwork.crash` tells the crashed node's
+peers what the TCP transport would: its connections ended, then a redial was refused.
 """
 
 from __future__ import annotations
@@ -57,6 +58,45 @@ class InMemoryNetwork:
     def live_nodes(self) -> frozenset[str]:
         """The ids whose transport is started and not closed."""
         return frozenset(self._inboxes)
+
+    def crash(self, node_id: str) -> None:
+        """``node_id``'s process dies, as its TCP peers would see it.
+
+        Its transport stops at once, as a closed one does, and every live node hears
+        what the TCP transport would tell it (the faults decide the delays, and a cut
+        link carries nothing): that its connection to ``node_id`` ended
+        (:meth:`Inbox.peer_disconnected`) one message delay later, then that a redial
+        was refused (:meth:`Inbox.peer_unreachable`) a round trip after that. A node
+        whose transport is merely closed tells its peers nothing, as a process that went
+        silent. Does nothing if ``node_id`` is not running.
+        """
+        entry = self._inboxes.pop(node_id, None)
+        if entry is None:
+            return
+        entry[0]._closed = True
+        loop = asyncio.get_running_loop()
+        faults = self.faults
+        for peer in sorted(self._inboxes):
+            # The dead host's kernel closes the connections: its end reaches the peer.
+            ended = faults.transit(node_id, peer)
+            if ended is None:
+                continue
+            loop.call_later(ended, self._tell, peer, node_id, False)
+            # The peer redials: the SYN there and the reset back.
+            there, back = faults.transit(peer, node_id), faults.transit(node_id, peer)
+            if there is not None and back is not None:
+                loop.call_later(ended + there + back, self._tell, peer, node_id, True)
+
+    def _tell(self, receiver: str, about: str, refused: bool) -> None:
+        entry = self._inboxes.get(receiver)
+        if entry is None or about in self._inboxes:
+            # The receiver is gone, or the crashed node is back and its peers reconnect.
+            return
+        inbox = entry[1]
+        if refused:
+            inbox.peer_unreachable(about)
+        else:
+            inbox.peer_disconnected(about)
 
     def _attach(self, transport: InMemoryTransport, inbox: Inbox) -> None:
         node_id = transport.node_id

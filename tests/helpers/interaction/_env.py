@@ -26,6 +26,7 @@ Commands (``name positional... key=value...``):
   stays until its deadline, as a shut-down process does); ``hand-over a [to=b]``: ``a``
   transfers leadership and stays a member.
 - ``peer-unreachable a b``: ``a``'s transport has evidence that ``b``'s process is gone.
+- ``peer-disconnected a b``: ``a``'s connection to ``b`` was ended by ``b``'s side.
 - ``add-peer a d``, ``remove-peer a d``: membership changes on node ``a``.
 - ``transfer a [to=b]``: leader ``a`` hands leadership over (TimeoutNow).
 - ``unreachable a about=b``: the transport tells ``a`` that ``b``'s process is gone.
@@ -58,11 +59,13 @@ from almost_raft import (
     HeartBeatResponse,
     Member,
     MembershipChangeError,
+    MembershipQuery,
     MemoryStore,
     NetworkFaults,
     NodeState,
     Output,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
 )
@@ -127,13 +130,17 @@ def format_message(src: str, dst: str, message: PeerMessage) -> str:
         parts.append("transfer")
     if isinstance(message, RequestVoteResponse) and message.promise_left > 0:
         parts.append(f"promise-left={message.promise_left:.3f}")
-    if isinstance(message, RequestVote | HeartBeatResponse) and message.config_version:
+    if isinstance(message, RequestVote | HeartBeatResponse | MembershipQuery) and (
+        message.config_version
+    ):
         parts.append(f"config=v{message.config_version}/t{message.config_term}")
     if isinstance(message, HeartBeat):
         if message.configuration is not None:
             parts.append(f"config=v{message.configuration.version}")
         if message.committed_version:
             parts.append(f"committed=v{message.committed_version}")
+    if isinstance(message, RemovalNotice):
+        parts.append(f"config={message.configuration.describe()}")
     if message.sender != src:
         parts.append(f"claims-sender={message.sender}")
     return " ".join(parts)
@@ -193,6 +200,7 @@ class Env:
             "leave": self._leave,
             "hand-over": self._hand_over,
             "peer-unreachable": self._peer_unreachable,
+            "peer-disconnected": self._peer_disconnected,
             "add-peer": self._add_peer,
             "add-member": self._add_member,
             "remove-member": self._remove_member,
@@ -530,6 +538,11 @@ class Env:
         node_id, peer = args.positional
         node = self.nodes[node_id]
         return self._call(node_id, lambda c: c.peer_unreachable(peer, node.clock))
+
+    def _peer_disconnected(self, args: Args) -> list[str]:
+        node_id, peer = args.positional
+        node = self.nodes[node_id]
+        return self._call(node_id, lambda c: c.peer_disconnected(peer, node.clock))
 
     def _add_peer(self, args: Args) -> list[str]:
         node_id, peer = args.positional

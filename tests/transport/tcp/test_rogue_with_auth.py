@@ -35,6 +35,9 @@ class _Ignore:
     def peer_unreachable(self, peer_id: str) -> None:
         pass
 
+    def peer_disconnected(self, peer_id: str) -> None:
+        pass
+
 
 @run_async
 async def test_a_rogue_without_the_secret_cannot_raise_any_term() -> None:

@@ -224,6 +224,50 @@ def test_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
     run(body)
 
 
+def test_a_peer_that_closes_is_reported_disconnected_before_it_is_reported_gone() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            a, b = nodes["a"], nodes["b"]
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeatResponse(1, "b"))
+            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+            # Old enough that their end is a break, not a refusal on arrival.
+            await asyncio.sleep(0.05)
+            await b.close()
+            inbox = nodes.inboxes["a"]
+            await eventually(lambda: inbox.unreachable == ["b"], "the refused redial")
+            # Both of a's connections with b ended from b's side: each is told, and
+            # before the refusal that a redial brought.
+            assert inbox.disconnected == ["b", "b"]
+
+    run(body)
+
+
+def test_connections_this_node_ends_are_not_reported_disconnected() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            a, b = nodes["a"], nodes["b"]
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeatResponse(1, "b"))
+            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+            await asyncio.sleep(0.05)
+            # a itself gives up its connections with b, as its answer watch would.
+            assert a._inbound is not None
+            for connection in list(a._inbound.connections):
+                connection.abort(TimeoutError("no answer"))
+            peer = a._peers["b"]
+            assert peer.connection is not None
+            peer.connection.abort(TimeoutError("no answer"))
+            await eventually(lambda: a.metrics.connects == 2, "a to redial b")
+            await eventually(lambda: b.metrics.connects == 2, "b to redial a")
+            # b saw its connections end from a's side; a saw only its own doing.
+            assert nodes.inboxes["a"].disconnected == []
+            assert nodes.inboxes["b"].disconnected == ["a", "a"]
+            assert nodes.inboxes["a"].unreachable == nodes.inboxes["b"].unreachable == []
+
+    run(body)
+
+
 def test_a_peer_that_refuses_but_still_sends_is_not_reported_gone() -> None:
     async def body() -> None:
         async with cluster("a", "b") as nodes:

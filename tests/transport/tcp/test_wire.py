@@ -11,13 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from almost_raft.core._configuration import Configuration, Member
 from almost_raft.core._messages import (
     MAX_ID_LENGTH,
     MAX_ROUND_TRIP_US,
     MAX_TERM,
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -40,7 +43,17 @@ from almost_raft.transport.tcp._wire import (
     require_msgpack,
 )
 
-OUR_TYPES = (RequestVote, RequestVoteResponse, HeartBeat, HeartBeatResponse, TimeoutNow)
+OUR_TYPES = (
+    RequestVote,
+    RequestVoteResponse,
+    HeartBeat,
+    HeartBeatResponse,
+    TimeoutNow,
+    RemovalNotice,
+    MembershipQuery,
+)
+
+AB = Configuration(2, 1, (Member("a"), Member("b", False, "10.0.0.2:7000")))
 
 EVERY_KIND: list[PeerMessage] = [
     RequestVote(7, "a"),
@@ -55,6 +68,8 @@ EVERY_KIND: list[PeerMessage] = [
     HeartBeat(3, "leader", round=2**40),
     HeartBeatResponse(3, "b", round=17),
     RequestVoteResponse(4, "c", granted=True, promise_left=0.4375),
+    RemovalNotice(1, "a", AB),
+    MembershipQuery(3, "d", 2, 9),
 ]
 
 
@@ -98,6 +113,8 @@ def test_message_kinds_name_the_metrics() -> None:
         "heartbeat",
         "heartbeat_response",
         "request_vote_response",
+        "removal_notice",
+        "membership_query",
     ]
 
 
@@ -123,6 +140,20 @@ messages = st.one_of(
         round=terms,
     ),
     st.builds(HeartBeatResponse, terms, node_ids, round=terms),
+    st.builds(MembershipQuery, terms, node_ids, terms, terms),
+    st.builds(
+        RemovalNotice,
+        terms,
+        node_ids,
+        st.builds(
+            Configuration,
+            st.integers(min_value=1, max_value=MAX_TERM),
+            terms,
+            st.lists(node_ids, min_size=1, max_size=4, unique=True).map(
+                lambda ids: tuple(Member(i, len(i) % 2 == 0) for i in sorted(ids))
+            ),
+        ),
+    ),
 )
 
 
@@ -170,6 +201,31 @@ BAD_MESSAGES: list[tuple[str, object, FrameProblem]] = [
     ("empty id", [4, 1, ""], FrameProblem.BAD_FIELD),
     ("id too long", [4, 1, "x" * (MAX_ID_LENGTH + 1)], FrameProblem.BAD_FIELD),
     ("nested array", [3, [1], "a"], FrameProblem.BAD_FIELD),
+    ("notice without configuration", [6, 1, "a"], FrameProblem.BAD_FIELD),
+    ("notice with nil configuration", [6, 1, "a", None], FrameProblem.BAD_FIELD),
+    (
+        "notice with an extra field",
+        [6, 1, "a", [2, 1, [["a", True, None]]], 0],
+        FrameProblem.BAD_FIELD,
+    ),
+    ("notice term as bool", [6, True, "a", [2, 1, [["a", True, None]]]], FrameProblem.BAD_FIELD),
+    ("notice id as int", [6, 1, 5, [2, 1, [["a", True, None]]]], FrameProblem.BAD_FIELD),
+    ("notice of version 0", [6, 1, "a", [0, 0, [["a", True, None]]]], FrameProblem.BAD_FIELD),
+    ("notice with a bad member", [6, 1, "a", [2, 1, [["a", 1, None]]]], FrameProblem.BAD_FIELD),
+    (
+        "notice with unsorted members",
+        [6, 1, "a", [2, 1, [["b", True, None], ["a", True, None]]]],
+        FrameProblem.BAD_FIELD,
+    ),
+    (
+        "notice term past 2**63",
+        [6, 2**63, "a", [2, 1, [["a", True, None]]]],
+        FrameProblem.BAD_FIELD,
+    ),
+    ("query without its configuration", [7, 1, "d"], FrameProblem.BAD_FIELD),
+    ("query with an extra field", [7, 1, "d", 1, 2, 0], FrameProblem.BAD_FIELD),
+    ("query version as bool", [7, 1, "d", 1, True], FrameProblem.BAD_FIELD),
+    ("query version negative", [7, 1, "d", 1, -2], FrameProblem.BAD_FIELD),
 ]
 
 

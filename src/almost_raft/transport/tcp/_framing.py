@@ -113,6 +113,13 @@ class FramedConnection(asyncio.Protocol):
         return self._lost.done()
 
     @property
+    def ended_by_peer(self) -> bool:
+        """Whether the connection is gone and the other side ended it: the peer closed
+        it, or its host reset it. Not when this side aborted it, nor when this side's
+        kernel gave up on unacknowledged data (``TCP_USER_TIMEOUT``)."""
+        return self._lost.done() and not self._aborted and not isinstance(self.reason, TimeoutError)
+
+    @property
     def unsent(self) -> int:
         """Bytes written that the kernel has not taken yet (0 once the connection ended)."""
         if self.transport is None or self._lost.done():

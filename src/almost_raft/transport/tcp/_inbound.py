@@ -285,8 +285,12 @@ class Inbound:
     def _lost(self, connection: FramedConnection) -> None:
         node_id = self.connections.pop(connection, None)
         if node_id is not None:
-            if self._current.get(node_id) is connection:
+            current = self._current.get(node_id) is connection
+            if current:
                 del self._current[node_id]
             logger.debug(
                 "%s: connection from %s ended: %r", self._node_id, node_id, connection.reason
             )
+            if current and connection.ended_by_peer and not self._closed:
+                # Not one the peer replaced by redialling (this node closed that one).
+                self._inbox.peer_disconnected(node_id)

@@ -19,6 +19,8 @@ class MessageCounts:
     heartbeat: int = 0
     heartbeat_response: int = 0
     timeout_now: int = 0
+    removal_notice: int = 0
+    membership_query: int = 0
 
     @property
     def total(self) -> int:
@@ -29,6 +31,8 @@ class MessageCounts:
             + self.heartbeat
             + self.heartbeat_response
             + self.timeout_now
+            + self.removal_notice
+            + self.membership_query
         )
 
     def add(self, kind: str) -> None:

@@ -16,7 +16,9 @@ connect and a handshake: that alone took several milliseconds per election.
 
 The first redial after an established connection broke goes out at once: it is the probe
 that tells a dead process (its host refuses the connection:
-:meth:`Inbox.peer_unreachable`) from a blip (it reconnects). A process being killed can
+:meth:`Inbox.peer_unreachable`) from a blip (it reconnects). The break itself, when the
+peer's side ended the connection, is told first (:meth:`Inbox.peer_disconnected`), as
+the receiving half tells of the peer's own connection ending. A process being killed can
 still complete a probe's connect from its listening socket's backlog and reset it a
 moment later; a probe connection that dies that young is probed again at once, a few
 times at most, instead of waiting a backoff.
@@ -265,6 +267,11 @@ class PeerLink:
                 self._flush(peer)
                 await connection.wait_closed()
                 at_once = loop.time() - opened_at < 2 * settings.backoff_initial
+                if connection.ended_by_peer and not at_once:
+                    # A round trip before a redial can be refused: the election may ask
+                    # for pre-votes meanwhile. One closed at once was the probe of a
+                    # dying process (the break before it was told) or a refusal.
+                    self._inbox.peer_disconnected(peer.node_id)
                 closed_at_once = closed_at_once + 1 if at_once else 0
                 refused = closed_at_once > QUICK_PROBES
                 if refused:

@@ -1,4 +1,4 @@
-"""The TCP wire format: length-prefixed msgpack frames, a handshake, five message kinds.
+"""The TCP wire format: length-prefixed msgpack frames, a handshake, seven message kinds.
 
 This module does no I/O; it turns values into bytes and bytes back into values. The
 transport reads frames off a socket and hands their bodies here.
@@ -25,6 +25,8 @@ frame on a connection is the handshake, then every frame is one peer message::
                           [4, term, follower_id, config_term, config_version]
                           [4, term, follower_id, config_term, config_version, round]
     TimeoutNow            [5, term, leader_id]
+    RemovalNotice         [6, term, member_id, configuration]
+    MembershipQuery       [7, term, node_id, config_term, config_version]
 
     configuration         [version, term, [[node_id, voter, address or nil], ...]]
 
@@ -49,7 +51,7 @@ Rule 1 (size first). A frame longer than the limit is refused from its 4-byte he
 before its body is read, and msgpack's own limits stop a body from allocating more than
 it is long: frames carry a few dozen bytes, so a large one is an attack or a bug.
 
-Rule 2 (strict decoding). The decoder builds nothing but our five message types. Every
+Rule 2 (strict decoding). The decoder builds nothing but our seven message types. Every
 field must have exactly its type (a bool is not an int here, though Python says it is),
 the field count must be exact, and ids and terms go through the same checks as a
 locally built message.
@@ -72,7 +74,9 @@ from ...core._messages import (
     MAX_ID_LENGTH,
     HeartBeat,
     HeartBeatResponse,
+    MembershipQuery,
     PeerMessage,
+    RemovalNotice,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -120,6 +124,8 @@ _MAX_STR_BYTES = 4 * MAX_ID_LENGTH
 _MAX_ARRAY_LEN = max(8, MAX_MEMBERS) + 4
 #: The length of every nonce and proof of the shared-secret handshake (HMAC-SHA256).
 NONCE_BYTES = 32
+# The kind number of a RemovalNotice, which has a reader of its own (see decode_message).
+_REMOVAL_NOTICE = 6
 
 
 class FrameProblem(enum.Enum):
@@ -228,7 +234,7 @@ def encode_message(message: PeerMessage) -> bytes:
     """Return the complete frame (header included) that carries ``message``.
 
     Raises:
-        TypeError: ``message`` is not one of the five peer message types.
+        TypeError: ``message`` is not one of the seven peer message types.
     """
     match message:
         case RequestVote():
@@ -267,6 +273,15 @@ def encode_message(message: PeerMessage) -> bytes:
                     fields.append(message.round)
         case TimeoutNow():
             fields = [5, message.term, message.leader_id]
+        case RemovalNotice():
+            fields = [
+                _REMOVAL_NOTICE,
+                message.term,
+                message.member_id,
+                _encode_configuration(message.configuration),
+            ]
+        case MembershipQuery():
+            fields = [7, message.term, message.node_id, message.config_term, message.config_version]
         case _:
             raise TypeError(f"cannot encode {type(message).__name__}")
     return _frame(fields)
@@ -430,7 +445,8 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
 
     Returns:
         A new ``RequestVote``, ``RequestVoteResponse``, ``HeartBeat``,
-        ``HeartBeatResponse`` or ``TimeoutNow``, and nothing else.
+        ``HeartBeatResponse``, ``TimeoutNow``, ``RemovalNotice`` or
+        ``MembershipQuery``, and nothing else.
 
     Raises:
         WireError: the body is not exactly one valid message.
@@ -439,6 +455,8 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     if not isinstance(fields, list) or not fields:
         raise WireError(FrameProblem.BAD_FIELD, "a message must be a non-empty array")
     kind = fields[0]
+    if type(kind) is int and kind == _REMOVAL_NOTICE:
+        return _decode_removal_notice(fields[1:])
     schema = _SCHEMAS.get(kind) if type(kind) is int else None
     if schema is None:
         raise WireError(FrameProblem.UNKNOWN_KIND, f"kind {kind!r}")
@@ -511,6 +529,24 @@ def _response_extension(name: str, values: list[Any]) -> dict[str, Any]:
     return {"config_term": values[0], "config_version": values[1]}
 
 
+def _decode_removal_notice(values: list[Any]) -> RemovalNotice:
+    # Its configuration is not optional, so it has a reader of its own rather than a
+    # schema with an extension.
+    name = RemovalNotice.__name__
+    if len(values) != 3:
+        raise _bad(name, f"needs 3 fields, got {len(values)}")
+    term, member_id, raw = values
+    if type(term) is not int:
+        raise _bad(name, f"field 0 must be int, got {type(term).__name__}")
+    if type(member_id) is not str:
+        raise _bad(name, f"field 1 must be str, got {type(member_id).__name__}")
+    configuration = _decode_configuration(name, raw)
+    try:
+        return RemovalNotice(term, member_id, configuration)
+    except (TypeError, ValueError) as exc:
+        raise _bad(name, str(exc)) from None
+
+
 def _decode_configuration(name: str, raw: object) -> Configuration:
     if type(raw) is not list or len(raw) != 3:
         raise _bad(name, "configuration must be [version, term, members]")
@@ -580,6 +616,7 @@ _SCHEMAS: dict[int, tuple[type[PeerMessage], tuple[type, ...], tuple[type, ...]]
     3: (HeartBeat, (int, str), (int,)),
     4: (HeartBeatResponse, (int, str), ()),
     5: (TimeoutNow, (int, str), ()),
+    7: (MembershipQuery, (int, str, int, int), ()),
 }
 
 # The longer forms that carry the configuration: how many more fields, their reader, and
@@ -596,6 +633,8 @@ _KIND_NAMES: dict[type[PeerMessage], str] = {
     HeartBeat: "heartbeat",
     HeartBeatResponse: "heartbeat_response",
     TimeoutNow: "timeout_now",
+    RemovalNotice: "removal_notice",
+    MembershipQuery: "membership_query",
 }
 
 MESSAGE_KINDS: tuple[str, ...] = tuple(_KIND_NAMES.values())
