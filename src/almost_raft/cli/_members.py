@@ -30,6 +30,11 @@ __all__ = ["run_members"]
 # A node that does not lead names the leader; following that name more often than this
 # means leadership is moving, and the operator should retry later.
 _MAX_REDIRECTS = 3
+# A live endpoint greets at once; a stopped process (SIGSTOP, a hung host) still completes
+# the TCP handshake in its kernel but never greets. Waiting the whole --timeout on it would
+# hold the command for every frozen node in turn, so the greeting has a short limit of its
+# own and the next node is asked.
+GREETING_TIMEOUT = 3.0
 
 
 def run_members(args: SimpleNamespace) -> int:
@@ -82,11 +87,11 @@ async def _ask_cluster(
 ) -> dict[str, Any]:
     """Ask the first node that answers; follow its word to the leader for a change."""
     answer: dict[str, Any] = {"ok": False, "error": "no node with an admin address answered"}
+    errors: list[str] = []
     for node_id in targets:
-        try:
-            answer = await _ask(cluster, node_id, request, seconds)
-        except (OSError, TimeoutError, ValueError) as exc:
-            answer = {"ok": False, "error": f"{node_id}'s admin endpoint: {exc}"}
+        answer = await _ask_or_explain(cluster, node_id, request, seconds)
+        if "unreachable" in answer:
+            errors.append(answer["error"])
             continue
         for _ in range(_MAX_REDIRECTS):
             leader = answer.get("leader")
@@ -100,9 +105,22 @@ async def _ask_cluster(
                 )
                 break
             node_id = leader
-            answer = await _ask(cluster, node_id, request, seconds)
+            answer = await _ask_or_explain(cluster, node_id, request, seconds)
         return answer
+    if errors:
+        answer["error"] = "no node's admin endpoint answered: " + "; ".join(errors)
     return answer
+
+
+async def _ask_or_explain(
+    cluster: ClusterConfig, node_id: str, request: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """One node's answer, or a failed answer saying why it could not be had."""
+    try:
+        return await _ask(cluster, node_id, request, seconds)
+    except (OSError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        return {"ok": False, "unreachable": True, "error": f"{node_id}: {reason}"}
 
 
 async def _ask(
@@ -114,27 +132,55 @@ async def _ask(
     entry = cluster.nodes[node_id]
     assert entry.admin is not None
     host, port = entry.admin
+    where = format_host_port(entry.admin)
     context: ssl.SSLContext | None = None
     files = cluster.security.tls.get(node_id)
     if files is not None:
         context = files.load(cluster.source, node_id).client
     secret = cluster.security.load_secret(cluster.source)
-    async with asyncio.timeout(seconds):
-        reader, writer = await asyncio.open_connection(host, port, ssl=context)
-        try:
-            greeting = json.loads(await reader.readline())
-            if secret is not None:
-                request = {
-                    **request,
-                    "proof": admin_proof(secret, cluster.cluster_id, greeting["nonce"], request),
-                }
-            writer.write(json.dumps(request).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-        finally:
-            writer.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    greeted = False
+    try:
+        async with asyncio.timeout_at(min(deadline, loop.time() + GREETING_TIMEOUT)) as limit:
+            try:
+                reader, writer = await asyncio.open_connection(host, port, ssl=context)
+            except ConnectionRefusedError:
+                raise ValueError(f"{where} refused the connection (is the node running?)") from None
+            try:
+                greeting_line = await reader.readline()
+                if not greeting_line:
+                    raise ValueError(f"{where} closed the connection before greeting")
+                greeted = True
+                # The answer to a change may take as long as its commit: the rest of
+                # --timeout.
+                limit.reschedule(deadline)
+                greeting = json.loads(greeting_line)
+                if secret is not None:
+                    request = {
+                        **request,
+                        "proof": admin_proof(
+                            secret, cluster.cluster_id, greeting["nonce"], request
+                        ),
+                    }
+                writer.write(json.dumps(request).encode() + b"\n")
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+    except TimeoutError:
+        if greeted:
+            raise ValueError(
+                f"{where} took the request but gave no answer within {seconds:g} s "
+                "(--timeout); the change may still be made: list the members to see"
+            ) from None
+        waited = min(seconds, GREETING_TIMEOUT)
+        raise ValueError(
+            f"{where} did not greet within {waited:g} s (is the process stopped or the "
+            "host overloaded?)"
+        ) from None
     if not line:
-        raise ValueError(f"closed the connection at {format_host_port(entry.admin)}")
+        raise ValueError(f"{where} closed the connection without an answer")
     answer: dict[str, Any] = json.loads(line)
     return answer
 
