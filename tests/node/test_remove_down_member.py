@@ -113,6 +113,11 @@ def test_a_member_removed_while_down_learns_it_when_back_and_exits_0(down: str) 
         # heartbeats, and learn it from those.) The others kept their leader throughout.
         others = [node for node in cluster.ids if node != victim]
         assert cluster.agreed_leader(others) == (leader, term)
+        # No longer a member, it is dialled only when a message waits for it, not for ever.
+        for node in others:
+            assert f"peer {victim} is dialled only when a message waits for it" in (
+                cluster.log_path(node).read_text()
+            ), node
         # What they hold, as /status and almost-raft status show it.
         answer = cluster.status(leader)
         assert answer is not None

@@ -327,12 +327,17 @@ class _Node:
 
         A member added while the cluster runs is reached at the address its
         configuration names, though no cluster file lists it; one the configuration
-        names no address for is reached where the cluster file says.
+        names no address for is reached where the cluster file says. A peer that is no
+        longer a member is dialled only when a message waits for it (the notice that
+        tells it it was removed), not for ever.
         """
         me = self.entry.node_id
         async for config in self.election.configuration_changes():
             if config is None:
                 continue
+            members = config.ids
+            for peer_id in self.transport.peer_addresses:
+                self.transport.dial_on_demand(peer_id, peer_id not in members)
             for member in config.members:
                 if member.node_id == me or member.address is None:
                     continue

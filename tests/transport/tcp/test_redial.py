@@ -178,3 +178,70 @@ def test_a_node_gives_connections_up_after_about_an_election_timeout() -> None:
     assert timeouts_for_election(tiny)["connect_timeout"] == 0.25
     # A slow cluster still redials a lost peer at least every second.
     assert timeouts_for_election(ElectionConfig())["backoff_max"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits() -> None:
+    async def body() -> None:
+        # A machine that left the cluster: nothing listens at its address any more.
+        gone = await asyncio.start_server(lambda r, w: None, LOCALHOST, 0)
+        port = gone.sockets[0].getsockname()[1]
+        gone.close()
+        await gone.wait_closed()
+        transport = TcpTransport(
+            listen=(LOCALHOST, 0),
+            peers={"left": (LOCALHOST, port)},
+            cluster_id="test",
+            backoff_initial=0.01,
+            backoff_max=0.02,
+        )
+        await transport.start("a", Inbox())
+        try:
+            # Kept connected, a peer is redialled every backoff.
+            await eventually(lambda: transport.metrics.connect_refused >= 3, "redials")
+            transport.dial_on_demand("left")
+            await asyncio.sleep(0.1)
+            idle = transport.metrics.connect_refused
+            await asyncio.sleep(0.3)
+            assert transport.metrics.connect_refused == idle, "dialled with nothing to send"
+            # A message for it is one dial; when that fails, the message is dropped and
+            # nothing more is dialled.
+            transport.send_nowait("left", HeartBeat(1, "a"))
+            await eventually(lambda: transport.metrics.connect_refused == idle + 1, "one dial")
+            await asyncio.sleep(0.3)
+            assert transport.metrics.connect_refused == idle + 1
+            assert transport.queued("left") == 0
+            # Made a member again, it is kept connected (redialled) again.
+            transport.dial_on_demand("left", False)
+            await eventually(lambda: transport.metrics.connect_refused >= idle + 4, "redials again")
+        finally:
+            await transport.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.slow
+def test_a_message_for_a_peer_dialled_on_demand_is_delivered() -> None:
+    async def body() -> None:
+        inboxes = {"a": Inbox(), "b": Inbox()}
+        transports = {
+            node: TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id="test")
+            for node in inboxes
+        }
+        for node, transport in transports.items():
+            await transport.start(node, inboxes[node])
+        a, b = transports["a"], transports["b"]
+        a.set_peer_address("b", b.address)
+        b.set_peer_address("a", a.address)
+        a.dial_on_demand("b")
+        try:
+            a.send_nowait("b", HeartBeat(7, "a"))
+            await eventually(
+                lambda: any(m == HeartBeat(7, "a") for m in inboxes["b"].messages),
+                "the message over a dial made for it",
+            )
+        finally:
+            for transport in transports.values():
+                await transport.close()
+
+    asyncio.run(body())

@@ -23,6 +23,11 @@ still complete a probe's connect from its listening socket's backlog and reset i
 moment later; a probe connection that dies that young is probed again at once, a few
 times at most, instead of waiting a backoff.
 
+A peer that is no longer a member (removed from the configuration) is dialled only *on
+demand*: its connection, if up, is kept, but once it ends it is redialled only when a
+message waits for it, such as the notice that tells a member removed while it was down
+that it was removed. A machine that left for good is then not dialled for ever.
+
 A connection is also given up when what it asks goes unanswered for
 ``answer_timeout`` (:class:`AnswerWatch`, looked at by one timer per limit while the
 connection asks, none while it does not), and the kernel is told the same limit for
@@ -77,7 +82,9 @@ class Peer:
         "failing",
         "heard",
         "node_id",
+        "on_demand",
         "queue",
+        "wanted",
     )
 
     def __init__(self, node_id: str, address: Address) -> None:
@@ -102,6 +109,10 @@ class Peer:
         self.heard = 0
         # The current connection's watch on its answers; None while there is none.
         self.answers: AnswerWatch | None = None
+        # Dialled only while a message waits for it (a peer that is no longer a member).
+        self.on_demand = False
+        # Set when a message is queued for an on-demand peer, or it stops being one.
+        self.wanted = asyncio.Event()
 
 
 #: How long a refusal waits for the peer's own connection to end before it is not taken
@@ -161,6 +172,8 @@ class PeerLink:
         queue.append((kind, frame))
         if connection is not None and connection.writable:
             self._flush(peer)
+        elif peer.on_demand:
+            peer.wanted.set()
 
     def _flush(self, peer: Peer) -> None:
         """Write what waits for ``peer`` until its queue is empty or flow control stops it."""
@@ -211,6 +224,12 @@ class PeerLink:
         # It dials as soon as it runs: what is sent before then waits for that dial.
         peer.dialling = True
 
+    def set_on_demand(self, peer: Peer, on_demand: bool) -> None:
+        """Dial ``peer`` only while a message waits for it, or again all the time."""
+        peer.on_demand = on_demand
+        if not on_demand:
+            peer.wanted.set()
+
     def stop(self, peer: Peer) -> None:
         """Stop ``peer``'s dialler, which closes its connection; its queue stays."""
         peer.connection = None
@@ -243,6 +262,10 @@ class PeerLink:
         closed_at_once = 0
         refused = False
         while True:
+            if peer.on_demand and not peer.queue:
+                peer.wanted.clear()
+                await peer.wanted.wait()
+                failures = 0
             probe, peer.broke = peer.broke, False
             peer.dialling = True
             try:
@@ -257,7 +280,8 @@ class PeerLink:
                 self._metrics.dropped_not_connected += len(peer.queue)
                 peer.queue.clear()
                 failures += 1
-                await asyncio.sleep(self._backoff_delay(failures))
+                if not peer.on_demand:
+                    await asyncio.sleep(self._backoff_delay(failures))
                 continue
             opened_at = loop.time()
             try:

@@ -331,6 +331,29 @@ class TcpTransport(Transport):
         if self._peer_link is not None and not self._closed:
             self._peer_link.start(peer)
 
+    def dial_on_demand(self, node_id: str, on_demand: bool = True) -> None:
+        """Dial the peer ``node_id`` only while a message waits for it, or (``False``)
+        keep a connection to it up again, as for every peer at first.
+
+        For a peer that is no longer a member: it may still need a message (a member
+        removed while it was down is told so when it comes back), but a machine that
+        left for good should not be dialled for ever. An established connection is kept
+        until it ends. An unknown peer is ignored.
+        """
+        peer = self._peers.get(node_id)
+        if peer is None or peer.on_demand == on_demand:
+            return
+        if self._peer_link is None:
+            peer.on_demand = on_demand
+        else:
+            self._peer_link.set_on_demand(peer, on_demand)
+        logger.info(
+            "%s: peer %s is dialled %s",
+            self._node_id,
+            node_id,
+            "only when a message waits for it" if on_demand else "and kept connected again",
+        )
+
     def remove_peer(self, node_id: str) -> None:
         """Forget the peer ``node_id``: drop its queue and close its connections.
 
