@@ -71,6 +71,9 @@ async def test_metrics_text_reports_the_election() -> None:
     assert 'almost_raft_role{role="leader"} 1.0' in text
     assert "almost_raft_is_leader 1.0" in text
     assert "almost_raft_elections_won_total 1.0" in text
+    # Every counter of Election.metrics() that says how elections went is exported.
+    for name in ("leader_down_reports", "early_pre_votes", "handovers_received"):
+        assert f"almost_raft_{name}_total 0.0" in text
 
 
 def _entry(node: str, port: int) -> NodeEntry:

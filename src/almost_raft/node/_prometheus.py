@@ -76,6 +76,23 @@ class _Collector:
                 metrics.elections_started,
             ),
             ("elections_won", "Elections won.", metrics.elections_won),
+            (
+                "leader_down_reports",
+                "Times evidence that the leader's process was gone made this node campaign "
+                "early.",
+                metrics.leader_down_reports,
+            ),
+            (
+                "early_pre_votes",
+                "Times this node, first in line after its leader's connection ended, asked "
+                "for pre-votes before the evidence of a crash.",
+                metrics.early_pre_votes,
+            ),
+            (
+                "handovers_received",
+                "Times a leader handed leadership to this node.",
+                metrics.handovers_received,
+            ),
             ("leader_changes", "Changes of the leader this node knows.", metrics.leader_changes),
             ("state_saves", "Terms and votes made durable.", metrics.state_saves),
             ("sends_failed", "Sends whose transport call raised.", metrics.sends_failed),
