@@ -78,8 +78,7 @@ class _Collector:
             ("elections_won", "Elections won.", metrics.elections_won),
             (
                 "leader_down_reports",
-                "Times evidence that the leader's process was gone made this node campaign "
-                "early.",
+                "Times evidence that the leader's process was gone made this node campaign early.",
                 metrics.leader_down_reports,
             ),
             (
