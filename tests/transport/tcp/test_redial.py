@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import subprocess
 
 import pytest
 
 from almost_raft.core._messages import HeartBeat, HeartBeatResponse
 from almost_raft.transport.tcp._redial import (
+    MIN_DIAL_SPACING,
     QUICK_PROBES,
     AnswerWatch,
     Verdict,
     after_connection,
+    dial_spacing,
+    next_connect_estimate,
 )
 from almost_raft.transport.tcp._transport import TcpTransport
 from helpers.transport import Inbox, eventually
@@ -48,6 +55,30 @@ def test_a_connection_that_lasted_is_redialled_at_once_and_resets_the_failures()
     # Between young and healthy: the redial is the probe, so it never waits.
     middling = after_connection(5, 0, lasted=0.5, probe=False, **BACKOFF)
     assert (middling.failures, middling.backoff) == (6, False)
+
+
+# ------------------------------------------------------------------ dial_spacing
+
+
+def test_a_dials_attempts_follow_the_measured_connect_time_within_bounds() -> None:
+    # Before any connect, and on a fast network, the floor.
+    assert dial_spacing(None, connect_timeout=0.6) == MIN_DIAL_SPACING
+    assert dial_spacing(0.0002, connect_timeout=0.6) == MIN_DIAL_SPACING
+    # A slow link: twice its connect time, so a merely slow SYN is not doubled at once.
+    assert dial_spacing(0.12, connect_timeout=0.6) == pytest.approx(0.24)
+    # Never more than one attempt per connect_timeout.
+    assert dial_spacing(2.0, connect_timeout=0.6) == 0.6
+    assert dial_spacing(None, connect_timeout=0.05) == 0.05
+
+
+def test_one_slow_connect_moves_the_estimate_only_part_of_the_way() -> None:
+    estimate = next_connect_estimate(None, 0.04)
+    assert estimate == 0.04
+    slowed = next_connect_estimate(estimate, 0.44)
+    assert 0.04 < slowed < 0.2
+    for _ in range(20):
+        slowed = next_connect_estimate(slowed, 0.04)
+    assert slowed == pytest.approx(0.04, abs=0.001)
 
 
 # ------------------------------------------------------------------ AnswerWatch
@@ -125,6 +156,61 @@ def test_a_connection_whose_heartbeats_go_unanswered_is_given_up_and_redialled()
             await transport.close()
             server.close()
             await server.wait_closed()
+
+    asyncio.run(body())
+
+
+def _iptables_drop(port: int, action: str) -> None:
+    """Insert (``-I``) or delete (``-D``) a rule that drops every packet to ``port`` on lo."""
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+    subprocess.run(["iptables", action, *rule], check=True, capture_output=True, timeout=10)
+
+
+def _can_drop_packets() -> bool:
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("iptables") is None:
+        return False
+    probe = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_drop_packets(), reason="needs root and iptables to drop packets")
+def test_a_dial_into_a_partition_gets_through_soon_after_the_heal() -> None:
+    async def body() -> None:
+        listener = socket.socket()
+        listener.bind((LOCALHOST, 0))
+        listener.listen(16)
+        address = listener.getsockname()
+        # The partition: every SYN to the listener is dropped. The kernel retransmits it
+        # (here about 1, 2, 3, 4, 5 and 7 s after the dial; the gaps grow from there).
+        _iptables_drop(address[1], "-I")
+        dropping = True
+        transport = TcpTransport(
+            listen=(LOCALHOST, 0),
+            peers={"far": address},
+            cluster_id="test",
+            connect_timeout=8.0,
+            backoff_initial=0.01,
+            backoff_max=0.1,
+        )
+        await transport.start("a", Inbox())
+        loop = asyncio.get_running_loop()
+        try:
+            # Healed between two of the kernel's retransmissions: an attempt left to the
+            # kernel got through at the next one, 1.8 s after the heal (measured).
+            await asyncio.sleep(5.3)
+            assert transport.metrics.connects == 0
+            healed = loop.time()
+            _iptables_drop(address[1], "-D")
+            dropping = False
+            await eventually(lambda: transport.metrics.connects == 1, "a connection")
+            assert loop.time() - healed < 1.0
+            assert transport.metrics.connect_timeouts == 0
+        finally:
+            if dropping:
+                _iptables_drop(address[1], "-D")
+            await transport.close()
+            listener.close()
 
     asyncio.run(body())
 

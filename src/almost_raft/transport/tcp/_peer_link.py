@@ -33,7 +33,11 @@ A connection is also given up when what it asks goes unanswered for
 connection asks, none while it does not), and the kernel is told the same limit for
 unacknowledged data (``TCP_USER_TIMEOUT``, on Linux): after a partition heals, a fresh
 connection gets through at once, where the old one would wait out TCP's retransmission
-backoff. Every decision about redialling is a pure function of :mod:`._redial`.
+backoff. While a peer cannot be reached, a dial keeps a fresh SYN in flight: a new
+attempt starts every spacing (from the measured connect time) while the earlier ones go
+on, so a lost SYN costs a fraction of a second rather than the kernel's one-second
+retransmission, and a healed partition is crossed within one spacing. Every decision
+about redialling is a pure function of :mod:`._redial`.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ from ._redial import (
     Verdict,
     after_connection,
     backoff_delay,
+    dial_spacing,
+    next_connect_estimate,
 )
 from ._settings import Address, TcpSettings
 from ._tls import require_certificate_name
@@ -76,6 +82,7 @@ class Peer:
         "answers",
         "asked",
         "broke",
+        "connect_estimate",
         "connection",
         "dialler",
         "dialling",
@@ -109,6 +116,8 @@ class Peer:
         self.heard = 0
         # The current connection's watch on its answers; None while there is none.
         self.answers: AnswerWatch | None = None
+        # The running estimate of a connect's duration, which spaces a dial's attempts.
+        self.connect_estimate: float | None = None
         # Dialled only while a message waits for it (a peer that is no longer a member).
         self.on_demand = False
         # Set when a message is queued for an on-demand peer, or it stops being one.
@@ -275,12 +284,16 @@ class PeerLink:
                     # A dialler replaced by a new address speaks no longer for the peer.
                     peer.dialling = False
                 self.changed.set()
-            if connection is None:
+            if not isinstance(connection, FramedConnection):
                 # What waited for a dead peer is stale by the time it is back.
                 self._metrics.dropped_not_connected += len(peer.queue)
                 peer.queue.clear()
                 failures += 1
-                if not peer.on_demand:
+                if connection is ConnectFailure.TIMEOUT:
+                    # No answer is no news: the next dial is still the probe, and it
+                    # starts at once, since this one waited its connect_timeout (Rule 4).
+                    peer.broke = probe
+                elif not peer.on_demand:
                     await asyncio.sleep(self._backoff_delay(failures))
                 continue
             opened_at = loop.time()
@@ -346,32 +359,17 @@ class PeerLink:
 
     async def _connect(
         self, peer: Peer, *, probe: bool, quiet: bool = False
-    ) -> FramedConnection | None:
-        """Connect to ``peer`` and introduce this node; None (counted, logged) on failure.
+    ) -> FramedConnection | ConnectFailure | None:
+        """Connect to ``peer`` and introduce this node.
 
-        ``quiet`` logs a success at DEBUG: the peer refused the previous connection.
+        Returns the connection, or on failure (counted and logged) why the dial failed,
+        or None if the peer refused this node (TLS, identity, secret). ``quiet`` logs a
+        success at DEBUG: the peer refused the previous connection.
         """
         settings = self._settings
         host, port = peer.address
-        connection = FramedConnection(
-            settings.max_frame_bytes, write_timeout=settings.write_timeout
-        )
-        loop = asyncio.get_running_loop()
         try:
-            # asyncio.timeout(), not wait_for(): on Python 3.11 wait_for() can swallow a
-            # cancellation that arrives as the connection completes, and close() would
-            # then wait for this task forever.
-            async with asyncio.timeout(settings.connect_timeout):
-                if settings.tls is None:
-                    await loop.create_connection(lambda: connection, host, port)
-                else:
-                    await loop.create_connection(
-                        lambda: connection,
-                        host,
-                        port,
-                        ssl=settings.tls.client,
-                        server_hostname=host,
-                    )
+            connection = await self._dial(peer)
         except ssl.SSLError as exc:
             self._metrics.count(FrameProblem.TLS)
             self._report_refusal(peer, "TLS handshake failed", exc)
@@ -381,13 +379,13 @@ class PeerLink:
             if probe and await self._inbound_gone_too(peer.node_id):
                 # The connection broke and the host now refuses: the process is gone.
                 self._inbox.peer_unreachable(peer.node_id)
-            return None
+            return ConnectFailure.REFUSED
         except TimeoutError as exc:
             self._report_connect_failure(peer, ConnectFailure.TIMEOUT, exc)
-            return None
+            return ConnectFailure.TIMEOUT
         except OSError as exc:
             self._report_connect_failure(peer, ConnectFailure.OTHER, exc)
-            return None
+            return ConnectFailure.OTHER
         transport = connection.transport
         assert transport is not None
         sock = transport.get_extra_info("socket")
@@ -429,6 +427,68 @@ class PeerLink:
             host,
             port,
         )
+        return connection
+
+    async def _dial(self, peer: Peer) -> FramedConnection:
+        """Open a connection to ``peer``: a new attempt every spacing until one connects.
+
+        Each attempt may take ``connect_timeout``; the first to connect is kept and the
+        others are abandoned. The first attempt to fail otherwise (refused, no route)
+        ends the dial with its error: only silence is worth another SYN (Rule 4).
+
+        Raises:
+            TimeoutError: nothing connected within ``connect_timeout``.
+            OSError: an attempt failed (``ConnectionRefusedError``, ``ssl.SSLError``...).
+        """
+        loop = asyncio.get_running_loop()
+        limit = self._settings.connect_timeout
+        spacing = dial_spacing(peer.connect_estimate, limit)
+        next_attempt = loop.time()
+        deadline = next_attempt + limit
+        attempts: dict[asyncio.Task[FramedConnection], float] = {}
+        try:
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    raise TimeoutError(f"no answer within {limit} s")
+                if now >= next_attempt:
+                    attempts[loop.create_task(self._attempt(peer))] = now
+                    next_attempt = now + spacing
+                done, _ = await asyncio.wait(
+                    attempts,
+                    timeout=min(next_attempt, deadline) - now,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                # A connection wins over a failure that ended at the same moment.
+                for task in sorted(done, key=lambda t: t.exception() is not None):
+                    began = attempts.pop(task)
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                    peer.connect_estimate = next_connect_estimate(
+                        peer.connect_estimate, loop.time() - began
+                    )
+                    return task.result()
+        finally:
+            for task in attempts:
+                # Abandoned: one that connected as it was cancelled closes at once.
+                task.cancel()
+                task.add_done_callback(_close_abandoned)
+
+    async def _attempt(self, peer: Peer) -> FramedConnection:
+        """One attempt of a dial: a TCP (and TLS) connect to ``peer``, no handshake yet."""
+        settings = self._settings
+        host, port = peer.address
+        connection = FramedConnection(
+            settings.max_frame_bytes, write_timeout=settings.write_timeout
+        )
+        loop = asyncio.get_running_loop()
+        if settings.tls is None:
+            await loop.create_connection(lambda: connection, host, port)
+        else:
+            await loop.create_connection(
+                lambda: connection, host, port, ssl=settings.tls.client, server_hostname=host
+            )
         return connection
 
     async def _introduce(self, peer: Peer, connection: FramedConnection) -> None:
@@ -514,6 +574,12 @@ class PeerLink:
             failure.name.lower(),
             str(exc) or repr(exc),
         )
+
+
+def _close_abandoned(task: asyncio.Task[FramedConnection]) -> None:
+    """Close the connection of an attempt that completed after its dial was decided."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().abort()
 
 
 def _set_user_timeout(sock: socket.socket, limit: float | None) -> None:

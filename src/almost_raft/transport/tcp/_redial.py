@@ -22,6 +22,15 @@ asks after an answer is judged within two) is given up and redialled: after a
 partition, an established connection would otherwise wait out TCP's retransmission
 backoff, which doubles to many seconds, while a new connection gets through within a
 round trip of the heal.
+
+Rule 4 (a fresh SYN while the peer is unreachable). A dial that gets no answer is not
+left to the kernel, which retransmits a SYN after one second, then three, then seven: a
+new attempt starts every :func:`dial_spacing` (twice the measured connect time, at least
+``MIN_DIAL_SPACING``) while the earlier ones go on, each for ``connect_timeout`` at most,
+and the first to connect is kept. A lost SYN or refusal then costs one spacing, and after
+a partition heals the peer is reached within one spacing, however long it lasted. A dial
+that timed out is followed by the next at once: unlike a refusal it cannot loop tightly,
+since it waited ``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -36,8 +45,11 @@ __all__ = [
     "AnswerWatch",
     "Redial",
     "Verdict",
+    "MIN_DIAL_SPACING",
     "after_connection",
     "backoff_delay",
+    "dial_spacing",
+    "next_connect_estimate",
 ]
 
 # The longest exponent the backoff computes, so a peer down for days cannot overflow it.
@@ -45,6 +57,13 @@ _MAX_BACKOFF_DOUBLINGS = 32
 
 # How many times in a row a probe connection that died young is probed again at once.
 QUICK_PROBES = 3
+
+#: The shortest time between two attempts of one dial, in seconds: what a lost SYN costs
+#: on a fast network, where the measured connect time is far below it.
+MIN_DIAL_SPACING = 0.1
+
+#: The weight of the newest connect time in the running estimate.
+_CONNECT_GAIN = 0.25
 
 #: The message kinds (``message_kind`` names) whose receiver always answers, on its own
 #: connection: a heartbeat gets a heartbeat response, a vote request a vote response, a
@@ -61,6 +80,29 @@ def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Ran
     doublings = min(failures - 1, _MAX_BACKOFF_DOUBLINGS)
     ceiling = min(maximum, initial * 2.0**doublings)
     return ceiling * (0.5 + 0.5 * rng.random())
+
+
+def dial_spacing(connect_estimate: float | None, connect_timeout: float) -> float:
+    """Seconds between the attempts of one dial (Rule 4).
+
+    Twice ``connect_estimate`` (the running estimate of how long a connect to this peer
+    takes, None before the first), so that an attempt whose SYN is merely slow is not
+    doubled at once, but at least ``MIN_DIAL_SPACING`` and at most ``connect_timeout``.
+    """
+    if connect_estimate is None:
+        return min(connect_timeout, MIN_DIAL_SPACING)
+    return min(connect_timeout, max(MIN_DIAL_SPACING, 2.0 * connect_estimate))
+
+
+def next_connect_estimate(estimate: float | None, sample: float) -> float:
+    """The running estimate of a peer's connect time after one took ``sample`` seconds.
+
+    A moving average, not the largest seen: one connect slowed by a busy moment must not
+    space the attempts out for good, and a spacing a little short costs only a SYN.
+    """
+    if estimate is None:
+        return sample
+    return estimate + _CONNECT_GAIN * (sample - estimate)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
