@@ -94,6 +94,12 @@ class NamespaceNetwork:
         self._forwarder: Forwarder | None = None
         self._closed = False
 
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        """Why this process cannot make the network (not root, no ``/dev/net/tun``, no
+        ``ip``), with what to do; ``None`` if it can."""
+        return unavailable_reason()
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
