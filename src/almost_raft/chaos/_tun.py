@@ -58,8 +58,8 @@ def unavailable_reason() -> str | None:
         return "network namespaces need Linux"
     if os.geteuid() != 0:
         return (
-            "network namespaces need root: run as root (or with CAP_NET_ADMIN and "
-            "CAP_SYS_ADMIN), or leave out --netns to use the user-space proxies"
+            "network namespaces need root: run as root, or use ProxyNetwork, which "
+            "models the network in user space"
         )
     if not os.path.exists(_TUN_PATH):
         return (
