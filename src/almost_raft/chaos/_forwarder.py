@@ -13,6 +13,8 @@ backoff); otherwise it is dropped with the probability of ``loss`` (and of ``dro
 which at this layer is one more loss), and the rest are held ``delay`` plus or minus up
 to ``jitter`` (uniform) before they are written to the destination's device. Loss hits
 every packet alike, SYN, ACK, FIN and data: recovering from it is the kernel's work.
+A packet leaves up to about a millisecond after it is due: the selector's timeout is
+rounded up to whole milliseconds.
 
 Rule 3 (order is kept). A packet is never delivered before one read earlier on the same
 link: its due time is the later of its own draw and the link's last due time. Packets in
