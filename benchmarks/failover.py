@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/failover.py --only kill --trials 50 --delay 20 --jitter 10
     .venv/bin/python benchmarks/failover.py --only kill --trials 50 --delay 20 --jitter 10 \
         --loss 0.05
+    .venv/bin/python benchmarks/failover.py --netns --only kill --trials 50 --delay 20 \
+        --jitter 10                                             # as root
 
 Starts ``almost-raft run`` processes on 127.0.0.1 (election timeout 150-300 ms, heartbeat
 50 ms) and, trial after trial, signals the leader:
@@ -21,6 +23,12 @@ directed link (``almost_raft.chaos.ProxyNetwork``) that delays each frame by ``d
 ``jitter`` ms one way, keeping the order, and loses a share ``loss`` of frames and dials,
 which arrive a TCP retransmission timeout later. A killed leader's refused redial gets
 through the proxy as a refusal, after a round trip.
+
+With ``--netns`` (root only) each node runs in a network namespace of its own
+(``almost_raft.chaos.NamespaceNetwork``) and the kernel's TCP carries the messages;
+``--delay`` and ``--jitter`` hold each IP packet, and ``--loss`` drops that share of
+packets (SYNs, ACKs and FINs too), which TCP then retransmits itself. The result files get
+a ``-netns`` suffix.
 
 Each failover is timed from the signal (this process's ``time.monotonic()``) to the
 moment the last live node logged the new leader (the nodes log the same clock). Prints
@@ -44,7 +52,7 @@ from _common import ideal_failover, machine, plot_cdfs, summarize, table, write_
 from _process_trials import Trial, TrialRun, breakdown, run_trials
 
 from almost_raft import FileStore, HardState
-from almost_raft.chaos import LinkState, ProxyNetwork
+from almost_raft.chaos import LinkState, NamespaceNetwork, ProxyNetwork
 from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 TIMINGS = ClusterTimings(
@@ -79,12 +87,15 @@ def measure(
     label: str,
     parent: Path | None = None,
     link: LinkState | None = None,
+    netns: dict[str, Any] | None = None,
 ) -> TrialRun:
     """Start a cluster of ``size`` processes and run ``trials`` failovers on it.
 
     ``parent`` is where the cluster's directory (state files included) goes; the system's
     temporary directory if ``None``. ``link``, if given, is what every directed link
-    between the nodes does, through a proxy per link.
+    between the nodes does, through a proxy per link. If ``netns`` is given, the nodes
+    run in network namespaces instead, ``link`` applies to their packets, and the
+    forwarder's packet counters are put into ``netns``.
     """
     heartbeat = timings.heartbeat_interval_ms / 1000
 
@@ -103,10 +114,25 @@ def measure(
             progress=progress,
         )
 
+    ids = [f"n{i}" for i in range(1, size + 1)]
+    if netns is not None:
+        with NamespaceNetwork(ids, seed=seed) as namespaces:
+            namespaces.set_all(link or LinkState())
+            cluster = ProcessCluster(
+                size,
+                timings=timings,
+                parent=parent,
+                host=namespaces.address,
+                spawn_prefix=namespaces.exec_prefix,
+            )
+            try:
+                with cluster:
+                    return trials_on(cluster)
+            finally:
+                netns.update(dataclasses.asdict(namespaces.stats()))
     if link is None:
         with ProcessCluster(size, timings=timings, parent=parent) as cluster:
             return trials_on(cluster)
-    ids = [f"n{i}" for i in range(1, size + 1)]
     real: dict[str, tuple[str, int]] = {}
     with ProxyNetwork(ids, real.__getitem__, seed) as network:
         for src, dst in network.links:
@@ -207,7 +233,15 @@ def main() -> None:
     parser.add_argument(
         "--loss", type=float, default=0.0, help="share of frames lost and retransmitted (0-1)"
     )
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="each node in a network namespace of its own, the kernel's TCP between them, "
+        "the delay, jitter and loss on its IP packets (needs root)",
+    )
     args = parser.parse_args()
+    if args.netns and (reason := NamespaceNetwork.unavailable_reason()) is not None:
+        parser.error(reason)
     link = None
     if args.delay or args.jitter or args.loss:
         try:
@@ -232,6 +266,7 @@ def main() -> None:
             if link is None
             else f", links {args.delay:g} ± {args.jitter:g} ms one way, {args.loss:.0%} loss"
         )
+        + (", in network namespaces (kernel TCP)" if args.netns else "")
     )
     state_dir = str(args.state_dir or tempfile.gettempdir())
     saves = summarize(store_save_seconds(args.state_dir))
@@ -245,6 +280,7 @@ def main() -> None:
         "state_dir": state_dir,
         "state_save": saves,
         "link": None if link is None else dataclasses.asdict(link),
+        "network": "netns" if args.netns else ("proxy" if link is not None else "loopback"),
         "kinds": {},
     }
     rows = []
@@ -254,11 +290,24 @@ def main() -> None:
         if link is not None:
             target = LINK_TARGETS.get((signum, bool(link.loss)), "-")
         started = time.monotonic()
+        packets: dict[str, Any] | None = {} if args.netns else None
         run = measure(
-            5, TIMINGS, signum, trials, settle, args.seed + index, label, args.state_dir, link
+            5,
+            TIMINGS,
+            signum,
+            trials,
+            settle,
+            args.seed + index,
+            label,
+            args.state_dir,
+            link,
+            packets,
         )
         numbers = report(label, run)
         numbers["wall_seconds"] = time.monotonic() - started
+        if packets is not None:
+            numbers["packets"] = packets
+            print(f"  {label}: packets {packets}", flush=True)
         if signum == signal.SIGSTOP:
             numbers["best_case"] = silent_best_case(run, TIMINGS, followers=4)
         results["kinds"][label] = numbers
@@ -307,13 +356,20 @@ def main() -> None:
     ]
     print()
     print(table(headers, rows))
-    name = "failover" + ("_quick" if args.quick else "") + (args.name_suffix or "")
+    name = (
+        "failover"
+        + ("_quick" if args.quick else "")
+        + (args.name_suffix or "")
+        + ("-netns" if args.netns else "")
+    )
     path = write_json(name, results)
     print(f"wrote {path}")
     png = plot_cdfs(
         name,
         series,
-        "5 processes over TCP, 150-300 ms: time until all live nodes know the new leader",
+        "5 processes over TCP"
+        + (" in network namespaces" if args.netns else "")
+        + ", 150-300 ms: time until all live nodes know the new leader",
         log_x=True,
     )
     if png is not None:

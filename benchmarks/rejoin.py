@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/rejoin.py --partition 1.5 --trials 20
     .venv/bin/python benchmarks/rejoin.py --partition 20 --trials 8    # about 4 minutes
+    .venv/bin/python benchmarks/rejoin.py --netns --partition 1.5 --trials 20   # as root
 
 Starts five ``almost-raft run`` processes on 127.0.0.1 (election timeout 150-300 ms,
 heartbeat 50 ms), every message through a proxy per directed link
@@ -16,6 +17,12 @@ and redials rejoins within a round trip or a redial.
 A trial is timed from the heal (this process's ``time.monotonic()``) to the moment the
 isolated node logs the leader again (the nodes log the same clock). Prints median, p99
 and max, and writes ``benchmarks/results/rejoin_<seconds>s.json``.
+
+With ``--netns`` (root only) each node runs in a network namespace of its own
+(``almost_raft.chaos.NamespaceNetwork``) with the kernel's TCP between them, and the
+partition drops every IP packet to and from the isolated node, both ways, until the heal:
+the kernel's own SYN retransmissions and retransmission backoff are what the node lives
+through. The result file gets a ``-netns`` suffix.
 """
 
 from __future__ import annotations
@@ -25,17 +32,24 @@ import dataclasses
 import os
 import random
 import time
+from typing import Protocol
 
 from _common import machine, summarize, table, write_json
 from _process_trials import Event, LogWatch
 
-from almost_raft.chaos import LinkState, ProxyNetwork
+from almost_raft.chaos import LinkState, NamespaceNetwork, ProxyNetwork
 from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 TIMINGS = ClusterTimings(
     election_timeout_ms=150, election_timeout_max_ms=300, heartbeat_interval_ms=50
 )
 TARGETS = {1.5: "<= 300 ms", 20.0: "<= 500 ms"}
+
+
+class Network(Protocol):
+    """What a trial needs of the network: setting one link's state."""
+
+    def set_state(self, src: str, dst: str, state: LinkState) -> None: ...
 
 
 def first_view(watch: LogWatch, node: str, since: float) -> Event | None:
@@ -48,7 +62,7 @@ def first_view(watch: LogWatch, node: str, since: float) -> Event | None:
 
 def rejoin_times(
     cluster: ProcessCluster,
-    network: ProxyNetwork,
+    network: Network,
     partition: float,
     trials: int,
     rng: random.Random,
@@ -101,7 +115,15 @@ def main() -> None:
     parser.add_argument("--partition", type=float, default=1.5, help="seconds isolated")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="each node in a network namespace of its own, the kernel's TCP between them; "
+        "the partition drops their IP packets (needs root)",
+    )
     args = parser.parse_args()
+    if args.netns and (reason := NamespaceNetwork.unavailable_reason()) is not None:
+        parser.error(reason)
     info = machine()
     print(
         f"{info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
@@ -111,16 +133,30 @@ def main() -> None:
         f"5 processes, election timeout {TIMINGS.election_timeout_ms}-"
         f"{TIMINGS.election_timeout_max_ms} ms, heartbeat {TIMINGS.heartbeat_interval_ms} ms, "
         f"{args.trials} partitions of {args.partition:g} s"
+        + (", in network namespaces (kernel TCP)" if args.netns else "")
     )
     ids = [f"n{i}" for i in range(1, 6)]
-    real: dict[str, tuple[str, int]] = {}
-    with ProxyNetwork(ids, real.__getitem__, args.seed) as network:
-        cluster = ProcessCluster(5, timings=TIMINGS, peer_address=network.address)
-        with cluster:
-            real.update(cluster.addresses)
-            times, missed = rejoin_times(
-                cluster, network, args.partition, args.trials, random.Random(args.seed)
+    packets = None
+    if args.netns:
+        with NamespaceNetwork(ids, seed=args.seed) as namespaces:
+            cluster = ProcessCluster(
+                5, timings=TIMINGS, host=namespaces.address, spawn_prefix=namespaces.exec_prefix
             )
+            with cluster:
+                times, missed = rejoin_times(
+                    cluster, namespaces, args.partition, args.trials, random.Random(args.seed)
+                )
+            packets = dataclasses.asdict(namespaces.stats())
+        print(f"packets {packets}")
+    else:
+        real: dict[str, tuple[str, int]] = {}
+        with ProxyNetwork(ids, real.__getitem__, args.seed) as network:
+            cluster = ProcessCluster(5, timings=TIMINGS, peer_address=network.address)
+            with cluster:
+                real.update(cluster.addresses)
+                times, missed = rejoin_times(
+                    cluster, network, args.partition, args.trials, random.Random(args.seed)
+                )
     numbers = summarize(times)
     target = TARGETS.get(args.partition, "-")
     print()
@@ -141,8 +177,10 @@ def main() -> None:
         )
     )
     path = write_json(
-        f"rejoin_{args.partition:g}s",
+        f"rejoin_{args.partition:g}s" + ("-netns" if args.netns else ""),
         {
+            "network": "netns" if args.netns else "proxy",
+            "packets": packets,
             "machine": info,
             "timings": dataclasses.asdict(TIMINGS),
             "partition_seconds": args.partition,

@@ -10,6 +10,10 @@ it measures every window without a leader. It prints a summary and exits with st
 on a violation or if the healed cluster elects no leader.
 
 ``python -m almost_raft.chaos check LOG...`` runs the same checker over JSON log files.
+
+:class:`NamespaceNetwork` is the other network: a Linux network namespace per node, the
+kernel's TCP between them, and delay, jitter, loss and partitions applied to the IP
+packets by one forwarder thread (it needs root and ``/dev/net/tun``).
 """
 
 from ._checker import (
@@ -23,9 +27,12 @@ from ._checker import (
     check,
     read_events,
 )
+from ._forwarder import PacketStats
 from ._harness import ChaosOptions, ChaosReport, print_report, run_chaos
+from ._namespaces import NamespaceNetwork
 from ._proxy import LinkState, LinkStats, ProxyNetwork
 from ._schedule import FAULT_KINDS, LEADER, Fault, make_schedule
+from ._tun import NamespaceError
 
 __all__ = [
     # Running
@@ -42,6 +49,9 @@ __all__ = [
     "LinkState",
     "LinkStats",
     "ProxyNetwork",
+    "NamespaceError",
+    "NamespaceNetwork",
+    "PacketStats",
     # The checker
     "TERM_DECREASED",
     "TWO_LEADERS_IN_TERM",

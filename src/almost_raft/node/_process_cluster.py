@@ -20,6 +20,11 @@ if the process that started it dies without closing it.
 Rule 3 (one clock). The nodes' log lines carry ``time.monotonic()``, which on one machine
 is the same clock in every process, so an event in a node's log can be compared with a
 moment measured here, such as the instant a node was killed.
+
+Rule 4 (a node may live elsewhere). With ``host`` a node listens on an address of its own
+(its transport, HTTP and admin endpoints), and with ``spawn_prefix`` its command line is
+prefixed (``ip netns exec NS``, say, with ``almost_raft.chaos.NamespaceNetwork``). The
+prefix must exec the node, so that the process id signalled is the node's own.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class ClusterTimings:
 
 
 class ProcessCluster:
-    """N ``almost-raft run`` processes on 127.0.0.1, with free ports picked at run time.
+    """N ``almost-raft run`` processes (on 127.0.0.1 unless told otherwise), with free ports
+    picked at run time.
 
     Nothing starts until :meth:`start`. Node ids are ``n1`` ... ``nN``.
 
@@ -87,6 +93,11 @@ class ProcessCluster:
             node's own port is picked (:attr:`addresses`).
         admin: give every node an admin endpoint (:attr:`admin`), for
             ``almost-raft members``.
+        host: if given, ``host(node)`` is the address ``node`` listens on (default
+            127.0.0.1). Its ports are still picked free on 127.0.0.1 here, which in a
+            namespace of its own is as good as any.
+        spawn_prefix: if given, ``spawn_prefix(node)`` goes before the node's command
+            line; it must exec the rest (Rule 4).
 
     Raises:
         ValueError: ``size`` is below 1.
@@ -103,6 +114,8 @@ class ProcessCluster:
         parent: Path | None = None,
         peer_address: Callable[[str, str], tuple[str, int]] | None = None,
         admin: bool = False,
+        host: Callable[[str], str] | None = None,
+        spawn_prefix: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, got {size}")
@@ -114,6 +127,8 @@ class ProcessCluster:
         self._parent = parent
         self._peer_address = peer_address
         self._admin = admin
+        self._host = host
+        self._spawn_prefix = spawn_prefix
         self.directory: Path | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.http: dict[str, tuple[str, int]] = {}
@@ -144,10 +159,7 @@ class ProcessCluster:
             (self.directory / "state").mkdir()
             ports = _free_ports(3 * len(self.ids))
             for index, node in enumerate(self.ids):
-                self.addresses[node] = (_HOST, ports[3 * index])
-                self.http[node] = (_HOST, ports[3 * index + 1])
-                if self._admin:
-                    self.admin[node] = (_HOST, ports[3 * index + 2])
+                self._place(node, ports[3 * index : 3 * index + 3])
             self.config_path.write_text(self._cluster_file(), encoding="utf-8")
             if self._peer_address is not None:
                 for node in self.ids:
@@ -297,10 +309,7 @@ class ProcessCluster:
             raise ValueError(f"{node} is already a node of this cluster")
         ports = _free_ports(3)
         self.ids.append(node)
-        self.addresses[node] = (_HOST, ports[0])
-        self.http[node] = (_HOST, ports[1])
-        if self._admin:
-            self.admin[node] = (_HOST, ports[2])
+        self._place(node, ports)
         self._left_out = set(leave_out)
         self.config_path.write_text(self._cluster_file(), encoding="utf-8")
         self._followers[node] = LogFollower(self.log_path(node))
@@ -318,12 +327,22 @@ class ProcessCluster:
             raise RuntimeError(f"{node} is still running (pid {self.pid(node)})")
         self._spawn(node)
 
+    def _place(self, node: str, ports: Sequence[int]) -> None:
+        """Give ``node`` its address and its three ports (transport, HTTP, admin)."""
+        host = _HOST if self._host is None else self._host(node)
+        self.addresses[node] = (host, ports[0])
+        self.http[node] = (host, ports[1])
+        if self._admin:
+            self.admin[node] = (host, ports[2])
+
     def _spawn(self, node: str) -> None:
         log = self._logs.get(node)
         if log is None:
             log = self._logs[node] = self.log_path(node).open("ab")
         host, port = self.http[node]
+        prefix = [] if self._spawn_prefix is None else list(self._spawn_prefix(node))
         argv = [
+            *prefix,
             sys.executable,
             "-m",
             "almost_raft",
@@ -526,10 +545,10 @@ class ProcessCluster:
                 "",
                 f"[nodes.{node}]",
                 f'address = "{host}:{port}"',
-                f'http = "{_HOST}:{self.http[node][1]}"',
+                'http = "{}:{}"'.format(*self.http[node]),
             ]
             if node in self.admin:
-                lines.append(f'admin = "{_HOST}:{self.admin[node][1]}"')
+                lines.append('admin = "{}:{}"'.format(*self.admin[node]))
         return "\n".join(lines) + "\n"
 
 
