@@ -15,6 +15,7 @@ from almost_raft import (
     ElectionCore,
     HeartBeat,
     NodeState,
+    Outbound,
     RequestVote,
     RequestVoteResponse,
 )
@@ -193,3 +194,70 @@ def test_a_leaving_follower_does_not_ask() -> None:
     core = _follower(_in_line(0))
     core.leave(0.15)  # not a leader: it terminates at once
     assert _pre_votes(core, 0.2) == []
+
+
+# ------------------------------------------------------------ a voter whose connection ended
+
+
+def _early_request() -> RequestVote:
+    return RequestVote(TERM + 1, _in_line(0), pre_vote=True)
+
+
+def _granted(messages: tuple[Outbound, ...], to: str) -> bool:
+    return any(
+        o.to == to and isinstance(o.message, RequestVoteResponse) and o.message.granted
+        for o in messages
+    )
+
+
+def test_a_voter_whose_connection_ended_too_grants_the_held_early_request_then() -> None:
+    voter = _follower(_in_line(1))
+    # It still hears its leader: held, not answered.
+    assert voter.receive(_early_request(), 0.2).messages == ()
+    output = voter.peer_disconnected(LEADER, 0.21)
+    assert _granted(output.messages, _in_line(0))
+    # A pre-vote changes nothing: same term, same leader, no vote, no save.
+    assert output.hard_state is None
+    assert (voter.role, voter.term, voter.leader_id) == (NodeState.FOLLOWER, TERM, LEADER)
+    assert voter.voted_for is None
+
+
+def test_after_its_own_connection_ended_a_voter_grants_the_early_request_on_arrival() -> None:
+    voter = _follower(_in_line(2))
+    voter.peer_disconnected(LEADER, 0.2)
+    assert _granted(voter.receive(_early_request(), 0.21).messages, _in_line(0))
+
+
+def test_a_connection_end_lifts_the_pre_vote_rule_for_the_first_in_line_only() -> None:
+    voter = _follower(_in_line(1))
+    voter.peer_disconnected(LEADER, 0.2)
+    # Another node's pre-vote, and the first in line's real vote, are dropped as before.
+    other = RequestVote(TERM + 1, _in_line(2), pre_vote=True)
+    assert voter.receive(other, 0.21).messages == ()
+    real = RequestVote(TERM + 1, _in_line(0))
+    assert voter.receive(real, 0.22).messages == ()
+    assert (voter.term, voter.voted_for) == (TERM, None)
+    # And a pre-vote for a term further ahead.
+    ahead = RequestVote(TERM + 2, _in_line(0), pre_vote=True)
+    assert voter.receive(ahead, 0.23).messages == ()
+
+
+def test_a_heartbeat_after_the_end_restores_the_pre_vote_rule() -> None:
+    voter = _follower(_in_line(1))
+    voter.peer_disconnected(LEADER, 0.2)
+    voter.receive(HeartBeat(TERM, LEADER), 0.22)  # the connection only blipped
+    assert voter.receive(_early_request(), 0.23).messages == ()
+
+
+def test_the_end_of_a_connection_to_a_peer_that_does_not_lead_lifts_nothing() -> None:
+    voter = _follower(_in_line(1))
+    voter.peer_disconnected(_in_line(3), 0.2)
+    assert voter.receive(_early_request(), 0.21).messages == ()
+
+
+def test_without_check_quorum_a_connection_end_lifts_nothing() -> None:
+    config = ElectionConfig(election_timeout=1.0, heartbeat_interval=0.1, check_quorum=False)
+    voter = _follower(_in_line(1), config)
+    voter.peer_disconnected(LEADER, 0.2)
+    output = voter.receive(_early_request(), 0.21)
+    assert not _granted(output.messages, _in_line(0))

@@ -2,8 +2,10 @@
 
 A connection that ends is a sign of a crash, not evidence: a core that took it for
 evidence, or that campaigned on the answers to its early pre-vote requests before its
-own evidence came, would let a node that still hears a healthy leader depose it. The
-simulator must catch both, and pass the correct core under the same faults.
+own evidence came, would let a node that still hears a healthy leader depose it; so
+would one that, after its connection to the leader ended, granted a pre-vote to anyone
+but the first in line. The simulator must catch all three, and pass the correct core
+under the same faults.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import collections
 
 from almost_raft import ElectionCore, Output, RequestVoteResponse
+from almost_raft.core._leader_down import campaign_turn
+from almost_raft.core._messages import RequestVote
 from almost_raft.core._quorum import VoteResult, vote_result
 from almost_raft.core._state import NodeState
 from almost_raft.sim import DEPOSED_HEARD_LEADER, FaultProfile, run_seed
@@ -18,6 +22,7 @@ from almost_raft.sim._checker import Checker
 from almost_raft.sim._stickiness import StickinessChecker
 
 DURATION = 20.0
+VOTERS = frozenset({"a", "b", "c", "d", "e"})
 SEEDS = range(20)
 
 # Connections to the leader break often (a blip: it lives on), among partitions and cuts
@@ -53,6 +58,18 @@ class CampaignsOnEarlyGrantsCore(ElectionCore):
         votes = {self.node_id: True, **early.answers}
         if vote_result(self._voters(), votes) is VoteResult.WON:
             self._become_candidate()
+
+
+class GrantsEveryoneOnAnEndCore(ElectionCore):
+    """After its connection to the leader ended, grants any candidate's pre-vote."""
+
+    def _leader_gone_sign(self, request: RequestVote) -> bool:
+        leader = self._leader_id
+        return (
+            request.pre_vote
+            and leader is not None
+            and self._leader_down.ended_since(leader, self._term, self._leader_contact)
+        )
 
 
 def _violations(core: type[ElectionCore], profile: FaultProfile | bool) -> collections.Counter[str]:
@@ -93,18 +110,47 @@ def test_evidence_or_a_crash_lifts_the_rule_but_a_later_heartbeat_restores_it() 
     checker, sticky = _stickiness()
     sticky.heard("a", "b", 3, 10.0)
     sticky.told_gone("a", "c")  # about another node: no effect
-    sticky.granted_pre_vote("a", 3, "c", 4, 10.01, 1.0)
+    sticky.granted_pre_vote("a", 3, "c", 4, 10.01, 1.0, VOTERS)
     assert len(checker.violations) == 1
     sticky.told_gone("a", "b")
-    sticky.granted_pre_vote("a", 3, "c", 4, 10.02, 1.0)
+    sticky.granted_pre_vote("a", 3, "c", 4, 10.02, 1.0, VOTERS)
     sticky.heard("a", "b", 3, 10.03)
     sticky.crashed("a")
     sticky.campaigned("a", 4, 10.04, 1.0)
     assert len(checker.violations) == 1
     sticky.heard("a", "b", 3, 10.05)
-    sticky.granted_pre_vote("a", 3, "c", 4, 10.06, 1.0)
+    sticky.granted_pre_vote("a", 3, "c", 4, 10.06, 1.0, VOTERS)
     assert len(checker.violations) == 2
     assert "granted c a pre-vote for term 4" in checker.violations[1].message
+
+
+def _first_in_line(leader: str, term: int) -> str:
+    survivors = sorted(VOTERS - {leader})
+    return next(n for n in survivors if campaign_turn(survivors, n, term) == 0)
+
+
+def test_a_connection_end_lifts_the_pre_vote_rule_for_the_first_in_line_alone() -> None:
+    checker, sticky = _stickiness()
+    first = _first_in_line("b", 3)
+    voter = next(n for n in sorted(VOTERS - {"b", first}))
+    other = next(n for n in sorted(VOTERS - {"b", first, voter}))
+    sticky.heard(voter, "b", 3, 10.0)
+    sticky.told_ended(voter, "b", 10.01)
+    sticky.granted_pre_vote(voter, 3, first, 4, 10.02, 1.0, VOTERS)
+    assert checker.violations == []
+    # Not another candidate, not a term further ahead, and never a campaign.
+    sticky.granted_pre_vote(voter, 3, other, 4, 10.02, 1.0, VOTERS)
+    sticky.granted_pre_vote(voter, 3, first, 5, 10.02, 1.0, VOTERS)
+    sticky.campaigned(voter, 4, 10.03, 1.0)
+    assert len(checker.violations) == 3
+    # A heartbeat after the end restores the rule for the first in line too.
+    sticky.heard(voter, "b", 3, 10.04)
+    sticky.granted_pre_vote(voter, 3, first, 4, 10.05, 1.0, VOTERS)
+    assert len(checker.violations) == 4
+    # So does an end with another node.
+    sticky.told_ended(voter, other, 10.06)
+    sticky.granted_pre_vote(voter, 3, first, 4, 10.07, 1.0, VOTERS)
+    assert len(checker.violations) == 5
 
 
 # ---------------------------------------------------------------------- in the simulator
@@ -116,6 +162,10 @@ def test_a_core_that_takes_an_ended_connection_for_evidence_is_caught() -> None:
 
 def test_a_core_that_campaigns_on_early_grants_without_evidence_is_caught() -> None:
     assert _violations(CampaignsOnEarlyGrantsCore, BLIPS)[DEPOSED_HEARD_LEADER] >= 1
+
+
+def test_a_core_that_grants_any_pre_vote_after_a_connection_end_is_caught() -> None:
+    assert _violations(GrantsEveryoneOnAnEndCore, BLIPS)[DEPOSED_HEARD_LEADER] >= 1
 
 
 def test_the_correct_core_asks_early_and_keeps_every_invariant_through_blips() -> None:

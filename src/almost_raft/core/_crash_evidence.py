@@ -11,8 +11,12 @@ its pre-vote requests early, and changes nothing else: it keeps its term and its
 refuses other candidates as before, and only records the answers. Once its own evidence
 arrives it campaigns with those answers as if it had asked then; a connection that
 merely blipped costs requests that the voters hold and forget at the leader's next
-heartbeat. So every grant still rests on the voter's own evidence or expired timer, and
-the candidate's own count on its own evidence: a connection's end is never evidence.
+heartbeat. A voter whose own connection to that leader ended as well, and that has
+not heard it since, grants those early requests at once (the first in line's, and only
+for the next term): a pre-vote changes no term and no vote, and the asker's count still
+waits for its own evidence. So a real vote still rests on the voter's own evidence or
+expired timer, and the candidate's count on its own evidence: a connection's end is never
+evidence, and it lifts the pre-vote rule only for the one node that would succeed.
 """
 
 from __future__ import annotations
@@ -125,7 +129,18 @@ class CrashEvidence:
         )
 
     def _leader_connection_ended(self, peer_id: str) -> None:
-        """Act on :meth:`ElectionCore.peer_disconnected`: the first in line asks early."""
+        """Act on :meth:`ElectionCore.peer_disconnected`: the first in line asks early,
+        and the others answer its early requests."""
+        if self._notes_connection_end(peer_id):
+            self._leader_down.connection_ended(peer_id, self._term, self._now)
+            successor = self._first_in_line()
+            held = None
+            if successor is not None and successor != self.node_id:
+                held = self._leader_down.take_pre_vote(
+                    successor, self._now, self._leader_down_spacing()
+                )
+            if held is not None and self._accept(held):
+                self._on_vote_request(held)
         if not self._asks_early_about(peer_id):
             return
         term = self._term + 1
@@ -145,6 +160,41 @@ class CrashEvidence:
             # Its answer waits for the voter's own evidence: no round trip to time.
             self.round_trips.vote_untimed(peer)
             self._send(peer, request)
+
+    def _notes_connection_end(self, peer_id: str) -> bool:
+        """Whether the end of a connection with ``peer_id`` is kept: it leads this
+        follower, and PreVote and CheckQuorum are on (see :meth:`_asks_early_about`)."""
+        return (
+            self.config.pre_vote
+            and self.config.check_quorum
+            and peer_id == self._leader_id
+            and peer_id != self.node_id
+            and self._role is NodeState.FOLLOWER
+        )
+
+    def _first_in_line(self) -> str | None:
+        """Who campaigns first if this node's leader is gone, by this node's view."""
+        leader = self._leader_id
+        if leader is None:
+            return None
+        survivors = sorted((self._voters() | {self.node_id}) - {leader})
+        if not survivors:
+            return None
+        return survivors[-self._term % len(survivors)]
+
+    def _leader_gone_sign(self, request: RequestVote) -> bool:
+        """Whether ``request`` is a pre-vote this follower grants although it heard its
+        leader within the timeout: it is the first in line's, for the next term, and this
+        node's own connection to the leader ended since it last heard it."""
+        leader = self._leader_id
+        return (
+            request.pre_vote
+            and leader is not None
+            and request.term == self._term + 1
+            and self._role is NodeState.FOLLOWER
+            and self._leader_down.ended_since(leader, self._term, self._leader_contact)
+            and request.candidate_id == self._first_in_line()
+        )
 
     def _asks_early_about(self, peer_id: str) -> bool:
         """Whether this node sends pre-vote requests now that its connection to

@@ -13,6 +13,11 @@ until their own evidence, which reaches them at about the time the first in line
 and answer then: the grants come back one message delay sooner than if the requests
 left at the first in line's evidence. This module keeps those early answers until the
 evidence arrives (:class:`EarlyAsk`); nothing counts them before.
+
+A voter whose own connection to the leader has ended too, and that has not heard the
+leader since, grants those early requests at once rather than at its evidence: a
+pre-vote changes nothing, and the asker still counts the grants only on evidence of its
+own. This module keeps when the voter's connection ended (:meth:`LeaderDown.ended_since`).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class LeaderDown:
     path that learns of a live leader forgets the held requests, and an early ask, too.
     """
 
-    __slots__ = ("_early", "_held", "until")
+    __slots__ = ("_early", "_ended", "_held", "until")
 
     def __init__(self) -> None:
         self.until = -math.inf
@@ -61,6 +66,8 @@ class LeaderDown:
         self._held: dict[str, tuple[RequestVote, float]] = {}
         # This node's own pre-vote requests sent before it had evidence, if any.
         self._early: EarlyAsk | None = None
+        # The leader, term and time of this node's latest connection end with its leader.
+        self._ended: tuple[str, int, float] | None = None
 
     def active(self, now: float) -> bool:
         """Whether the leader is known to be down at ``now``."""
@@ -100,6 +107,18 @@ class LeaderDown:
         self.until = -math.inf
         self._held.clear()
         self._early = None
+        self._ended = None
+
+    def connection_ended(self, leader: str, term: int, now: float) -> None:
+        """The connection between this node and ``leader`` of ``term`` ended at ``now``."""
+        self._ended = (leader, term, now)
+
+    def ended_since(self, leader: str, term: int, contact: float) -> bool:
+        """Whether a connection with ``leader`` of ``term`` ended at or after ``contact``,
+        the last time this node heard it: the leader may be gone, and has not said
+        otherwise since."""
+        ended = self._ended
+        return ended is not None and ended[:2] == (leader, term) and ended[2] >= contact
 
     def ask_early(self, term: int, now: float, asked: frozenset[str]) -> None:
         """This node sent pre-vote requests for ``term`` to ``asked`` at ``now``, before
@@ -137,6 +156,15 @@ class LeaderDown:
         passes the same rules as any other.
         """
         self._held[request.candidate_id] = (request, now)
+
+    def take_pre_vote(self, candidate: str, now: float, max_age: float) -> RequestVote | None:
+        """Return ``candidate``'s held pre-vote request if it is at most ``max_age`` old,
+        and hold it no more; its other requests, and everyone else's, stay held."""
+        held = self._held.get(candidate)
+        if held is None or not held[0].pre_vote or now - held[1] > max_age:
+            return None
+        del self._held[candidate]
+        return held[0]
 
     def take_fresh(self, now: float, max_age: float) -> list[RequestVote]:
         """Return the held requests at most ``max_age`` old, and hold nothing more."""

@@ -391,7 +391,9 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             return True
         if message.term > self._term:
             if isinstance(message, RequestVote) and ignored_during_lease(
-                message, self._term, self._in_leader_lease()
+                message,
+                self._term,
+                self._in_leader_lease() and not self._leader_gone_sign(message),
             ):
                 # Leader stickiness (thesis 4.2.3), except for a hand-over (thesis 3.10).
                 self._hold_vote_request(message)

@@ -305,7 +305,9 @@ class _Simulation(Operator):
             self.stickiness.told_gone(node.id, arg)
             self._carry_out(node, core.peer_unreachable(arg, local), now)
         elif kind == DISCONNECT:
-            # A hint, not evidence: the stickiness checker keeps what the node heard.
+            # A hint, not evidence: the stickiness checker keeps what the node heard, and
+            # lets the first in line's pre-vote be granted.
+            self.stickiness.told_ended(node.id, arg, local)
             self._carry_out(node, core.peer_disconnected(arg, local), now)
         elif kind == CHANGE:
             self._change(node, core, arg, now)
@@ -453,7 +455,9 @@ class _Simulation(Operator):
         core = node.core
         assert core is not None, "only a running node answers"
         local = node.clock.local(now)
-        self.stickiness.granted_pre_vote(node.id, core.term, candidate, term, local, now)
+        self.stickiness.granted_pre_vote(
+            node.id, core.term, candidate, term, local, now, core.peers | {node.id}
+        )
 
     def _news(self, node: SimNode, output: Output, now: float) -> None:
         news = output.leader_change
