@@ -9,9 +9,8 @@ that state and the arithmetic of the turns, free of the rest of the election.
 The first in line does not wait for that evidence to ask: when its connection to the
 leader merely ends (:meth:`ElectionCore.peer_disconnected`, a round trip before a redial
 can be refused), it sends its pre-vote requests at once. The other followers hold them
-until their own evidence, which reaches them at about the time the first in line's does,
-and answer then: the grants come back one message delay sooner than if the requests
-left at the first in line's evidence. This module keeps those early answers until the
+until their own connection to the leader ends or their own evidence comes, and answer
+then: the grants are back before the first in line's own evidence. This module keeps those early answers until the
 evidence arrives (:class:`EarlyAsk`); nothing counts them before.
 
 A voter whose own connection to the leader has ended too, and that has not heard the

@@ -340,7 +340,8 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
         connection just broke; a redial will tell (:meth:`peer_unreachable`, a round
         trip later). If the peer is this node's leader and this node is the first in line
         to succeed it (see :meth:`LeaderDown.begin`), it sends its pre-vote requests now;
-        the voters hold them until they have evidence of their own, and answer then.
+        the voters hold them until they have evidence of their own, or until their own
+        connection to the leader ends too (this input, on a voter), and answer then.
         Nothing else changes: the node keeps its term and its leader, and counts the
         answers only once its own evidence arrives. A connection that merely broke costs
         pre-vote requests that no one grants while the leader is heard.

@@ -74,7 +74,8 @@ class Votes:
         """Ask every other voter for a (pre-)vote, and count this node's own."""
         self._leader_id = None
         # Pre-vote requests this node sent when its connection to the leader ended stand
-        # in for this round's: the voters hold them until their own evidence.
+        # in for this round's: the voters hold them until their own evidence, or until
+        # their own connection to the leader ends.
         early = self._early_ask() if pre_vote else None
         self._campaign.start(self.node_id, pre_vote=pre_vote, transfer=transfer)
         self._reset_election_deadline()

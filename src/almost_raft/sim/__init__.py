@@ -7,7 +7,9 @@ must appear. A checker watches every step for two leaders in one term, a term go
 backwards, a node voting twice in one term, two different configurations committed with
 the same version, a node leaving as removed by a configuration that did not commit, two
 nodes exclusive (holding a lease) at the same real time, a node that campaigns or grants
-a pre-vote while it still hears its leader (with no evidence that the leader is gone), a
+a pre-vote while it still hears its leader (with no evidence that the leader is gone;
+a pre-vote for the first in line to succeed it is allowed once the node's own connection
+to that leader has ended), a
 cluster that cannot elect after the heal, and a removed member still running at the end.
 Every node's clock runs at its own rate, as far apart as the config's
 ``max_clock_drift`` allows. With ``spares`` and the membership fault kinds, leaders also
