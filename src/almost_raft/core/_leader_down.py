@@ -10,8 +10,9 @@ The first in line does not wait for that evidence to ask: when its connection to
 leader merely ends (:meth:`ElectionCore.peer_disconnected`, a round trip before a redial
 can be refused), it sends its pre-vote requests at once. The other followers hold them
 until their own connection to the leader ends or their own evidence comes, and answer
-then: the grants are back before the first in line's own evidence. This module keeps those early answers until the
-evidence arrives (:class:`EarlyAsk`); nothing counts them before.
+then: the grants are back before the first in line's own evidence. This module keeps
+those early answers until the evidence arrives (:class:`EarlyAsk`); nothing counts them
+before.
 
 A voter whose own connection to the leader has ended too, and that has not heard the
 leader since, grants those early requests at once rather than at its evidence: a

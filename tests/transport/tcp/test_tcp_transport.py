@@ -292,6 +292,42 @@ def test_a_peer_that_refuses_but_still_sends_is_not_reported_gone() -> None:
     run(body)
 
 
+def test_a_refusal_before_the_peers_own_connection_ends_is_evidence_once_it_ends() -> None:
+    async def body() -> None:
+        async with cluster("a", "b") as nodes:
+            a, b = nodes["a"], nodes["b"]
+            await a.send("b", HeartBeat(1, "a"))
+            await b.send("a", HeartBeatResponse(1, "b"))
+            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+            # b dies, but the end of its connection to a comes later than the refusal of
+            # a's probe, as when the FIN is lost and sent again a retransmission later.
+            assert b._listener is not None
+            assert b._inbound is not None
+            b._listener.close()
+            b._inbound.remove_peer("a")
+            await eventually(lambda: a.metrics.connect_refused > 0, "a refused probe")
+            await asyncio.sleep(0.1)
+            assert nodes.inboxes["a"].unreachable == []
+            await b.close()
+            await eventually(lambda: nodes.inboxes["a"].unreachable == ["b"], "the evidence")
+
+    run(body)
+
+
+def test_a_vote_request_left_unanswered_does_not_end_the_connection() -> None:
+    async def body() -> None:
+        async with cluster("a", "b", answer_timeout=0.2) as nodes:
+            a = nodes["a"]
+            # b holds a's pre-vote requests, as a voter in its leader lease does: no answer.
+            for _ in range(10):
+                await a.send("b", RequestVote(2, "a", pre_vote=True))
+                await asyncio.sleep(0.05)
+            assert len(nodes.received("b")) == 10
+            assert (a.metrics.unanswered, a.metrics.connects) == (0, 1)
+
+    run(body)
+
+
 def test_a_dial_without_answer_counts_as_a_timeout_not_a_refusal() -> None:
     async def body() -> None:
         # A listener with a full accept queue drops further SYNs: the dial hangs.

@@ -124,9 +124,14 @@ class Peer:
         self.wanted = asyncio.Event()
 
 
-#: How long a refusal waits for the peer's own connection to end before it is not taken
-#: as evidence: a dead process's sockets all close at once, so a few milliseconds.
+#: How a refusal waits for the peer's own connection to end before it is taken as
+#: evidence: a dead process's sockets all close at once, so first a few polls a couple of
+#: milliseconds apart; but the end of one of them may be a lost FIN, which its kernel
+#: sends again a retransmission timeout later, so then polls further apart, for
+#: ``answer_timeout`` in all (this many seconds without one).
 _BOTH_WAYS_WAIT = (0.002, 10)
+_BOTH_WAYS_SLOW_STEP = 0.01
+_BOTH_WAYS_LIMIT = 0.3
 
 
 class PeerLink:
@@ -376,7 +381,7 @@ class PeerLink:
             return None
         except ConnectionRefusedError as exc:
             self._report_connect_failure(peer, ConnectFailure.REFUSED, exc)
-            if probe and await self._inbound_gone_too(peer.node_id):
+            if probe and await self._inbound_gone_too(peer):
                 # The connection broke and the host now refuses: the process is gone.
                 self._inbox.peer_unreachable(peer.node_id)
             return ConnectFailure.REFUSED
@@ -530,21 +535,30 @@ class PeerLink:
             str(exc) or repr(exc),
         )
 
-    async def _inbound_gone_too(self, node_id: str) -> bool:
-        """Whether ``node_id``'s connection to this node is gone as well (soon after).
+    async def _inbound_gone_too(self, peer: Peer) -> bool:
+        """Whether ``peer``'s connection to this node is gone as well (soon after).
 
         A refused dial alone can also mean a listener that is broken while the process
         lives on and still sends to this node; taking that for a crash would let the
         others elect a successor while the old leader still leads. Only a peer gone in
-        both directions is reported.
+        both directions is reported: its connection to this node must end before a frame
+        comes from it, within the limit.
         """
-        if self._hears_from is None:
+        hears_from = self._hears_from
+        if hears_from is None:
             return True
-        step, tries = _BOTH_WAYS_WAIT
-        for _ in range(tries):
-            if not self._hears_from(node_id):
+        node_id = peer.node_id
+        heard = peer.heard
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + (self._settings.answer_timeout or _BOTH_WAYS_LIMIT)
+        step, quick = _BOTH_WAYS_WAIT
+        while True:
+            if not hears_from(node_id):
                 return True
-            await asyncio.sleep(step)
+            if peer.heard != heard or loop.time() >= limit:
+                break
+            await asyncio.sleep(step if quick > 0 else _BOTH_WAYS_SLOW_STEP)
+            quick -= 1
         logger.info(
             "%s: %s refuses connections but its connection to this node is open; "
             "not taken as evidence that its process is gone",

@@ -15,13 +15,15 @@ Rule 2 (no tight loops). A connection that ended at once, without a probe to mak
 redialled after a backoff that doubles with each failure in a row, up to a ceiling,
 jittered so nodes that lost a peer together do not redial together.
 
-Rule 3 (unanswered writes end a connection). Every message that asks for an answer (a
-heartbeat, a vote request, a hand-over) is answered by the peer over its own connection
-to us. A connection that asked and heard nothing back for ``answer_timeout`` (what it
-asks after an answer is judged within two) is given up and redialled: after a
-partition, an established connection would otherwise wait out TCP's retransmission
-backoff, which doubles to many seconds, while a new connection gets through within a
-round trip of the heal.
+Rule 3 (unanswered heartbeats end a connection). A heartbeat is answered by the peer
+over its own connection to us. A connection that sent heartbeats and heard nothing back
+for ``answer_timeout`` (what it sends after an answer is judged within two) is given up
+and redialled: after a partition, an established connection would otherwise wait out
+TCP's retransmission backoff, which doubles to many seconds, while a new connection gets
+through within a round trip of the heal. A vote request does not arm the watch: a voter
+in its leader lease holds or drops it without a word, and a healthy connection must not
+be given up for that; what a partition does to it, the kernel's ``TCP_USER_TIMEOUT``
+(the same limit, for data it sent that no one acknowledged) tells.
 
 Rule 4 (a fresh SYN while the peer is unreachable). A dial that gets no answer is not
 left to the kernel, which retransmits a SYN after one second, then three, then seven: a
@@ -66,9 +68,9 @@ MIN_DIAL_SPACING = 0.1
 _CONNECT_GAIN = 0.25
 
 #: The message kinds (``message_kind`` names) whose receiver always answers, on its own
-#: connection: a heartbeat gets a heartbeat response, a vote request a vote response, a
-#: hand-over the vote requests of the new candidate.
-ANSWERED_KINDS = frozenset({"heartbeat", "request_vote", "timeout_now"})
+#: connection: a heartbeat gets a heartbeat response. Not a vote request, which a voter
+#: that still hears its leader leaves unanswered.
+ANSWERED_KINDS = frozenset({"heartbeat"})
 
 
 def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:

@@ -109,9 +109,10 @@ class TcpTransport(Transport):
             counts as healthy and resets the backoff.
         send_buffer_bytes: the size of each connection's asyncio and kernel send buffers;
             small, so a message never waits behind a heap of stale ones.
-        answer_timeout: seconds a connection may carry heartbeats or vote requests that
-            the peer does not answer before it is given up and redialled (and, on Linux,
-            its kernel's limit for unacknowledged data, ``TCP_USER_TIMEOUT``). About an
+        answer_timeout: seconds a connection may carry heartbeats that the peer does not
+            answer before it is given up and redialled (and, on Linux, its kernel's
+            limit for unacknowledged data, ``TCP_USER_TIMEOUT``, which covers vote
+            requests too: a voter in its leader lease leaves those unanswered). About an
             election timeout: after a partition heals, the node then rejoins within a
             round trip or a backoff instead of waiting out TCP's retransmission backoff.
             None never gives a connection up for this.
