@@ -53,7 +53,11 @@ class Leading:
         def _become_follower(self, term: int, leader_id: str | None) -> None: ...
         def _heartbeat_recipients(self) -> list[str]: ...
         def _heartbeat_to(
-            self, peer: str, round_trip_us: int, round_number: int = 0
+            self,
+            peer: str,
+            round_trip_us: int,
+            round_number: int = 0,
+            plain: HeartBeat | None = None,
         ) -> HeartBeat: ...
         def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool: ...
 
@@ -86,19 +90,26 @@ class Leading:
         # A leader answers its own round: it votes for nobody else while it leads, and
         # keeps that promise for an election timeout after it stops.
         self._promise.made(self._term, self._now, timeout)
-        round_trip_us = self._heartbeat().round_trip_us
+        round_trip_us = self._round_trip_us()
+        # Every peer that holds the configuration gets the same heartbeat, one value, so
+        # that the transport encodes it once a round.
+        plain: HeartBeat | None = None
+        now = self._now
+        round_trips = self.round_trips
+        batch = self._batch
         for peer in self._heartbeat_recipients():
-            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number)
-            self.round_trips.heartbeat_sent(peer, self._now)
-            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
-        self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
+            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number, plain)
+            if heartbeat.configuration is None:
+                plain = heartbeat
+            round_trips.heartbeat_sent(peer, now)
+            batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
+        self._leader_side.heartbeat_deadline = now + self.config.heartbeat_interval
 
-    def _heartbeat(self) -> HeartBeat:
+    def _round_trip_us(self) -> int:
         # Followers cannot time a round trip themselves (they ask nothing), so the
         # leader tells them what it measures.
         round_trip = self.round_trips.majority(self._other_voters(), self._now)
-        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
-        return HeartBeat(self._term, self.node_id, round_trip_us)
+        return 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
 
     def _lease_duration(self) -> float:
         return self.config.lease_duration

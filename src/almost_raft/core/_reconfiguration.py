@@ -334,15 +334,25 @@ class Reconfiguration:
         self._replication = None
         self._waiting_change = None
 
-    def _heartbeat_to(self, peer: str, round_trip_us: int, round_number: int = 0) -> HeartBeat:
+    def _heartbeat_to(
+        self,
+        peer: str,
+        round_trip_us: int,
+        round_number: int = 0,
+        plain: HeartBeat | None = None,
+    ) -> HeartBeat:
+        """The heartbeat for ``peer``; ``plain``, if given, is this round's heartbeat
+        without the configuration, which every peer that has saved it gets."""
         replication = self._replication
         assert replication is not None, "only a leader sends heartbeats"
-        config = self._configuration
+        needs = replication.needs_configuration(peer)
+        if plain is not None and not needs:
+            return plain
         return HeartBeat(
             self._term,
             self.node_id,
             round_trip_us,
-            config if replication.needs_configuration(peer) else None,
+            self._configuration if needs else None,
             self._committed_version,
             round=round_number,
         )

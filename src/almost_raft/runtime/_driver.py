@@ -108,6 +108,9 @@ class Runtime:
         # The one timer for the core's deadline, and the time it is set for.
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.nan
+        # The loop start() runs on, kept so that setting the alarm every round does not
+        # look it up (a getpid() system call each time).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: asyncio.Task[None] | None = None
         self._sender = Sender(node_id, transport, self.metrics, config.message_timeout)
         self._saving: asyncio.Future[None] | None = None
@@ -295,7 +298,7 @@ class Runtime:
         if self._life.phase is not Phase.NEW:
             raise RuntimeError(f"{self.node_id}: the election was already started")
         self._life.move(Phase.STARTING)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         starting = self._starting = loop.create_future()
         try:
             try:
@@ -440,21 +443,7 @@ class Runtime:
             return
         self._life.move(Phase.RUNNING)
         try:
-            output = core.receive(message, now)
-            if output.hard_state is not None or (
-                output.lease is not None and self.lease.shrinks(output.lease)
-            ):
-                # A save, or exclusive work to stop before the messages leave: the
-                # driver waits for either, and takes no input meanwhile.
-                self._inputs.put_nowait(CarryOut(output))
-                return
-            if output.lease is not None:
-                self.lease.update(output.lease)
-            self._finish_batch(output.messages, output.leader_change)
-            if core.next_deadline < self._alarm_at:
-                # A later deadline can wait: the alarm rings early and the driver sets it
-                # anew.
-                self._set_alarm(core.next_deadline)
+            self._finish_now(core, core.receive(message, now))
         except BaseException as error:
             self._inputs.put_nowait(Failed(error))
             if isinstance(error, KeyboardInterrupt | SystemExit):
@@ -463,16 +452,75 @@ class Runtime:
         if self._life.phase is Phase.RUNNING and self._inputs.empty():
             self._life.move(Phase.IDLE)
 
+    def _ring(self) -> None:
+        """The alarm rang: while the task is idle, tick the core here, as a message is
+        handled on arrival.
+
+        A leader's alarm rings every heartbeat interval; waking the election's task for
+        it would cost the loop a second turn, and a queue, per round. A batch the driver
+        must see (a save, a lease that shrinks, the end of the election) still goes
+        through the queue, and so does the alarm itself whenever the task is busy.
+        """
+        self._alarm = None
+        self._alarm_at = math.nan
+        core = self._core
+        if (
+            core is None
+            or core.role is NodeState.TERMINATING
+            or self._life.phase is not Phase.IDLE
+            or not self._inputs.empty()
+        ):
+            # The task is busy, or has an ended election to see out: it takes the alarm.
+            self._inputs.put_nowait(ALARM)
+            return
+        now = self._clock()
+        if now >= core.next_deadline:
+            self._life.move(Phase.RUNNING)
+            try:
+                output = core.tick(now)
+                if core.role is NodeState.TERMINATING:
+                    # The driver's loop ends with this batch.
+                    self._inputs.put_nowait(CarryOut(output))
+                    return
+                self._finish_now(core, output)
+            except BaseException as error:
+                self._inputs.put_nowait(Failed(error))
+                if isinstance(error, KeyboardInterrupt | SystemExit):
+                    raise
+                return
+            if self._life.phase is not Phase.RUNNING or not self._inputs.empty():
+                return
+            self._life.move(Phase.IDLE)
+        # Rang early (the loop's clock is not the election clock), or ticked: wait anew.
+        self._set_alarm(core.next_deadline)
+
+    def _finish_now(self, core: ElectionCore, output: Output) -> None:
+        """Carry out a batch made outside the driver, unless the driver must."""
+        if output.hard_state is not None or (
+            output.lease is not None and self.lease.shrinks(output.lease)
+        ):
+            # A save, or exclusive work to stop before the messages leave: the
+            # driver waits for either, and takes no input meanwhile.
+            self._inputs.put_nowait(CarryOut(output))
+            return
+        if output.lease is not None:
+            self.lease.update(output.lease)
+        self._finish_batch(output.messages, output.leader_change)
+        if core.next_deadline < self._alarm_at:
+            # A later deadline can wait: the alarm rings early and the driver sets it
+            # anew.
+            self._set_alarm(core.next_deadline)
+
     def _set_alarm(self, deadline: float) -> None:
         if deadline == self._alarm_at:
             return
         if self._alarm is not None:
             self._alarm.cancel()
+        loop = self._loop
+        assert loop is not None, "the alarm is set only once start() has run"
         # The loop's timers run on its own clock; the deadline is on the election clock.
         self._alarm = (
-            asyncio.get_running_loop().call_later(
-                max(0.0, deadline - self._clock()), self._inputs.put_nowait, ALARM
-            )
+            loop.call_later(max(0.0, deadline - self._clock()), self._ring)
             if math.isfinite(deadline)
             else None
         )

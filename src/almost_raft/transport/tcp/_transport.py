@@ -203,6 +203,9 @@ class TcpTransport(Transport):
         self._peer_link: PeerLink | None = None
         self._inbound: Inbound | None = None
         self._closed = False
+        # The last message encoded, and its frame (messages are immutable).
+        self._last_sent: PeerMessage | None = None
+        self._last_frame = b""
 
     # ------------------------------------------------------------------ public API
 
@@ -294,7 +297,15 @@ class TcpTransport(Transport):
             self.metrics.dropped_unknown_peer += 1
             logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
             return True
-        link.send(peer, message_kind(message), encode_message(message))
+        if message is self._last_sent:
+            # A leader sends one heartbeat value to every peer that holds its
+            # configuration: the frame of the first serves the others.
+            frame = self._last_frame
+        else:
+            frame = encode_message(message)
+            self._last_sent = message
+            self._last_frame = frame
+        link.send(peer, message_kind(message), frame)
         return True
 
     async def send(self, to: str, message: PeerMessage) -> None:
