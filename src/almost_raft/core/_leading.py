@@ -125,8 +125,8 @@ class Leading:
         keeper = self._lease_keeper
         if keeper is not None and (keeper.stale or keeper.voters is not self.configuration):
             # A new configuration may need a different majority.
-            keeper.voters = self.configuration
-            lease = keeper.lease(self._voters(), self._lease_duration())
+            configuration = keeper.voters = self.configuration
+            lease = keeper.lease(configuration.voters, self._lease_duration())
             # A leader has a lease once a majority answered one of its rounds.
             if lease.until > -math.inf:
                 self._lease = lease

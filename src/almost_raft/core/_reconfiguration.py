@@ -410,7 +410,7 @@ class Reconfiguration:
         if waiting is not None:
             self._apply_change(waiting)
             return
-        promote = replication.ready_to_promote()
+        promote = replication.ready_to_promote() if replication.promote else None
         if promote is not None:
             replication.promote.discard(promote)
             self._apply_change(("promote", promote))
