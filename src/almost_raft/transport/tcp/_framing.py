@@ -44,8 +44,13 @@ from ._wire import HEADER_BYTES, WireError, frame_length
 
 __all__ = ["FramedConnection"]
 
+# What one read takes from the socket at most. A frame is a few dozen bytes; asyncio's
+# own reads ask for 256 KiB, a fresh bytes object each, which glibc serves by mmap()
+# (three system calls a read) unless an earlier free happened to raise its threshold.
+_READ_BYTES = 4096
 
-class FramedConnection(asyncio.Protocol):
+
+class FramedConnection(asyncio.BufferedProtocol):
     """A framed connection: awaitable frames during the handshake, callbacks after it.
 
     Build one per connection and pass ``lambda: connection`` to ``create_connection`` or
@@ -94,6 +99,8 @@ class FramedConnection(asyncio.Protocol):
         self._on_frame: Callable[[bytes], None] | None = None
         self._on_refused: Callable[[WireError], None] | None = None
         self._send_only = False
+        # Where each read lands (see _READ_BYTES); made by the first read.
+        self._read_buffer: memoryview | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -218,6 +225,17 @@ class FramedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._read_buffer
+        if buffer is None:
+            buffer = self._read_buffer = memoryview(bytearray(_READ_BYTES))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buffer = self._read_buffer
+        assert buffer is not None, "asyncio reads into the buffer get_buffer() gave"
+        self.data_received(buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
