@@ -237,7 +237,10 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
         """The time by which :meth:`tick` must be called next."""
         role = self._role
         if role is _LEADER:
-            return self._leader_side.next_deadline
+            # LeaderSide.next_deadline, without the call: this is read on every input.
+            side = self._leader_side
+            heartbeat, quorum = side.heartbeat_deadline, side.quorum_deadline
+            return quorum if quorum < heartbeat else heartbeat
         if role is _TERMINATING:
             return math.inf
         departure = self._departure

@@ -55,6 +55,9 @@ __all__ = ["MAX_PENDING_INPUTS", "Runtime"]
 
 logger = logging.getLogger("almost_raft.runtime")
 
+_RUNNING = Phase.RUNNING
+_IDLE = Phase.IDLE
+
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
 MAX_PENDING_INPUTS = 10_000
@@ -441,7 +444,10 @@ class Runtime:
         if now >= core.next_deadline:
             self._inputs.put_nowait(message)
             return
-        self._life.move(Phase.RUNNING)
+        life = self._life
+        # IDLE to RUNNING and back, the moves of every message: set rather than judged
+        # by the table (deliver() came here from IDLE).
+        life.phase = _RUNNING
         try:
             self._finish_now(core, core.receive(message, now))
         except BaseException as error:
@@ -449,8 +455,8 @@ class Runtime:
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             return
-        if self._life.phase is Phase.RUNNING and self._inputs.empty():
-            self._life.move(Phase.IDLE)
+        if life.phase is _RUNNING and self._inputs.empty():
+            life.phase = _IDLE
 
     def _ring(self) -> None:
         """The alarm rang: while the task is idle, tick the core here, as a message is
@@ -474,8 +480,10 @@ class Runtime:
             self._inputs.put_nowait(ALARM)
             return
         now = self._clock()
-        if now >= core.next_deadline:
-            self._life.move(Phase.RUNNING)
+        deadline = core.next_deadline
+        if now >= deadline:
+            life = self._life
+            life.phase = _RUNNING
             try:
                 output = core.tick(now)
                 if core.role is NodeState.TERMINATING:
@@ -488,11 +496,12 @@ class Runtime:
                 if isinstance(error, KeyboardInterrupt | SystemExit):
                     raise
                 return
-            if self._life.phase is not Phase.RUNNING or not self._inputs.empty():
+            if life.phase is not _RUNNING or not self._inputs.empty():
                 return
-            self._life.move(Phase.IDLE)
+            life.phase = _IDLE
+            deadline = output.next_deadline
         # Rang early (the loop's clock is not the election clock), or ticked: wait anew.
-        self._set_alarm(core.next_deadline)
+        self._set_alarm(deadline)
 
     def _finish_now(self, core: ElectionCore, output: Output) -> None:
         """Carry out a batch made outside the driver, unless the driver must."""
@@ -506,10 +515,10 @@ class Runtime:
         if output.lease is not None:
             self.lease.update(output.lease)
         self._finish_batch(output.messages, output.leader_change)
-        if core.next_deadline < self._alarm_at:
+        if output.next_deadline < self._alarm_at:
             # A later deadline can wait: the alarm rings early and the driver sets it
             # anew.
-            self._set_alarm(core.next_deadline)
+            self._set_alarm(output.next_deadline)
 
     def _set_alarm(self, deadline: float) -> None:
         if deadline == self._alarm_at:

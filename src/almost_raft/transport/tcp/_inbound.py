@@ -17,6 +17,7 @@ handshake cannot cut a peer off.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -146,7 +147,8 @@ class Inbound:
             who = f"{node_id} ({who})"
             logger.debug("%s: accepted %s", self._node_id, who)
             connection.receive(
-                lambda body: self._frame_received(connection, node_id, body),
+                # A partial, not a lambda: called for every frame, it adds no Python frame.
+                functools.partial(self._frame_received, connection, node_id),
                 lambda exc: self._refused(who, exc),
             )
         except ssl.SSLError as exc:
