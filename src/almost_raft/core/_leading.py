@@ -44,6 +44,7 @@ class Leading:
         _lease: Lease | None
         _promise: Promise
         _batch: BatchBuilder
+        _lease_seconds: float | None
 
         @property
         def configuration(self) -> Configuration: ...
@@ -112,7 +113,11 @@ class Leading:
         return 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
 
     def _lease_duration(self) -> float:
-        return self.config.lease_duration
+        duration = self._lease_seconds
+        if duration is None:
+            # The config is immutable, and the property is three calls deep.
+            duration = self._lease_seconds = self.config.lease_duration
+        return duration
 
     def _end_lease(self) -> None:
         """Leadership is over: so is the lease, at once (a hand-over relies on it)."""

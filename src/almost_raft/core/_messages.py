@@ -216,8 +216,8 @@ class HeartBeatResponse(PeerMessage):
 
     def __post_init__(self) -> None:
         # Four answers every heartbeat round: as HeartBeat, the named checks only raise.
-        term, follower_id = self.term, self.follower_id
-        config_term, config_version, round_number = self.config_term, self.config_version, self.round
+        term, follower_id, round_number = self.term, self.follower_id, self.round
+        config_term, config_version = self.config_term, self.config_version
         if type(term) is not int or not 0 <= term <= MAX_TERM:
             check_term(term)
         if type(follower_id) is not str or not 0 < len(follower_id) <= MAX_ID_LENGTH:

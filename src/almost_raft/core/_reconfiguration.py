@@ -150,15 +150,14 @@ class Reconfiguration:
     def _other_members(self) -> frozenset[str]:
         return self._configuration.ids - {self.node_id}
 
-    def _is_known_sender(self, message: PeerMessage) -> bool:
+    def _is_known_sender(self, message: PeerMessage, sender: str) -> bool:
         """Whether to hear ``message``: from a member, the leader this node follows
         (which a change may be removing), on a leader a member it removed and still
         tells so, or a node with a newer configuration (a leader's that names both, or
         a candidate's): this node missed the changes that made the sender a member, and
         would otherwise never learn them. A removal notice is heard from a member of the
-        configuration it carries, for the same reason.
+        configuration it carries, for the same reason. ``sender`` is ``message.sender``.
         """
-        sender = message.sender
         if (
             sender in self._configuration.ids
             or sender == self._leader_id
@@ -196,10 +195,6 @@ class Reconfiguration:
         # A starting configuration is given again at every start; only a leader's is saved.
         config = self._configuration
         return config if config.version > 0 else None
-
-    def _take_committed(self) -> Configuration | None:
-        committed, self._newly_committed = self._newly_committed, None
-        return committed
 
     # ------------------------------------------------------------------ votes
 

@@ -178,9 +178,17 @@ class RoundTrips:
         needed = (len(members) + 1) // 2
         if needed == 0:
             return None
-        highs = sorted(h for peer in members if (h := self.peer_high(peer, now)) is not None)
+        # peer_high() inline: a leader asks this every round.
+        estimates = self._peers
+        stale_after = self._stale_after
+        highs = []
+        for peer in members:
+            estimate = estimates.get(peer)
+            if estimate is not None and now - estimate.updated <= stale_after:
+                highs.append(estimate.mean + 4 * estimate.deviation)
         if len(highs) < needed:
             return None
+        highs.sort()
         return highs[needed - 1]
 
     def round_trip(self, peers: Iterable[str], now: float) -> float | None:

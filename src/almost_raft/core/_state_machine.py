@@ -184,6 +184,7 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             self._promise.restarted(now, config.election_timeout)
         self._lease_keeper: LeaseKeeper | None = None
         self._lease: Lease | None = None
+        self._lease_seconds: float | None = None
         # On a candidate: when its exclusive work could begin, given the promises its
         # voters (itself included) broke early to vote for it.
         self._exclusive_after = -math.inf
@@ -387,7 +388,7 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             return self._drop("terminating", message)
         if sender == self.node_id:
             return self._drop("from_self", message)
-        if not self._is_known_sender(message):
+        if not self._is_known_sender(message, sender):
             # A member removed while it was down may be asking: tell it (see _removal).
             self._tell_if_removed(message)
             return self._drop("unknown_sender", message)
@@ -619,15 +620,20 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             self._departure.observe(
                 self._leader_id, self._term, self._now, self.config.heartbeat_interval
             )
-        self._refresh_lease()
+        keeper = self._lease_keeper
+        if keeper is not None and (keeper.stale or keeper.voters is not self._configuration):
+            self._refresh_lease()
+        # _persisted_configuration() and _take_committed(), inline: once per input.
+        config = self._configuration
+        committed, self._newly_committed = self._newly_committed, None
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,
             self._leader_id,
             self._role,
             self.next_deadline,
-            self._persisted_configuration(),
-            self._take_committed(),
+            config if config.version > 0 else None,
+            committed,
             lease=self._lease,
         )
         if leader_changed:

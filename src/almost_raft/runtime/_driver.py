@@ -31,7 +31,7 @@ from ..core._validation import admits_peer
 from ..store._store import Store
 from ..transport._interface import Transport, close_transport
 from ._changes import ChangeRequest, PendingChanges
-from ._clock import election_clock
+from ._clock import read_election_clock
 from ._inputs import (
     ALARM,
     AddPeer,
@@ -97,7 +97,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.leadership: LatestValue[LeaderChange] = LatestValue(LeaderChange(None, 0))
         # The core runs on the election clock (CLOCK_BOOTTIME), which leases rest on.
-        self._clock = election_clock
+        self._clock = read_election_clock
         self.lease = LeaseWatch(self._clock)
         self._initial_peers = set(peers)
         self._transport = transport
@@ -486,7 +486,7 @@ class Runtime:
             life.phase = _RUNNING
             try:
                 output = core.tick(now)
-                if core.role is NodeState.TERMINATING:
+                if output.role is NodeState.TERMINATING:
                     # The driver's loop ends with this batch.
                     self._inputs.put_nowait(CarryOut(output))
                     return

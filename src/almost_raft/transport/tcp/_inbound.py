@@ -31,13 +31,13 @@ from ._peer_link import Peer
 from ._settings import TcpSettings
 from ._tls import require_certificate_name
 from ._wire import (
+    KIND_NAMES,
     FrameProblem,
     Handshake,
     WireError,
     check_handshake,
     decode_handshake,
     decode_message,
-    message_kind,
 )
 
 __all__ = ["Inbound"]
@@ -275,7 +275,10 @@ class Inbound:
             if current is not None:
                 current.abort()
             self._current[node_id] = connection
-        self._metrics.received.add(message_kind(message))
+        # MessageCounts.add(), inline: once per message.
+        received = self._metrics.received
+        kind = KIND_NAMES[type(message)]
+        setattr(received, kind, getattr(received, kind) + 1)
         self._inbox.deliver(message)
 
     def _refused(self, who: str, exc: WireError) -> None:

@@ -65,9 +65,9 @@ from ._settings import (
 from ._tls import TlsConfig
 from ._wire import (
     DEFAULT_MAX_FRAME_BYTES,
+    KIND_NAMES,
     MIN_MAX_FRAME_BYTES,
     encode_message,
-    message_kind,
     require_msgpack,
 )
 
@@ -305,7 +305,7 @@ class TcpTransport(Transport):
             frame = encode_message(message)
             self._last_sent = message
             self._last_frame = frame
-        link.send(peer, message_kind(message), frame)
+        link.send(peer, KIND_NAMES[type(message)], frame)
         return True
 
     async def send(self, to: str, message: PeerMessage) -> None:

@@ -87,6 +87,7 @@ from ...core._messages import (
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "HEADER_BYTES",
+    "KIND_NAMES",
     "MESSAGE_KINDS",
     "MIN_MAX_FRAME_BYTES",
     "NONCE_BYTES",
@@ -210,7 +211,7 @@ def check_wire_id(field: str, value: object) -> None:
 
 def message_kind(message: PeerMessage) -> str:
     """The metric name of ``message``'s kind, e.g. ``"heartbeat"``."""
-    return _KIND_NAMES[type(message)]
+    return KIND_NAMES[type(message)]
 
 
 def encode_handshake(handshake: Handshake) -> bytes:
@@ -659,7 +660,9 @@ _EXTENSIONS: dict[int, tuple[int, Any, int]] = {
     4: (2, _response_extension, 1),
 }
 
-_KIND_NAMES: dict[type[PeerMessage], str] = {
+#: The metric name of each message type (what :func:`message_kind` returns), for the
+#: code that counts every message and would rather not make a call of it.
+KIND_NAMES: dict[type[PeerMessage], str] = {
     RequestVote: "request_vote",
     RequestVoteResponse: "request_vote_response",
     HeartBeat: "heartbeat",
@@ -669,4 +672,4 @@ _KIND_NAMES: dict[type[PeerMessage], str] = {
     MembershipQuery: "membership_query",
 }
 
-MESSAGE_KINDS: tuple[str, ...] = tuple(_KIND_NAMES.values())
+MESSAGE_KINDS: tuple[str, ...] = tuple(KIND_NAMES.values())
