@@ -376,7 +376,14 @@ class Reconfiguration:
         replication = self._replication
         assert replication is not None, "only a leader counts answers"
         replication.acknowledge(response.follower_id, response.config_key)
-        self._advance_configuration()
+        if (
+            self._configuration.version > self._committed_version
+            or self._waiting_change is not None
+            or (replication.promote and replication.gate_open)
+        ):
+            # Otherwise there is nothing to commit and no change waits: every answer of
+            # a steady leader would ask for nothing.
+            self._advance_configuration()
 
     def _advance_configuration(self) -> None:
         """Commit when a majority saved the configuration; then the next step, if any."""

@@ -114,7 +114,12 @@ class RoundTrips:
         while sent and now - sent[0] > self._max_age:
             sent.popleft()
         if sent:
-            self._sample(peer, now - sent.popleft(), now)
+            seconds = now - sent.popleft()
+            # _sample(), inline: a leader times every answer.
+            estimate = self._peers.get(peer)
+            if estimate is None:
+                estimate = self._peers[peer] = Smoothed()
+            estimate.add(0.0 if seconds < 0.0 else seconds, now)
 
     def vote_asked(self, peer: str, now: float) -> None:
         """A (pre-)vote request left for ``peer`` at ``now``; it replaces any earlier one."""

@@ -626,8 +626,10 @@ class Runtime:
 
     def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
         """Send a batch's messages and publish its news: what follows any save."""
-        for outbound in messages:
-            self._send(outbound)
+        if messages:
+            send = self._sender.send
+            for outbound in messages:
+                send(outbound)
         core = self._core
         if core is not None:
             # A configuration counts as committed only once this batch's save is done.

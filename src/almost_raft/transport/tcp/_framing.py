@@ -37,6 +37,7 @@ Rule 3 (the writer knows when to stop). ``pause_writing``/``resume_writing`` kee
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import cast
 
@@ -48,6 +49,8 @@ __all__ = ["FramedConnection"]
 # own reads ask for 256 KiB, a fresh bytes object each, which glibc serves by mmap()
 # (three system calls a read) unless an earlier free happened to raise its threshold.
 _READ_BYTES = 4096
+# The frame header, as _wire reads it.
+_HEADER = struct.Struct(">I")
 
 
 class FramedConnection(asyncio.BufferedProtocol):
@@ -304,9 +307,14 @@ class FramedConnection(asyncio.BufferedProtocol):
         assert on_frame is not None
         size = len(data)
         offset = 0
+        limit = self._max_frame_bytes
         try:
             while size - offset >= HEADER_BYTES:
-                end = offset + HEADER_BYTES + frame_length(data, self._max_frame_bytes, offset)
+                # frame_length(), inline for every frame; it raises for the oversized.
+                (length,) = _HEADER.unpack_from(data, offset)
+                if length > limit:
+                    frame_length(data, limit, offset)
+                end = offset + HEADER_BYTES + length
                 if end > size:
                     break
                 on_frame(data[offset + HEADER_BYTES : end])
