@@ -195,11 +195,14 @@ class Runtime:
         than ``MAX_PENDING_INPUTS`` inputs are already waiting.
         """
         core = self._core
-        if core is None or not self._life.takes_input:
+        if core is None:
             return
-        if self._life.phase is Phase.IDLE and self._inputs.empty():
+        if self._life.phase is _IDLE and self._inputs.empty():
+            # IDLE takes input: the common case, judged first.
             self._last_arrival[message.sender] = time.monotonic()
             self._handle_now(core, message)
+            return
+        if not self._life.takes_input:
             return
         if self._inputs.qsize() >= MAX_PENDING_INPUTS:
             self.metrics.inputs_dropped += 1

@@ -285,7 +285,10 @@ class TcpTransport(Transport):
         link = self._peer_link
         if link is None:
             raise RuntimeError("start() the transport before sending")
-        if message.sender != self._node_id:
+        # A leader sends one heartbeat value to every peer that holds its configuration:
+        # the frame of the first serves the others, and its sender was checked then.
+        again = message is self._last_sent
+        if not again and message.sender != self._node_id:
             raise ValueError(
                 f"node {self._node_id!r} cannot send a message from {message.sender!r}"
             )
@@ -297,9 +300,7 @@ class TcpTransport(Transport):
             self.metrics.dropped_unknown_peer += 1
             logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
             return True
-        if message is self._last_sent:
-            # A leader sends one heartbeat value to every peer that holds its
-            # configuration: the frame of the first serves the others.
+        if again:
             frame = self._last_frame
         else:
             frame = encode_message(message)
