@@ -375,7 +375,9 @@ class Reconfiguration:
     def _on_configuration_ack(self, response: HeartBeatResponse) -> None:
         replication = self._replication
         assert replication is not None, "only a leader counts answers"
-        replication.acknowledge(response.follower_id, response.config_key)
+        replication.acknowledge(
+            response.follower_id, (response.config_term, response.config_version)
+        )
         if (
             self._configuration.version > self._committed_version
             or self._waiting_change is not None

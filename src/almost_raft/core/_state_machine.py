@@ -447,10 +447,12 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
 
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
-            self._leader_side.answered(message.follower_id, self._now)
-            self.round_trips.heartbeat_answered(message.follower_id, self._now)
+            follower, now = message.follower_id, self._now
+            # LeaderSide.answered(), inline: four answers a round.
+            self._leader_side.answered_at[follower] = now
+            self.round_trips.heartbeat_answered(follower, now)
             if self._lease_keeper is not None:
-                self._lease_keeper.answered(message.follower_id, message.round)
+                self._lease_keeper.answered(follower, message.round)
             self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
