@@ -880,8 +880,8 @@ def run_default(size: int, duration: float, compare_src: Path | None) -> None:
     )
     if theirs is not None:
         print(
-            f"\ntargets: leader CPU <= {theirs['leader_cpu_percent'] / 2:.2f} % and follower "
-            f"CPU <= {theirs['follower_cpu_percent'] / 2:.2f} % (half of PySyncObj's); "
+            f"\ntargets: leader CPU <= {theirs['leader_cpu_percent']:.2f} % and follower "
+            f"CPU <= {theirs['follower_cpu_percent']:.2f} % (at most PySyncObj's); "
             f"RSS <= {base['bare_asyncio_rss_mib'] + 4:.1f} MiB (bare asyncio + 4 MiB)"
         )
     _write("steady_state", results)

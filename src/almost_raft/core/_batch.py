@@ -21,6 +21,7 @@ class BatchBuilder:
 
     __slots__ = (
         "_outbox",
+        "_quiet",
         "_reported_hard_state",
         "_reported_leader",
         "_reported_lease",
@@ -33,6 +34,9 @@ class BatchBuilder:
         self._reported_leader: tuple[str | None, int | None] = (None, None)
         self._reported_role = role
         self._reported_lease: Lease | None = None
+        # The last batch that reported nothing but its deadline: a leader's answers
+        # mostly make such a batch, and an Output is immutable, so it serves again.
+        self._quiet: Output | None = None
 
     def send(self, to: str, message: PeerMessage, *, early: bool = False) -> None:
         """Add a message to the batch under way; ``early`` as on :class:`Outbound`."""
@@ -75,6 +79,18 @@ class BatchBuilder:
         changed_lease = None
         if lease is not self._reported_lease and lease != self._reported_lease:
             changed_lease = self._reported_lease = lease
+        if (
+            not messages
+            and hard_state is None
+            and leader_change is None
+            and changed_role is None
+            and committed is None
+            and changed_lease is None
+        ):
+            quiet = self._quiet
+            if quiet is None or quiet.next_deadline != next_deadline:
+                quiet = self._quiet = Output(next_deadline=next_deadline)
+            return quiet, False
         output = Output(
             messages,
             hard_state,

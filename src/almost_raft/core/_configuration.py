@@ -105,6 +105,9 @@ class Configuration:
     version: int
     term: int
     members: tuple[Member, ...]
+    # Derived from the members once: the core asks for them on every message.
+    _voters: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _ids: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for field, value in (("version", self.version), ("term", self.term)):
@@ -127,6 +130,10 @@ class Configuration:
                 f"a configuration's members take {size} bytes, more than the "
                 f"{MAX_CONFIGURATION_BYTES} a state file holds"
             )
+        object.__setattr__(self, "_ids", frozenset(ids))
+        object.__setattr__(
+            self, "_voters", frozenset(member.node_id for member in self.members if member.voter)
+        )
 
     @property
     def key(self) -> tuple[int, int]:
@@ -136,12 +143,12 @@ class Configuration:
     @property
     def voters(self) -> frozenset[str]:
         """The ids of the members that vote."""
-        return frozenset(member.node_id for member in self.members if member.voter)
+        return self._voters
 
     @property
     def ids(self) -> frozenset[str]:
         """The ids of every member, voter or not."""
-        return frozenset(member.node_id for member in self.members)
+        return self._ids
 
     def member(self, node_id: str) -> Member | None:
         """The member with ``node_id``, or ``None``."""

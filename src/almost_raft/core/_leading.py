@@ -44,6 +44,7 @@ class Leading:
         _lease: Lease | None
         _promise: Promise
         _batch: BatchBuilder
+        _lease_seconds: float | None
 
         @property
         def configuration(self) -> Configuration: ...
@@ -53,7 +54,11 @@ class Leading:
         def _become_follower(self, term: int, leader_id: str | None) -> None: ...
         def _heartbeat_recipients(self) -> list[str]: ...
         def _heartbeat_to(
-            self, peer: str, round_trip_us: int, round_number: int = 0
+            self,
+            peer: str,
+            round_trip_us: int,
+            round_number: int = 0,
+            plain: HeartBeat | None = None,
         ) -> HeartBeat: ...
         def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool: ...
 
@@ -86,22 +91,33 @@ class Leading:
         # A leader answers its own round: it votes for nobody else while it leads, and
         # keeps that promise for an election timeout after it stops.
         self._promise.made(self._term, self._now, timeout)
-        round_trip_us = self._heartbeat().round_trip_us
+        round_trip_us = self._round_trip_us()
+        # Every peer that holds the configuration gets the same heartbeat, one value, so
+        # that the transport encodes it once a round.
+        plain: HeartBeat | None = None
+        now = self._now
+        round_trips = self.round_trips
+        batch = self._batch
         for peer in self._heartbeat_recipients():
-            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number)
-            self.round_trips.heartbeat_sent(peer, self._now)
-            self._batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
-        self._leader_side.heartbeat_deadline = self._now + self.config.heartbeat_interval
+            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number, plain)
+            if heartbeat.configuration is None:
+                plain = heartbeat
+            round_trips.heartbeat_sent(peer, now)
+            batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
+        self._leader_side.heartbeat_deadline = now + self.config.heartbeat_interval
 
-    def _heartbeat(self) -> HeartBeat:
+    def _round_trip_us(self) -> int:
         # Followers cannot time a round trip themselves (they ask nothing), so the
         # leader tells them what it measures.
         round_trip = self.round_trips.majority(self._other_voters(), self._now)
-        round_trip_us = 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
-        return HeartBeat(self._term, self.node_id, round_trip_us)
+        return 0 if round_trip is None else min(round(round_trip * 1e6), MAX_ROUND_TRIP_US)
 
     def _lease_duration(self) -> float:
-        return self.config.lease_duration
+        duration = self._lease_seconds
+        if duration is None:
+            # The config is immutable, and the property is three calls deep.
+            duration = self._lease_seconds = self.config.lease_duration
+        return duration
 
     def _end_lease(self) -> None:
         """Leadership is over: so is the lease, at once (a hand-over relies on it)."""
@@ -114,8 +130,8 @@ class Leading:
         keeper = self._lease_keeper
         if keeper is not None and (keeper.stale or keeper.voters is not self.configuration):
             # A new configuration may need a different majority.
-            keeper.voters = self.configuration
-            lease = keeper.lease(self._voters(), self._lease_duration())
+            configuration = keeper.voters = self.configuration
+            lease = keeper.lease(configuration.voters, self._lease_duration())
             # A leader has a lease once a majority answered one of its rounds.
             if lease.until > -math.inf:
                 self._lease = lease

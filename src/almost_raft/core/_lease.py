@@ -116,7 +116,7 @@ class LeaseKeeper:
     still extend the lease are remembered.
     """
 
-    __slots__ = ("_acked", "_round", "_sent", "stale", "start", "term", "voters")
+    __slots__ = ("_acked", "_basis", "_round", "_sent", "stale", "start", "term", "voters")
 
     def __init__(self, term: int, start: float) -> None:
         self.term = term
@@ -129,6 +129,9 @@ class LeaseKeeper:
         # Whether an answer, a round or a change of members may have moved the lease
         # since it was last computed: most of a leader's inputs change nothing here.
         self.stale = True
+        # The send time of the round the last computed lease counts from: an answer that
+        # credits a node with a time no later than this cannot move it.
+        self._basis = -math.inf
         # What the caller last computed the lease over (it compares by identity).
         self.voters: object = None
 
@@ -156,7 +159,9 @@ class LeaseKeeper:
         sent = self._sent.get(round_number)
         if sent is not None and sent > self._acked.get(node_id, -math.inf):
             self._acked[node_id] = sent
-            self.stale = True
+            if sent > self._basis:
+                # A majority's latest time moves only when a time later than it comes.
+                self.stale = True
 
     def until(self, voters: Collection[str], duration: float) -> float:
         """The end of the lease: ``duration`` after the latest round a majority answered."""
@@ -165,4 +170,5 @@ class LeaseKeeper:
     def lease(self, voters: Collection[str], duration: float) -> Lease:
         """The lease as it stands; it is no longer :attr:`stale`."""
         self.stale = False
-        return Lease(self.term, self.start, self.until(voters, duration))
+        basis = self._basis = quorum_heard_since(voters, self._acked)
+        return Lease(self.term, self.start, basis + duration)

@@ -99,7 +99,11 @@ class Replication:
 
     def needs_configuration(self, node_id: str) -> bool:
         """Whether a heartbeat to ``node_id`` must carry the configuration."""
-        return not self.has_saved(node_id)
+        # has_saved(), inline: asked for every heartbeat.
+        if node_id == self.node_id:
+            return False
+        acked = self._acked.get(node_id)
+        return acked is None or acked < self.configuration.key
 
     def ready_to_promote(self) -> str | None:
         """A non-voter waiting for promotion that has saved the configuration, if any."""

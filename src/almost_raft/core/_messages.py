@@ -169,21 +169,28 @@ class HeartBeat(PeerMessage):
     round: int = 0
 
     def __post_init__(self) -> None:
-        check_term(self.term)
-        check_node_id("leader_id", self.leader_id)
+        # A leader builds one a round and every follower decodes one: the checks of a
+        # valid heartbeat are made here, and the named checks only raise the errors.
+        term, leader_id, round_trip_us = self.term, self.leader_id, self.round_trip_us
+        committed, round_number = self.committed_version, self.round
+        if type(term) is not int or not 0 <= term <= MAX_TERM:
+            check_term(term)
+        if type(leader_id) is not str or not 0 < len(leader_id) <= MAX_ID_LENGTH:
+            check_node_id("leader_id", leader_id)
         if (
-            isinstance(self.round_trip_us, bool)
-            or not isinstance(self.round_trip_us, int)
-            or not 0 <= self.round_trip_us <= MAX_ROUND_TRIP_US
+            isinstance(round_trip_us, bool)
+            or not isinstance(round_trip_us, int)
+            or not 0 <= round_trip_us <= MAX_ROUND_TRIP_US
         ):
             raise ValueError(
-                f"round_trip_us must be an int in [0, {MAX_ROUND_TRIP_US}], "
-                f"got {self.round_trip_us!r}"
+                f"round_trip_us must be an int in [0, {MAX_ROUND_TRIP_US}], got {round_trip_us!r}"
             )
         if self.configuration is not None and not isinstance(self.configuration, Configuration):
             raise TypeError("configuration must be a Configuration or None")
-        check_term(self.committed_version)
-        check_count("round", self.round)
+        if type(committed) is not int or not 0 <= committed <= MAX_TERM:
+            check_term(committed)
+        if type(round_number) is not int or not 0 <= round_number <= MAX_TERM:
+            check_count("round", round_number)
 
     @property
     def sender(self) -> str:
@@ -208,11 +215,19 @@ class HeartBeatResponse(PeerMessage):
     round: int = 0
 
     def __post_init__(self) -> None:
-        check_term(self.term)
-        check_node_id("follower_id", self.follower_id)
-        check_term(self.config_term)
-        check_term(self.config_version)
-        check_count("round", self.round)
+        # Four answers every heartbeat round: as HeartBeat, the named checks only raise.
+        term, follower_id, round_number = self.term, self.follower_id, self.round
+        config_term, config_version = self.config_term, self.config_version
+        if type(term) is not int or not 0 <= term <= MAX_TERM:
+            check_term(term)
+        if type(follower_id) is not str or not 0 < len(follower_id) <= MAX_ID_LENGTH:
+            check_node_id("follower_id", follower_id)
+        if type(config_term) is not int or not 0 <= config_term <= MAX_TERM:
+            check_term(config_term)
+        if type(config_version) is not int or not 0 <= config_version <= MAX_TERM:
+            check_term(config_version)
+        if type(round_number) is not int or not 0 <= round_number <= MAX_TERM:
+            check_count("round", round_number)
 
     @property
     def config_key(self) -> tuple[int, int]:

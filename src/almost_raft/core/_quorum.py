@@ -50,5 +50,14 @@ def quorum_heard_since(voters: Collection[str], heard_at: Mapping[str, float]) -
     never heard from. Entries for ids outside ``voters`` do not count. With no voters the
     answer is ``-inf``.
     """
-    times = sorted((heard_at.get(voter, -math.inf) for voter in voters), reverse=True)
-    return times[majority(len(times)) - 1] if times else -math.inf
+    # A list rather than a generator: a leader asks this on every answer it gets.
+    get = heard_at.get
+    times = [get(voter, _NEVER) for voter in voters]
+    if not times:
+        return _NEVER
+    times.sort(reverse=True)
+    # majority(n) - 1
+    return times[len(times) // 2]
+
+
+_NEVER = -math.inf

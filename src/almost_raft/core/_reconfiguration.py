@@ -150,15 +150,14 @@ class Reconfiguration:
     def _other_members(self) -> frozenset[str]:
         return self._configuration.ids - {self.node_id}
 
-    def _is_known_sender(self, message: PeerMessage) -> bool:
+    def _is_known_sender(self, message: PeerMessage, sender: str) -> bool:
         """Whether to hear ``message``: from a member, the leader this node follows
         (which a change may be removing), on a leader a member it removed and still
         tells so, or a node with a newer configuration (a leader's that names both, or
         a candidate's): this node missed the changes that made the sender a member, and
         would otherwise never learn them. A removal notice is heard from a member of the
-        configuration it carries, for the same reason.
+        configuration it carries, for the same reason. ``sender`` is ``message.sender``.
         """
-        sender = message.sender
         if (
             sender in self._configuration.ids
             or sender == self._leader_id
@@ -196,10 +195,6 @@ class Reconfiguration:
         # A starting configuration is given again at every start; only a leader's is saved.
         config = self._configuration
         return config if config.version > 0 else None
-
-    def _take_committed(self) -> Configuration | None:
-        committed, self._newly_committed = self._newly_committed, None
-        return committed
 
     # ------------------------------------------------------------------ votes
 
@@ -334,15 +329,25 @@ class Reconfiguration:
         self._replication = None
         self._waiting_change = None
 
-    def _heartbeat_to(self, peer: str, round_trip_us: int, round_number: int = 0) -> HeartBeat:
+    def _heartbeat_to(
+        self,
+        peer: str,
+        round_trip_us: int,
+        round_number: int = 0,
+        plain: HeartBeat | None = None,
+    ) -> HeartBeat:
+        """The heartbeat for ``peer``; ``plain``, if given, is this round's heartbeat
+        without the configuration, which every peer that has saved it gets."""
         replication = self._replication
         assert replication is not None, "only a leader sends heartbeats"
-        config = self._configuration
+        needs = replication.needs_configuration(peer)
+        if plain is not None and not needs:
+            return plain
         return HeartBeat(
             self._term,
             self.node_id,
             round_trip_us,
-            config if replication.needs_configuration(peer) else None,
+            self._configuration if needs else None,
             self._committed_version,
             round=round_number,
         )
@@ -370,8 +375,17 @@ class Reconfiguration:
     def _on_configuration_ack(self, response: HeartBeatResponse) -> None:
         replication = self._replication
         assert replication is not None, "only a leader counts answers"
-        replication.acknowledge(response.follower_id, response.config_key)
-        self._advance_configuration()
+        replication.acknowledge(
+            response.follower_id, (response.config_term, response.config_version)
+        )
+        if (
+            self._configuration.version > self._committed_version
+            or self._waiting_change is not None
+            or (replication.promote and replication.gate_open)
+        ):
+            # Otherwise there is nothing to commit and no change waits: every answer of
+            # a steady leader would ask for nothing.
+            self._advance_configuration()
 
     def _advance_configuration(self) -> None:
         """Commit when a majority saved the configuration; then the next step, if any."""
@@ -400,7 +414,7 @@ class Reconfiguration:
         if waiting is not None:
             self._apply_change(waiting)
             return
-        promote = replication.ready_to_promote()
+        promote = replication.ready_to_promote() if replication.promote else None
         if promote is not None:
             replication.promote.discard(promote)
             self._apply_change(("promote", promote))

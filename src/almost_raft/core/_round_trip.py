@@ -114,7 +114,12 @@ class RoundTrips:
         while sent and now - sent[0] > self._max_age:
             sent.popleft()
         if sent:
-            self._sample(peer, now - sent.popleft(), now)
+            seconds = now - sent.popleft()
+            # _sample(), inline: a leader times every answer.
+            estimate = self._peers.get(peer)
+            if estimate is None:
+                estimate = self._peers[peer] = Smoothed()
+            estimate.add(0.0 if seconds < 0.0 else seconds, now)
 
     def vote_asked(self, peer: str, now: float) -> None:
         """A (pre-)vote request left for ``peer`` at ``now``; it replaces any earlier one."""
@@ -178,9 +183,17 @@ class RoundTrips:
         needed = (len(members) + 1) // 2
         if needed == 0:
             return None
-        highs = sorted(h for peer in members if (h := self.peer_high(peer, now)) is not None)
+        # peer_high() inline: a leader asks this every round.
+        estimates = self._peers
+        stale_after = self._stale_after
+        highs = []
+        for peer in members:
+            estimate = estimates.get(peer)
+            if estimate is not None and now - estimate.updated <= stale_after:
+                highs.append(estimate.mean + 4 * estimate.deviation)
         if len(highs) < needed:
             return None
+        highs.sort()
         return highs[needed - 1]
 
     def round_trip(self, peers: Iterable[str], now: float) -> float | None:

@@ -110,6 +110,9 @@ __all__ = ["ElectionCore"]
 logger = logging.getLogger("almost_raft.core")
 
 _CAMPAIGNING = (NodeState.PRE_CANDIDATE, NodeState.CANDIDATE)
+# Read on every input; a module global is found faster than an enum's member.
+_LEADER = NodeState.LEADER
+_TERMINATING = NodeState.TERMINATING
 
 
 class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Leaving, Leading):
@@ -181,6 +184,7 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             self._promise.restarted(now, config.election_timeout)
         self._lease_keeper: LeaseKeeper | None = None
         self._lease: Lease | None = None
+        self._lease_seconds: float | None = None
         # On a candidate: when its exclusive work could begin, given the promises its
         # voters (itself included) broke early to vote for it.
         self._exclusive_after = -math.inf
@@ -232,9 +236,13 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
     @property
     def next_deadline(self) -> float:
         """The time by which :meth:`tick` must be called next."""
-        if self._role is NodeState.LEADER:
-            return self._leader_side.next_deadline
-        if self._role is NodeState.TERMINATING:
+        role = self._role
+        if role is _LEADER:
+            # LeaderSide.next_deadline, without the call: this is read on every input.
+            side = self._leader_side
+            heartbeat, quorum = side.heartbeat_deadline, side.quorum_deadline
+            return quorum if quorum < heartbeat else heartbeat
+        if role is _TERMINATING:
             return math.inf
         departure = self._departure
         # Read on every input, so the attribute stands in for the property.
@@ -381,7 +389,7 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             return self._drop("terminating", message)
         if sender == self.node_id:
             return self._drop("from_self", message)
-        if not self._is_known_sender(message):
+        if not self._is_known_sender(message, sender):
             # A member removed while it was down may be asking: tell it (see _removal).
             self._tell_if_removed(message)
             return self._drop("unknown_sender", message)
@@ -442,10 +450,12 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
 
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
-            self._leader_side.answered(message.follower_id, self._now)
-            self.round_trips.heartbeat_answered(message.follower_id, self._now)
+            follower, now = message.follower_id, self._now
+            # LeaderSide.answered(), inline: four answers a round.
+            self._leader_side.answered_at[follower] = now
+            self.round_trips.heartbeat_answered(follower, now)
             if self._lease_keeper is not None:
-                self._lease_keeper.answered(message.follower_id, message.round)
+                self._lease_keeper.answered(follower, message.round)
             self._on_configuration_ack(message)
         elif isinstance(message, HeartBeat):
             logger.error(
@@ -615,15 +625,20 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
             self._departure.observe(
                 self._leader_id, self._term, self._now, self.config.heartbeat_interval
             )
-        self._refresh_lease()
+        keeper = self._lease_keeper
+        if keeper is not None and (keeper.stale or keeper.voters is not self._configuration):
+            self._refresh_lease()
+        # _persisted_configuration() and _take_committed(), inline: once per input.
+        config = self._configuration
+        committed, self._newly_committed = self._newly_committed, None
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,
             self._leader_id,
             self._role,
             self.next_deadline,
-            self._persisted_configuration(),
-            self._take_committed(),
+            config if config.version > 0 else None,
+            committed,
             lease=self._lease,
         )
         if leader_changed:

@@ -31,7 +31,7 @@ from ..core._validation import admits_peer
 from ..store._store import Store
 from ..transport._interface import Transport, close_transport
 from ._changes import ChangeRequest, PendingChanges
-from ._clock import election_clock
+from ._clock import read_election_clock
 from ._inputs import (
     ALARM,
     AddPeer,
@@ -54,6 +54,9 @@ from ._status import ElectionStatus, RuntimeMetrics
 __all__ = ["MAX_PENDING_INPUTS", "Runtime"]
 
 logger = logging.getLogger("almost_raft.runtime")
+
+_RUNNING = Phase.RUNNING
+_IDLE = Phase.IDLE
 
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
@@ -94,7 +97,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.leadership: LatestValue[LeaderChange] = LatestValue(LeaderChange(None, 0))
         # The core runs on the election clock (CLOCK_BOOTTIME), which leases rest on.
-        self._clock = election_clock
+        self._clock = read_election_clock
         self.lease = LeaseWatch(self._clock)
         self._initial_peers = set(peers)
         self._transport = transport
@@ -108,6 +111,9 @@ class Runtime:
         # The one timer for the core's deadline, and the time it is set for.
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.nan
+        # The loop start() runs on, kept so that setting the alarm every round does not
+        # look it up (a getpid() system call each time).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: asyncio.Task[None] | None = None
         self._sender = Sender(node_id, transport, self.metrics, config.message_timeout)
         self._saving: asyncio.Future[None] | None = None
@@ -189,11 +195,14 @@ class Runtime:
         than ``MAX_PENDING_INPUTS`` inputs are already waiting.
         """
         core = self._core
-        if core is None or not self._life.takes_input:
+        if core is None:
             return
-        if self._life.phase is Phase.IDLE and self._inputs.empty():
+        if self._life.phase is _IDLE and self._inputs.empty():
+            # IDLE takes input: the common case, judged first.
             self._last_arrival[message.sender] = time.monotonic()
             self._handle_now(core, message)
+            return
+        if not self._life.takes_input:
             return
         if self._inputs.qsize() >= MAX_PENDING_INPUTS:
             self.metrics.inputs_dropped += 1
@@ -295,7 +304,7 @@ class Runtime:
         if self._life.phase is not Phase.NEW:
             raise RuntimeError(f"{self.node_id}: the election was already started")
         self._life.move(Phase.STARTING)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         starting = self._starting = loop.create_future()
         try:
             try:
@@ -438,41 +447,92 @@ class Runtime:
         if now >= core.next_deadline:
             self._inputs.put_nowait(message)
             return
-        self._life.move(Phase.RUNNING)
+        life = self._life
+        # IDLE to RUNNING and back, the moves of every message: set rather than judged
+        # by the table (deliver() came here from IDLE).
+        life.phase = _RUNNING
         try:
-            output = core.receive(message, now)
-            if output.hard_state is not None or (
-                output.lease is not None and self.lease.shrinks(output.lease)
-            ):
-                # A save, or exclusive work to stop before the messages leave: the
-                # driver waits for either, and takes no input meanwhile.
-                self._inputs.put_nowait(CarryOut(output))
-                return
-            if output.lease is not None:
-                self.lease.update(output.lease)
-            self._finish_batch(output.messages, output.leader_change)
-            if core.next_deadline < self._alarm_at:
-                # A later deadline can wait: the alarm rings early and the driver sets it
-                # anew.
-                self._set_alarm(core.next_deadline)
+            self._finish_now(core, core.receive(message, now))
         except BaseException as error:
             self._inputs.put_nowait(Failed(error))
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             return
-        if self._life.phase is Phase.RUNNING and self._inputs.empty():
-            self._life.move(Phase.IDLE)
+        if life.phase is _RUNNING and self._inputs.empty():
+            life.phase = _IDLE
+
+    def _ring(self) -> None:
+        """The alarm rang: while the task is idle, tick the core here, as a message is
+        handled on arrival.
+
+        A leader's alarm rings every heartbeat interval; waking the election's task for
+        it would cost the loop a second turn, and a queue, per round. A batch the driver
+        must see (a save, a lease that shrinks, the end of the election) still goes
+        through the queue, and so does the alarm itself whenever the task is busy.
+        """
+        self._alarm = None
+        self._alarm_at = math.nan
+        core = self._core
+        if (
+            core is None
+            or core.role is NodeState.TERMINATING
+            or self._life.phase is not Phase.IDLE
+            or not self._inputs.empty()
+        ):
+            # The task is busy, or has an ended election to see out: it takes the alarm.
+            self._inputs.put_nowait(ALARM)
+            return
+        now = self._clock()
+        deadline = core.next_deadline
+        if now >= deadline:
+            life = self._life
+            life.phase = _RUNNING
+            try:
+                output = core.tick(now)
+                if output.role is NodeState.TERMINATING:
+                    # The driver's loop ends with this batch.
+                    self._inputs.put_nowait(CarryOut(output))
+                    return
+                self._finish_now(core, output)
+            except BaseException as error:
+                self._inputs.put_nowait(Failed(error))
+                if isinstance(error, KeyboardInterrupt | SystemExit):
+                    raise
+                return
+            if life.phase is not _RUNNING or not self._inputs.empty():
+                return
+            life.phase = _IDLE
+            deadline = output.next_deadline
+        # Rang early (the loop's clock is not the election clock), or ticked: wait anew.
+        self._set_alarm(deadline)
+
+    def _finish_now(self, core: ElectionCore, output: Output) -> None:
+        """Carry out a batch made outside the driver, unless the driver must."""
+        if output.hard_state is not None or (
+            output.lease is not None and self.lease.shrinks(output.lease)
+        ):
+            # A save, or exclusive work to stop before the messages leave: the
+            # driver waits for either, and takes no input meanwhile.
+            self._inputs.put_nowait(CarryOut(output))
+            return
+        if output.lease is not None:
+            self.lease.update(output.lease)
+        self._finish_batch(output.messages, output.leader_change)
+        if output.next_deadline < self._alarm_at:
+            # A later deadline can wait: the alarm rings early and the driver sets it
+            # anew.
+            self._set_alarm(output.next_deadline)
 
     def _set_alarm(self, deadline: float) -> None:
         if deadline == self._alarm_at:
             return
         if self._alarm is not None:
             self._alarm.cancel()
+        loop = self._loop
+        assert loop is not None, "the alarm is set only once start() has run"
         # The loop's timers run on its own clock; the deadline is on the election clock.
         self._alarm = (
-            asyncio.get_running_loop().call_later(
-                max(0.0, deadline - self._clock()), self._inputs.put_nowait, ALARM
-            )
+            loop.call_later(max(0.0, deadline - self._clock()), self._ring)
             if math.isfinite(deadline)
             else None
         )
@@ -569,8 +629,10 @@ class Runtime:
 
     def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
         """Send a batch's messages and publish its news: what follows any save."""
-        for outbound in messages:
-            self._send(outbound)
+        if messages:
+            send = self._sender.send
+            for outbound in messages:
+                send(outbound)
         core = self._core
         if core is not None:
             # A configuration counts as committed only once this batch's save is done.

@@ -37,6 +37,7 @@ Rule 3 (the writer knows when to stop). ``pause_writing``/``resume_writing`` kee
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import cast
 
@@ -44,8 +45,15 @@ from ._wire import HEADER_BYTES, WireError, frame_length
 
 __all__ = ["FramedConnection"]
 
+# What one read takes from the socket at most. A frame is a few dozen bytes; asyncio's
+# own reads ask for 256 KiB, a fresh bytes object each, which glibc serves by mmap()
+# (three system calls a read) unless an earlier free happened to raise its threshold.
+_READ_BYTES = 4096
+# The frame header, as _wire reads it.
+_HEADER = struct.Struct(">I")
 
-class FramedConnection(asyncio.Protocol):
+
+class FramedConnection(asyncio.BufferedProtocol):
     """A framed connection: awaitable frames during the handshake, callbacks after it.
 
     Build one per connection and pass ``lambda: connection`` to ``create_connection`` or
@@ -94,6 +102,8 @@ class FramedConnection(asyncio.Protocol):
         self._on_frame: Callable[[bytes], None] | None = None
         self._on_refused: Callable[[WireError], None] | None = None
         self._send_only = False
+        # Where each read lands (see _READ_BYTES); made by the first read.
+        self._read_buffer: memoryview | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -219,6 +229,22 @@ class FramedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._read_buffer
+        if buffer is None:
+            buffer = self._read_buffer = memoryview(bytearray(_READ_BYTES))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buffer = self._read_buffer
+        assert buffer is not None, "asyncio reads into the buffer get_buffer() gave"
+        data = buffer[:nbytes].tobytes()
+        if self._on_frame is not None and not self._closing:
+            # data_received's common case, one call shorter.
+            self._cut(data)
+        else:
+            self.data_received(data)
+
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
@@ -281,9 +307,14 @@ class FramedConnection(asyncio.Protocol):
         assert on_frame is not None
         size = len(data)
         offset = 0
+        limit = self._max_frame_bytes
         try:
             while size - offset >= HEADER_BYTES:
-                end = offset + HEADER_BYTES + frame_length(data, self._max_frame_bytes, offset)
+                # frame_length(), inline for every frame; it raises for the oversized.
+                (length,) = _HEADER.unpack_from(data, offset)
+                if length > limit:
+                    frame_length(data, limit, offset)
+                end = offset + HEADER_BYTES + length
                 if end > size:
                     break
                 on_frame(data[offset + HEADER_BYTES : end])

@@ -65,9 +65,9 @@ from ._settings import (
 from ._tls import TlsConfig
 from ._wire import (
     DEFAULT_MAX_FRAME_BYTES,
+    KIND_NAMES,
     MIN_MAX_FRAME_BYTES,
     encode_message,
-    message_kind,
     require_msgpack,
 )
 
@@ -204,6 +204,9 @@ class TcpTransport(Transport):
         self._peer_link: PeerLink | None = None
         self._inbound: Inbound | None = None
         self._closed = False
+        # The last message encoded, and its frame (messages are immutable).
+        self._last_sent: PeerMessage | None = None
+        self._last_frame = b""
 
     # ------------------------------------------------------------------ public API
 
@@ -283,7 +286,10 @@ class TcpTransport(Transport):
         link = self._peer_link
         if link is None:
             raise RuntimeError("start() the transport before sending")
-        if message.sender != self._node_id:
+        # A leader sends one heartbeat value to every peer that holds its configuration:
+        # the frame of the first serves the others, and its sender was checked then.
+        again = message is self._last_sent
+        if not again and message.sender != self._node_id:
             raise ValueError(
                 f"node {self._node_id!r} cannot send a message from {message.sender!r}"
             )
@@ -295,7 +301,13 @@ class TcpTransport(Transport):
             self.metrics.dropped_unknown_peer += 1
             logger.debug("%s: no address for %r, dropped %r", self._node_id, to, message)
             return True
-        link.send(peer, message_kind(message), encode_message(message))
+        if again:
+            frame = self._last_frame
+        else:
+            frame = encode_message(message)
+            self._last_sent = message
+            self._last_frame = frame
+        link.send(peer, KIND_NAMES[type(message)], frame)
         return True
 
     async def send(self, to: str, message: PeerMessage) -> None:
