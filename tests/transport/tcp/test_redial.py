@@ -331,3 +331,41 @@ def test_a_message_for_a_peer_dialled_on_demand_is_delivered() -> None:
                 await transport.close()
 
     asyncio.run(body())
+
+
+@pytest.mark.slow
+def test_a_dialler_that_fails_starts_again_and_connects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from almost_raft.transport.tcp._peer_link import PeerLink
+
+    real_connect = PeerLink._connect
+    failures: list[int] = []
+
+    async def failing_once(self: PeerLink, *args: object, **kwargs: object) -> object:
+        if not failures:
+            failures.append(1)
+            raise OSError(9, "Bad file descriptor")  # as a socket reset as it was made
+        return await real_connect(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PeerLink, "_connect", failing_once)
+
+    async def body() -> None:
+        inboxes = {"a": Inbox(), "b": Inbox()}
+        transports = {
+            node: TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id="test", backoff_max=0.05)
+            for node in inboxes
+        }
+        for node, transport in transports.items():
+            await transport.start(node, inboxes[node])
+        a, b = transports["a"], transports["b"]
+        a.set_peer_address("b", b.address)
+        b.set_peer_address("a", a.address)
+        try:
+            await eventually(lambda: a.metrics.connects == 1, "a connection after the error")
+            assert a.metrics.dialler_errors == 1
+            a.send_nowait("b", HeartBeat(3, "a"))
+            await eventually(lambda: HeartBeat(3, "a") in inboxes["b"].messages, "a heartbeat")
+        finally:
+            for transport in transports.values():
+                await transport.close()
+
+    asyncio.run(body())

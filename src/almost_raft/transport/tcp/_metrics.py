@@ -74,6 +74,8 @@ class TcpMetrics:
         connect_refused: dials refused by the peer's host (nothing listens there).
         connect_timeouts: dials that got no answer within ``connect_timeout``.
         connect_errors: dials that failed otherwise (no route, unknown host...).
+        dialler_errors: errors of the dialler itself, each logged with its traceback;
+            the dialler starts again after ``backoff_max``.
     """
 
     sent: MessageCounts = dataclasses.field(default_factory=MessageCounts)
@@ -98,6 +100,7 @@ class TcpMetrics:
     connect_refused: int = 0
     connect_timeouts: int = 0
     connect_errors: int = 0
+    dialler_errors: int = 0
 
     def count(self, event: FrameProblem | ConnectFailure) -> None:
         """Add one to the counter that ``event`` names."""

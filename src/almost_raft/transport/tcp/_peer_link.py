@@ -266,6 +266,28 @@ class PeerLink:
             logger.error("%s: %s failed", self._node_id, task.get_name(), exc_info=exc)
 
     async def _run(self, peer: Peer) -> None:
+        """Run ``peer``'s dialler until it is stopped, whatever goes wrong in it.
+
+        A dialler that died would leave the peer unreached for good, a partition of
+        this node's own making that no heal ends; an error is logged and counted, and
+        the dialler starts again after the longest backoff.
+        """
+        while True:
+            try:
+                await self._dial_and_redial(peer)
+            except Exception:
+                self._metrics.dialler_errors += 1
+                logger.exception(
+                    "%s: the dialler of %s failed; it starts again in %.1f s",
+                    self._node_id,
+                    peer.node_id,
+                    self._settings.backoff_max,
+                )
+                peer.connection = None
+                peer.answers = None
+                await asyncio.sleep(self._settings.backoff_max)
+
+    async def _dial_and_redial(self, peer: Peer) -> None:
         """Dial ``peer``, and redial whenever the connection ends."""
         loop = asyncio.get_running_loop()
         settings = self._settings
@@ -395,9 +417,13 @@ class PeerLink:
         assert transport is not None
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            # A fixed size also turns off the kernel's buffer autotuning, which would
-            # otherwise let megabytes of stale messages queue for a peer that stopped reading.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+            # A connection reset as it was made has no socket left (EBADF): it ends as
+            # any young connection does, in the dialler, which must not fail here.
+            with contextlib.suppress(OSError):
+                # A fixed size also turns off the kernel's buffer autotuning, which would
+                # otherwise let megabytes of stale messages queue for a peer that stopped
+                # reading.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
             _set_user_timeout(sock, settings.answer_timeout)
         transport.set_write_buffer_limits(high=settings.send_buffer_bytes)
         try:
