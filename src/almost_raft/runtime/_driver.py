@@ -467,7 +467,26 @@ class Runtime:
         # by the table (deliver() came here from IDLE).
         life.phase = _RUNNING
         try:
-            self._finish_now(core, core.receive(message, now))
+            output = core.receive(message, now)
+            if (
+                output.hard_state is None
+                and output.lease is None
+                and not output.messages
+                and output.leader_change is None
+            ):
+                # What most of a leader's answers make: nothing to save, send or tell.
+                # _finish_now() and _finish_batch() of such a batch, inline.
+                changes = self._changes
+                if changes.waiting:
+                    changes.settle(core)
+                configuration = core.configuration
+                if configuration is not self._published:
+                    self._published = configuration
+                    self.configurations.publish(configuration)
+                if output.next_deadline < self._alarm_at:
+                    self._set_alarm(output.next_deadline)
+            else:
+                self._finish_now(core, output)
         except BaseException as error:
             self._inputs.put_nowait(Failed(error))
             if isinstance(error, KeyboardInterrupt | SystemExit):
