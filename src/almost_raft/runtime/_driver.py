@@ -71,6 +71,7 @@ class _InputQueue(asyncio.Queue[Input]):
         self.items: collections.deque[Input] = collections.deque()
         self._queue = self.items
 
+
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
 MAX_PENDING_INPUTS = 10_000
