@@ -49,6 +49,7 @@ CORE_STDLIB = {
     "json",
     "logging",
     "math",
+    "operator",
     "random",
     "typing",
 }

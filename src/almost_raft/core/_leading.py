@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._configuration import Configuration
     from ._leader_side import LeaderSide
     from ._lease import LeaseKeeper, Promise
+    from ._membership import Replication
     from ._messages import PeerMessage
     from ._round_trip import RoundTrips
 
@@ -38,6 +39,7 @@ class Leading:
         round_trips: RoundTrips
         _now: float
         _term: int
+        _replication: Replication | None
         _leader_contact: float
         _leader_side: LeaderSide
         _lease_keeper: LeaseKeeper | None
@@ -98,12 +100,20 @@ class Leading:
         now = self._now
         round_trips = self.round_trips
         batch = self._batch
+        replication = self._replication
+        assert replication is not None, "only a leader sends heartbeats"
         for peer in self._heartbeat_recipients():
-            heartbeat = self._heartbeat_to(peer, round_trip_us, round_number, plain)
-            if heartbeat.configuration is None:
-                plain = heartbeat
+            if plain is not None and not replication.needs_configuration(peer):
+                # What _heartbeat_to() gives a peer that holds the configuration, and a
+                # heartbeat without one may leave before the save (_may_leave_before_save).
+                heartbeat, early = plain, True
+            else:
+                heartbeat = self._heartbeat_to(peer, round_trip_us, round_number, plain)
+                if heartbeat.configuration is None:
+                    plain = heartbeat
+                early = self._may_leave_before_save(heartbeat)
             round_trips.heartbeat_sent(peer, now)
-            batch.send(peer, heartbeat, early=self._may_leave_before_save(heartbeat))
+            batch.send(peer, heartbeat, early=early)
         self._leader_side.heartbeat_deadline = now + self.config.heartbeat_interval
 
     def _round_trip_us(self) -> int:

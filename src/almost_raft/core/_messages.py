@@ -12,7 +12,8 @@ seed API (``almost_raft.seed``), which attaches them to :class:`Message` the sam
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+import operator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._configuration import MAX_ID_LENGTH as MAX_ID_LENGTH
 from ._configuration import Configuration
@@ -192,9 +193,15 @@ class HeartBeat(PeerMessage):
         if type(round_number) is not int or not 0 <= round_number <= MAX_TERM:
             check_count("round", round_number)
 
-    @property
-    def sender(self) -> str:
-        return self.leader_id
+    if TYPE_CHECKING:
+
+        @property
+        def sender(self) -> str: ...
+
+    else:
+        # Read a few times per message of every round: a property whose getter is
+        # operator.attrgetter runs no Python frame.
+        sender = property(operator.attrgetter("leader_id"), doc="The id of the node that sent it.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -234,9 +241,17 @@ class HeartBeatResponse(PeerMessage):
         """``(config_term, config_version)``, ordered as :attr:`Configuration.key`."""
         return (self.config_term, self.config_version)
 
-    @property
-    def sender(self) -> str:
-        return self.follower_id
+    if TYPE_CHECKING:
+
+        @property
+        def sender(self) -> str: ...
+
+    else:
+        # Read a few times per message of every round: a property whose getter is
+        # operator.attrgetter runs no Python frame.
+        sender = property(
+            operator.attrgetter("follower_id"), doc="The id of the node that sent it."
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -631,12 +631,20 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
         # _persisted_configuration() and _take_committed(), inline: once per input.
         config = self._configuration
         committed, self._newly_committed = self._newly_committed, None
+        role = self._role
+        if role is _LEADER:
+            # next_deadline, without the call, as a leader's every answer makes a batch.
+            side = self._leader_side
+            heartbeat, quorum = side.heartbeat_deadline, side.quorum_deadline
+            deadline = quorum if quorum < heartbeat else heartbeat
+        else:
+            deadline = self.next_deadline
         output, leader_changed = self._batch.finish(
             self._term,
             self._voted_for,
             self._leader_id,
-            self._role,
-            self.next_deadline,
+            role,
+            deadline,
             config if config.version > 0 else None,
             committed,
             lease=self._lease,

@@ -41,10 +41,10 @@ class _Waiter:
 class PendingChanges:
     """The callers waiting for their change to commit, oldest first."""
 
-    __slots__ = ("_waiting",)
+    __slots__ = ("waiting",)
 
     def __init__(self) -> None:
-        self._waiting: list[_Waiter] = []
+        self.waiting: list[_Waiter] = []
 
     def apply(self, core: ElectionCore, request: ChangeRequest, now: float) -> Output | None:
         """Ask the core for the change; a refusal goes to the caller at once."""
@@ -69,16 +69,16 @@ class PendingChanges:
             if not request.future.done():
                 request.future.set_exception(error)
             return None
-        self._waiting.append(_Waiter(request.future, done, core.term, what))
+        self.waiting.append(_Waiter(request.future, done, core.term, what))
         return output
 
     def settle(self, core: ElectionCore) -> None:
         """After a batch: resolve the changes now committed, fail those that cannot be."""
-        if not self._waiting:
+        if not self.waiting:
             return
         committed = core.committed_configuration
         still: list[_Waiter] = []
-        for waiter in self._waiting:
+        for waiter in self.waiting:
             if waiter.future.done():
                 continue
             if committed is not None and waiter.done(committed):
@@ -94,16 +94,16 @@ class PendingChanges:
                 )
             else:
                 still.append(waiter)
-        self._waiting = still
+        self.waiting = still
 
     def close(self, node_id: str) -> None:
         """The election ended: nobody will commit what is still waiting."""
-        for waiter in self._waiting:
+        for waiter in self.waiting:
             if not waiter.future.done():
                 waiter.future.set_exception(
                     ElectionClosed(f"{node_id}: the election ended before {waiter.what} committed")
                 )
-        self._waiting.clear()
+        self.waiting.clear()
 
 
 def _has(node_id: str, *, voter: bool) -> Callable[[Configuration], bool]:

@@ -13,6 +13,7 @@ this module only moves inputs in and effects out.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -57,6 +58,19 @@ logger = logging.getLogger("almost_raft.runtime")
 
 _RUNNING = Phase.RUNNING
 _IDLE = Phase.IDLE
+
+
+class _InputQueue(asyncio.Queue[Input]):
+    """The driver's queue of inputs, whose items can be looked at without a call.
+
+    Whether it is empty is asked a few times per message (``empty()`` is a Python call
+    each time); ``items`` is the deque the queue keeps them in.
+    """
+
+    def _init(self, maxsize: int) -> None:
+        self.items: collections.deque[Input] = collections.deque()
+        self._queue = self.items
+
 
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
@@ -105,7 +119,7 @@ class Runtime:
         self._rng = rng
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
-        self._inputs: asyncio.Queue[Input] = asyncio.Queue()
+        self._inputs = _InputQueue()
         # The one state of the runtime's life; every public call is judged by it.
         self._life = Lifecycle()
         # The one timer for the core's deadline, and the time it is set for.
@@ -127,6 +141,8 @@ class Runtime:
         #: The configuration in force, published whenever it changes (``None`` until
         #: the node starts); transports that need members' addresses follow it.
         self.configurations: LatestValue[Configuration | None] = LatestValue(None)
+        # What configurations holds, read without its property after every batch.
+        self._published: Configuration | None = None
 
     # ------------------------------------------------------------------ status
 
@@ -197,7 +213,7 @@ class Runtime:
         core = self._core
         if core is None:
             return
-        if self._life.phase is _IDLE and self._inputs.empty():
+        if self._life.phase is _IDLE and not self._inputs.items:
             # IDLE takes input: the common case, judged first.
             self._last_arrival[message.sender] = time.monotonic()
             self._handle_now(core, message)
@@ -452,13 +468,32 @@ class Runtime:
         # by the table (deliver() came here from IDLE).
         life.phase = _RUNNING
         try:
-            self._finish_now(core, core.receive(message, now))
+            output = core.receive(message, now)
+            if (
+                output.hard_state is None
+                and output.lease is None
+                and not output.messages
+                and output.leader_change is None
+            ):
+                # What most of a leader's answers make: nothing to save, send or tell.
+                # _finish_now() and _finish_batch() of such a batch, inline.
+                changes = self._changes
+                if changes.waiting:
+                    changes.settle(core)
+                configuration = core.configuration
+                if configuration is not self._published:
+                    self._published = configuration
+                    self.configurations.publish(configuration)
+                if output.next_deadline < self._alarm_at:
+                    self._set_alarm(output.next_deadline)
+            else:
+                self._finish_now(core, output)
         except BaseException as error:
             self._inputs.put_nowait(Failed(error))
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             return
-        if life.phase is _RUNNING and self._inputs.empty():
+        if life.phase is _RUNNING and not self._inputs.items:
             life.phase = _IDLE
 
     def _ring(self) -> None:
@@ -477,7 +512,7 @@ class Runtime:
             core is None
             or core.role is NodeState.TERMINATING
             or self._life.phase is not Phase.IDLE
-            or not self._inputs.empty()
+            or self._inputs.items
         ):
             # The task is busy, or has an ended election to see out: it takes the alarm.
             self._inputs.put_nowait(ALARM)
@@ -499,7 +534,7 @@ class Runtime:
                 if isinstance(error, KeyboardInterrupt | SystemExit):
                     raise
                 return
-            if life.phase is not _RUNNING or not self._inputs.empty():
+            if life.phase is not _RUNNING or self._inputs.items:
                 return
             life.phase = _IDLE
             deadline = output.next_deadline
@@ -635,10 +670,14 @@ class Runtime:
                 send(outbound)
         core = self._core
         if core is not None:
-            # A configuration counts as committed only once this batch's save is done.
-            self._changes.settle(core)
-            if core.configuration is not self.configurations.value:
-                self.configurations.publish(core.configuration)
+            changes = self._changes
+            if changes.waiting:
+                # A configuration counts as committed only once this batch's save is done.
+                changes.settle(core)
+            configuration = core.configuration
+            if configuration is not self._published:
+                self._published = configuration
+                self.configurations.publish(configuration)
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:

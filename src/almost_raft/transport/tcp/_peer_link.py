@@ -176,8 +176,18 @@ class PeerLink:
         """Write ``frame`` to ``peer``'s connection now, or queue it; never waits."""
         connection = peer.connection
         if connection is not None and connection.writable and not peer.queue:
-            connection.write(frame)
-            self._wrote(peer, connection, kind)
+            # connection.write() and _wrote(), inline: every message of every round.
+            # Writable means connected and not ending, what write() checks.
+            transport = connection.transport
+            assert transport is not None
+            transport.write(frame)
+            sent = self._metrics.sent
+            setattr(sent, kind, getattr(sent, kind) + 1)
+            if kind in ANSWERED_KINDS:
+                peer.asked += 1
+                answers = peer.answers
+                if answers is not None and not answers.armed:
+                    self._arm(peer, connection, answers)
             return
         queue = peer.queue
         if len(queue) >= self._settings.queue_size:
@@ -208,8 +218,13 @@ class PeerLink:
             return
         peer.asked += 1
         answers = peer.answers
+        if answers is not None and not answers.armed:
+            self._arm(peer, connection, answers)
+
+    def _arm(self, peer: Peer, connection: FramedConnection, answers: AnswerWatch) -> None:
+        """An asking write while no look is due: schedule one, ``answer_timeout`` later."""
         limit = self._settings.answer_timeout
-        if answers is not None and limit is not None and answers.arm(peer.asked, peer.heard):
+        if limit is not None and answers.arm(peer.asked, peer.heard):
             # One timer per limit while the connection asks, none while it does not.
             asyncio.get_running_loop().call_later(limit, self._look, peer, connection, limit)
 
