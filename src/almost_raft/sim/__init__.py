@@ -55,8 +55,8 @@ from ._checker import (
 from ._events import CoreFactory
 from ._exclusive import TWO_EXCLUSIVE
 from ._result import SeedResult, quiet_logs
+from ._run import DEFAULT_CONFIG, run_seed
 from ._schedule import MEMBERSHIP_PROFILE, FaultProfile
-from ._simulation import DEFAULT_CONFIG, run_seed
 from ._stickiness import DEPOSED_HEARD_LEADER
 
 __all__ = [

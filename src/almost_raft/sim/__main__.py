@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._batch import Summary, run_seeds
+from ._run import DEFAULT_CONFIG
 from ._schedule import MEMBERSHIP_PROFILE
-from ._simulation import DEFAULT_CONFIG
 
 __all__ = ["main"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._result import SeedResult
-from ._simulation import run_seed
+from ._run import run_seed
 
 __all__ = ["Summary", "run_seeds"]
 

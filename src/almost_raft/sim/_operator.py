@@ -1,7 +1,7 @@
 """The operator of a simulated cluster: membership changes, and restarts of nodes that left.
 
-:class:`_Simulation` inherits this. The fault schedule asks for a change as an operator
-would: it starts a new machine first, asks the leader through its inputs (so the request
+:class:`~._simulation.Simulation` inherits this. The fault schedule asks for a change as
+an operator would: it starts a new machine first, asks the leader through its inputs (so the request
 waits for a save under way like any input), retries nothing that is refused, and starts a
 node that left again if it was added back meanwhile. It also removes a member whose
 machine is down, and starts that machine again once the leader has stopped telling it.
