@@ -79,6 +79,7 @@ from ._campaign import Campaign
 from ._config import ElectionConfig
 from ._crash_evidence import CrashEvidence
 from ._departure import Departure
+from ._election_timer import ElectionTimer
 from ._leader_down import LeaderDown
 from ._leader_side import LeaderSide
 from ._leading import Leading
@@ -100,7 +101,6 @@ from ._reconfiguration import Reconfiguration
 from ._removal import NoticeLimiter, Removal
 from ._round_trip import RoundTrips
 from ._state import HardState, NodeState
-from ._timers import TimeoutAction, election_timeout_action, random_timeout
 from ._validation import check_cluster_size, check_id
 from ._vote_rules import ignored_during_lease, keeps_term, stale_term_reply
 from ._votes import Votes
@@ -115,7 +115,9 @@ _LEADER = NodeState.LEADER
 _TERMINATING = NodeState.TERMINATING
 
 
-class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Leaving, Leading):
+class ElectionCore(
+    Reconfiguration, Removal, PeerList, Votes, CrashEvidence, ElectionTimer, Leaving, Leading
+):
     """One node's leader election, driven by explicit inputs.
 
     Every public method that takes ``now`` is an input and returns the :class:`Output`
@@ -491,36 +493,6 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
 
     # ------------------------------------------------------------------ timers
 
-    def _on_election_timeout(self) -> None:
-        action = election_timeout_action(self._term, self._known_peers(), self.config)
-        if not self._may_campaign():
-            # A non-voter, or a member whose removal it knows committed: it never
-            # campaigns, but it asks whether it still is a member (see _removal).
-            self._become_follower(self._term, None)
-            self._ask_whether_member()
-        elif action is TimeoutAction.TERM_EXHAUSTED:
-            logger.error(
-                "%s: term %d is the largest a message can carry; no further election is "
-                "possible in this cluster",
-                self.node_id,
-                self._term,
-            )
-            self._become_follower(self._term, None)
-        elif action is TimeoutAction.TOO_FEW_PEERS:
-            logger.debug(
-                "%s: %d of min_peers=%d peers known; not starting an election",
-                self.node_id,
-                len(self._other_voters()),
-                self.config.min_peers,
-            )
-            # The timer fired, so no leader was heard for an election timeout, and a
-            # campaign under way can no longer go on: wait as a follower with no leader.
-            self._become_follower(self._term, None)
-        elif action is TimeoutAction.PRE_VOTE:
-            self._become_pre_candidate()
-        else:
-            self._become_candidate()
-
     # ------------------------------------------------------------------ transitions
 
     def _become_follower(self, term: int, leader_id: str | None) -> None:
@@ -602,14 +574,6 @@ class ElectionCore(Reconfiguration, Removal, PeerList, Votes, CrashEvidence, Lea
 
     def _voters(self) -> set[str]:
         return set(self.configuration.voters)
-
-    def _random_timeout(self) -> float:
-        if self._leader_down.active(self._now):
-            return random_timeout(self.config, self._rng, True, self._leader_down_spacing())
-        return random_timeout(self.config, self._rng, False)
-
-    def _reset_election_deadline(self) -> None:
-        self._election_deadline = self._now + self._random_timeout()
 
     def _send(self, to: str, message: PeerMessage) -> None:
         self._batch.send(to, message)
