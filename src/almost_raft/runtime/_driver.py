@@ -13,7 +13,6 @@ this module only moves inputs in and effects out.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -34,12 +33,12 @@ from ..transport._interface import Transport, close_transport
 from ._changes import ChangeRequest, PendingChanges
 from ._clock import read_election_clock
 from ._inputs import (
-    ALARM,
     AddPeer,
     Alarm,
     CarryOut,
     Failed,
     Input,
+    InputQueue,
     Leave,
     PeerDisconnected,
     PeerUnreachable,
@@ -49,6 +48,7 @@ from ._inputs import (
 from ._latest_value import LatestValue
 from ._lease_watch import LeaseWatch
 from ._lifecycle import Lifecycle, Phase
+from ._on_arrival import OnArrival
 from ._sender import Sender
 from ._status import ElectionStatus, RuntimeMetrics
 
@@ -60,24 +60,12 @@ _RUNNING = Phase.RUNNING
 _IDLE = Phase.IDLE
 
 
-class _InputQueue(asyncio.Queue[Input]):
-    """The driver's queue of inputs, whose items can be looked at without a call.
-
-    Whether it is empty is asked a few times per message (``empty()`` is a Python call
-    each time); ``items`` is the deque the queue keeps them in.
-    """
-
-    def _init(self, maxsize: int) -> None:
-        self.items: collections.deque[Input] = collections.deque()
-        self._queue = self.items
-
-
 #: Inputs from the network waiting for the core beyond this many are dropped: a node
 #: that cannot keep up must shed load rather than grow without bound.
 MAX_PENDING_INPUTS = 10_000
 
 
-class Runtime:
+class Runtime(OnArrival):
     """Runs one node's election on the running event loop; implements ``Inbox``.
 
     Single use: :meth:`start` once, :meth:`close` when done (``close`` is idempotent and
@@ -119,7 +107,7 @@ class Runtime:
         self._rng = rng
         self._on_leader_change = on_leader_change
         self._core: ElectionCore | None = None
-        self._inputs = _InputQueue()
+        self._inputs = InputQueue()
         # The one state of the runtime's life; every public call is judged by it.
         self._life = Lifecycle()
         # The one timer for the core's deadline, and the time it is set for.
@@ -446,133 +434,6 @@ class Runtime:
             self.lease.update(output.lease)
         return output.leader_change
 
-    def _handle_now(self, core: ElectionCore, message: PeerMessage) -> None:
-        """Give ``message`` to the idle core and carry out what needs no save.
-
-        This saves the event loop a turn (and a queue) per message: a heartbeat and its
-        answer cost the follower one wake-up. Anything the driver must see first goes
-        through the queue instead: a deadline that has passed, or a batch with a save.
-
-        It runs inside the transport's delivery, so nothing may escape into it: whatever
-        fails here, in the core, a send or a leadership reader, fails the election as if
-        its task had made the call, and the connection that carried the message lives on.
-        Meanwhile the phase is RUNNING, so a message that a send delivers back to this
-        node re-entrantly waits in the queue instead of overtaking this batch.
-        """
-        now = self._clock()
-        if now >= core.next_deadline:
-            self._inputs.put_nowait(message)
-            return
-        life = self._life
-        # IDLE to RUNNING and back, the moves of every message: set rather than judged
-        # by the table (deliver() came here from IDLE).
-        life.phase = _RUNNING
-        try:
-            output = core.receive(message, now)
-            if (
-                output.hard_state is None
-                and output.lease is None
-                and not output.messages
-                and output.leader_change is None
-            ):
-                # What most of a leader's answers make: nothing to save, send or tell.
-                # _finish_now() and _finish_batch() of such a batch, inline.
-                changes = self._changes
-                if changes.waiting:
-                    changes.settle(core)
-                configuration = core.configuration
-                if configuration is not self._published:
-                    self._published = configuration
-                    self.configurations.publish(configuration)
-                if output.next_deadline < self._alarm_at:
-                    self._set_alarm(output.next_deadline)
-            else:
-                self._finish_now(core, output)
-        except BaseException as error:
-            self._inputs.put_nowait(Failed(error))
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                raise
-            return
-        if life.phase is _RUNNING and not self._inputs.items:
-            life.phase = _IDLE
-
-    def _ring(self) -> None:
-        """The alarm rang: while the task is idle, tick the core here, as a message is
-        handled on arrival.
-
-        A leader's alarm rings every heartbeat interval; waking the election's task for
-        it would cost the loop a second turn, and a queue, per round. A batch the driver
-        must see (a save, a lease that shrinks, the end of the election) still goes
-        through the queue, and so does the alarm itself whenever the task is busy.
-        """
-        self._alarm = None
-        self._alarm_at = math.nan
-        core = self._core
-        if (
-            core is None
-            or core.role is NodeState.TERMINATING
-            or self._life.phase is not Phase.IDLE
-            or self._inputs.items
-        ):
-            # The task is busy, or has an ended election to see out: it takes the alarm.
-            self._inputs.put_nowait(ALARM)
-            return
-        now = self._clock()
-        deadline = core.next_deadline
-        if now >= deadline:
-            life = self._life
-            life.phase = _RUNNING
-            try:
-                output = core.tick(now)
-                if output.role is NodeState.TERMINATING:
-                    # The driver's loop ends with this batch.
-                    self._inputs.put_nowait(CarryOut(output))
-                    return
-                self._finish_now(core, output)
-            except BaseException as error:
-                self._inputs.put_nowait(Failed(error))
-                if isinstance(error, KeyboardInterrupt | SystemExit):
-                    raise
-                return
-            if life.phase is not _RUNNING or self._inputs.items:
-                return
-            life.phase = _IDLE
-            deadline = output.next_deadline
-        # Rang early (the loop's clock is not the election clock), or ticked: wait anew.
-        self._set_alarm(deadline)
-
-    def _finish_now(self, core: ElectionCore, output: Output) -> None:
-        """Carry out a batch made outside the driver, unless the driver must."""
-        if output.hard_state is not None or (
-            output.lease is not None and self.lease.shrinks(output.lease)
-        ):
-            # A save, or exclusive work to stop before the messages leave: the
-            # driver waits for either, and takes no input meanwhile.
-            self._inputs.put_nowait(CarryOut(output))
-            return
-        if output.lease is not None:
-            self.lease.update(output.lease)
-        self._finish_batch(output.messages, output.leader_change)
-        if output.next_deadline < self._alarm_at:
-            # A later deadline can wait: the alarm rings early and the driver sets it
-            # anew.
-            self._set_alarm(output.next_deadline)
-
-    def _set_alarm(self, deadline: float) -> None:
-        if deadline == self._alarm_at:
-            return
-        if self._alarm is not None:
-            self._alarm.cancel()
-        loop = self._loop
-        assert loop is not None, "the alarm is set only once start() has run"
-        # The loop's timers run on its own clock; the deadline is on the election clock.
-        self._alarm = (
-            loop.call_later(max(0.0, deadline - self._clock()), self._ring)
-            if math.isfinite(deadline)
-            else None
-        )
-        self._alarm_at = deadline
-
     async def _drive(self) -> None:
         core = self._core
         assert core is not None, "the driver runs only after start() built the core"
@@ -670,14 +531,8 @@ class Runtime:
                 send(outbound)
         core = self._core
         if core is not None:
-            changes = self._changes
-            if changes.waiting:
-                # A configuration counts as committed only once this batch's save is done.
-                changes.settle(core)
-            configuration = core.configuration
-            if configuration is not self._published:
-                self._published = configuration
-                self.configurations.publish(configuration)
+            # A configuration counts as committed only once this batch's save is done.
+            self._settle_and_publish(core)
         if change is not None:
             self.leadership.publish(change)
             if self._on_leader_change is not None:
@@ -685,6 +540,17 @@ class Runtime:
                     self._on_leader_change(change)
                 except Exception:
                     logger.exception("%s: the leader-change callback failed", self.node_id)
+
+    def _settle_and_publish(self, core: ElectionCore) -> None:
+        """Settle the member changes waiting for a commit, and publish a configuration
+        that changed."""
+        changes = self._changes
+        if changes.waiting:
+            changes.settle(core)
+        configuration = core.configuration
+        if configuration is not self._published:
+            self._published = configuration
+            self.configurations.publish(configuration)
 
     async def _persist(self, state: HardState) -> None:
         loop = asyncio.get_running_loop()

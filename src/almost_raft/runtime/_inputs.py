@@ -7,6 +7,8 @@ a save, and an error the core raised on arrival.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 
 from ..core._messages import PeerMessage
@@ -14,6 +16,7 @@ from ..core._outputs import Output
 from ._changes import ChangeRequest
 
 __all__ = [
+    "InputQueue",
     "ALARM",
     "AddPeer",
     "Alarm",
@@ -93,3 +96,15 @@ Input = (
     | CarryOut
     | Failed
 )
+
+
+class InputQueue(asyncio.Queue[Input]):
+    """The driver's queue of inputs, whose items can be looked at without a call.
+
+    Whether it is empty is asked a few times per message (``empty()`` is a Python call
+    each time); ``items`` is the deque the queue keeps them in.
+    """
+
+    def _init(self, maxsize: int) -> None:
+        self.items: collections.deque[Input] = collections.deque()
+        self._queue = self.items
