@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,31 @@ from helpers.transport import Inbox, eventually
 
 LOCALHOST = "127.0.0.1"
 BACKOFF = {"backoff_initial": 0.05, "backoff_max": 1.0}
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    *, on_demand: bool = False, **options: Any
+) -> AsyncIterator[tuple[TcpTransport, TcpTransport, dict[str, Inbox]]]:
+    """Transports ``a`` and ``b`` that know each other's address, closed at the end;
+    ``on_demand`` makes ``a`` dial ``b`` only while a message waits."""
+    inboxes = {"a": Inbox(), "b": Inbox()}
+    transports = {
+        node: TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id="test", **options)
+        for node in inboxes
+    }
+    try:
+        for node, transport in transports.items():
+            await transport.start(node, inboxes[node])
+        a, b = transports["a"], transports["b"]
+        a.set_peer_address("b", b.address)
+        b.set_peer_address("a", a.address)
+        if on_demand:
+            a.dial_on_demand("b")
+        yield a, b, inboxes
+    finally:
+        for transport in transports.values():
+            await transport.close()
 
 
 # ------------------------------------------------------------------ after_connection
@@ -309,26 +337,12 @@ def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits() -> Non
 @pytest.mark.slow
 def test_a_message_for_a_peer_dialled_on_demand_is_delivered() -> None:
     async def body() -> None:
-        inboxes = {"a": Inbox(), "b": Inbox()}
-        transports = {
-            node: TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id="test")
-            for node in inboxes
-        }
-        for node, transport in transports.items():
-            await transport.start(node, inboxes[node])
-        a, b = transports["a"], transports["b"]
-        a.set_peer_address("b", b.address)
-        b.set_peer_address("a", a.address)
-        a.dial_on_demand("b")
-        try:
+        async with two_nodes(on_demand=True) as (a, _, inboxes):
             a.send_nowait("b", HeartBeat(7, "a"))
             await eventually(
                 lambda: any(m == HeartBeat(7, "a") for m in inboxes["b"].messages),
                 "the message over a dial made for it",
             )
-        finally:
-            for transport in transports.values():
-                await transport.close()
 
     asyncio.run(body())
 
@@ -349,23 +363,10 @@ def test_a_dialler_that_fails_starts_again_and_connects(monkeypatch: pytest.Monk
     monkeypatch.setattr(PeerLink, "_connect", failing_once)
 
     async def body() -> None:
-        inboxes = {"a": Inbox(), "b": Inbox()}
-        transports = {
-            node: TcpTransport(listen=(LOCALHOST, 0), peers={}, cluster_id="test", backoff_max=0.05)
-            for node in inboxes
-        }
-        for node, transport in transports.items():
-            await transport.start(node, inboxes[node])
-        a, b = transports["a"], transports["b"]
-        a.set_peer_address("b", b.address)
-        b.set_peer_address("a", a.address)
-        try:
+        async with two_nodes(backoff_max=0.05) as (a, _, inboxes):
             await eventually(lambda: a.metrics.connects == 1, "a connection after the error")
             assert a.metrics.dialler_errors == 1
             a.send_nowait("b", HeartBeat(3, "a"))
             await eventually(lambda: HeartBeat(3, "a") in inboxes["b"].messages, "a heartbeat")
-        finally:
-            for transport in transports.values():
-                await transport.close()
 
     asyncio.run(body())

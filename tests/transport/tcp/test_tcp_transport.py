@@ -268,21 +268,26 @@ def test_connections_this_node_ends_are_not_reported_disconnected() -> None:
     run(body)
 
 
+async def refuse_while_sending(nodes: Cluster) -> None:
+    """Connect a and b both ways; then b's listener breaks while b, and its connection to
+    a, live on, a's connection to b ends, and a's probe is refused."""
+    a, b = nodes["a"], nodes["b"]
+    await a.send("b", HeartBeat(1, "a"))
+    await b.send("a", HeartBeatResponse(1, "b"))
+    await eventually(lambda: len(nodes.received("b")) == 1, "a's heartbeat at b")
+    await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+    assert b._listener is not None
+    assert b._inbound is not None
+    b._listener.close()
+    b._inbound.remove_peer("a")
+    await eventually(lambda: a.metrics.connect_refused > 0, "a refused probe")
+
+
 def test_a_peer_that_refuses_but_still_sends_is_not_reported_gone() -> None:
     async def body() -> None:
         async with cluster("a", "b") as nodes:
-            a, b = nodes["a"], nodes["b"]
-            await a.send("b", HeartBeat(1, "a"))
-            await b.send("a", HeartBeatResponse(1, "b"))
-            await eventually(lambda: len(nodes.received("b")) == 1, "a's heartbeat at b")
-            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
-            # b's listener breaks while its process, and its connection to a, live on;
-            # then a's connection to b ends, and a's probe is refused.
-            assert b._listener is not None
-            assert b._inbound is not None
-            b._listener.close()
-            b._inbound.remove_peer("a")
-            await eventually(lambda: a.metrics.connect_refused > 0, "a refused probe")
+            b = nodes["b"]
+            await refuse_while_sending(nodes)
             await asyncio.sleep(0.05)
             assert nodes.inboxes["a"].unreachable == []
             # b still reaches a: it is alive, which is why a refusal alone is no evidence.
@@ -295,17 +300,11 @@ def test_a_peer_that_refuses_but_still_sends_is_not_reported_gone() -> None:
 def test_a_refusal_before_the_peers_own_connection_ends_is_evidence_once_it_ends() -> None:
     async def body() -> None:
         async with cluster("a", "b") as nodes:
-            a, b = nodes["a"], nodes["b"]
-            await a.send("b", HeartBeat(1, "a"))
-            await b.send("a", HeartBeatResponse(1, "b"))
-            await eventually(lambda: len(nodes.received("a")) == 1, "b's answer at a")
+            b = nodes["b"]
             # b dies, but the end of its connection to a comes later than the refusal of
             # a's probe, as when the FIN is lost and sent again a retransmission later.
-            assert b._listener is not None
-            assert b._inbound is not None
-            b._listener.close()
-            b._inbound.remove_peer("a")
-            await eventually(lambda: a.metrics.connect_refused > 0, "a refused probe")
+            await refuse_while_sending(nodes)
+            # Longer than the 20 ms a refusal used to wait for the other direction.
             await asyncio.sleep(0.1)
             assert nodes.inboxes["a"].unreachable == []
             await b.close()
