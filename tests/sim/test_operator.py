@@ -1,10 +1,11 @@
 """The simulator's operator keeps up every process the cluster still needs.
 
 Liveness after the heal is checked only over what an operator would run: a node that
-learned it was removed stays down until it is named again. A scripted run, a failing
-seed's story cut down to its few steps, shows the operator keeping a voter's process
-down with nobody able to lead without it: a leader shut down cleanly while its own
-removal was pending (seed 50925 of ``--membership``).
+learned it was removed stays down until it is named again. Two scripted runs, each one
+a failing seed's story cut down to its few steps, show the operator keeping a voter's
+process down with nobody able to lead without it: a leader shut down cleanly while its
+own removal was pending (seed 50925 of ``--membership``), and a member added back that
+left on an older committed configuration and was promoted while down (seed 50564).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from almost_raft import ElectionCore, MemoryStore
-from almost_raft.sim import DEFAULT_CONFIG, FaultProfile, SeedResult, quiet_logs
-from almost_raft.sim._schedule import Fault
+from almost_raft.sim import DEFAULT_CONFIG, FaultProfile, SeedResult, quiet_logs, run_seed
+from almost_raft.sim._schedule import MEMBERSHIP_PROFILE, Fault
 from almost_raft.sim._simulation import Simulation
 
 # No drawn faults: only the script's steps happen, on a calm network.
@@ -76,3 +77,41 @@ def test_a_leader_shut_down_while_its_own_removal_is_pending_is_started_again() 
     result = run_script(2, [(2.0, remove_and_stop)])
     assert result.violations == ()
     assert result.leader_after_heal is not None
+
+
+def test_a_member_added_back_that_left_on_an_older_commit_is_started_when_needed() -> None:
+    # L ends up the only voter; B, removed and added back as a non-voter, is cut off
+    # and still knows only the configuration that removed C. C, added back too, starts
+    # from the state that says it was removed, reaches only B, is told that it was
+    # (true, but older than C's return), and leaves. The operator then promotes C:
+    # L cannot keep or win leadership without C, and C is down.
+    def remove_twice(sim: Simulation, names: dict[str, str], now: float) -> None:
+        names["L"] = chief = leader(sim)
+        names["B"], names["C"] = sorted(node.id for node in sim.nodes if node.id != chief)
+        apply(sim, Fault("member_remove", (names["C"],)), now)
+        apply(sim, Fault("member_remove", (names["B"],)), now + 1.0)
+
+    def add_b_back(sim: Simulation, names: dict[str, str], now: float) -> None:
+        apply(sim, Fault("member_add_non_voter", (names["B"],)), now)
+
+    def add_c_back_cut_off(sim: Simulation, names: dict[str, str], now: float) -> None:
+        chief, b, c = names["L"], names["B"], names["C"]
+        for one, two in ((chief, b), (chief, c)):
+            apply(sim, Fault("cut", (one, two), lasts=2.0), now)
+        apply(sim, Fault("member_add_non_voter", (c,)), now + 0.01)
+
+    def promote_c(sim: Simulation, names: dict[str, str], now: float) -> None:
+        apply(sim, Fault("member_promote", (names["C"],)), now)
+
+    result = run_script(
+        3,
+        [(1.0, remove_twice), (3.0, add_b_back), (4.0, add_c_back_cut_off), (4.5, promote_c)],
+    )
+    assert result.violations == ()
+    assert result.leader_after_heal is not None
+
+
+def test_the_two_membership_seeds_that_kept_a_needed_voter_down_now_heal() -> None:
+    for seed in (50564, 50925):
+        result = run_seed(seed, spares=2, faults=MEMBERSHIP_PROFILE)
+        assert result.violations == (), (seed, result.violations)
