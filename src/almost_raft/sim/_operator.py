@@ -3,8 +3,10 @@
 :class:`~._simulation.Simulation` inherits this. The fault schedule asks for a change as
 an operator would: it starts a new machine first, asks the leader through its inputs (so the request
 waits for a save under way like any input), retries nothing that is refused, and starts a
-node that left again if it was added back meanwhile. It also removes a member whose
-machine is down, and starts that machine again once the leader has stopped telling it.
+node that left again once the members name it (see :meth:`Operator._members`). It also
+removes a member whose machine is down, and starts that machine again once the leader
+has stopped telling it. A node shut down cleanly is started again after its downtime,
+whatever the configuration it holds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core._config import ElectionConfig
-from ..core._configuration import Member
+from ..core._configuration import Configuration, Member
 from ..core._errors import ConfigError, MembershipChangeError
 from ..core._state import NodeState
 from ._events import CHANGE
@@ -65,13 +67,35 @@ class Operator:
         if node.active:
             # Started again meanwhile, as the machine of an addition (see _ask).
             return
-        leader = self._newest_leader()
-        if leader is not None and node.id in leader.core.configuration.ids:  # type: ignore[union-attr]
+        members = self._members()
+        if members is not None and node.id in members.ids:
             node.active = True
             if node.core is None:
                 self._start(node, now)
         else:
             self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
+
+    def _members(self) -> Configuration | None:
+        """Who the operator takes to be members: the leader's configuration, or with
+        no leader the newest configuration a running node holds.
+
+        Not the leader's alone: a node that left on a true but older commit (a member
+        added back, told by one that had not heard of its return) can be named a voter
+        again while down, and when a majority of that configuration needs it, no node
+        can lead without it. Waiting for a leader to name it would then keep it down for
+        good, a cluster no election could heal; an operator who lists the members sees
+        a voter whose process is down, and starts it.
+        """
+        leader = self._newest_leader()
+        if leader is not None:
+            assert leader.core is not None
+            return leader.core.configuration
+        held = [
+            node.core.configuration
+            for node in self.nodes
+            if node.core is not None and node.core.role is not _TERMINATING
+        ]
+        return max(held, key=lambda config: config.key, default=None)
 
     def change_members(self, fault: Fault, now: float) -> None:
         leader = self._newest_leader()

@@ -386,11 +386,14 @@ class Simulation(Operator):
             self._became_leader(node, node.core.term, now)
         elif output.role is _TERMINATING:
             assert node.core is not None
-            if node.id not in node.core.configuration.ids:
-                # It learned it was removed (not a clean shutdown): its process ends,
-                # and it may be added again.
-                if not node.shutting_down:
-                    self.checker.left_as_removed(node.id, node.core.configuration, now)
+            if node.id not in node.core.configuration.ids and not node.shutting_down:
+                # It learned it was removed: its process ends, and it may be added again.
+                # A clean shutdown is no removal, even when the configuration it holds
+                # leaves it out: that is its own removal still pending (a leader that was
+                # asked to remove itself), which may never commit. Its voters then
+                # still need it, and only it can finish the removal once back (thesis
+                # 4.2.2), so it is started again after its downtime like any other.
+                self.checker.left_as_removed(node.id, node.core.configuration, now)
                 node.active = False
                 self._push(now + OPERATOR_CHECK, self._restart_if_member, node)
 
