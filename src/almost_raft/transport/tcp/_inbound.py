@@ -29,6 +29,7 @@ from ._log_limit import LimitedWarnings
 from ._metrics import TcpMetrics
 from ._peer_link import Peer
 from ._settings import TcpSettings
+from ._socket_tuning import tune_received
 from ._tls import require_certificate_name
 from ._wire import (
     KIND_NAMES,
@@ -128,6 +129,7 @@ class Inbound:
             who = f"{peername[0]}:{peername[1]}"
         except OSError:
             who = "?"
+        tune_received(sock, self._settings)
         connection = FramedConnection(self._settings.max_frame_bytes, on_lost=self._lost)
         try:
             if self._closed:

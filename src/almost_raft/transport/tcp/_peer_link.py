@@ -66,6 +66,7 @@ from ._redial import (
     next_connect_estimate,
 )
 from ._settings import Address, TcpSettings
+from ._socket_tuning import tune_sent
 from ._tls import require_certificate_name
 from ._wire import PROTOCOL_VERSION, FrameProblem, Handshake, WireError, encode_handshake
 
@@ -439,7 +440,7 @@ class PeerLink:
                 # otherwise let megabytes of stale messages queue for a peer that stopped
                 # reading.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
-            _set_user_timeout(sock, settings.answer_timeout)
+            tune_sent(sock, settings)
         transport.set_write_buffer_limits(high=settings.send_buffer_bytes)
         try:
             async with asyncio.timeout(settings.handshake_timeout):
@@ -635,15 +636,3 @@ def _close_abandoned(task: asyncio.Task[FramedConnection]) -> None:
     """Close the connection of an attempt that completed after its dial was decided."""
     if not task.cancelled() and task.exception() is None:
         task.result().abort()
-
-
-def _set_user_timeout(sock: socket.socket, limit: float | None) -> None:
-    """Have the kernel end the connection when sent data stays unacknowledged for ``limit``.
-
-    Linux only (``TCP_USER_TIMEOUT``); elsewhere the transport's own answer watch does it.
-    """
-    option = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if limit is None or option is None:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, round(limit * 1000)))

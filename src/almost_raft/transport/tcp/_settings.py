@@ -33,8 +33,9 @@ class TcpSettings:
     """What both halves of a :class:`TcpTransport` need, already checked.
 
     The fields are the transport's arguments of the same names; ``secret`` is None when
-    the cluster has no shared secret, ``tls`` None for plain TCP, and ``answer_timeout``
-    None for connections that are never given up for want of an answer.
+    the cluster has no shared secret, ``tls`` None for plain TCP, ``answer_timeout``
+    None for connections that are never given up for want of an answer, and
+    ``min_retransmit_timeout`` None to leave the kernel's retransmission floor as it is.
     """
 
     cluster_id: str
@@ -49,6 +50,7 @@ class TcpSettings:
     tls: TlsConfig | None
     secret: bytes | None
     answer_timeout: float | None = None
+    min_retransmit_timeout: float | None = None
 
 
 def check_id(field: str, value: object) -> None:
