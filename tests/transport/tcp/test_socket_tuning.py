@@ -21,7 +21,7 @@ from almost_raft.transport.tcp._transport import TcpTransport
 from helpers.transport import Inbox, eventually
 
 LOCALHOST = "127.0.0.1"
-TCP_RTO_MIN_US, TCP_DELACK_MAX_US = 45, 46
+TCP_THIN_LINEAR_TIMEOUTS, TCP_RTO_MIN_US, TCP_DELACK_MAX_US = 16, 45, 46
 
 
 def _kernel_takes_the_options() -> bool:
@@ -84,9 +84,13 @@ def test_both_ends_of_a_connection_get_the_floor_and_the_ack_delay() -> None:
             assert 50_000 <= rto_min < 60_000
             assert 12_500 <= delack_max < 22_500
         assert sent.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 500
+        # The dialled end sends the messages, so it is the one that retransmits.
+        assert sent.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS) == 1
+        assert received.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS) == 0
         with socket.socket() as untouched:
             tune_sent(untouched, _settings(None))
             assert _options(untouched) == defaults
+            assert untouched.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS) == 0
 
 
 @pytest.mark.parametrize("floor", [0.001, 0.5, 0, -1, True, "0.02", float("nan")])
