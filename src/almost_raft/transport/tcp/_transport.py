@@ -121,8 +121,10 @@ class TcpTransport(Transport):
             segment, where it lets a socket choose (Linux 6.15 and later; its own floor is
             200 ms). Each end then also acknowledges within a quarter of it. A lost vote
             or heartbeat is then resent after about the round trip plus its variation, not
-            after 200 ms or more. From 0.005 to 0.2 seconds; None leaves the kernel's
-            floor.
+            after 200 ms or more. A connection this node dials also asks for linear
+            timeouts (``TCP_THIN_LINEAR_TIMEOUTS``), so a second loss waits no longer
+            than the first. From 0.005 to 0.2 seconds; None leaves the kernel's floor and
+            its doubling timers.
         rng: the source of the backoff jitter, for reproducible runs.
         tls: mutual TLS for every connection (:class:`TlsConfig`); None for plain TCP.
         secret: the cluster's shared secret (at least 16 bytes); every connection then
