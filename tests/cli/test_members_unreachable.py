@@ -79,3 +79,43 @@ def test_a_frozen_node_costs_the_greeting_limit_not_the_whole_timeout(
     assert "did not greet within 0.3 s" in lines[0]
     assert "down: 127.0.0.1:" in lines[0]
     assert "refused the connection" in lines[0]
+
+
+def test_a_pending_change_says_what_it_waits_for_and_shows_the_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = (
+        "d was added as a non-voter (configuration v4 committed); it will be promoted once "
+        "it has saved the configuration and answers"
+    )
+
+    async def pending(*args: object) -> dict[str, object]:
+        return {
+            "ok": False,
+            "pending": True,
+            "error": waiting,
+            "leader": "frozen",
+            "configuration": {
+                "version": 4,
+                "term": 2,
+                "members": [
+                    {"id": "frozen", "voter": True, "address": None},
+                    {"id": "d", "voter": False, "address": "10.0.0.4:7004"},
+                ],
+            },
+        }
+
+    monkeypatch.setattr(_members, "_ask_cluster", pending)
+    path = tmp_path / "cluster.toml"
+    path.write_text(
+        CLUSTER.format(
+            a=free_port(), frozen_admin=free_port(), b=free_port(), down_admin=free_port()
+        )
+    )
+    code = main(["members", "--config", str(path), "add", "d", "10.0.0.4:7004"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip() == f"almost-raft members: {waiting}"
+    assert "promoted" not in captured.out
+    assert "configuration v4 (made in term 2), leader frozen" in captured.out
+    assert any(line.split()[:2] == ["d", "non-voter"] for line in captured.out.splitlines())

@@ -14,6 +14,7 @@ import pytest
 
 from almost_raft import Election, InMemoryNetwork, TlsConfig
 from almost_raft.cli._certs import make_certificates
+from almost_raft.node import _admin
 from almost_raft.node._admin import AdminServer, admin_proof
 from almost_raft.node._cluster_config import ClusterConfig
 from helpers.cluster import FAST, run_async
@@ -61,6 +62,34 @@ async def test_a_request_without_the_secrets_proof_is_refused_and_changes_nothin
             "a": True,
             "b": False,
         }
+    finally:
+        await server.close()
+        await election.close()
+
+
+@run_async
+async def test_adding_a_voter_that_never_comes_says_its_promotion_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # b is not running: it is added as a non-voter, and its promotion waits for it to
+    # save the configuration and answer. The answer says so, not just "pending".
+    monkeypatch.setattr(_admin, "COMMIT_TIMEOUT", 0.5)
+    election = Election("a", [], InMemoryNetwork().transport("a"), config=FAST)
+    await election.start()
+    server = AdminServer("127.0.0.1", 0, election, "test", None, None)
+    await server.start()
+    try:
+        await election.wait_for_leader(timeout=10)
+        answer = await ask(server.address, {"op": "add", "node_id": "b"}, None)
+        assert answer["ok"] is False
+        assert answer["pending"] is True
+        assert answer["error"].startswith(
+            "b was added as a non-voter (configuration v2 committed); it will be promoted "
+            "once it has saved the configuration and answers"
+        ), answer
+        members = answer["configuration"]["members"]
+        assert {m["id"]: m["voter"] for m in members} == {"a": True, "b": False}
+        assert election.status().change_pending
     finally:
         await server.close()
         await election.close()

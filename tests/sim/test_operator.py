@@ -5,7 +5,9 @@ learned it was removed stays down until it is named again. Two scripted runs, ea
 a failing seed's story cut down to its few steps, show the operator keeping a voter's
 process down with nobody able to lead without it: a leader shut down cleanly while its
 own removal was pending (seed 50925 of ``--membership``), and a member added back that
-left on an older committed configuration and was promoted while down (seed 50564).
+left on an older committed configuration and was asked to be promoted while down (seed
+50564). A promotion now waits until the member answers, so in the second the leader
+keeps leading, and the operator must still start the member for the promotion to end.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def test_a_member_added_back_that_left_on_an_older_commit_is_started_when_needed
     # L ends up the only voter; B, removed and added back as a non-voter, is cut off
     # and still knows only the configuration that removed C. C, added back too, starts
     # from the state that says it was removed, reaches only B, is told that it was
-    # (true, but older than C's return), and leaves. The operator then promotes C:
-    # L cannot keep or win leadership without C, and C is down.
+    # (true, but older than C's return), and leaves. The operator then asks to promote
+    # C, which is down: the promotion waits for C to answer (made at once, L could not
+    # keep or win leadership without C), and ends only once the operator starts C.
     def remove_twice(sim: Simulation, names: dict[str, str], now: float) -> None:
         names["L"] = chief = leader(sim)
         names["B"], names["C"] = sorted(node.id for node in sim.nodes if node.id != chief)
@@ -109,6 +112,8 @@ def test_a_member_added_back_that_left_on_an_older_commit_is_started_when_needed
     )
     assert result.violations == ()
     assert result.leader_after_heal is not None
+    # L led throughout: the one election is the first.
+    assert (result.elections_won, result.highest_term) == (1, 1)
 
 
 def test_the_two_membership_seeds_that_kept_a_needed_voter_down_now_heal() -> None:

@@ -60,6 +60,10 @@ def run_members(args: SimpleNamespace) -> int:
         return 2
     if not answer.get("ok"):
         print(f"almost-raft members: {answer.get('error')}", file=sys.stderr)
+        if answer.get("pending") and answer.get("configuration") is not None:
+            # Part of the change may be in force (a member added, its promotion
+            # waiting): show what is, so the operator need not guess.
+            _print_configuration(answer)
         return 1
     _print_configuration(answer)
     return 0

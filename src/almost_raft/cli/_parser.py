@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the configuration (members, voters, version) a node follows, "
         "or add or remove a member through the leader. Needs an admin address "
         "(nodes.ID.admin) in the cluster file for at least one node.",
-        epilog="exit status: 0 done, 1 refused or unreachable, 2 bad arguments or cluster file",
+        epilog="exit status: 0 done, 1 refused, unreachable or still pending (a pending "
+        "change says what it waits for), 2 bad arguments or cluster file",
     )
     members.add_argument("--node", help="the node to ask first (default: each in turn)")
     members.add_argument(
@@ -231,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions = members.add_subparsers(title="actions", metavar="ACTION")
     listing = actions.add_parser("list", help="print the configuration")
     listing.set_defaults(op="list")
-    add = actions.add_parser("add", help="add a member (it joins as a non-voter first)")
+    add = actions.add_parser(
+        "add",
+        help="add a member (it joins as a non-voter, and is promoted once it has saved the "
+        "configuration and answers the leader)",
+    )
     add.add_argument("node_id", metavar="ID")
     add.add_argument("address", metavar="HOST:PORT", help="where the other members reach it")
     add.add_argument("--non-voter", action="store_true", help="keep it a non-voter")

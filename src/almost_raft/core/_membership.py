@@ -7,6 +7,7 @@ machine owns one :class:`Replication` while it leads and drops it when it stops.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from ._configuration import Configuration
 from ._quorum import majority
@@ -42,7 +43,7 @@ class Replication:
         self._acked: dict[str, tuple[int, int]] = {}
         # Members a change removed, still told the outcome until the given time.
         self._leaving: dict[str, float] = {}
-        #: Non-voters to promote once they have saved the configuration.
+        #: Non-voters to promote once they are ready (see :meth:`is_ready`).
         self.promote: set[str] = set()
         #: Whether this term's configuration committed: changes may be made (the gate).
         self.gate_open = False
@@ -105,12 +106,24 @@ class Replication:
         acked = self._acked.get(node_id)
         return acked is None or acked < self.configuration.key
 
-    def ready_to_promote(self) -> str | None:
-        """A non-voter waiting for promotion that has saved the configuration, if any."""
+    def is_ready(self, node_id: str, answered_at: Mapping[str, float], since: float) -> bool:
+        """Whether ``node_id`` may become a voter: it saved the configuration and
+        answered the leader after ``since`` (``answered_at`` maps a peer to its last
+        answer; the leader always counts as heard).
+
+        Saving alone is not enough: a member that saved the configuration once and has
+        been down since would, as a voter, be needed for a majority it cannot give.
+        """
+        if node_id == self.node_id:
+            return True
+        return self.has_saved(node_id) and answered_at.get(node_id, -math.inf) > since
+
+    def ready_to_promote(self, answered_at: Mapping[str, float], since: float) -> str | None:
+        """A non-voter waiting for promotion that :meth:`is_ready`, if any."""
         for node_id in sorted(self.promote):
             member = self.configuration.member(node_id)
             if member is None or member.voter:
                 self.promote.discard(node_id)
-            elif self.has_saved(node_id):
+            elif self.is_ready(node_id, answered_at, since):
                 return node_id
         return None

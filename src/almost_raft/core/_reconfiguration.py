@@ -14,6 +14,12 @@ committed, and the next change may start. Heartbeats also carry the committed ve
 so a member that a committed configuration no longer holds knows it was removed and
 leaves. A leader starts its term by making its configuration again, stamped with its
 term (the leader gate); a change asked for before that commits waits for it.
+
+A voter is made only of a member that is ready: a non-voter that has saved the current
+configuration and answered this leader within the last election timeout. Promoting one
+that is down would make it needed for a majority it cannot give, so a promotion asked
+for too early (``promote_member``, or the second step of adding a voter) waits, as a
+change under way, until the member answers.
 """
 
 from __future__ import annotations
@@ -373,6 +379,8 @@ class Reconfiguration:
         return replication.recipients(self._now)
 
     def _on_configuration_ack(self, response: HeartBeatResponse) -> None:
+        # The caller records when the answer came (LeaderSide.answered_at) first: it is
+        # what a waiting promotion needs besides the save.
         replication = self._replication
         assert replication is not None, "only a leader counts answers"
         replication.acknowledge(
@@ -393,6 +401,7 @@ class Reconfiguration:
         if replication is None:
             return
         config = self._configuration
+        just_committed = False
         # Only a configuration made in this term is counted (Raft paper 5.4.2): one of an
         # older term commits when this term's re-made copy does.
         if (
@@ -404,6 +413,7 @@ class Reconfiguration:
             self._committed = self._newly_committed = config
             replication.committed(self._now, self.config.election_timeout)
             replication.gate_open = True
+            just_committed = True
             logger.info("%s: configuration %s committed", self.node_id, config.describe())
             if self.node_id not in config.voters:
                 self._hand_over_and_leave()
@@ -414,10 +424,43 @@ class Reconfiguration:
         if waiting is not None:
             self._apply_change(waiting)
             return
-        promote = replication.ready_to_promote() if replication.promote else None
+        if not replication.promote:
+            return
+        promote = replication.ready_to_promote(self._leader_side.answered_at, self._heard_since())
         if promote is not None:
             replication.promote.discard(promote)
             self._apply_change(("promote", promote))
+        elif just_committed:
+            # Said once, when the configuration that made them members commits; answers
+            # come every heartbeat, and each would say the same again.
+            for node_id in sorted(replication.promote):
+                self._log_promotion_wait(node_id)
+
+    def _heard_since(self) -> float:
+        """A non-voter is promoted only if it answered after this time (an election
+        timeout ago): a member silent for longer may be down, and as a voter it would
+        be needed for a majority it cannot give."""
+        return self._now - self.config.election_timeout
+
+    def _log_promotion_wait(self, node_id: str) -> None:
+        replication = self._replication
+        assert replication is not None, "only a leader promotes"
+        saved = "has saved it" if replication.has_saved(node_id) else "has not saved it"
+        last = self._leader_side.answered_at.get(node_id)
+        if last is None:
+            heard = "has not answered this leader"
+        elif last <= self._heard_since():
+            heard = f"last answered {self._now - last:.3f}s ago"
+        else:
+            heard = "answers"
+        logger.info(
+            "%s: %s will be promoted once it has saved configuration v%d and answers; it %s and %s",
+            self.node_id,
+            node_id,
+            replication.configuration.version,
+            saved,
+            heard,
+        )
 
     def _hand_over_and_leave(self) -> None:
         """This leader's removal committed: tell the others, hand over, leave (thesis 4.2.2).
@@ -483,15 +526,30 @@ class Reconfiguration:
         self._request(("remove", node_id))
 
     def promote_member(self, node_id: str, now: float) -> Output:
-        """Make the non-voter ``node_id`` a voter; a voter already is (a no-op).
+        """Make the non-voter ``node_id`` a voter, once it is ready; a voter already is
+        (a no-op).
+
+        A non-voter that has saved the current configuration and answered this leader
+        within the last election timeout is promoted at once: the configuration making
+        it a voter is proposed in this batch. Any other waits, as a member added as a
+        voter does: it is promoted once it has saved the configuration and answers,
+        since a voter that is down would be needed for a majority it cannot give, and
+        the cluster could then elect no leader until it came back. The wait is logged
+        at info with what it waits for. It does not expire, and until it ends no other
+        change can be made except removing ``node_id``, which cancels it; asking again
+        for the same promotion is allowed and changes nothing. It ends with this
+        leadership: a new leader does not carry it on, and ``node_id`` stays a
+        non-voter. A promotion asked for before this leader's configuration commits
+        (the leader gate) is judged when it is made.
 
         Raises:
             ConfigError: ``node_id`` is not a member.
-            MembershipChangeError: this node does not lead, or a change is pending.
+            MembershipChangeError: this node does not lead, or another change is
+                pending (another member's promotion among them).
         """
         self._now = now
         if check_promote(self._configuration, node_id):
-            self._check_can_change()
+            self._check_can_change(allow_promotion_of=node_id)
             self._request(("promote", node_id))
         return self._finish()
 
@@ -506,9 +564,17 @@ class Reconfiguration:
         if not replication.gate_open:
             pending = self._waiting_change is not None
         else:
-            pending = self._configuration.version > self._committed_version or bool(
-                replication.promote - {allow_promotion_of}
-            )
+            pending = self._configuration.version > self._committed_version
+            promotions = sorted(replication.promote - {allow_promotion_of})
+            if promotions and not pending:
+                waiting = promotions[0]
+                raise MembershipChangeError(
+                    f"{self.node_id}: the promotion of {waiting} is pending: it waits until "
+                    f"{waiting} has saved the configuration and answers; retry once it is "
+                    f"a voter, or remove {waiting} to cancel it",
+                    self.node_id,
+                )
+            pending = pending or bool(promotions)
         if pending:
             raise MembershipChangeError(
                 f"{self.node_id}: another change is pending (configuration "
@@ -560,6 +626,13 @@ class Reconfiguration:
             member = config.member(subject)
             if member is None or member.voter:
                 return
+            if not replication.is_ready(
+                subject, self._leader_side.answered_at, self._heard_since()
+            ):
+                replication.promote.add(subject)
+                self._log_promotion_wait(subject)
+                return
+            replication.promote.discard(subject)
             new = config.with_member(Member(subject, True, member.address), self._term)
         replication.propose(new, removed)
         self._configuration = new

@@ -8,6 +8,14 @@ connection, as lines of JSON::
                         "voter": true, "proof": "<hex>"}
     node   -> client   {"ok": true, "configuration": {...}, "leader": ...}
                        {"ok": false, "error": "...", "leader": ...}
+                       {"ok": false, "pending": true, "error": "...",
+                        "configuration": {...}, "leader": ...}
+
+A change answers once it is committed. One that is not within :data:`COMMIT_TIMEOUT`
+answers ``pending``, with the configuration in force and an error saying what it waits
+for: a member added as a voter joins as a non-voter and is promoted only once it has
+saved the configuration and answers the leader, so adding one that is not running
+commits it as a non-voter and then waits.
 
 Changing members is an administrative act, so it is never open to whoever can reach the
 port when the cluster has a secret or mutual TLS. With a shared secret, ``proof`` is an
@@ -64,6 +72,29 @@ def configuration_json(config: Configuration | None) -> dict[str, Any] | None:
             {"id": m.node_id, "voter": m.voter, "address": m.address} for m in config.members
         ],
     }
+
+
+def _pending(op: str, node_id: str, voter: object, election: Election) -> str:
+    """What a change that has not committed in time waits for, as the leader sees it."""
+    status = election.status()
+    config = status.configuration
+    member = None if config is None else config.member(node_id)
+    if (
+        op == "add"
+        and voter is not False
+        and config is not None
+        and member is not None
+        and not member.voter
+        and status.committed_version >= config.version
+    ):
+        return (
+            f"{node_id} was added as a non-voter (configuration v{config.version} "
+            f"committed); it will be promoted once it has saved the configuration and "
+            f"answers, which it has not within {COMMIT_TIMEOUT:g}s: is it running, and "
+            "can the leader reach it? No other change can be made meanwhile, except "
+            f"removing {node_id}"
+        )
+    return f"{op} {node_id}: not committed within {COMMIT_TIMEOUT:g}s; still pending"
 
 
 class AdminServer(StreamServer):
@@ -143,9 +174,12 @@ class AdminServer(StreamServer):
             else:
                 config = await asyncio.wait_for(election.remove_member(node_id), COMMIT_TIMEOUT)
         except TimeoutError:
+            config = election.status().configuration
             return {
                 "ok": False,
-                "error": f"not committed within {COMMIT_TIMEOUT:g}s; still pending",
+                "pending": True,
+                "error": _pending(op, node_id, request.get("voter", True), election),
+                "configuration": configuration_json(config),
             }
         except AlmostRaftError as exc:
             answer: dict[str, Any] = {"ok": False, "error": str(exc)}

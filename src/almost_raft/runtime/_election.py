@@ -309,9 +309,11 @@ class Election:
         """Add a member through this node, which must lead; return once it is committed.
 
         The member joins as a non-voter: it hears the leader's heartbeats and saves the
-        configuration, and only then is it promoted (with ``voter``), so adding a
-        member that is not up yet never costs the cluster its majority. Meanwhile no
-        other change can be made (except removing this member). Adding a member already
+        configuration, and only once it has and has answered the leader within an
+        election timeout is it promoted (with ``voter``), so adding a member that is not
+        up yet never costs the cluster its majority. Until then (it does not expire) no
+        other change can be made except removing this member, and this call waits: give
+        it a timeout if the member may not come. Adding a member already
         present changes nothing and returns once the configuration holding it is
         committed. A change asked for just after this node was elected waits for its
         configuration to be re-committed in its term first.
@@ -320,7 +322,7 @@ class Election:
             node_id: the new member's id.
             address: how to reach it, kept in the configuration for transports that
                 need one (``host:port`` for TCP); opaque to the election.
-            voter: whether it is promoted to voter once it has caught up.
+            voter: whether it is promoted to voter once it is ready, as above.
 
         Returns:
             The committed configuration that holds the member.
@@ -363,6 +365,17 @@ class Election:
 
     async def promote_member(self, node_id: str) -> Configuration:
         """Make the non-voter ``node_id`` a voter; return once committed.
+
+        A non-voter that has saved the configuration and answered the leader within the
+        last election timeout is promoted at once. Any other (one that is down, cut off,
+        or never caught up) is promoted only once it has and answers, as a member added
+        with :meth:`add_member` is: promoted at once, it would be needed for a majority
+        it cannot give, and the cluster might elect no leader until it came back. Until
+        then this call waits (the leader logs what for), and no other change can be made
+        except removing ``node_id``, which cancels the promotion. The wait does not
+        expire; it ends with this node's leadership, which fails the call, and a new
+        leader does not carry it on. Wrap the call in a timeout if the member may not
+        come. Promoting a voter changes nothing.
 
         Raises:
             ConfigError: ``node_id`` is not a member.

@@ -31,7 +31,8 @@ class ElectionStatus:
             committed (0 if none).
         change_pending: on a leader, whether a change of members is under way: a
             configuration not yet committed, a change waiting for this term's first
-            commit, or a new member waiting to be promoted; ``False`` elsewhere.
+            commit, or a non-voter waiting to be promoted until it has saved the
+            configuration and answers; ``False`` elsewhere.
     """
 
     node_id: str
