@@ -18,7 +18,8 @@ from almost_raft.transport.tcp._socket_tuning import (
     tune_sent,
 )
 from almost_raft.transport.tcp._transport import TcpTransport
-from helpers.transport import Inbox, eventually
+from helpers.tcp_pair import two_nodes
+from helpers.transport import eventually
 
 LOCALHOST = "127.0.0.1"
 TCP_THIN_LINEAR_TIMEOUTS, TCP_RTO_MIN_US, TCP_DELACK_MAX_US = 16, 45, 46
@@ -112,24 +113,11 @@ def test_a_floor_the_kernel_would_refuse_is_a_config_error_naming_the_range(
 @needs_the_options
 def test_a_transport_sets_the_floor_on_the_connections_it_dials_and_accepts() -> None:
     async def body() -> None:
-        inboxes = {"a": Inbox(), "b": Inbox()}
-        transports = {
-            node: TcpTransport(
-                listen=(LOCALHOST, 0), peers={}, cluster_id="test", min_retransmit_timeout=0.03
-            )
-            for node in inboxes
-        }
-        try:
-            for node, transport in transports.items():
-                await transport.start(node, inboxes[node])
-            a, b = transports["a"], transports["b"]
-            a.set_peer_address("b", b.address)
-            b.set_peer_address("a", a.address)
+        async with two_nodes(min_retransmit_timeout=0.03) as (a, b, inboxes):
             await a.send("b", HeartBeat(1, "a"))
             await eventually(lambda: len(inboxes["b"].messages) == 1, "a's heartbeat at b")
             dialled = a._peers["b"].connection
             assert dialled is not None
-            assert dialled.transport is not None
             assert b._inbound is not None
             accepted = [
                 connection
@@ -143,8 +131,5 @@ def test_a_transport_sets_the_floor_on_the_connections_it_dials_and_accepts() ->
                 rto_min, delack_max = _options(sock)
                 assert 30_000 <= rto_min < 40_000
                 assert 5_000 <= delack_max < 12_500
-        finally:
-            for transport in transports.values():
-                await transport.close()
 
     asyncio.run(body())
