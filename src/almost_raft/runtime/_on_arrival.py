@@ -90,9 +90,7 @@ class OnArrival:
             else:
                 self._finish_now(core, output)
         except BaseException as error:
-            self._inputs.put_nowait(Failed(error))
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                raise
+            self._fail(error)
             return
         if life.phase is _RUNNING and not self._inputs.items:
             life.phase = _IDLE
@@ -131,9 +129,7 @@ class OnArrival:
                     return
                 self._finish_now(core, output)
             except BaseException as error:
-                self._inputs.put_nowait(Failed(error))
-                if isinstance(error, KeyboardInterrupt | SystemExit):
-                    raise
+                self._fail(error)
                 return
             if life.phase is not _RUNNING or self._inputs.items:
                 return
@@ -141,6 +137,13 @@ class OnArrival:
             deadline = output.next_deadline
         # Rang early (the loop's clock is not the election clock), or ticked: wait anew.
         self._set_alarm(deadline)
+
+    def _fail(self, error: BaseException) -> None:
+        """What failed outside the task fails the election, as if the task had failed;
+        an interrupt also goes on up the caller's stack, which must stop too."""
+        self._inputs.put_nowait(Failed(error))
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise error
 
     def _finish_now(self, core: ElectionCore, output: Output) -> None:
         """Carry out a batch made outside the driver, unless the driver must."""
