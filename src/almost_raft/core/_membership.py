@@ -118,6 +118,23 @@ class Replication:
             return True
         return self.has_saved(node_id) and answered_at.get(node_id, -math.inf) > since
 
+    def promotion_wait(
+        self, node_id: str, answered_at: Mapping[str, float], since: float, now: float
+    ) -> str:
+        """What the promotion of ``node_id`` waits for, in words (see :meth:`is_ready`)."""
+        saved = "has saved it" if self.has_saved(node_id) else "has not saved it"
+        last = answered_at.get(node_id)
+        if last is None:
+            heard = "has not answered this leader"
+        elif last <= since:
+            heard = f"last answered {now - last:.3f}s ago"
+        else:
+            heard = "answers"
+        return (
+            f"{node_id} will be promoted once it has saved configuration "
+            f"v{self.configuration.version} and answers; it {saved} and {heard}"
+        )
+
     def ready_to_promote(self, answered_at: Mapping[str, float], since: float) -> str | None:
         """A non-voter waiting for promotion that :meth:`is_ready`, if any."""
         for node_id in sorted(self.promote):

@@ -445,22 +445,9 @@ class Reconfiguration:
     def _log_promotion_wait(self, node_id: str) -> None:
         replication = self._replication
         assert replication is not None, "only a leader promotes"
-        saved = "has saved it" if replication.has_saved(node_id) else "has not saved it"
-        last = self._leader_side.answered_at.get(node_id)
-        if last is None:
-            heard = "has not answered this leader"
-        elif last <= self._heard_since():
-            heard = f"last answered {self._now - last:.3f}s ago"
-        else:
-            heard = "answers"
-        logger.info(
-            "%s: %s will be promoted once it has saved configuration v%d and answers; it %s and %s",
-            self.node_id,
-            node_id,
-            replication.configuration.version,
-            saved,
-            heard,
-        )
+        answered_at = self._leader_side.answered_at
+        wait = replication.promotion_wait(node_id, answered_at, self._heard_since(), self._now)
+        logger.info("%s: %s", self.node_id, wait)
 
     def _hand_over_and_leave(self) -> None:
         """This leader's removal committed: tell the others, hand over, leave (thesis 4.2.2).
@@ -529,18 +516,12 @@ class Reconfiguration:
         """Make the non-voter ``node_id`` a voter, once it is ready; a voter already is
         (a no-op).
 
-        A non-voter that has saved the current configuration and answered this leader
-        within the last election timeout is promoted at once: the configuration making
-        it a voter is proposed in this batch. Any other waits, as a member added as a
-        voter does: it is promoted once it has saved the configuration and answers,
-        since a voter that is down would be needed for a majority it cannot give, and
-        the cluster could then elect no leader until it came back. The wait is logged
-        at info with what it waits for. It does not expire, and until it ends no other
-        change can be made except removing ``node_id``, which cancels it; asking again
-        for the same promotion is allowed and changes nothing. It ends with this
-        leadership: a new leader does not carry it on, and ``node_id`` stays a
-        non-voter. A promotion asked for before this leader's configuration commits
-        (the leader gate) is judged when it is made.
+        A non-voter that is ready (see the module docstring) is promoted in this batch;
+        any other waits, logged at info with what it waits for, as a member added as a
+        voter does. A wait does not expire; until it ends no other change can be made
+        but removing ``node_id``, which cancels it, and asking again changes nothing.
+        It ends with this leadership: a new leader does not carry it on. A promotion
+        asked for before the leader gate opens is judged when it is made.
 
         Raises:
             ConfigError: ``node_id`` is not a member.
