@@ -9,8 +9,9 @@ the floor (``TCP_RTO_MIN_US``); the floor exists so that a receiver's delayed
 acknowledgement (up to 200 ms, usually 40) is not taken for a loss, so each end also caps
 the delay of its own acknowledgements (``TCP_DELACK_MAX_US``) well below the floor. The
 timer is then the kernel's estimate, the smoothed round trip plus its variation, and no
-less than ``min_retransmit_timeout``: on a 40 ms round trip a lost segment is resent
-after about 80 ms instead of 240. And the connection that dialled asks for linear
+less than ``min_retransmit_timeout``: by the kernel's formula (smoothed round trip plus
+the larger of four deviations and the floor), about 80 ms on a steady 40 ms round trip
+instead of 240. And the connection that dialled asks for linear
 timeouts (``TCP_THIN_LINEAR_TIMEOUTS``, Linux 2.6.34 and later): while it has fewer than
 four segments in flight, as an election's messages always are, its first six
 retransmissions of a segment do not double the timer, so a second loss costs another
