@@ -33,12 +33,8 @@ from almost_raft.chaos import (
 )
 from almost_raft.chaos.__main__ import main
 from almost_raft.core._messages import HeartBeat, RequestVote
-from almost_raft.transport.tcp._wire import (
-    PROTOCOL_VERSION,
-    Handshake,
-    encode_handshake,
-    encode_message,
-)
+from almost_raft.transport.tcp._handshake_frames import Handshake, encode_handshake
+from almost_raft.transport.tcp._wire import PROTOCOL_VERSION, encode_message
 
 DEADLINE = 10.0
 IDS = ["n1", "n2", "n3", "n4", "n5"]

@@ -19,12 +19,8 @@ import pytest
 
 from almost_raft.core._messages import HeartBeat, PeerMessage, RequestVote
 from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
-from almost_raft.transport.tcp._wire import (
-    PROTOCOL_VERSION,
-    Handshake,
-    encode_handshake,
-    encode_message,
-)
+from almost_raft.transport.tcp._handshake_frames import Handshake, encode_handshake
+from almost_raft.transport.tcp._wire import PROTOCOL_VERSION, encode_message
 
 pytestmark = pytest.mark.slow
 

@@ -29,20 +29,22 @@ from almost_raft.transport.tcp._auth import (
     check_dialler_proof,
     read_secret_file,
 )
-from almost_raft.transport.tcp._transport import TcpTransport
-from almost_raft.transport.tcp._wire import (
+from almost_raft.transport.tcp._handshake_frames import (
     NONCE_BYTES,
-    PROTOCOL_VERSION,
-    FrameProblem,
     Handshake,
-    WireError,
     decode_challenge,
     decode_handshake,
     decode_proof,
     encode_challenge,
     encode_handshake,
-    encode_message,
     encode_proof,
+)
+from almost_raft.transport.tcp._transport import TcpTransport
+from almost_raft.transport.tcp._wire import (
+    PROTOCOL_VERSION,
+    FrameProblem,
+    WireError,
+    encode_message,
 )
 from helpers.cluster import run_async
 from helpers.transport import Inbox, eventually, eventually_async

@@ -14,17 +14,19 @@ import pytest
 
 from almost_raft.core._messages import HeartBeat, PeerMessage, RequestVote
 from almost_raft.transport.tcp._framing import FramedConnection
+from almost_raft.transport.tcp._handshake_frames import (
+    Handshake,
+    decode_handshake,
+    encode_handshake,
+)
 from almost_raft.transport.tcp._metrics import TcpMetrics
 from almost_raft.transport.tcp._peer_link import Peer, PeerLink
 from almost_raft.transport.tcp._settings import TcpSettings
 from almost_raft.transport.tcp._wire import (
     PROTOCOL_VERSION,
     FrameProblem,
-    Handshake,
     WireError,
-    decode_handshake,
     decode_message,
-    encode_handshake,
     encode_message,
 )
 from helpers.cluster import run_async

@@ -28,15 +28,11 @@ from almost_raft.core._messages import (
     RequestVote,
     RequestVoteResponse,
 )
+from almost_raft.transport.tcp._handshake_frames import Handshake, encode_handshake
 from almost_raft.transport.tcp._metrics import TcpMetrics
 from almost_raft.transport.tcp._redial import backoff_delay
 from almost_raft.transport.tcp._transport import TcpTransport
-from almost_raft.transport.tcp._wire import (
-    PROTOCOL_VERSION,
-    Handshake,
-    encode_handshake,
-    encode_message,
-)
+from almost_raft.transport.tcp._wire import PROTOCOL_VERSION, encode_message
 from helpers.transport import Inbox, eventually, eventually_async
 
 pytestmark = pytest.mark.slow

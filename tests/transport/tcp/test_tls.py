@@ -24,14 +24,10 @@ from almost_raft.cli._certs import make_certificates
 from almost_raft.cli._main import main
 from almost_raft.core._errors import ConfigError
 from almost_raft.core._messages import HeartBeat, TimeoutNow
+from almost_raft.transport.tcp._handshake_frames import Handshake, encode_handshake
 from almost_raft.transport.tcp._tls import TlsConfig, certificate_names
 from almost_raft.transport.tcp._transport import TcpTransport
-from almost_raft.transport.tcp._wire import (
-    PROTOCOL_VERSION,
-    Handshake,
-    encode_handshake,
-    encode_message,
-)
+from almost_raft.transport.tcp._wire import PROTOCOL_VERSION, encode_message
 from helpers.cluster import run_async
 from helpers.transport import Inbox, eventually, eventually_async
 

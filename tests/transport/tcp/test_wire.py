@@ -25,18 +25,20 @@ from almost_raft.core._messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from almost_raft.transport.tcp._handshake_frames import (
+    Handshake,
+    check_handshake,
+    decode_handshake,
+    encode_handshake,
+)
 from almost_raft.transport.tcp._wire import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_BYTES,
     PROTOCOL_VERSION,
     FrameProblem,
-    Handshake,
     WireError,
-    check_handshake,
     check_wire_id,
-    decode_handshake,
     decode_message,
-    encode_handshake,
     encode_message,
     frame_length,
     message_kind,

@@ -41,17 +41,15 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 from ...core._errors import ConfigError
-from ._wire import (
+from ._handshake_frames import (
     NONCE_BYTES,
-    PROTOCOL_VERSION,
-    FrameProblem,
     Handshake,
-    WireError,
     decode_challenge,
     decode_proof,
     encode_challenge,
     encode_proof,
 )
+from ._wire import PROTOCOL_VERSION, FrameProblem, WireError
 
 __all__ = [
     "MIN_SECRET_BYTES",

@@ -25,21 +25,14 @@ from collections.abc import Mapping
 
 from .._interface import Inbox
 from ._framing import FramedConnection
+from ._handshake_frames import Handshake, check_handshake, decode_handshake
 from ._log_limit import LimitedWarnings
 from ._metrics import TcpMetrics
 from ._peer_link import Peer
 from ._settings import TcpSettings
 from ._socket_tuning import tune_received
 from ._tls import require_certificate_name
-from ._wire import (
-    KIND_NAMES,
-    FrameProblem,
-    Handshake,
-    WireError,
-    check_handshake,
-    decode_handshake,
-    decode_message,
-)
+from ._wire import KIND_NAMES, FrameProblem, WireError, decode_message
 
 __all__ = ["Inbound"]
 

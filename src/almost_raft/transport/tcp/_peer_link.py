@@ -53,6 +53,7 @@ from collections.abc import Callable
 
 from .._interface import Inbox
 from ._framing import FramedConnection
+from ._handshake_frames import Handshake, encode_handshake
 from ._log_limit import LimitedWarnings
 from ._metrics import ConnectFailure, TcpMetrics
 from ._redial import (
@@ -68,7 +69,7 @@ from ._redial import (
 from ._settings import Address, TcpSettings
 from ._socket_tuning import tune_sent
 from ._tls import require_certificate_name
-from ._wire import PROTOCOL_VERSION, FrameProblem, Handshake, WireError, encode_handshake
+from ._wire import PROTOCOL_VERSION, FrameProblem, WireError
 
 __all__ = ["Peer", "PeerLink", "backoff_delay"]
 

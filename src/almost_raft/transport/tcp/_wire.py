@@ -1,5 +1,8 @@
 """The TCP wire format: length-prefixed msgpack frames, a handshake, seven message kinds.
 
+The handshake's frames are read and written by :mod:`._handshake_frames`; this module has
+the rest, and the pieces both use (framing, unpacking, the errors).
+
 This module does no I/O; it turns values into bytes and bytes back into values. The
 transport reads frames off a socket and hands their bodies here.
 
@@ -63,11 +66,9 @@ it, logs it and closes the connection.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
 import sys
-from collections.abc import Container
 from typing import Any
 
 from ...core._configuration import MAX_MEMBERS, Configuration, Member
@@ -90,21 +91,12 @@ __all__ = [
     "KIND_NAMES",
     "MESSAGE_KINDS",
     "MIN_MAX_FRAME_BYTES",
-    "NONCE_BYTES",
     "PROTOCOL_VERSION",
     "FrameProblem",
-    "Handshake",
     "WireError",
-    "check_handshake",
     "check_wire_id",
-    "decode_challenge",
-    "decode_handshake",
-    "decode_proof",
     "decode_message",
-    "encode_challenge",
-    "encode_handshake",
     "encode_message",
-    "encode_proof",
     "frame_length",
     "message_kind",
     "oversized",
@@ -124,8 +116,6 @@ _MAX_STR_BYTES = 4 * MAX_ID_LENGTH
 # The longest array we send is a configuration's member list (MAX_MEMBERS), or a
 # message of 8 fields; a little slack costs nothing.
 _MAX_ARRAY_LEN = max(8, MAX_MEMBERS) + 4
-#: The length of every nonce and proof of the shared-secret handshake (HMAC-SHA256).
-NONCE_BYTES = 32
 # The kind number of a RemovalNotice, which has a reader of its own (see decode_message).
 _REMOVAL_NOTICE = 6
 
@@ -159,20 +149,6 @@ class WireError(Exception):
         self.problem = problem
         self.detail = detail
         super().__init__(f"{problem.name.lower()}: {detail}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Handshake:
-    """The first frame of every connection: who is calling, in which cluster, how.
-
-    ``nonce`` is the dialler's fresh random challenge when it proves a shared secret, and
-    None when the cluster has none.
-    """
-
-    version: int
-    cluster_id: str
-    node_id: str
-    nonce: bytes | None = None
 
 
 def require_msgpack() -> Any:
@@ -212,24 +188,6 @@ def check_wire_id(field: str, value: object) -> None:
 def message_kind(message: PeerMessage) -> str:
     """The metric name of ``message``'s kind, e.g. ``"heartbeat"``."""
     return KIND_NAMES[type(message)]
-
-
-def encode_handshake(handshake: Handshake) -> bytes:
-    """Return the complete frame (header included) that opens a connection."""
-    fields: list[object] = [MAGIC, handshake.version, handshake.cluster_id, handshake.node_id]
-    if handshake.nonce is not None:
-        fields.append(handshake.nonce)
-    return _frame(fields)
-
-
-def encode_challenge(nonce: bytes, proof: bytes) -> bytes:
-    """Return the acceptor's answer to a handshake with a nonce: its nonce and its proof."""
-    return _frame([nonce, proof])
-
-
-def encode_proof(proof: bytes) -> bytes:
-    """Return the dialler's last handshake frame: its proof of the shared secret."""
-    return _frame([proof])
 
 
 def encode_message(message: PeerMessage) -> bytes:
@@ -358,100 +316,6 @@ def oversized(header: bytes, max_frame_bytes: int) -> WireError:
             "served on the node's http address, not on its address",
         )
     return WireError(FrameProblem.OVERSIZED, f"frame of {length} bytes, limit {max_frame_bytes}")
-
-
-def decode_handshake(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Handshake:
-    """Decode the body of a connection's first frame.
-
-    Raises:
-        WireError: the body is not a handshake of our protocol version.
-    """
-    fields = _unpack(body, max_frame_bytes, max_bin_len=NONCE_BYTES)
-    if not isinstance(fields, list) or len(fields) < 2 or fields[0] != MAGIC:
-        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "not an almost-raft handshake")
-    version = fields[1]
-    if type(version) is not int:
-        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "protocol version is not an integer")
-    if version != PROTOCOL_VERSION:
-        raise WireError(
-            FrameProblem.HANDSHAKE_REFUSED,
-            f"protocol version {version}, this node speaks {PROTOCOL_VERSION}",
-        )
-    if len(fields) not in (4, 5) or type(fields[2]) is not str or type(fields[3]) is not str:
-        raise WireError(FrameProblem.HANDSHAKE_REFUSED, "malformed handshake")
-    cluster_id, node_id = fields[2], fields[3]
-    nonce = fields[4] if len(fields) == 5 else None
-    if nonce is not None and (type(nonce) is not bytes or len(nonce) != NONCE_BYTES):
-        raise WireError(
-            FrameProblem.HANDSHAKE_REFUSED, f"the nonce must be {NONCE_BYTES} bytes of binary"
-        )
-    try:
-        check_node_id("cluster_id", cluster_id)
-        check_node_id("node_id", node_id)
-    except (TypeError, ValueError) as exc:
-        raise WireError(FrameProblem.HANDSHAKE_REFUSED, str(exc)) from None
-    return Handshake(version, cluster_id, node_id, nonce)
-
-
-def decode_challenge(body: bytes) -> tuple[bytes, bytes]:
-    """Decode the acceptor's answer to a handshake: ``(its nonce, its proof)``.
-
-    Raises:
-        WireError: ``AUTH``: the body is not exactly two 32-byte binaries.
-    """
-    nonce, proof = _binaries(body, 2, "challenge")
-    return nonce, proof
-
-
-def decode_proof(body: bytes) -> bytes:
-    """Decode the dialler's proof of the shared secret.
-
-    Raises:
-        WireError: ``AUTH``: the body is not exactly one 32-byte binary.
-    """
-    (proof,) = _binaries(body, 1, "proof")
-    return proof
-
-
-def _binaries(body: bytes, count: int, what: str) -> list[bytes]:
-    # Both frames are a few dozen bytes; anything longer is refused before decoding.
-    limit = 16 + count * (NONCE_BYTES + 2)
-    try:
-        fields = _unpack(body, limit, max_bin_len=NONCE_BYTES)
-    except WireError as exc:
-        raise WireError(FrameProblem.AUTH, f"{what}: {exc.detail}") from None
-    wrong = WireError(
-        FrameProblem.AUTH, f"a {what} must be {count} binaries of {NONCE_BYTES} bytes"
-    )
-    if not isinstance(fields, list) or len(fields) != count:
-        raise wrong
-    binaries: list[bytes] = []
-    for field in fields:
-        if type(field) is not bytes or len(field) != NONCE_BYTES:
-            raise wrong
-        binaries.append(field)
-    return binaries
-
-
-def check_handshake(
-    handshake: Handshake, *, cluster_id: str, our_id: str, peers: Container[str]
-) -> None:
-    """Raise unless a connection that opened with ``handshake`` may talk to this node.
-
-    Raises:
-        WireError: ``HANDSHAKE_REFUSED``, naming which of cluster or node id was wrong.
-    """
-    if handshake.cluster_id != cluster_id:
-        raise WireError(
-            FrameProblem.HANDSHAKE_REFUSED,
-            f"cluster {handshake.cluster_id!r}, this node is in {cluster_id!r}",
-        )
-    if handshake.node_id == our_id:
-        raise WireError(FrameProblem.HANDSHAKE_REFUSED, f"peer claims this node's id {our_id!r}")
-    if handshake.node_id not in peers:
-        raise WireError(
-            FrameProblem.HANDSHAKE_REFUSED, f"node {handshake.node_id!r} is not a known peer"
-        )
 
 
 def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> PeerMessage:
