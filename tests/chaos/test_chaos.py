@@ -331,9 +331,17 @@ def test_a_connection_to_a_node_that_is_down_is_closed() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         nowhere = unused.getsockname()
-    with ProxyNetwork(["a", "b"], lambda node: nowhere, seed=1) as network, dial(network) as sock:
-        sock.sendall(HANDSHAKE)
-        assert_closed(sock)
+    with ProxyNetwork(["a", "b"], lambda node: nowhere, seed=1) as network:
+        try:
+            sock = dial(network)
+        except ConnectionResetError:
+            # The proxy accepts in the kernel before its own accept runs, so its reset can
+            # come before connect() returns: the connection was closed all the same.
+            return
+        with sock:
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                sock.sendall(HANDSHAKE)
+            assert_closed(sock)
 
 
 def test_jitter_varies_each_delay_but_never_the_order(
