@@ -4,9 +4,11 @@ certificate from the cluster's CA."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import tomllib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,26 @@ async def ask(address: tuple[str, int], request: dict[str, Any], secret: bytes |
         await writer.wait_closed()
 
 
-@run_async
-async def test_a_request_without_the_secrets_proof_is_refused_and_changes_nothing() -> None:
+@contextlib.asynccontextmanager
+async def leader_with_endpoint(
+    secret: bytes | None, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[Election, AdminServer]]:
+    """A one-node cluster "a" that leads, with its admin endpoint on a free port."""
     election = Election("a", [], InMemoryNetwork().transport("a"), config=FAST)
     await election.start()
-    server = AdminServer("127.0.0.1", 0, election, "test", SECRET, None)
+    server = AdminServer("127.0.0.1", 0, election, "test", secret, tls)
     await server.start()
     try:
         await election.wait_for_leader(timeout=10)
+        yield election, server
+    finally:
+        await server.close()
+        await election.close()
+
+
+@run_async
+async def test_a_request_without_the_secrets_proof_is_refused_and_changes_nothing() -> None:
+    async with leader_with_endpoint(SECRET) as (election, server):
         for forged in (None, b"x" * 32):
             answer = await ask(server.address, {"op": "add", "node_id": "b"}, forged)
             assert answer["ok"] is False
@@ -62,9 +76,6 @@ async def test_a_request_without_the_secrets_proof_is_refused_and_changes_nothin
             "a": True,
             "b": False,
         }
-    finally:
-        await server.close()
-        await election.close()
 
 
 @run_async
@@ -74,12 +85,7 @@ async def test_adding_a_voter_that_never_comes_says_its_promotion_waits(
     # b is not running: it is added as a non-voter, and its promotion waits for it to
     # save the configuration and answer. The answer says so, not just "pending".
     monkeypatch.setattr(_admin, "COMMIT_TIMEOUT", 0.5)
-    election = Election("a", [], InMemoryNetwork().transport("a"), config=FAST)
-    await election.start()
-    server = AdminServer("127.0.0.1", 0, election, "test", None, None)
-    await server.start()
-    try:
-        await election.wait_for_leader(timeout=10)
+    async with leader_with_endpoint(None) as (election, server):
         answer = await ask(server.address, {"op": "add", "node_id": "b"}, None)
         assert answer["ok"] is False
         assert answer["pending"] is True
@@ -90,9 +96,6 @@ async def test_adding_a_voter_that_never_comes_says_its_promotion_waits(
         members = answer["configuration"]["members"]
         assert {m["id"]: m["voter"] for m in members} == {"a": True, "b": False}
         assert election.status().change_pending
-    finally:
-        await server.close()
-        await election.close()
 
 
 def test_the_admin_endpoint_is_off_unless_the_cluster_file_gives_an_address() -> None:
@@ -120,12 +123,7 @@ async def test_with_mutual_tls_the_endpoint_needs_a_cluster_certificate(tmp_path
         cert=tmp_path / "cluster" / "a.pem",
         key=tmp_path / "cluster" / "a.key",
     )
-    election = Election("a", [], InMemoryNetwork().transport("a"), config=FAST)
-    await election.start()
-    server = AdminServer("127.0.0.1", 0, election, "test", None, ours.server)
-    await server.start()
-    try:
-        await election.wait_for_leader(timeout=10)
+    async with leader_with_endpoint(None, ours.server) as (election, server):
         host, port = server.address
         # Plain TCP gets no greeting: the TLS handshake fails and the node closes.
         reader, writer = await asyncio.open_connection(host, port)
@@ -147,9 +145,6 @@ async def test_with_mutual_tls_the_endpoint_needs_a_cluster_certificate(tmp_path
         config = election.status().configuration
         assert config is not None
         assert config.ids == {"a"}
-    finally:
-        await server.close()
-        await election.close()
 
 
 async def ask_tls(
