@@ -61,8 +61,10 @@ def sent(out: Output) -> list[tuple[str, object]]:
 
 def elect(core: ElectionCore) -> float:
     """Make ``core`` (a member of a, b, c) leader of the next term; return the time."""
-    out = timeout(core)
-    now = core.next_deadline - 1e-9
+    now = core.next_deadline
+    out = core.tick(now)
+    # Answered at once: the round trips the core measures, which CheckQuorum's window
+    # follows, stay zero.
     if core.role is NodeState.PRE_CANDIDATE:
         core.receive(RequestVoteResponse(core.term + 1, "b", True, pre_vote=True), now)
     assert role(core) is NodeState.CANDIDATE, out
@@ -383,6 +385,8 @@ def test_leader_steps_down_an_election_timeout_after_it_last_heard_a_majority() 
     # the others, whose lease has expired, elect a successor.
     core = make_core()
     start = elect(core)
+    # Every heartbeat is answered at once, so the window is the election timeout alone.
+    core.receive(HeartBeatResponse(1, "b"), start)
     last_answer = start
     while core.next_deadline <= start + 0.95:
         t = core.next_deadline
@@ -391,6 +395,66 @@ def test_leader_steps_down_an_election_timeout_after_it_last_heard_a_majority() 
             last_answer = t
     assert last_answer > start + 0.8
     while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.0:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.FOLLOWER
+
+
+def answer_every_round_late(core: ElectionCore, start: float, until: float, late: float) -> float:
+    """Let ``b`` answer each heartbeat ``late`` seconds after it left, and ``c`` never;
+    returns when the last answer came."""
+    last_answer = start
+    # The heartbeat the election sent is answered too.
+    due = [start + late]
+    while True:
+        t = min([core.next_deadline, *due])
+        if t > until:
+            return last_answer
+        if due and t == due[0]:
+            due.pop(0)
+            core.receive(HeartBeatResponse(1, "b"), t)
+            last_answer = t
+        elif core.tick(t).messages:
+            due.append(t + late)
+
+
+@pytest.mark.parametrize("late", [0.05, 0.3])
+def test_check_quorum_waits_one_round_trip_more_than_an_election_timeout(late: float) -> None:
+    # An answer lost once comes two heartbeat intervals and a round trip after the one
+    # before it; the leader's window is the election timeout and a majority's round trip
+    # as it measures them, so a healthy leader outlives one loss per follower.
+    core = make_core()
+    start = elect(core)
+    last_answer = answer_every_round_late(core, start, start + 5.0, late)
+    assert role(core) is NodeState.LEADER
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.0 + late * 0.9:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.LEADER, "stepped down before the round trip was over"
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.0 + late * 1.5:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.FOLLOWER
+
+
+def test_check_quorum_window_is_the_election_timeout_without_pre_vote() -> None:
+    # Without PreVote a successor needs one round trip after its voters' timeouts, not
+    # two, so the leader waits no longer than the election timeout.
+    core = make_core(pre_vote=False)
+    start = elect(core)
+    last_answer = answer_every_round_late(core, start, start + 5.0, 0.3)
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.0 + 1e-9:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.FOLLOWER
+
+
+def test_check_quorum_window_never_exceeds_the_longest_election_timeout() -> None:
+    # A round trip longer than the election timeout's range adds only the range: the
+    # window ends at the longest election timeout (2 s here) after the last answer.
+    core = make_core(election_timeout_max=1.2)
+    start = elect(core)
+    last_answer = answer_every_round_late(core, start, start + 5.0, 0.6)
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.1:
+        core.tick(core.next_deadline)
+    assert role(core) is NodeState.LEADER
+    while role(core) is NodeState.LEADER and core.next_deadline <= last_answer + 1.2 + 1e-9:
         core.tick(core.next_deadline)
     assert role(core) is NodeState.FOLLOWER
 

@@ -203,9 +203,12 @@ def test_a_lost_vote_in_a_three_node_cluster_elects_two_leaders() -> None:
 
 
 def test_sending_before_saving_loses_votes_and_terms() -> None:
-    seen = kinds_by_seed(persist=False, faults=CRASH_AFTER_VOTING)
-    assert seen[TERM_DECREASED] == len(SEEDS)
-    assert seen[DOUBLE_VOTE] >= 5
+    # Every seed loses a term; a second vote also needs a second candidate to ask in the
+    # moments a crash leaves, which fewer seeds give (14 of these 60).
+    seeds = range(60)
+    seen = kinds_by_seed(seeds, persist=False, faults=CRASH_AFTER_VOTING)
+    assert seen[TERM_DECREASED] == len(seeds)
+    assert seen[DOUBLE_VOTE] >= 8
 
 
 def test_vote_requests_that_leave_before_the_save_are_safe_when_nothing_else_does() -> None:

@@ -37,7 +37,12 @@ class ElectionConfig:
             node returning from a partition does not depose a healthy leader (thesis 9.6).
         check_quorum: a leader that has not heard from a majority for an election timeout
             steps down, and a node that heard from a leader within ``election_timeout``
-            refuses to vote for anyone else (thesis 6.2).
+            refuses to vote for anyone else (thesis 6.2). With ``pre_vote`` the leader's
+            window is one majority round trip longer, as it measures it, and never
+            longer than ``election_timeout_max``: one lost packet, which TCP resends
+            only after the next heartbeat, then does not depose a healthy leader, and a
+            successor still needs its voters' timeouts, a pre-vote round and a vote
+            round before it leads.
         leader_down_delay: when the transport reports that the leader's process is gone
             (its host refused the connection), the followers campaign in turn, this far
             apart, instead of after a full election timeout; the first starts at once.

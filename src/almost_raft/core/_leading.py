@@ -2,7 +2,8 @@
 
 :class:`ElectionCore` inherits this. Each heartbeat round is numbered; the answers a
 majority gives to one round earn the leader its lease (see ``_lease``), and the answers
-within an election timeout keep it leading (CheckQuorum, thesis 6.2; see ``_leader_side``).
+within CheckQuorum's window keep it leading (thesis 6.2; see ``_leader_side`` and
+``_quorum_window`` below).
 """
 
 from __future__ import annotations
@@ -64,11 +65,33 @@ class Leading:
         ) -> HeartBeat: ...
         def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool: ...
 
+    def _quorum_window(self) -> float:
+        """How long CheckQuorum lets this leader go without hearing from a majority.
+
+        An election timeout, and with PreVote one majority round trip more, at most up to
+        the longest election timeout. A heartbeat or an answer that the network loses
+        once is resent by TCP only when the next heartbeat's acknowledgement shows the
+        gap, so one loss makes a follower's answers two heartbeat intervals and a round
+        trip apart; with an election timeout of three intervals, one loss on each of two
+        paths would depose a healthy leader. The round trip is what keeps the window from
+        overlapping a successor: under PreVote a successor needs its voters' timeouts to
+        pass (each counted from the heartbeat they last answered) and then a pre-vote
+        round and a vote round, two round trips, while this leader hears each answer one
+        way after the follower heard it.
+        """
+        config = self.config
+        window = config.election_timeout
+        if config.pre_vote:
+            round_trip = self.round_trips.majority(self._other_voters(), self._now)
+            if round_trip is not None:
+                window += min(round_trip, config.election_timeout_range[1] - window)
+        return window
+
     def _check_quorum(self) -> None:
-        # Thesis 6.2: step down once an election timeout passes without hearing from a
-        # majority; see LeaderSide.quorum_deadline_after for why that timing is safe.
+        # Thesis 6.2: step down once the window passes without hearing from a majority;
+        # see LeaderSide.quorum_deadline_after for why that timing is safe.
         voters = self._voters()
-        timeout = self.config.election_timeout
+        timeout = self._quorum_window()
         side = self._leader_side
         deadline = side.quorum_deadline_after(voters, self.node_id, self._now, timeout)
         if deadline > self._now:

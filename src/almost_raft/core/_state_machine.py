@@ -563,7 +563,7 @@ class ElectionCore(
                 self._term,
                 self._exclusive_after - self._now,
             )
-        quorum_timeout = self.config.election_timeout if self.config.check_quorum else None
+        quorum_timeout = self._quorum_window() if self.config.check_quorum else None
         self._leader_side.start(granted, self._now, quorum_timeout)
         self._start_replication()
         self._broadcast_heartbeat()
