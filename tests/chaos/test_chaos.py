@@ -425,6 +425,8 @@ def test_a_stall_keeps_the_connection_and_releases_at_the_next_retransmission(
         network.set_state("a", "b", LinkState(stall=True))
         stalled = time.monotonic()
         sock.sendall(beat(1))
+        # The heal must fall between the retransmissions at 0.2 s and 0.6 s: that
+        # moment, not an event, is what the test is about.
         time.sleep(0.45)
         assert sink.received() == [[HANDSHAKE]]
         network.set_state("a", "b", LinkState())

@@ -461,6 +461,8 @@ def test_a_second_ctrl_c_while_the_demo_cleans_up_prints_no_traceback() -> None:
         wait_for_line(demo.stdout, "killing leader")
         for _ in range(3):
             demo.send_signal(signal.SIGINT)
+            # Apart, so that each is a Ctrl-C of its own: signals of one kind sent
+            # together may arrive as one.
             time.sleep(0.01)
         _, err = demo.communicate(timeout=30)
     finally:

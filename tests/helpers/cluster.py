@@ -23,6 +23,8 @@ from almost_raft import (
 FAST = ElectionConfig(
     election_timeout=0.08, heartbeat_interval=0.01, message_timeout=0.05, election_timeout_max=0.16
 )
+#: Heartbeat rounds of FAST in its shortest election timeout.
+ROUNDS_PER_TIMEOUT = round(FAST.election_timeout / FAST.heartbeat_interval)
 
 P = ParamSpec("P")
 
@@ -113,6 +115,22 @@ class Cluster:
             return None
         views = {e.status().leader_id for e in self.elections.values()}
         return leaders[0] if views == {leaders[0]} else None
+
+    async def wait_for_heartbeats(self, leader: str, rounds: int) -> None:
+        """Wait until ``leader`` has sent ``rounds`` more heartbeats to each peer, or has
+        stopped leading.
+
+        What a test waits for before it asserts that nothing changed meanwhile: a
+        follower's timer runs out only if heartbeats stop, and a loaded machine that
+        slows the rounds slows the timers as much. In a steady cluster a leader's sends
+        are its heartbeats, so they count them.
+        """
+        election = self.elections[leader]
+        target = election.metrics().messages_sent + rounds * len(election.status().peers)
+        await wait_until(
+            lambda: election.metrics().messages_sent >= target or not election.status().is_leader,
+            what=f"{rounds} heartbeat rounds from {leader}",
+        )
 
     async def wait_for_agreed_leader(self) -> str:
         await wait_until(lambda: self.agreed_leader() is not None, what="an agreed leader")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import socket
 import sys
@@ -122,6 +123,24 @@ def wait_for_record(cluster: ProcessCluster, path: Path, what: str, node: str, t
     return cluster.wait_for(found, DEADLINE, f"{what} of the command of {node} in term {term}")
 
 
+_HEARTBEATS_RECEIVED = re.compile(
+    r'^almost_raft_messages_received_total\{kind="heartbeat"\} (\S+)$', re.MULTILINE
+)
+
+
+def heartbeats_received(cluster: ProcessCluster, node: str) -> float | None:
+    """The heartbeats ``node`` has received, from its metrics; None if it did not answer."""
+    text = cluster.metrics(node)
+    match = None if text is None else _HEARTBEATS_RECEIVED.search(text)
+    return None if match is None else float(match.group(1))
+
+
+def wait_for_heartbeats_received(cluster: ProcessCluster, node: str) -> float:
+    return cluster.wait_for(
+        lambda: heartbeats_received(cluster, node), DEADLINE, f"the metrics of {node}"
+    )
+
+
 def wait_for_status(cluster: ProcessCluster, node: str, **expected: Any) -> dict[str, Any]:
     def matches() -> dict[str, Any] | None:
         status = cluster.status(node)
@@ -199,9 +218,16 @@ def test_exactly_one_command_runs_at_a_time_across_the_cluster(
     leader, term = cluster.wait_for_agreed_leader(DEADLINE)
     first = wait_for_record(cluster, record_path, "start", leader, term)
 
-    # Steady state, checked many times over a second rather than once.
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
+    # Steady state, checked many times rather than once: until every follower has heard
+    # enough heartbeats to outlast two of its longest election timeouts.
+    rounds = 2 * TIMINGS.election_timeout_max_ms // TIMINGS.heartbeat_interval_ms
+    followers = [node for node in cluster.ids if node != leader]
+    targets = {node: wait_for_heartbeats_received(cluster, node) + rounds for node in followers}
+    end = time.monotonic() + DEADLINE
+    while not all((heartbeats_received(cluster, node) or 0) >= targets[node] for node in followers):
+        assert time.monotonic() < end, (
+            f"waited {DEADLINE}s for {rounds} heartbeats at each follower"
+        )
         running = {}
         terms = set()
         for node in cluster.ids:

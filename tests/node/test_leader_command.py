@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from almost_raft.node._leader_command import LeaderCommand
+from helpers.cluster import wait_until
 
 PY = sys.executable
 
@@ -16,15 +16,10 @@ PY = sys.executable
 WAIT = "import signal; signal.pause()"
 
 
-async def _until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``deadline`` seconds."""
-    async with asyncio.timeout(deadline):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def _wait_for_file(path: Path) -> str:
-    await _until(lambda: path.exists() and path.read_text().endswith("\n"))
+    await wait_until(
+        lambda: path.exists() and path.read_text().endswith("\n"), what=f"a line in {path.name}"
+    )
     return path.read_text()
 
 
@@ -89,7 +84,7 @@ def test_children_of_the_command_are_stopped_too(tmp_path: Path) -> None:
 
     pid = asyncio.run(main())
 
-    asyncio.run(_until(lambda: _gone(pid)))
+    asyncio.run(wait_until(lambda: _gone(pid), what="the command's child to be gone"))
 
 
 def _proc_state(pid: int) -> str:
@@ -131,4 +126,4 @@ def test_command_dies_with_the_node_process(tmp_path: Path) -> None:
 
     command_pid = asyncio.run(main())
 
-    asyncio.run(_until(lambda: _gone(command_pid)))
+    asyncio.run(wait_until(lambda: _gone(command_pid), what="the command to die with the node"))

@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from almost_raft.node import _supervisor
 from almost_raft.node._leader_command import LeaderCommand
 from almost_raft.node._supervisor import CommandSupervisor, effective_grace, restart_delay
 from almost_raft.node._watchdog import Watchdog
+from helpers.cluster import wait_until
 
 PY = sys.executable
 DEADLINE = 10.0
@@ -43,12 +43,6 @@ def _gone(pid: int) -> bool:
     return state == "Z"
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def _stubborn_group() -> subprocess.Popen[bytes]:
     """A process group that ignores SIGTERM, once it does."""
     child = subprocess.Popen([PY, "-c", STUBBORN], start_new_session=True, stdout=subprocess.PIPE)
@@ -67,7 +61,7 @@ def test_the_watchdog_kills_a_group_that_ignores_sigterm_when_renewals_stop() ->
             watchdog.watch(child.pid)
             now = election_clock()
             watchdog.renew(now + 0.05, now + 0.2)
-            await _until(lambda: child.poll() is not None, "the SIGKILL")
+            await wait_until(lambda: child.poll() is not None, what="the SIGKILL")
             assert child.returncode == -signal.SIGKILL
             assert election_clock() >= now + 0.2
         finally:
@@ -85,13 +79,22 @@ def test_renewals_keep_the_group_alive_and_release_lets_it_go() -> None:
         child = _stubborn_group()
         try:
             watchdog.watch(child.pid)
+            # Renewed every 20 ms, five times within each renewal's SIGKILL deadline.
             for _ in range(20):
                 now = election_clock()
-                watchdog.renew(now + 0.05, now + 0.1)
+                kill_at = now + 0.1
+                watchdog.renew(now + 0.05, kill_at)
                 await asyncio.sleep(0.02)
             watchdog.release()
-            await asyncio.sleep(0.3)
-            assert child.poll() is None
+            await wait_until(lambda: election_clock() > kill_at, what="the last deadline")
+            # The end of its input makes the watchdog SIGKILL what it watches and exit,
+            # so once it has exited the group is alive only if the release let it go.
+            process = watchdog._process
+            assert process is not None
+            assert process.stdin is not None
+            process.stdin.close()
+            assert await asyncio.wait_for(process.wait(), DEADLINE) == 0
+            assert child.poll() is None, "the watchdog killed a group it had released"
         finally:
             child.kill()
             child.wait()
@@ -165,7 +168,7 @@ def test_a_missing_program_is_retried_with_backoff_and_never_recurses(
         supervisor = CommandSupervisor(election, command, on_exit="restart")
         async with election:
             task = asyncio.create_task(supervisor.run())
-            await _until(lambda: supervisor.failures >= 50, "50 failed starts")
+            await wait_until(lambda: supervisor.failures >= 50, what="50 failed starts")
             assert not task.done()
         await asyncio.wait_for(task, DEADLINE)
 
@@ -195,13 +198,13 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
         await election.start()
         task = asyncio.create_task(supervisor.run())
         try:
-            await _until(started.exists, "the command to start")
+            await wait_until(started.exists, what="the command to start")
             pid = command.pid
             assert pid is not None
             # Closing ends the lease; the command ignores SIGTERM, so it dies of the
             # SIGKILL at the lease's end, which close() waits for.
             await election.close()
-            await _until(lambda: _gone(pid), "the SIGKILLed command to be gone")
+            await wait_until(lambda: _gone(pid), what="the SIGKILLed command to be gone")
         finally:
             await election.close()
             await asyncio.wait_for(task, DEADLINE)

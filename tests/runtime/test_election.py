@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from almost_raft import (
     LeadershipLost,
     NodeState,
 )
-from helpers.cluster import FAST, Cluster, run_async, wait_until
+from helpers.cluster import FAST, ROUNDS_PER_TIMEOUT, Cluster, run_async, wait_until
 
 # ---------------------------------------------------------------------- validation
 
@@ -108,7 +110,8 @@ async def test_wait_for_leader_raises_election_closed_when_closed_meanwhile() ->
     election = Election("a", ["b", "c"], InMemoryNetwork().transport("a"), config=FAST)
     await election.start()
     waiter = asyncio.create_task(election.wait_for_leader())
-    await asyncio.sleep(0.01)
+    leadership = election._runtime.leadership
+    await wait_until(lambda: bool(leadership._waiters), what="the waiter to wait for news")
     await election.close()
     with pytest.raises(ElectionClosed):
         await waiter
@@ -294,7 +297,7 @@ async def test_run_while_leader_runs_work_once_per_term_and_cancels_it_on_loss()
     try:
         leader = await cluster.wait_for_agreed_leader()
         await wait_until(lambda: len(started) >= 1, what="work to start")
-        await asyncio.sleep(FAST.election_timeout * 2)
+        await cluster.wait_for_heartbeats(leader, rounds=2 * ROUNDS_PER_TIMEOUT)
         assert started == [Leadership(leader, cluster.elections[leader].status().term)]
         # Two failovers: the second leader's work runs until its leadership is lost.
         for _ in range(2):
@@ -316,21 +319,30 @@ async def test_run_while_leader_runs_work_once_per_term_and_cancels_it_on_loss()
 
 
 @run_async
-async def test_add_peer_past_max_nodes_is_refused_before_and_after_start() -> None:
+async def test_add_peer_past_max_nodes_is_refused_before_and_after_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     config = ElectionConfig(
         election_timeout=0.08, heartbeat_interval=0.01, message_timeout=0.05, max_nodes=3
     )
+
+    def refused(peer: str) -> bool:
+        return any(f"refused to add peer {peer}:" in r.getMessage() for r in caplog.records)
+
     election = Election("a", ["b"], InMemoryNetwork().transport("a"), config=config)
-    election.add_peer("c")
-    election.add_peer("d")  # a fourth node: refused with a log line
-    assert election.status().peers == frozenset({"b", "c"})
-    async with election:
-        election.remove_peer("c")
-        election.add_peer("e")
-        election.add_peer("f")  # refused again
-        await wait_until(lambda: election.status().peers == frozenset({"b", "e"}), what="b, e")
-        await asyncio.sleep(0.01)
-        assert election.status().peers == frozenset({"b", "e"})
+    with caplog.at_level(logging.WARNING, logger="almost_raft"):
+        election.add_peer("c")
+        election.add_peer("d")  # a fourth node: refused with a log line
+        assert refused("d")
+        assert election.status().peers == frozenset({"b", "c"})
+        async with election:
+            election.remove_peer("c")
+            election.add_peer("e")
+            election.add_peer("f")  # refused again
+            await wait_until(
+                lambda: refused("f") or "f" in election.status().peers, what="the refusal of f"
+            )
+            assert election.status().peers == frozenset({"b", "e"})
 
 
 @run_async
@@ -340,12 +352,20 @@ async def test_status_tells_how_long_ago_each_peer_was_heard() -> None:
     try:
         leader = await cluster.wait_for_agreed_leader()
         follower = next(node for node in cluster.ids if node != leader)
+        asked = time.monotonic()
         heard = cluster.elections[follower].status().last_heard
         assert leader in heard
         assert 0 <= heard[leader] < FAST.election_timeout
         await cluster.stop(leader)
-        await asyncio.sleep(FAST.election_timeout)
-        assert cluster.elections[follower].status().last_heard[leader] >= FAST.election_timeout
+
+        def since_leader() -> float:
+            return cluster.elections[follower].status().last_heard[leader]
+
+        await wait_until(
+            lambda: since_leader() >= FAST.election_timeout, what="the leader's silence to show"
+        )
+        # It counts the time that passed, no more.
+        assert since_leader() <= heard[leader] + (time.monotonic() - asked)
     finally:
         await cluster.close()
 

@@ -141,7 +141,9 @@ async def test_an_exclusive_scope_raises_leadership_lost_when_the_lease_runs_out
             async with election.leadership(exclusive=True) as leadership:
                 seen.append(leadership)
                 cluster.network.faults.isolate(leader)
+                # Cancelled when the lease runs out, which ends this wait at once.
                 await asyncio.sleep(DEADLINE)
+                raise AssertionError(f"the lease did not run out within {DEADLINE}s")
 
         with pytest.raises(LeadershipLost):
             await hold()

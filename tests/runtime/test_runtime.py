@@ -29,7 +29,7 @@ from almost_raft import (
     Transport,
 )
 from almost_raft.transport._interface import Inbox
-from helpers.cluster import FAST, Cluster, run_async, wait_until
+from helpers.cluster import FAST, ROUNDS_PER_TIMEOUT, Cluster, run_async, wait_until
 
 
 @pytest.mark.parametrize("size", [3, 5])
@@ -42,7 +42,7 @@ async def test_cluster_elects_exactly_one_leader_and_all_agree(size: int) -> Non
         term = cluster.elections[leader].status().term
         assert all(e.status().term == term for e in cluster.elections.values())
         # Stays put: heartbeats keep the followers from campaigning.
-        await asyncio.sleep(FAST.election_timeout * 3)
+        await cluster.wait_for_heartbeats(leader, rounds=3 * ROUNDS_PER_TIMEOUT)
         assert cluster.agreed_leader() == leader
         assert cluster.elections[leader].status().term == term
     finally:
@@ -90,7 +90,7 @@ async def test_restarted_node_keeps_its_term_and_does_not_depose_the_leader() ->
         await wait_until(
             lambda: restarted.status().leader_id == leader, what="the restarted node to rejoin"
         )
-        await asyncio.sleep(FAST.election_timeout * 3)
+        await cluster.wait_for_heartbeats(leader, rounds=3 * ROUNDS_PER_TIMEOUT)
         assert cluster.agreed_leader() == leader
         assert cluster.elections[leader].status().term == term
     finally:
@@ -209,7 +209,9 @@ async def test_a_crashed_leader_is_replaced_with_pre_votes_asked_early() -> None
     try:
         leader = await cluster.wait_for_agreed_leader()
         term = cluster.elections[leader].status().term
-        await asyncio.sleep(0.2)  # heartbeats measure the round trips that space the turns
+        # The answers to heartbeats measure the round trips that space the turns; twenty
+        # leave little of the first sample's doubt in the smoothed estimate.
+        await cluster.wait_for_heartbeats(leader, rounds=20)
         cluster.network.crash(leader)
         survivors = {n: e for n, e in cluster.elections.items() if n != leader}
 
@@ -274,10 +276,16 @@ async def test_a_send_that_hangs_forever_does_not_delay_heartbeats_to_others() -
         other = "b" if leader.node_id == "a" else "a"
         times = transports[leader.node_id].sent_at
         start = len(times[other])
-        await asyncio.sleep(FAST.election_timeout * 4)
+        # Four election timeouts' worth: the first sends to "c" have long timed out.
+        await wait_until(
+            lambda: (
+                len(times[other]) - start >= 4 * ROUNDS_PER_TIMEOUT or not leader.status().is_leader
+            ),
+            what=f"heartbeats to {other}",
+        )
         beats = times[other][start:]
         gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
-        assert len(beats) >= 10
+        assert len(beats) >= 4 * ROUNDS_PER_TIMEOUT
         # Every send to "c" hangs, yet heartbeats to the other node keep their pace.
         assert max(gaps) < FAST.election_timeout / 2
         assert leader.status().is_leader
@@ -504,6 +512,9 @@ async def test_close_during_start_leaves_nothing_running() -> None:
     starting = asyncio.create_task(election.start())
     await asyncio.to_thread(store.loading.wait, 5)
     closing = asyncio.create_task(election.close())
+    # No event marks when a close that did not wait for the load would have ended; it
+    # has nothing else to wait for, so it would end within a few loop turns, and 10 ms
+    # hold many.
     await asyncio.sleep(0.01)
     assert not closing.done()  # close waits for the load in the worker thread
     store.release.set()

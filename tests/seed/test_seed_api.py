@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -134,12 +135,23 @@ async def test_a_full_tx_loses_its_oldest_news_never_the_newest() -> None:
 
 
 @run_async
-async def test_min_node_holds_the_election_until_enough_peers_are_known() -> None:
+async def test_min_node_holds_the_election_until_enough_peers_are_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     b = QueueNode("b")
     state, to_raft = _init(min_node=1)
+
+    def held_off() -> int:
+        return sum("not starting an election" in r.getMessage() for r in caplog.records)
+
     task = asyncio.create_task(raft_election(state))
     try:
-        await asyncio.sleep(0.4)  # two election timeouts at the longest
+        with caplog.at_level(logging.DEBUG, logger="almost_raft.core"):
+            # Two election timeouts ran out, and each time the node held off; a node
+            # that campaigned alone would have raised its term.
+            await wait_until(
+                lambda: held_off() >= 2 or state.term != 0, what="two timeouts held off"
+            )
         assert b.sent == []
         assert state.term == 0
         await to_raft.put(ControlAddNode(b))

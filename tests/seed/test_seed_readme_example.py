@@ -15,7 +15,7 @@ from almost_raft import (
     RaftElectionState,
     raft_election,
 )
-from helpers.cluster import run_async
+from helpers.cluster import run_async, wait_until
 
 
 class NodeMPSC(Node):
@@ -35,13 +35,17 @@ class NodeMPSC(Node):
 async def agreed_leader(from_rafts: list[asyncio.Queue[Message]]) -> str:
     """Read every node's ``ControlLeaderChanged`` news until all name the same leader."""
     latest: list[str | None] = [None] * len(from_rafts)
-    while latest[0] is None or len(set(latest)) != 1:
+
+    def agreed() -> bool:
         for i, from_raft in enumerate(from_rafts):
             while not from_raft.empty():
                 news = from_raft.get_nowait()
                 assert isinstance(news, ControlLeaderChanged)
                 latest[i] = news.leader_id
-        await asyncio.sleep(0.01)
+        return latest[0] is not None and len(set(latest)) == 1
+
+    await wait_until(agreed, what="every node to name the same leader")
+    assert latest[0] is not None
     return latest[0]
 
 
@@ -68,8 +72,7 @@ async def test_readme_example() -> None:
                 await tx_to_raft.put(ControlAddNode(NodeMPSC(other_id, other_to_raft)))
 
     # Raft notifies each node of a change in leadership through its tx queue.
-    async with asyncio.timeout(10):
-        leader = await agreed_leader([from_raft for _, _, from_raft in nodes.values()])
+    leader = await agreed_leader([from_raft for _, _, from_raft in nodes.values()])
     assert [s.node_state for s, _, _ in nodes.values()].count(NodeState.LEADER) == 1
 
     # Removing the leader's own node ends its election; the others elect a new leader.
@@ -77,8 +80,7 @@ async def test_readme_example() -> None:
     await leader_to_raft.put(ControlRemoveNode(NodeMPSC(leader, leader_to_raft)))
     await tasks.pop(leader)
     assert leader_state.node_state is NodeState.TERMINATING
-    async with asyncio.timeout(10):
-        new_leader = await agreed_leader([from_raft for _, _, from_raft in nodes.values()])
+    new_leader = await agreed_leader([from_raft for _, _, from_raft in nodes.values()])
     assert new_leader != leader
     assert nodes[new_leader][0].term > leader_state.term
 
