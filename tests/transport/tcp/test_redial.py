@@ -299,13 +299,15 @@ def test_a_node_gives_connections_up_after_about_an_election_timeout() -> None:
     assert timeouts_for_election(ElectionConfig())["backoff_max"] == 1.0
 
 
-async def _vacant_address() -> tuple[str, int]:
-    """An address nothing listens at any more, as of a machine that left the cluster."""
-    gone = await asyncio.start_server(lambda r, w: None, LOCALHOST, 0)
-    port: int = gone.sockets[0].getsockname()[1]
-    gone.close()
-    await gone.wait_closed()
-    return (LOCALHOST, port)
+def _refusing_port() -> socket.socket:
+    """A port that refuses every dial, as a machine that left the cluster does.
+
+    Bound but not listening: a port merely closed could be taken at once by a listener
+    of the test itself (a transport's, on port 0), which would then answer the dials.
+    """
+    sock = socket.socket()
+    sock.bind((LOCALHOST, 0))
+    return sock
 
 
 @pytest.mark.slow
@@ -333,11 +335,12 @@ def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits(
     monkeypatch.setattr(PeerLink, "_connect", counted_connect)
 
     async def body() -> None:
+        left, kept = _refusing_port(), _refusing_port()
         transport = TcpTransport(
             listen=(LOCALHOST, 0),
             # "kept" is gone too but stays a member: its redials, one every backoff, are
             # the moments "left" would be dialled if it were still kept connected.
-            peers={"left": await _vacant_address(), "kept": await _vacant_address()},
+            peers={"left": left.getsockname(), "kept": kept.getsockname()},
             cluster_id="test",
             backoff_initial=0.01,
             backoff_max=0.02,
@@ -372,6 +375,8 @@ def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits(
             await eventually(lambda: refused["left"] >= idle + 4, "redials again")
         finally:
             await transport.close()
+            left.close()
+            kept.close()
 
     asyncio.run(body())
 
