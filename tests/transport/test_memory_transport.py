@@ -35,6 +35,11 @@ class _Inbox:
         self.told.append((asyncio.get_running_loop().time(), "disconnected", peer_id))
 
 
+def _told(inbox: _Inbox) -> list[tuple[str, str]]:
+    """What ``inbox`` was told, without the times: (kind, peer) pairs."""
+    return [(kind, about) for _, kind, about in inbox.told]
+
+
 async def _pair(network: InMemoryNetwork) -> tuple[_Inbox, _Inbox]:
     a, b = _Inbox(), _Inbox()
     await network.transport("a").start("a", a)
@@ -100,10 +105,18 @@ async def test_a_closed_transport_tells_its_peers_nothing() -> None:
     a, b = await _pair(network)
     c, transport = _Inbox(), network.transport("c")
     await transport.start("c", c)
+    await network.transport("d").start("d", _Inbox())
     # Closing is how a process that went silent looks: no evidence of anything.
     await transport.close()
-    await asyncio.sleep(0.01)
-    assert a.told == b.told == c.told == []
+    # Anything told of c would travel as the news of d's crash does, and ahead of it.
+    network.crash("d")
+    await wait_until(
+        lambda: all(("unreachable", "d") in _told(inbox) for inbox in (a, b)),
+        what="the news of d's crash",
+    )
+    for inbox in (a, b):
+        assert _told(inbox) == [("disconnected", "d"), ("unreachable", "d")]
+    assert c.told == []
 
 
 @run_async
@@ -125,10 +138,13 @@ async def test_a_crash_tells_each_peer_of_the_ended_connection_then_the_refusal(
     # One delay for the end of the connection, a round trip more for the refusal.
     assert ended_at - crashed_at >= 0.01
     assert refused_at - ended_at >= 0.02
+    # The news takes three transits at most (0.06 s after the crash here), and nothing
+    # is left to mark when a would have heard it: a fixed wait past that.
     await asyncio.sleep(0.1)
     assert a.told == []  # its link to c is cut: it hears nothing, as over TCP
+    dropped = network.dropped
     await network.transport("b").send("c", HeartBeat(1, "b"))
-    await asyncio.sleep(0.03)
+    await wait_until(lambda: network.dropped == dropped + 1, what="the message to c dropped")
     assert c.received == []
 
 
@@ -137,11 +153,14 @@ async def test_a_crashed_node_that_is_back_before_the_refusal_is_not_reported() 
     faults = NetworkFaults(random.Random(3), delay=(0.02, 0.02))
     network = InMemoryNetwork(faults)
     a, _ = await _pair(network)
+    await network.transport("c").start("c", _Inbox())
     network.crash("b")
-    await wait_until(lambda: len(a.told) == 1, what="the ended connection")
+    # c stays down: its refusal, due just after b's would be, marks when b's was due.
+    network.crash("c")
+    await wait_until(lambda: len(a.told) == 2, what="the ended connections")
     await network.transport("b").start("b", _Inbox())
-    await asyncio.sleep(0.06)
-    assert [kind for _, kind, _ in a.told] == ["disconnected"]
+    await wait_until(lambda: ("unreachable", "c") in _told(a), what="c's refusal")
+    assert _told(a) == [("disconnected", "b"), ("disconnected", "c"), ("unreachable", "c")]
 
 
 @run_async
@@ -179,12 +198,13 @@ async def test_faults_delay_drop_duplicate_and_partition() -> None:
 
     faults.duplicate_rate = 0.0
     faults.partition({"a"}, {"b", "x"})
-    before = len(b.received)
+    before, dropped = len(b.received), network.dropped
     await network.transport("a").send("b", HeartBeat(1, "a"))
     await network.transport("x").send("b", HeartBeat(1, "x"))
+    # Counted as lost, a's message can no longer arrive late.
+    await wait_until(lambda: network.dropped == dropped + 1, what="the cross-group message lost")
     await wait_until(lambda: len(b.received) == before + 1, what="the in-group message")
-    await asyncio.sleep(0.01)
-    assert b.received[-1][1] == HeartBeat(1, "x")
+    assert [message for _, message in b.received[before:]] == [HeartBeat(1, "x")]
 
     faults.heal()
     faults.drop_rate = 0.5

@@ -123,8 +123,16 @@ def test_frames_held_back_by_flow_control_leave_before_close_returns() -> None:
             await a.send("b", TimeoutNow(6, "a"))
             assert a.queued("b") == 5
             closing = asyncio.ensure_future(a.close(flush_timeout=FOREVER))
-            await asyncio.sleep(0.05)
+            transport = connection.transport
+            assert transport is not None
+            # The flush holds the connection until its frames are out (both marks at zero)
+            # and waits for that; a close that dropped them would have returned instead.
+            await eventually(
+                lambda: closing.done() or transport.get_write_buffer_limits() == (0, 0),
+                "close to return or to wait for the frames",
+            )
             assert not closing.done(), "close dropped what flow control held back"
+            assert a.queued("b") == 5
             connection.resume_writing()
             await within(10.0, "close once writes resume", closing)
             assert a.metrics.dropped_not_connected == 0
@@ -158,6 +166,9 @@ def test_a_close_against_a_peer_that_does_not_read_returns_by_the_bound() -> Non
                     term += 1
                     await a.send("silent", HeartBeat(term, "a"))
                     await asyncio.sleep(0)
+                # No event tells when the peer's window has shut (asyncio pauses the writer
+                # whenever the kernel's buffer is full for a moment): writes stopped for a
+                # whole round and this long more are taken as stopped for good.
                 await asyncio.sleep(0.05)
                 if a.metrics.sent.heartbeat == written and a.queued("silent") == 8:
                     break
@@ -250,7 +261,8 @@ def test_bytes_still_in_the_socket_buffer_are_waited_for_without_a_timer() -> No
         assert not peer.queue
         assert waits_to_leave(peer)
         flushing = asyncio.ensure_future(flush([peer], link.changed, FOREVER))
-        await asyncio.sleep(0.05)
+        # Holding the connection until its bytes are out pauses it: the flush waits for them.
+        await eventually(lambda: flushing.done() or transport.paused, "the flush to wait or end")
         assert not flushing.done(), "the flush ignored bytes still in the socket buffer"
         transport.drain_to_kernel()
         await within(5.0, "the flush once the buffer is empty", flushing)

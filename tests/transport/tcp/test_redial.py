@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import shutil
 import socket
@@ -198,15 +199,17 @@ def test_a_dial_into_a_partition_gets_through_soon_after_the_heal() -> None:
         await transport.start("a", Inbox())
         loop = asyncio.get_running_loop()
         try:
-            # Healed between two of the kernel's retransmissions: an attempt left to the
-            # kernel got through at the next one, 1.8 s after the heal (measured).
-            await asyncio.sleep(5.3)
+            # Healed 0.2 s after the kernel's first retransmission: an attempt left to the
+            # kernel gets through at its next one, 0.8 s after the heal (measured); a fresh
+            # SYN every spacing gets through in 0.02 s (measured).
+            await asyncio.sleep(1.2)
             assert transport.metrics.connects == 0
             healed = loop.time()
             _iptables_drop(address[1], "-D")
             dropping = False
             await eventually(lambda: transport.metrics.connects == 1, "a connection")
-            assert loop.time() - healed < 1.0
+            took = loop.time() - healed
+            assert took < 0.5, f"connected {took:.2f} s after the heal"
             assert transport.metrics.connect_timeouts == 0
         finally:
             if dropping:
@@ -218,7 +221,24 @@ def test_a_dial_into_a_partition_gets_through_soon_after_the_heal() -> None:
 
 
 @pytest.mark.slow
-def test_a_connection_whose_heartbeats_are_answered_is_kept() -> None:
+def test_a_connection_whose_heartbeats_are_answered_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from almost_raft.transport.tcp._framing import FramedConnection
+    from almost_raft.transport.tcp._peer_link import Peer, PeerLink
+
+    real_look = PeerLink._look
+    looks = 0
+
+    def counted_look(
+        self: PeerLink, peer: Peer, connection: FramedConnection, limit: float
+    ) -> None:
+        nonlocal looks
+        looks += 1
+        real_look(self, peer, connection, limit)
+
+    monkeypatch.setattr(PeerLink, "_look", counted_look)
+
     async def body() -> None:
         inboxes = {"a": Inbox(), "b": Inbox()}
         transports = {
@@ -231,19 +251,30 @@ def test_a_connection_whose_heartbeats_are_answered_is_kept() -> None:
             await transport.start(node, inboxes[node])
         transports["a"].set_peer_address("b", transports["b"].address)
         transports["b"].set_peer_address("a", transports["a"].address)
+        beating = True
+
+        async def beat() -> None:
+            # A leader's heartbeats, each answered by its follower.
+            while beating:
+                transports["a"].send_nowait("b", HeartBeat(1, "a"))
+                transports["b"].send_nowait("a", HeartBeatResponse(1, "b"))
+                await asyncio.sleep(0.02)
+
+        beats: asyncio.Task[None] | None = None
         try:
             await eventually(
                 lambda: all(t.metrics.connects for t in transports.values()), "connections"
             )
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 0.8
-            while loop.time() < end:
-                transports["a"].send_nowait("b", HeartBeat(1, "a"))
-                transports["b"].send_nowait("a", HeartBeatResponse(1, "b"))
-                await asyncio.sleep(0.02)
-            assert transports["a"].metrics.unanswered == 0
+            beats = asyncio.create_task(beat())
+            # Each look is a moment the connection would be given up if its asks went
+            # unanswered; four of them span four answer timeouts.
+            await eventually(lambda: looks >= 4, "four looks at the answers")
+            assert transports["a"].metrics.unanswered == 0, "an answered connection given up"
             assert transports["a"].metrics.connects == 1
         finally:
+            beating = False
+            if beats is not None:
+                await beats
             for transport in transports.values():
                 await transport.close()
 
@@ -268,42 +299,84 @@ def test_a_node_gives_connections_up_after_about_an_election_timeout() -> None:
     assert timeouts_for_election(ElectionConfig())["backoff_max"] == 1.0
 
 
+def _refusing_port() -> socket.socket:
+    """A port that refuses every dial, as a machine that left the cluster does.
+
+    Bound but not listening: a port merely closed could be taken at once by a listener
+    of the test itself (a transport's, on port 0), which would then answer the dials.
+    """
+    sock = socket.socket()
+    sock.bind((LOCALHOST, 0))
+    return sock
+
+
 @pytest.mark.slow
-def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits() -> None:
+def test_a_peer_dialled_on_demand_is_dialled_only_while_a_message_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from almost_raft.transport.tcp._framing import FramedConnection
+    from almost_raft.transport.tcp._metrics import ConnectFailure
+    from almost_raft.transport.tcp._peer_link import Peer, PeerLink
+
+    real_connect = PeerLink._connect
+    # Dials begun, and dials refused, by peer.
+    dials: collections.Counter[str] = collections.Counter()
+    refused: collections.Counter[str] = collections.Counter()
+
+    async def counted_connect(
+        self: PeerLink, peer: Peer, *, probe: bool, quiet: bool = False
+    ) -> FramedConnection | ConnectFailure | None:
+        dials[peer.node_id] += 1
+        outcome = await real_connect(self, peer, probe=probe, quiet=quiet)
+        if outcome is ConnectFailure.REFUSED:
+            refused[peer.node_id] += 1
+        return outcome
+
+    monkeypatch.setattr(PeerLink, "_connect", counted_connect)
+
     async def body() -> None:
-        # A machine that left the cluster: nothing listens at its address any more.
-        gone = await asyncio.start_server(lambda r, w: None, LOCALHOST, 0)
-        port = gone.sockets[0].getsockname()[1]
-        gone.close()
-        await gone.wait_closed()
+        left, kept = _refusing_port(), _refusing_port()
         transport = TcpTransport(
             listen=(LOCALHOST, 0),
-            peers={"left": (LOCALHOST, port)},
+            # "kept" is gone too but stays a member: its redials, one every backoff, are
+            # the moments "left" would be dialled if it were still kept connected.
+            peers={"left": left.getsockname(), "kept": kept.getsockname()},
             cluster_id="test",
             backoff_initial=0.01,
             backoff_max=0.02,
         )
         await transport.start("a", Inbox())
+
+        async def kept_redialled(times: int) -> None:
+            then = refused["kept"]
+            await eventually(
+                lambda: refused["kept"] >= then + times, f"{times} redials of the member"
+            )
+
         try:
             # Kept connected, a peer is redialled every backoff.
-            await eventually(lambda: transport.metrics.connect_refused >= 3, "redials")
+            await eventually(lambda: refused["left"] >= 3, "redials")
             transport.dial_on_demand("left")
-            await asyncio.sleep(0.1)
-            idle = transport.metrics.connect_refused
-            await asyncio.sleep(0.3)
-            assert transport.metrics.connect_refused == idle, "dialled with nothing to send"
+            # A dial under way may end, but none begins.
+            idle = dials["left"]
+            await kept_redialled(10)
+            assert dials["left"] == idle, "dialled with nothing to send"
             # A message for it is one dial; when that fails, the message is dropped and
             # nothing more is dialled.
             transport.send_nowait("left", HeartBeat(1, "a"))
-            await eventually(lambda: transport.metrics.connect_refused == idle + 1, "one dial")
-            await asyncio.sleep(0.3)
-            assert transport.metrics.connect_refused == idle + 1
+            await eventually(lambda: dials["left"] == idle + 1, "one dial")
+            await eventually(lambda: refused["left"] == idle + 1, "the dial refused")
+            assert transport.metrics.connect_refused == refused.total()
+            await kept_redialled(10)
+            assert dials["left"] == idle + 1, "dialled again with nothing to send"
             assert transport.queued("left") == 0
             # Made a member again, it is kept connected (redialled) again.
             transport.dial_on_demand("left", False)
-            await eventually(lambda: transport.metrics.connect_refused >= idle + 4, "redials again")
+            await eventually(lambda: refused["left"] >= idle + 4, "redials again")
         finally:
             await transport.close()
+            left.close()
+            kept.close()
 
     asyncio.run(body())
 
