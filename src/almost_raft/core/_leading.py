@@ -68,8 +68,8 @@ class Leading:
     def _quorum_window(self) -> float:
         """How long CheckQuorum lets this leader go without hearing from a majority.
 
-        An election timeout, and with PreVote one majority round trip more, at most up to
-        the longest election timeout. A heartbeat or an answer that the network loses
+        An election timeout, and with PreVote one majority round trip more, and never more
+        than the longest election timeout. A heartbeat or an answer that the network loses
         once is resent by TCP only when the next heartbeat's acknowledgement shows the
         gap, so one loss makes a follower's answers two heartbeat intervals and a round
         trip apart; with an election timeout of three intervals, one loss on each of two
