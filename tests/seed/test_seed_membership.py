@@ -99,6 +99,15 @@ async def test_a_member_removed_while_down_learns_it_when_it_comes_back_and_retu
         leader_id = leader()
         assert leader_id is not None
         victim = next(n for n in states if n != leader_id)
+
+        def holds_a_leaders_configuration() -> bool:
+            saved = stores[victim].state
+            return saved is not None and saved.configuration is not None
+
+        # A node that never heard the leader's configuration still holds its starting one,
+        # as a new machine waiting to be added does, and is never told (Rule 2 of
+        # core/_removal.py): only one that held it can learn of its removal.
+        await wait_until(holds_a_leaders_configuration, what="the victim to save v1")
         # The victim's process stops (its task ends) and is removed meanwhile.
         machines[victim].down = True
         task = tasks.pop(victim)
