@@ -69,8 +69,9 @@ def liveness_bound(config: ElectionConfig, max_delay: float) -> float:
     election timeout and a round trip, see ``ElectionConfig.check_quorum``); then election
     rounds, each at most ``election_timeout_max`` plus a request and a response. Rounds
     repeat only on split votes, so their number is geometric; allowing eight gives 3.3 s
-    for the default config, while 10,000 default seeds took at most 0.32 s (99.9th
-    percentile 0.24 s) and a cold start of 3,000 healthy clusters at most 0.33 s. A
+    for the default config, while 10,000 default seeds took at most 0.27 s (99.9th
+    percentile 0.23 s; measured with CheckQuorum's window a round trip longer) and a cold
+    start of 3,000 healthy clusters at most 0.33 s (measured before that change). A
     cluster that cannot elect exceeds any bound.
 
     Args:
