@@ -17,6 +17,7 @@ from almost_raft import (
     Store,
     Transport,
 )
+from helpers.transport import eventually
 
 # Small timeouts keep the tests fast; the heartbeat stays well under the timeout so a
 # busy test machine does not depose healthy leaders.
@@ -53,12 +54,7 @@ async def wait_until(
     condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "condition"
 ) -> None:
     """Poll ``condition`` every few milliseconds; fail the test if it stays false."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
+    await eventually(condition, what, timeout)
 
 
 class Cluster:
