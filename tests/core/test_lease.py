@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from almost_raft import ConfigError, ElectionConfig
 from almost_raft.core._lease import Lease, LeaseKeeper, Promise, stretched
@@ -47,6 +49,47 @@ def test_without_a_majority_there_is_no_lease() -> None:
     keeper.send_round("a", 1.0, horizon=1.0)
     lease = keeper.lease(("a", "b", "c", "d", "e"), 0.5)
     assert not lease.exclusive_at(1.0)
+
+
+# One step of a leader's life: a round sent ("round"), an answer from a node to the
+# round numbered so many rounds back ("answer", node, back), or a change of voters.
+_STEPS = st.lists(
+    st.one_of(
+        st.just(("round",)),
+        st.tuples(st.just("answer"), st.sampled_from("abcdefg"), st.integers(0, 4)),
+        st.tuples(st.just("voters"), st.sets(st.sampled_from("abcdefg"), max_size=7)),
+    ),
+    max_size=60,
+)
+
+
+@given(_STEPS)
+def test_a_lease_recomputed_only_when_stale_is_the_lease_recomputed_every_time(
+    steps: list[tuple[object, ...]],
+) -> None:
+    # The keeper asks for a new computation only once a majority may have moved; the
+    # leader computes nothing otherwise, so a lease it skipped must equal one computed.
+    keeper = LeaseKeeper(term=1, start=0.0)
+    voters: tuple[str, ...] = VOTERS
+    now = 0.0
+    kept = keeper.lease(voters, 0.5)
+    for step in steps:
+        if step[0] == "round":
+            now += 0.05
+            keeper.send_round("a", now, horizon=0.15)
+        elif step[0] == "answer":
+            node, back = step[1], step[2]
+            assert isinstance(node, str)
+            assert isinstance(back, int)
+            keeper.answered(node, keeper.current_round - back)
+        else:
+            members = step[1]
+            assert isinstance(members, set)
+            voters = tuple(sorted(members))
+            kept = keeper.lease(voters, 0.5)
+        if keeper.stale:
+            kept = keeper.lease(voters, 0.5)
+        assert kept.until == keeper.until(voters, 0.5)
 
 
 def test_a_lease_is_exclusive_from_its_start_until_its_end() -> None:

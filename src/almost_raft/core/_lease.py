@@ -116,7 +116,18 @@ class LeaseKeeper:
     still extend the lease are remembered.
     """
 
-    __slots__ = ("_acked", "_basis", "_round", "_sent", "stale", "start", "term", "voters")
+    __slots__ = (
+        "_above",
+        "_acked",
+        "_basis",
+        "_needed",
+        "_round",
+        "_sent",
+        "stale",
+        "start",
+        "term",
+        "voters",
+    )
 
     def __init__(self, term: int, start: float) -> None:
         self.term = term
@@ -132,6 +143,12 @@ class LeaseKeeper:
         # The send time of the round the last computed lease counts from: an answer that
         # credits a node with a time no later than this cannot move it.
         self._basis = -math.inf
+        # How many nodes are credited with a time later than the basis (at least as many
+        # as there are such voters), and how many a majority of the voters is: the lease
+        # can move only once the first reaches the second, which in a steady round is
+        # one answer of the four, not the first two.
+        self._above = 0
+        self._needed = 1
         # What the caller last computed the lease over (it compares by identity).
         self.voters: object = None
 
@@ -148,8 +165,7 @@ class LeaseKeeper:
         """
         self._round += 1
         self._sent[self._round] = now
-        self._acked[node_id] = now
-        self.stale = True
+        self.answered(node_id, self._round)
         for old in [r for r, sent in self._sent.items() if sent <= now - horizon]:
             del self._sent[old]
         return self._round
@@ -157,11 +173,18 @@ class LeaseKeeper:
     def answered(self, node_id: str, round_number: int) -> None:
         """``node_id`` answered round ``round_number`` (an unknown round counts nothing)."""
         sent = self._sent.get(round_number)
-        if sent is not None and sent > self._acked.get(node_id, -math.inf):
-            self._acked[node_id] = sent
-            if sent > self._basis:
-                # A majority's latest time moves only when a time later than it comes.
-                self.stale = True
+        if sent is None:
+            return
+        acked = self._acked
+        before = acked.get(node_id, -math.inf)
+        if sent > before:
+            acked[node_id] = sent
+            if before <= self._basis < sent:
+                # A majority's latest time moves only once a majority is credited with
+                # a time later than it.
+                self._above += 1
+                if self._above >= self._needed:
+                    self.stale = True
 
     def until(self, voters: Collection[str], duration: float) -> float:
         """The end of the lease: ``duration`` after the latest round a majority answered."""
@@ -170,5 +193,8 @@ class LeaseKeeper:
     def lease(self, voters: Collection[str], duration: float) -> Lease:
         """The lease as it stands; it is no longer :attr:`stale`."""
         self.stale = False
-        basis = self._basis = quorum_heard_since(voters, self._acked)
+        acked = self._acked
+        basis = self._basis = quorum_heard_since(voters, acked)
+        self._needed = len(voters) // 2 + 1
+        self._above = sum(1 for voter in voters if acked.get(voter, -math.inf) > basis)
         return Lease(self.term, self.start, basis + duration)
