@@ -26,6 +26,7 @@ class Replication:
     __slots__ = (
         "_acked",
         "_leaving",
+        "_members_sent_to",
         "configuration",
         "first_key",
         "gate_open",
@@ -43,6 +44,9 @@ class Replication:
         self._acked: dict[str, tuple[int, int]] = {}
         # Members a change removed, still told the outcome until the given time.
         self._leaving: dict[str, float] = {}
+        # The recipients while no one is leaving, and the configuration they are of: the
+        # same every round of a steady leader.
+        self._members_sent_to: tuple[Configuration | None, tuple[str, ...]] = (None, ())
         #: Non-voters to promote once they are ready (see :meth:`is_ready`).
         self.promote: set[str] = set()
         #: Whether this term's configuration committed: changes may be made (the gate).
@@ -87,12 +91,19 @@ class Replication:
             if until == math.inf:
                 self._leaving[node_id] = now + linger
 
-    def recipients(self, now: float) -> list[str]:
+    def recipients(self, now: float) -> tuple[str, ...]:
         """Whom the leader's heartbeats go to, sorted: members and leaving members."""
-        for node_id in [n for n, until in self._leaving.items() if until <= now]:
-            del self._leaving[node_id]
-        ids = (self.configuration.ids | self._leaving.keys()) - {self.node_id}
-        return sorted(ids)
+        leaving = self._leaving
+        configuration = self.configuration
+        if not leaving:
+            cached_for, members = self._members_sent_to
+            if cached_for is not configuration:
+                members = tuple(sorted(configuration.ids - {self.node_id}))
+                self._members_sent_to = (configuration, members)
+            return members
+        for node_id in [n for n, until in leaving.items() if until <= now]:
+            del leaving[node_id]
+        return tuple(sorted((configuration.ids | leaving.keys()) - {self.node_id}))
 
     def is_leaving(self, node_id: str) -> bool:
         """Whether ``node_id`` was removed and is still being told so."""

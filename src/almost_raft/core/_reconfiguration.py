@@ -373,7 +373,7 @@ class Reconfiguration:
         replication = self._replication
         return offered is None or (replication is not None and offered.key == replication.first_key)
 
-    def _heartbeat_recipients(self) -> list[str]:
+    def _heartbeat_recipients(self) -> tuple[str, ...]:
         replication = self._replication
         assert replication is not None, "only a leader sends heartbeats"
         return replication.recipients(self._now)

@@ -273,7 +273,17 @@ class ElectionCore(
     def receive(self, message: PeerMessage, now: float) -> Output:
         """A peer's message arrived. Applies the term rules, then the role's handler."""
         self._now = now
-        if self._accept(message):
+        if (
+            type(message) is HeartBeatResponse
+            and self._role is _LEADER
+            and message.term == self._term
+            and message.follower_id in self._configuration.ids
+            and message.follower_id != self.node_id
+        ):
+            # Four answers a round: a member's answer in this leader's term is one the
+            # term rules accept and the leader's handler takes, so it goes there at once.
+            self._on_answer(message)
+        elif self._accept(message):
             if isinstance(message, RequestVote):
                 # Every role answers vote requests the same way.
                 self._on_vote_request(message)
@@ -452,13 +462,7 @@ class ElectionCore(
 
     def _step_leader(self, message: PeerMessage) -> None:
         if isinstance(message, HeartBeatResponse):
-            follower, now = message.follower_id, self._now
-            # LeaderSide.answered(), inline: four answers a round.
-            self._leader_side.answered_at[follower] = now
-            self.round_trips.heartbeat_answered(follower, now)
-            if self._lease_keeper is not None:
-                self._lease_keeper.answered(follower, message.round)
-            self._on_configuration_ack(message)
+            self._on_answer(message)
         elif isinstance(message, HeartBeat):
             logger.error(
                 "%s: leader of term %d got a heartbeat from %s for the same term; are the "
@@ -468,6 +472,15 @@ class ElectionCore(
                 message.leader_id,
             )
             self._drop("conflicting_leader", message)
+
+    def _on_answer(self, message: HeartBeatResponse) -> None:
+        follower, now = message.follower_id, self._now
+        # LeaderSide.answered(), inline: four answers a round.
+        self._leader_side.answered_at[follower] = now
+        self.round_trips.heartbeat_answered(follower, now)
+        if self._lease_keeper is not None:
+            self._lease_keeper.answered(follower, message.round)
+        self._on_configuration_ack(message)
 
     def _on_heartbeat(self, heartbeat: HeartBeat) -> None:
         if self._leader_id not in (None, heartbeat.leader_id):

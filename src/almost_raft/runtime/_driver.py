@@ -518,17 +518,14 @@ class Runtime(OnArrival):
         # the voters' saves overlap this one. The driver takes no input until the save
         # ends, so no answer counts towards leadership before the node's own vote is
         # durable.
-        for outbound in output.before_save():
-            self._send(outbound)
+        self._sender.send_all(output.before_save())
         await self._persist(output.hard_state)
         self._finish_batch(output.after_save(), output.leader_change)
 
     def _finish_batch(self, messages: tuple[Outbound, ...], change: LeaderChange | None) -> None:
         """Send a batch's messages and publish its news: what follows any save."""
         if messages:
-            send = self._sender.send
-            for outbound in messages:
-                send(outbound)
+            self._sender.send_all(messages)
         core = self._core
         if core is not None:
             # A configuration counts as committed only once this batch's save is done.
@@ -567,9 +564,6 @@ class Runtime(OnArrival):
         if self._core is not None:
             # The voters' saves lengthen every vote round; the core spaces retries by it.
             self._core.round_trips.note_save(loop.time() - started, self._clock())
-
-    def _send(self, outbound: Outbound) -> None:
-        self._sender.send(outbound)
 
 
 def _log_close_failure(task: asyncio.Task[None]) -> None:

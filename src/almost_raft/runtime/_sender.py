@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from ..core._outputs import Outbound
 from ..transport._interface import Transport
@@ -33,19 +34,23 @@ class Sender:
         self._message_timeout = message_timeout
         self._sends: set[asyncio.Task[None]] = set()
 
-    def send(self, outbound: Outbound) -> None:
-        self._metrics.messages_sent += 1
-        # A transport that never waits takes the message here: no task, no timer, no
-        # extra turn of the event loop per message.
-        try:
-            if self._transport.send_nowait(outbound.to, outbound.message):
-                return
-        except Exception as exc:
-            self._send_failed(outbound, exc)
-            return
-        task = asyncio.get_running_loop().create_task(self._send_one(outbound))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+    def send_all(self, messages: Iterable[Outbound]) -> None:
+        """Send each message, in order, without waiting for any."""
+        metrics = self._metrics
+        send_nowait = self._transport.send_nowait
+        for outbound in messages:
+            metrics.messages_sent += 1
+            # A transport that never waits takes the message here: no task, no timer, no
+            # extra turn of the event loop per message.
+            try:
+                if send_nowait(outbound.to, outbound.message):
+                    continue
+            except Exception as exc:
+                self._send_failed(outbound, exc)
+                continue
+            task = asyncio.get_running_loop().create_task(self._send_one(outbound))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
     async def drain(self) -> None:
         """Wait for the sends under way, then cancel what is left of them."""
