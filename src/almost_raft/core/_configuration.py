@@ -108,6 +108,7 @@ class Configuration:
     # Derived from the members once: the core asks for them on every message.
     _voters: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
     _ids: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _key: tuple[int, int] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for field, value in (("version", self.version), ("term", self.term)):
@@ -131,6 +132,7 @@ class Configuration:
                 f"{MAX_CONFIGURATION_BYTES} a state file holds"
             )
         object.__setattr__(self, "_ids", frozenset(ids))
+        object.__setattr__(self, "_key", (self.term, self.version))
         object.__setattr__(
             self, "_voters", frozenset(member.node_id for member in self.members if member.voter)
         )
@@ -138,7 +140,7 @@ class Configuration:
     @property
     def key(self) -> tuple[int, int]:
         """``(term, version)``: a larger key is a newer configuration."""
-        return (self.term, self.version)
+        return self._key
 
     @property
     def voters(self) -> frozenset[str]:

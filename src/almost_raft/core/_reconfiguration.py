@@ -104,6 +104,7 @@ class Reconfiguration:
         self._replication: Replication | None = None
         self._waiting_change: _Change | None = None
         self._reported_differences: set[tuple[str, frozenset[str]]] = set()
+        self._other_voters_of: tuple[Configuration | None, frozenset[str]] = (None, frozenset())
 
     # ------------------------------------------------------------------ reading
 
@@ -150,8 +151,15 @@ class Reconfiguration:
         voters = len(self._configuration.voters - {self.node_id})
         return voters if self._configuration.version == 0 else max(voters, self.config.min_peers)
 
-    def _other_voters(self) -> set[str]:
-        return set(self._configuration.voters - {self.node_id})
+    def _other_voters(self) -> frozenset[str]:
+        # Asked every round, and by every campaign: the same set while the
+        # configuration is the same.
+        configuration = self._configuration
+        of, voters = self._other_voters_of
+        if of is not configuration:
+            voters = configuration.voters - {self.node_id}
+            self._other_voters_of = (configuration, voters)
+        return voters
 
     def _other_members(self) -> frozenset[str]:
         return self._configuration.ids - {self.node_id}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterable
+from collections.abc import Collection
 
 __all__ = ["RoundTrips", "Smoothed"]
 
@@ -173,21 +173,20 @@ class RoundTrips:
             return None
         return estimate.high
 
-    def majority(self, peers: Iterable[str], now: float) -> float | None:
+    def majority(self, peers: Collection[str], now: float) -> float | None:
         """How long until a majority of ``peers`` and this node have answered a request.
 
         The slowest of the fastest answers a majority needs, by each peer's high estimate;
         None while fewer peers than that have a fresh estimate.
         """
-        members = sorted(peers)
-        needed = (len(members) + 1) // 2
+        needed = (len(peers) + 1) // 2
         if needed == 0:
             return None
         # peer_high() inline: a leader asks this every round.
         estimates = self._peers
         stale_after = self._stale_after
         highs = []
-        for peer in members:
+        for peer in peers:
             estimate = estimates.get(peer)
             if estimate is not None and now - estimate.updated <= stale_after:
                 highs.append(estimate.mean + 4 * estimate.deviation)
@@ -196,7 +195,7 @@ class RoundTrips:
         highs.sort()
         return highs[needed - 1]
 
-    def round_trip(self, peers: Iterable[str], now: float) -> float | None:
+    def round_trip(self, peers: Collection[str], now: float) -> float | None:
         """A majority's round trip: measured here if fresh, else the leader's word."""
         own = self.majority(peers, now)
         advertised, heard_at = self._advertised
@@ -212,14 +211,14 @@ class RoundTrips:
             return 0.0
         return self._save.high
 
-    def campaign_round(self, peers: Iterable[str], now: float, *, vote: bool) -> float | None:
+    def campaign_round(self, peers: Collection[str], now: float, *, vote: bool) -> float | None:
         """How long the answers of one round take: a round trip, and a save for votes."""
         round_trip = self.round_trip(peers, now)
         if round_trip is None:
             return None
         return round_trip + (self.save_time(now) if vote else 0.0)
 
-    def election_round(self, peers: Iterable[str], now: float) -> float | None:
+    def election_round(self, peers: Collection[str], now: float) -> float | None:
         """How long one pre-vote round and one vote round take, or None if not known.
 
         Two round trips to a majority, and a save: the voters save their votes before

@@ -220,7 +220,7 @@ class ElectionCore(
     @property
     def peers(self) -> frozenset[str]:
         """The other voting members of the configuration in force."""
-        return frozenset(self._other_voters())
+        return self._other_voters()
 
     @property
     def hard_state(self) -> HardState:
