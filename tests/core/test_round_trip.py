@@ -41,8 +41,8 @@ def test_the_smoothed_estimate_follows_rfc_6298() -> None:
 def test_heartbeat_answers_are_matched_first_in_first_out() -> None:
     trips = RoundTrips(max_age=0.15, stale_after=10)
     # Two heartbeats in flight at once: each answer belongs to the older one.
-    trips.heartbeat_sent("b", 0.00)
-    trips.heartbeat_sent("b", 0.05)
+    trips.heartbeats_sent(["b"], 0.00)
+    trips.heartbeats_sent(["b"], 0.05)
     trips.heartbeat_answered("b", 0.06)
     trips.heartbeat_answered("b", 0.11)
     estimate = trips.peer_high("b", 0.11)
@@ -53,8 +53,8 @@ def test_heartbeat_answers_are_matched_first_in_first_out() -> None:
 
 def test_a_heartbeat_whose_answer_was_lost_is_forgotten_not_matched() -> None:
     trips = RoundTrips(max_age=0.08, stale_after=10)
-    trips.heartbeat_sent("b", 0.00)  # its answer is lost
-    trips.heartbeat_sent("b", 0.05)
+    trips.heartbeats_sent(["b"], 0.00)  # its answer is lost
+    trips.heartbeats_sent(["b"], 0.05)
     trips.heartbeat_answered("b", 0.09)
     # Matched with the 0.00 send, the sample would be 90 ms; it is 40.
     assert trips.peer_high("b", 0.09) == pytest.approx(0.04 + 4 * 0.02)

@@ -121,12 +121,13 @@ class Leading:
         # that the transport encodes it once a round.
         plain: HeartBeat | None = None
         now = self._now
-        round_trips = self.round_trips
         batch = self._batch
         replication = self._replication
         assert replication is not None, "only a leader sends heartbeats"
-        for peer in self._heartbeat_recipients():
-            if plain is not None and not replication.needs_configuration(peer):
+        holding = replication.holding
+        recipients = self._heartbeat_recipients()
+        for peer in recipients:
+            if plain is not None and peer in holding:
                 # What _heartbeat_to() gives a peer that holds the configuration, and a
                 # heartbeat without one may leave before the save (_may_leave_before_save).
                 heartbeat, early = plain, True
@@ -135,8 +136,8 @@ class Leading:
                 if heartbeat.configuration is None:
                     plain = heartbeat
                 early = self._may_leave_before_save(heartbeat)
-            round_trips.heartbeat_sent(peer, now)
             batch.send(peer, heartbeat, early=early)
+        self.round_trips.heartbeats_sent(recipients, now)
         self._leader_side.heartbeat_deadline = now + self.config.heartbeat_interval
 
     def _round_trip_us(self) -> int:

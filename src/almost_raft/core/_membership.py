@@ -30,6 +30,7 @@ class Replication:
         "configuration",
         "first_key",
         "gate_open",
+        "holding",
         "node_id",
         "promote",
     )
@@ -42,6 +43,9 @@ class Replication:
         self.first_key: tuple[int, int] | None = None
         # The newest configuration key each member said it saved.
         self._acked: dict[str, tuple[int, int]] = {}
+        #: The members that said they saved the current configuration: what a heartbeat
+        #: asks of each peer every round (read only; the leader is not in it).
+        self.holding: set[str] = set()
         # Members a change removed, still told the outcome until the given time.
         self._leaving: dict[str, float] = {}
         # The recipients while no one is leaving, and the configuration they are of: the
@@ -56,6 +60,8 @@ class Replication:
         """``node_id`` said it has saved the configuration with ``key``."""
         if key > self._acked.get(node_id, (-1, -1)):
             self._acked[node_id] = key
+            if key >= self.configuration.key and node_id != self.node_id:
+                self.holding.add(node_id)
 
     def has_saved(self, node_id: str) -> bool:
         """Whether ``node_id`` saved the current configuration (the leader always has)."""
@@ -77,6 +83,12 @@ class Replication:
         """The leader made ``configuration``; ``removed`` names a member it drops."""
         assert configuration.version == self.configuration.version + 1, "one change at a time"
         self.configuration = configuration
+        key = configuration.key
+        self.holding = {
+            node_id
+            for node_id, acked in self._acked.items()
+            if acked >= key and node_id != self.node_id
+        }
         if removed is not None:
             self._leaving[removed] = math.inf
             self.promote.discard(removed)
@@ -111,11 +123,7 @@ class Replication:
 
     def needs_configuration(self, node_id: str) -> bool:
         """Whether a heartbeat to ``node_id`` must carry the configuration."""
-        # has_saved(), inline: asked for every heartbeat.
-        if node_id == self.node_id:
-            return False
-        acked = self._acked.get(node_id)
-        return acked is None or acked < self.configuration.key
+        return node_id != self.node_id and node_id not in self.holding
 
     def is_ready(self, node_id: str, answered_at: Mapping[str, float], since: float) -> bool:
         """Whether ``node_id`` may become a voter: it saved the configuration and

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 __all__ = ["RoundTrips", "Smoothed"]
 
@@ -101,12 +101,14 @@ class RoundTrips:
 
     # ------------------------------------------------------------------ samples
 
-    def heartbeat_sent(self, peer: str, now: float) -> None:
-        """A heartbeat left for ``peer`` at ``now``."""
-        sent = self._heartbeats.get(peer)
-        if sent is None:
-            sent = self._heartbeats[peer] = collections.deque(maxlen=_MAX_IN_FLIGHT)
-        sent.append(now)
+    def heartbeats_sent(self, peers: Iterable[str], now: float) -> None:
+        """A heartbeat left for each of ``peers`` at ``now``."""
+        heartbeats = self._heartbeats
+        for peer in peers:
+            sent = heartbeats.get(peer)
+            if sent is None:
+                sent = heartbeats[peer] = collections.deque(maxlen=_MAX_IN_FLIGHT)
+            sent.append(now)
 
     def heartbeat_answered(self, peer: str, now: float) -> None:
         """``peer`` answered a heartbeat at ``now``: match it with the oldest one sent."""
@@ -119,7 +121,17 @@ class RoundTrips:
             estimate = self._peers.get(peer)
             if estimate is None:
                 estimate = self._peers[peer] = Smoothed()
-            estimate.add(0.0 if seconds < 0.0 else seconds, now)
+            if seconds < 0.0:
+                seconds = 0.0
+            mean = estimate.mean
+            if mean == mean:
+                # Smoothed.add(), inline for a leader's every answer (NaN: no sample yet).
+                error = mean - seconds
+                estimate.deviation += ((error if error >= 0.0 else -error) - estimate.deviation) / 4
+                estimate.mean = mean + (seconds - mean) / 8
+                estimate.updated = now
+            else:
+                estimate.add(seconds, now)
 
     def vote_asked(self, peer: str, now: float) -> None:
         """A (pre-)vote request left for ``peer`` at ``now``; it replaces any earlier one."""
