@@ -308,6 +308,36 @@ def test_leader_reports_itself_once() -> None:
     assert core.tick(now + 0.1).leader_change is None
 
 
+def test_leader_hears_answers_only_from_members_of_its_own_term() -> None:
+    core = make_core(heartbeat_interval=0.1)
+    now = elect(core)
+    out = core.tick(now + 0.1)
+    (round_number,) = {o.message.round for o in out.messages if isinstance(o.message, HeartBeat)}
+    key = core.configuration.key
+    term = core.term
+
+    def answer(sender: str, answer_term: int) -> Output:
+        message = HeartBeatResponse(answer_term, sender, key[0], key[1], round_number)
+        return core.receive(message, now + 0.11)
+
+    # Not one of these is a member's answer in this term: none earns the lease (a majority
+    # of three needs one answer besides the leader's own).
+    answer("a", term)
+    answer("z", term)
+    answer("b", term - 1)
+    assert core.metrics.dropped["from_self"] == 1
+    assert core.metrics.dropped["unknown_sender"] == 1
+    assert core.metrics.dropped["stale_term"] == 1
+    assert core.lease is None or not core.lease.exclusive_at(now + 0.11)
+    assert answer("b", term).lease is not None
+    assert core.lease is not None
+    assert core.lease.until == pytest.approx(now + 0.1 + core.config.lease_duration)
+    # A member's answer of a newer term deposes the leader, as any message of it does.
+    answer("c", term + 1)
+    assert role(core) is NodeState.FOLLOWER
+    assert core.term == term + 1
+
+
 # ---------------------------------------------------------------------- thesis 9.6 PreVote
 
 
