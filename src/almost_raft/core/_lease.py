@@ -145,8 +145,9 @@ class LeaseKeeper:
         self._basis = -math.inf
         # How many nodes are credited with a time later than the basis (at least as many
         # as there are such voters), and how many a majority of the voters is: the lease
-        # can move only once the first reaches the second, which in a steady round is
-        # one answer of the four, not the first two.
+        # can move only once the first reaches the second, so a steady round computes it
+        # once, at the answer that completes a majority, not at the tick and at each
+        # answer before that one.
         self._above = 0
         self._needed = 1
         # What the caller last computed the lease over (it compares by identity).
