@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/steady_state.py                  # 5 nodes, 30 s, baselines
     .venv/bin/python benchmarks/steady_state.py --sizes 3,5,7,9,15 --duration 10
     .venv/bin/python benchmarks/steady_state.py --profile        # where a node's CPU goes
+    .venv/bin/python benchmarks/steady_state.py --side-by-side /tmp/old/src --duration 15
     .venv/bin/pip install pysyncobj     # optional, for the comparison; not a dependency
 
 A cluster of ``almost-raft run`` processes (:class:`ProcessCluster`) on 127.0.0.1 with
@@ -730,7 +731,19 @@ def _plot(path: Path, results: Mapping[str, Any]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    if "sizes" in results:
+    if "windows" in results:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for name in ("this tree", "compared"):
+            axis.plot(
+                [w["index"] for w in results["windows"]],
+                [w[name]["leader_cpu_percent"] for w in results["windows"]],
+                "o-",
+                label=name,
+            )
+        axis.set_xlabel("window (both clusters measured at once)")
+        axis.set_ylabel("leader CPU, % of one core")
+        axis.legend()
+    elif "sizes" in results:
         sizes = [r["size"] for r in results["sizes"]]
         figure, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].plot(
@@ -939,6 +952,112 @@ def run_sizes(sizes: Sequence[int], duration: float) -> None:
     _write("steady_state_sizes", results)
 
 
+def scheduler_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` so far, all threads, from the scheduler's nanosecond count.
+
+    Finer than the clock ticks of ``/proc/PID/stat``: a 15 s window of a leader is
+    a few hundred milliseconds of CPU, which ticks of 10 ms resolve to a few per cent.
+    """
+    total_ms = 0.0
+    for sched in Path(f"/proc/{pid}/task").glob("*/sched"):
+        with contextlib.suppress(OSError):
+            for line in sched.read_text("ascii").splitlines():
+                if line.startswith("se.sum_exec_runtime"):
+                    total_ms += float(line.split(":", 1)[1])
+    return total_ms / 1000
+
+
+def run_side_by_side(size: int, duration: float, windows: int, src: Path) -> None:
+    """Two clusters at once, one from this tree and one from ``src``, measured over the
+    same windows: a change's effect without the drift between runs an hour apart."""
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "src": str(src),
+        "window_s": duration,
+        "windows": [],
+    }
+    rows: list[list[object]] = []
+    with contextlib.ExitStack() as stack:
+        clusters: dict[str, ProcessCluster] = {}
+        for name, tree in (("compared", src), ("this tree", None)):
+            with _nodes_from(tree):
+                clusters[name] = stack.enter_context(ProcessCluster(size, timings=TIMINGS))
+        for index in range(windows):
+            leaders = {
+                name: cluster.wait_for_agreed_leader(deadline=30.0)
+                for name, cluster in clusters.items()
+            }
+            time.sleep(SETTLE_SECONDS)
+            pids = {
+                name: {node: pid for node in c.ids if (pid := c.pid(node)) is not None}
+                for name, c in clusters.items()
+            }
+            before = {
+                name: {node: scheduler_cpu_seconds(pid) for node, pid in nodes.items()}
+                for name, nodes in pids.items()
+            }
+            started = time.monotonic()
+            time.sleep(duration)
+            elapsed = time.monotonic() - started
+            window: dict[str, Any] = {"index": index}
+            for name, nodes in pids.items():
+                percent = {
+                    node: (scheduler_cpu_seconds(pid) - before[name][node]) / elapsed * 100
+                    for node, pid in nodes.items()
+                }
+                leader = leaders[name][0]
+                window[name] = {
+                    "leader": leader,
+                    "same_leader_after": clusters[name].agreed_leader(clusters[name].ids)
+                    == leaders[name],
+                    "leader_cpu_percent": percent[leader],
+                    "follower_cpu_percent": statistics.median(
+                        value for node, value in percent.items() if node != leader
+                    ),
+                }
+            results["windows"].append(window)
+            ours, theirs = window["this tree"], window["compared"]
+            rows.append(
+                [
+                    index,
+                    ours["leader_cpu_percent"],
+                    theirs["leader_cpu_percent"],
+                    ours["leader_cpu_percent"] / theirs["leader_cpu_percent"],
+                    ours["follower_cpu_percent"],
+                    theirs["follower_cpu_percent"],
+                    ours["same_leader_after"] and theirs["same_leader_after"],
+                ]
+            )
+    kept = [row for row in rows if row[-1]]
+    for name, column in (("this tree", 1), ("compared", 2)):
+        values = [float(str(row[column])) for row in kept]
+        results[f"{name} leader median"] = statistics.median(values) if values else None
+    print(
+        f"two clusters of {size} side by side, {windows} windows of {duration:g} s; "
+        f"compared: {src}; load average at start {results['machine']['loadavg_at_start'][0]:.2f}"
+    )
+    print(
+        _table(
+            rows,
+            (
+                "window",
+                "leader CPU %",
+                "compared leader %",
+                "ratio",
+                "follower CPU %",
+                "compared follower %",
+                "same leaders",
+            ),
+        )
+    )
+    print(
+        f"leader, median of the windows whose leaders held: "
+        f"{_cell(results['this tree leader median'])} % against "
+        f"{_cell(results['compared leader median'])} %"
+    )
+    _write("steady_state_side_by_side", results)
+
+
 def run_profile(size: int, duration: float, top: int, src: Path | None) -> None:
     """Print where the leader's and a follower's CPU goes, per heartbeat."""
     report = profile_almost_raft(size, duration, top, src)
@@ -983,8 +1102,20 @@ def main() -> None:
         "an older revision: mkdir /tmp/old && git archive REV src | tar -x -C /tmp/old, "
         "then --compare-src /tmp/old/src",
     )
+    parser.add_argument(
+        "--side-by-side",
+        type=Path,
+        metavar="SRC",
+        help="instead run a cluster from SRC (a source directory, as for --compare-src) at "
+        "the same time as one from this tree, and compare their CPU over the same windows",
+    )
+    parser.add_argument(
+        "--windows", type=int, default=6, help="windows measured by --side-by-side (default 6)"
+    )
     args = parser.parse_args()
-    if args.profile:
+    if args.side_by_side is not None:
+        run_side_by_side(args.nodes, args.duration, args.windows, args.side_by_side)
+    elif args.profile:
         run_profile(args.nodes, args.duration, args.top, args.compare_src)
     elif args.sizes:
         run_sizes([int(size) for size in args.sizes.split(",")], args.duration)
