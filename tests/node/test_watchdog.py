@@ -19,7 +19,12 @@ import pytest
 from almost_raft import Election, ElectionConfig, InMemoryNetwork, election_clock
 from almost_raft.node import _supervisor
 from almost_raft.node._leader_command import LeaderCommand
-from almost_raft.node._supervisor import CommandSupervisor, effective_grace, restart_delay
+from almost_raft.node._supervisor import (
+    CommandSupervisor,
+    effective_grace,
+    grace_before_renewal,
+    restart_delay,
+)
 from almost_raft.node._watchdog import Watchdog
 from helpers.cluster import wait_until
 
@@ -153,6 +158,73 @@ def test_restart_backoff_doubles_with_every_failure_up_to_its_cap() -> None:
 def test_an_exclusive_command_gets_at_most_half_a_lease_of_grace() -> None:
     assert effective_grace(10.0, 0.94) == pytest.approx(0.47)
     assert effective_grace(0.1, 0.94) == 0.1
+
+
+def test_a_renewal_never_gives_a_grace_that_ends_before_the_next_renewal_is_due() -> None:
+    # 150 ms timeouts and 50 ms heartbeats: a lease of 0.1410 s, half of it 0.0705 s.
+    lease, heartbeat = 0.1410, 0.05
+    # On loopback the lease comes at once and the half-lease cap holds.
+    assert grace_before_renewal(0.0705, lease, heartbeat, 0.001) == pytest.approx(0.0705)
+    # A 50 ms round trip: the next renewal finds 41 ms of this lease left, so a SIGTERM at
+    # 70 ms before its end would stop a command whose node still leads.
+    grace = grace_before_renewal(0.0705, lease, heartbeat, 0.05)
+    assert grace == pytest.approx(lease - 1.25 * heartbeat - 0.05)
+    assert grace < lease - heartbeat - 0.05
+    # Round trips that take the whole lease leave none: SIGTERM comes with SIGKILL.
+    assert grace_before_renewal(0.0705, lease, heartbeat, 0.2) == 0.0
+    # At the default timings (0.94 s lease, 0.1 s heartbeats) nothing changes.
+    assert grace_before_renewal(0.47, 0.94, 0.1, 0.05) == 0.47
+
+
+class _Renewals:
+    """A watchdog that records its deadlines, and a leadership whose leases come late."""
+
+    def __init__(self, config: ElectionConfig, lag: float, count: int) -> None:
+        self.config = config
+        self.exclusive = True
+        self.lag = lag
+        self.count = count
+        self.deadlines: list[tuple[float, float, float]] = []
+        self.lease_until: float | None = None
+        self.done = asyncio.Event()
+
+    def renew(self, term_at: float, kill_at: float) -> None:
+        self.deadlines.append((term_at, kill_at, self.sent))
+
+    async def lease_changed(self) -> None:
+        if len(self.deadlines) >= self.count:
+            self.done.set()
+            await asyncio.get_running_loop().create_future()
+        # The next round's lease, reaching this node ``lag`` after its round left.
+        await asyncio.sleep(self.config.heartbeat_interval)
+        self.sent = election_clock() - self.lag
+        self.lease_until = self.sent + self.config.lease_duration
+
+
+def test_the_watchdog_never_sigterms_before_the_next_renewal_is_due() -> None:
+    config = ElectionConfig(
+        election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05
+    )
+
+    async def main() -> None:
+        election = Election(
+            "a", [], InMemoryNetwork().transport("a"), config=config, rng=random.Random(1)
+        )
+        command = LeaderCommand(["true"], node_id="a")
+        fake = _Renewals(config, lag=0.05, count=5)
+        fake.sent = election_clock() - fake.lag
+        fake.lease_until = fake.sent + config.lease_duration
+        supervisor = CommandSupervisor(election, command, watchdog=fake)  # type: ignore[arg-type]
+        task = asyncio.create_task(supervisor._renew(fake, fake))  # type: ignore[arg-type]
+        await asyncio.wait_for(fake.done.wait(), 5.0)
+        task.cancel()
+        for term_at, kill_at, sent in fake.deadlines:
+            assert kill_at == pytest.approx(sent + config.lease_duration)
+            # The next round leaves a heartbeat interval after this one and its lease
+            # arrives ``lag`` later: SIGTERM must not come before then.
+            assert term_at >= sent + config.heartbeat_interval + fake.lag
+
+    asyncio.run(main())
 
 
 def test_a_missing_program_is_retried_with_backoff_and_never_recurses(

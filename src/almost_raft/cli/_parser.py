@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds from SIGTERM to SIGKILL when COMMAND must stop (default 10); when "
         "exclusive, capped by the lease: SIGKILL comes at the lease's end at the latest, and "
         "a node that cannot renew its lease gives at most half a lease (election_timeout * "
-        "(1 - max_clock_drift) less a margin, halved: 0.47 s at the defaults)",
+        "(1 - max_clock_drift) less a margin, halved: 0.47 s at the defaults), and never "
+        "more than the lease has left when its next renewal is due",
     )
     run.add_argument(
         "--exclusive",

@@ -3,11 +3,13 @@
 Forever: wait until this node leads (by default: until it holds a lease, so that no other
 node can lead any term), start the command, and keep it while leadership lasts. While it
 runs, every renewal of the lease moves the watchdog's deadlines on: SIGTERM at the end of
-the lease less the grace, SIGKILL at its end. If the node stalls or is cut off, the
-watchdog acts on them without the node; if leadership ends in a way the node sees (news
-of a newer term, a hand-over, a shutdown), the node sends SIGTERM at once and the
-watchdog still kills the group at the lease's end. A hand-over waits for the command to
-be gone (up to that end) before the next leader is told to take over.
+the lease less the grace, SIGKILL at its end. The grace is cut so that the SIGTERM never
+comes before the next renewal is due, judged by how late the latest renewals came. If the
+node stalls or is cut off, the watchdog acts on them without the node; if leadership ends
+in a way the node sees (news of a newer term, a hand-over, a shutdown), the node sends
+SIGTERM at once and the watchdog still kills the group at the lease's end. A hand-over
+waits for the command to be gone (up to that end) before the next leader is told to take
+over.
 
 A command that exits by itself while this node leads makes the node step down, or with
 ``restart`` is started again after a backoff that doubles with every failure in a row,
@@ -17,6 +19,7 @@ failed spawns included; a run that lasted longer than the longest backoff resets
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Literal
@@ -27,7 +30,13 @@ from ..runtime._election import Election, Leadership
 from ._leader_command import LeaderCommand
 from ._watchdog import Watchdog
 
-__all__ = ["CommandSupervisor", "OnCommandExit", "effective_grace", "restart_delay"]
+__all__ = [
+    "CommandSupervisor",
+    "OnCommandExit",
+    "effective_grace",
+    "grace_before_renewal",
+    "restart_delay",
+]
 
 logger = logging.getLogger("almost_raft.command")
 
@@ -50,6 +59,27 @@ def effective_grace(grace: float, lease_duration: float) -> float:
     to stop; half leaves the other half for renewals that are merely late.
     """
     return min(grace, lease_duration / 2)
+
+
+#: How many of the latest renewals the grace is judged by (about a second of them).
+RENEWALS_REMEMBERED = 20
+
+
+def grace_before_renewal(
+    grace: float, lease_duration: float, heartbeat_interval: float, lag: float
+) -> float:
+    """The grace a renewal gives an exclusive command: at most ``grace``, and never so
+    much that its SIGTERM would come before the next renewal is due.
+
+    A lease counts from the time its heartbeat round was sent and reaches this node
+    ``lag`` seconds later (a majority's round trip, and the loop's turn). The next round
+    leaves a heartbeat interval after this one, so its renewal finds this lease with
+    ``lease_duration - heartbeat_interval - lag`` left; a quarter interval of that is
+    kept for jitter. Over links whose round trip is a large part of the election timeout
+    little or nothing is left, and the command is then stopped only at the lease's end.
+    """
+    headroom = lease_duration - heartbeat_interval * 1.25 - lag
+    return max(0.0, min(grace, headroom))
 
 
 class CommandSupervisor:
@@ -82,6 +112,8 @@ class CommandSupervisor:
         )
         self.failures = 0
         self._renewed_until = 0.0
+        # How late the latest renewals came after their rounds left (see _renew).
+        self._lags: collections.deque[float] = collections.deque(maxlen=RENEWALS_REMEMBERED)
 
     @property
     def exclusive(self) -> bool:
@@ -159,11 +191,17 @@ class CommandSupervisor:
                     watchdog.release()
 
     async def _renew(self, leadership: Leadership, watchdog: Watchdog) -> None:
+        config = self._election.config
+        lease_duration, heartbeat = config.lease_duration, config.heartbeat_interval
+        lags = self._lags
         while True:
             until = leadership.lease_until
             if until is not None and until > self._renewed_until and leadership.exclusive:
                 self._renewed_until = until
-                watchdog.renew(until - self._grace, until)
+                # The round this lease counts from left lease_duration before its end.
+                lags.append(election_clock() - (until - lease_duration))
+                grace = grace_before_renewal(self._grace, lease_duration, heartbeat, max(lags))
+                watchdog.renew(until - grace, until)
             await leadership.lease_changed()
 
     async def _stop(self, kill_at: float | None) -> None:
