@@ -7,6 +7,7 @@ happened (who is alive, in which order), never how fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -280,6 +281,78 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
         finally:
             await election.close()
             await asyncio.wait_for(task, DEADLINE)
+            await command.stop(0.0)
+            await watchdog.close()
+
+    asyncio.run(main())
+
+
+class _LapsingLease:
+    """A leadership of term 1 whose lease is renewed every heartbeat while ``renewing``."""
+
+    term = 1
+
+    def __init__(self, config: ElectionConfig) -> None:
+        self.config = config
+        self.renewing = True
+        self.lease_until: float | None = election_clock() + config.lease_duration
+
+    @property
+    def exclusive(self) -> bool:
+        return self.lease_until is not None and election_clock() < self.lease_until
+
+    async def lease_changed(self) -> None:
+        # The pace of the heartbeat rounds is the stimulus here.
+        await asyncio.sleep(self.config.heartbeat_interval)
+        if self.renewing:
+            self.lease_until = election_clock() + self.config.lease_duration
+
+
+class _Election:
+    def __init__(self, config: ElectionConfig) -> None:
+        self.config = config
+        self.step_downs = 0
+
+    def step_down(self) -> None:
+        self.step_downs += 1
+
+
+def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a_step_down(
+    tmp_path: Path,
+) -> None:
+    # Lost answers let a lease run out while the node goes on leading: the watchdog stops
+    # the command, as it must, but that is no failure of the command to step down for.
+    config = ElectionConfig(
+        election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05
+    )
+    starts = tmp_path / "starts"
+    script = f"import time\nopen({str(starts)!r}, 'a').write('x')\ntime.sleep(600)\n"
+
+    def started() -> int:
+        return len(starts.read_text()) if starts.exists() else 0
+
+    async def main() -> None:
+        election = _Election(config)
+        leadership = _LapsingLease(config)
+        command = LeaderCommand([PY, "-c", script], node_id="a", grace=5.0)
+        watchdog = Watchdog()
+        await watchdog.start()
+        supervisor = CommandSupervisor(election, command, watchdog=watchdog)  # type: ignore[arg-type]
+        task = asyncio.create_task(supervisor._lead(leadership))  # type: ignore[arg-type]
+        try:
+            await wait_until(lambda: started() == 1, what="the command to start")
+            first = command.pid
+            assert first is not None
+            leadership.renewing = False
+            await wait_until(lambda: _gone(first), what="the watchdog to stop the command")
+            leadership.renewing = True
+            await wait_until(lambda: started() == 2, what="the command to start again")
+            assert election.step_downs == 0
+            assert supervisor.failures == 0
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await command.stop(0.0)
             await watchdog.close()
 

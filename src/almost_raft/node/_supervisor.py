@@ -22,6 +22,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
+import signal
 from typing import Literal
 
 from ..core._errors import ElectionClosed, LeadershipLost
@@ -112,6 +114,8 @@ class CommandSupervisor:
         )
         self.failures = 0
         self._renewed_until = 0.0
+        # The SIGTERM deadline the watchdog was last given.
+        self._term_at = math.inf
         # How late the latest renewals came after their rounds left (see _renew).
         self._lags: collections.deque[float] = collections.deque(maxlen=RENEWALS_REMEMBERED)
 
@@ -147,6 +151,19 @@ class CommandSupervisor:
                 logger.error("cannot start the leader command %r: %s", self._command.argv[0], exc)
             else:
                 code = await self._run(leadership)
+                if self._stopped_by_watchdog(code):
+                    # Not the command failing: the lease ran out before a renewal came
+                    # (lost packets), and the watchdog stopped it as it must. Leadership
+                    # may well go on: start again under the next lease, or, if none comes
+                    # in time, the scope ends this leadership at the lease's end.
+                    logger.warning(
+                        "the lease of term %d ran out before its renewal: the command was "
+                        "stopped, and starts again once this node holds the lease",
+                        leadership.term,
+                    )
+                    while not leadership.exclusive:
+                        await leadership.lease_changed()
+                    continue
                 ran_for = election_clock() - started
                 self.failures = 0 if ran_for > RESTART_BACKOFF[1] else self.failures + 1
                 logger.warning(
@@ -172,6 +189,7 @@ class CommandSupervisor:
         # The end of the latest lease the watchdog was told of: the command dies by then,
         # even when the lease ended early (a hand-over) and reads as over already.
         self._renewed_until = 0.0
+        self._term_at = math.inf
         try:
             async with asyncio.TaskGroup() as tasks:
                 renewer = None
@@ -201,8 +219,17 @@ class CommandSupervisor:
                 # The round this lease counts from left lease_duration before its end.
                 lags.append(election_clock() - (until - lease_duration))
                 grace = grace_before_renewal(self._grace, lease_duration, heartbeat, max(lags))
-                watchdog.renew(until - grace, until)
+                self._term_at = until - grace
+                watchdog.renew(self._term_at, until)
             await leadership.lease_changed()
+
+    def _stopped_by_watchdog(self, code: int) -> bool:
+        """Whether the command died of the watchdog's signal at a lease's end."""
+        return (
+            self._watchdog is not None
+            and code in (-signal.SIGTERM, -signal.SIGKILL)
+            and election_clock() >= self._term_at
+        )
 
     async def _stop(self, kill_at: float | None) -> None:
         """Stop the command now: SIGTERM, and SIGKILL at ``kill_at`` at the latest."""
