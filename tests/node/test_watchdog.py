@@ -326,7 +326,13 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
         election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05
     )
     starts = tmp_path / "starts"
-    script = f"import time\nopen({str(starts)!r}, 'a').write('x')\ntime.sleep(600)\n"
+    # It exits cleanly when told to stop, as a well-behaved command does.
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        f"open({str(starts)!r}, 'a').write('x')\n"
+        "time.sleep(600)\n"
+    )
 
     def started() -> int:
         return len(starts.read_text()) if starts.exists() else 0

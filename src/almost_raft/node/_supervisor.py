@@ -23,7 +23,6 @@ import collections
 import contextlib
 import logging
 import math
-import signal
 from typing import Literal
 
 from ..core._errors import ElectionClosed, LeadershipLost
@@ -151,7 +150,7 @@ class CommandSupervisor:
                 logger.error("cannot start the leader command %r: %s", self._command.argv[0], exc)
             else:
                 code = await self._run(leadership)
-                if self._stopped_by_watchdog(code):
+                if self._stopped_by_watchdog():
                     # Not the command failing: the lease ran out before a renewal came
                     # (lost packets), and the watchdog stopped it as it must. Leadership
                     # may well go on: start again under the next lease, or, if none comes
@@ -223,13 +222,10 @@ class CommandSupervisor:
                 watchdog.renew(self._term_at, until)
             await leadership.lease_changed()
 
-    def _stopped_by_watchdog(self, code: int) -> bool:
-        """Whether the command died of the watchdog's signal at a lease's end."""
-        return (
-            self._watchdog is not None
-            and code in (-signal.SIGTERM, -signal.SIGKILL)
-            and election_clock() >= self._term_at
-        )
+    def _stopped_by_watchdog(self) -> bool:
+        """Whether the command ended once the watchdog's SIGTERM was due: at a lease's end
+        it is told to stop, and may well exit cleanly (status 0) when it is."""
+        return self._watchdog is not None and election_clock() >= self._term_at
 
     async def _stop(self, kill_at: float | None) -> None:
         """Stop the command now: SIGTERM, and SIGKILL at ``kill_at`` at the latest."""
