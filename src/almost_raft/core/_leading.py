@@ -3,7 +3,8 @@
 :class:`ElectionCore` inherits this. Each heartbeat round is numbered; the answers a
 majority gives to one round earn the leader its lease (see ``_lease``), and the answers
 within CheckQuorum's window keep it leading (thesis 6.2; see ``_leader_side`` and
-``_quorum_window`` below).
+``_quorum_window`` below). Each round's heartbeats are built here too: one value for every
+peer that holds the configuration, the configuration for the others.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Leading:
         _now: float
         _term: int
         _replication: Replication | None
+        _configuration: Configuration
+        _committed_version: int
         _leader_contact: float
         _leader_side: LeaderSide
         _lease_keeper: LeaseKeeper | None
@@ -55,15 +58,6 @@ class Leading:
         def _other_voters(self) -> frozenset[str]: ...
         def _send(self, to: str, message: PeerMessage) -> None: ...
         def _become_follower(self, term: int, leader_id: str | None) -> None: ...
-        def _heartbeat_recipients(self) -> tuple[str, ...]: ...
-        def _heartbeat_to(
-            self,
-            peer: str,
-            round_trip_us: int,
-            round_number: int = 0,
-            plain: HeartBeat | None = None,
-        ) -> HeartBeat: ...
-        def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool: ...
 
     def _quorum_window(self) -> float:
         """How long CheckQuorum lets this leader go without hearing from a majority.
@@ -169,3 +163,46 @@ class Leading:
             # A leader has a lease once a majority answered one of its rounds.
             if lease.until > -math.inf:
                 self._lease = lease
+
+    def _heartbeat_to(
+        self,
+        peer: str,
+        round_trip_us: int,
+        round_number: int = 0,
+        plain: HeartBeat | None = None,
+    ) -> HeartBeat:
+        """The heartbeat for ``peer``; ``plain``, if given, is this round's heartbeat
+        without the configuration, which every peer that has saved it gets."""
+        replication = self._replication
+        assert replication is not None, "only a leader sends heartbeats"
+        needs = replication.needs_configuration(peer)
+        if plain is not None and not needs:
+            return plain
+        return HeartBeat(
+            self._term,
+            self.node_id,
+            round_trip_us,
+            self._configuration if needs else None,
+            self._committed_version,
+            round=round_number,
+        )
+
+    def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool:
+        """Whether ``heartbeat`` may leave while this leader's configuration is saved.
+
+        A heartbeat promises nothing, and the leader counts its own copy of a
+        configuration only from answers, which reach the core after the save (thesis
+        10.2.1 lets a leader write its log in parallel with its followers). So a new
+        leader's first heartbeats, carrying its configuration re-made with the same
+        members, do not wait for its save. A change of members does: were the leader to
+        crash before its save, a follower could hold a configuration no voter can win
+        in (a removed follower never campaigns, and refuses the leader's older one).
+        """
+        offered = heartbeat.configuration
+        replication = self._replication
+        return offered is None or (replication is not None and offered.key == replication.first_key)
+
+    def _heartbeat_recipients(self) -> tuple[str, ...]:
+        replication = self._replication
+        assert replication is not None, "only a leader sends heartbeats"
+        return replication.recipients(self._now)

@@ -343,49 +343,6 @@ class Reconfiguration:
         self._replication = None
         self._waiting_change = None
 
-    def _heartbeat_to(
-        self,
-        peer: str,
-        round_trip_us: int,
-        round_number: int = 0,
-        plain: HeartBeat | None = None,
-    ) -> HeartBeat:
-        """The heartbeat for ``peer``; ``plain``, if given, is this round's heartbeat
-        without the configuration, which every peer that has saved it gets."""
-        replication = self._replication
-        assert replication is not None, "only a leader sends heartbeats"
-        needs = replication.needs_configuration(peer)
-        if plain is not None and not needs:
-            return plain
-        return HeartBeat(
-            self._term,
-            self.node_id,
-            round_trip_us,
-            self._configuration if needs else None,
-            self._committed_version,
-            round=round_number,
-        )
-
-    def _may_leave_before_save(self, heartbeat: HeartBeat) -> bool:
-        """Whether ``heartbeat`` may leave while this leader's configuration is saved.
-
-        A heartbeat promises nothing, and the leader counts its own copy of a
-        configuration only from answers, which reach the core after the save (thesis
-        10.2.1 lets a leader write its log in parallel with its followers). So a new
-        leader's first heartbeats, carrying its configuration re-made with the same
-        members, do not wait for its save. A change of members does: were the leader to
-        crash before its save, a follower could hold a configuration no voter can win
-        in (a removed follower never campaigns, and refuses the leader's older one).
-        """
-        offered = heartbeat.configuration
-        replication = self._replication
-        return offered is None or (replication is not None and offered.key == replication.first_key)
-
-    def _heartbeat_recipients(self) -> tuple[str, ...]:
-        replication = self._replication
-        assert replication is not None, "only a leader sends heartbeats"
-        return replication.recipients(self._now)
-
     def _on_configuration_ack(self, response: HeartBeatResponse) -> None:
         # The caller records when the answer came (LeaderSide.answered_at) first: it is
         # what a waiting promotion needs besides the save.
