@@ -186,7 +186,8 @@ class _Renewals:
         self.lag = lag
         self.count = count
         self.deadlines: list[tuple[float, float, float]] = []
-        self.lease_until: float | None = None
+        self.sent = election_clock() - lag
+        self.lease_until: float | None = self.sent + config.lease_duration
         self.done = asyncio.Event()
 
     def renew(self, term_at: float, kill_at: float) -> None:
@@ -196,9 +197,9 @@ class _Renewals:
         if len(self.deadlines) >= self.count:
             self.done.set()
             await asyncio.get_running_loop().create_future()
-        # The next round's lease, reaching this node ``lag`` after its round left.
-        await asyncio.sleep(self.config.heartbeat_interval)
-        self.sent = election_clock() - self.lag
+        # The next round's lease, reaching this node ``lag`` after its round left (and
+        # always later than the last one, as a renewal is).
+        self.sent = max(election_clock() - self.lag, self.sent + 1e-6)
         self.lease_until = self.sent + self.config.lease_duration
 
 
@@ -213,8 +214,6 @@ def test_the_watchdog_never_sigterms_before_the_next_renewal_is_due() -> None:
         )
         command = LeaderCommand(["true"], node_id="a")
         fake = _Renewals(config, lag=0.05, count=5)
-        fake.sent = election_clock() - fake.lag
-        fake.lease_until = fake.sent + config.lease_duration
         supervisor = CommandSupervisor(election, command, watchdog=fake)  # type: ignore[arg-type]
         task = asyncio.create_task(supervisor._renew(fake, fake))  # type: ignore[arg-type]
         await asyncio.wait_for(fake.done.wait(), 5.0)
@@ -288,24 +287,26 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
 
 
 class _LapsingLease:
-    """A leadership of term 1 whose lease is renewed every heartbeat while ``renewing``."""
+    """A leadership of term 1 whose lease is renewed only when the test says so."""
 
     term = 1
 
     def __init__(self, config: ElectionConfig) -> None:
         self.config = config
-        self.renewing = True
         self.lease_until: float | None = election_clock() + config.lease_duration
+        self._renewed = asyncio.Event()
 
     @property
     def exclusive(self) -> bool:
         return self.lease_until is not None and election_clock() < self.lease_until
 
+    def renew(self) -> None:
+        self.lease_until = election_clock() + self.config.lease_duration
+        self._renewed.set()
+
     async def lease_changed(self) -> None:
-        # The pace of the heartbeat rounds is the stimulus here.
-        await asyncio.sleep(self.config.heartbeat_interval)
-        if self.renewing:
-            self.lease_until = election_clock() + self.config.lease_duration
+        await self._renewed.wait()
+        self._renewed.clear()
 
 
 class _Election:
@@ -322,9 +323,8 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
 ) -> None:
     # Lost answers let a lease run out while the node goes on leading: the watchdog stops
     # the command, as it must, but that is no failure of the command to step down for.
-    config = ElectionConfig(
-        election_timeout=0.15, election_timeout_max=0.3, heartbeat_interval=0.05
-    )
+    # The default timings: a lease of 0.94 s, time enough for the command to start in.
+    config = ElectionConfig()
     starts = tmp_path / "starts"
     # It exits cleanly when told to stop, as a well-behaved command does.
     script = (
@@ -349,9 +349,9 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
             await wait_until(lambda: started() == 1, what="the command to start")
             first = command.pid
             assert first is not None
-            leadership.renewing = False
+            # No renewal comes: the lease runs out, and the watchdog stops the command.
             await wait_until(lambda: _gone(first), what="the watchdog to stop the command")
-            leadership.renewing = True
+            leadership.renew()
             await wait_until(lambda: started() == 2, what="the command to start again")
             assert election.step_downs == 0
             assert supervisor.failures == 0
