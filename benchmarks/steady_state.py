@@ -1028,9 +1028,13 @@ def run_side_by_side(size: int, duration: float, windows: int, src: Path) -> Non
                     ours["same_leader_after"] and theirs["same_leader_after"],
                 ]
             )
-    kept = [row for row in rows if row[-1]]
-    for name, column in (("this tree", 1), ("compared", 2)):
-        values = [float(str(row[column])) for row in kept]
+    held = [
+        window
+        for window in results["windows"]
+        if window["this tree"]["same_leader_after"] and window["compared"]["same_leader_after"]
+    ]
+    for name in ("this tree", "compared"):
+        values = [window[name]["leader_cpu_percent"] for window in held]
         results[f"{name} leader median"] = statistics.median(values) if values else None
     print(
         f"two clusters of {size} side by side, {windows} windows of {duration:g} s; "
