@@ -113,8 +113,10 @@ class CommandSupervisor:
         )
         self.failures = 0
         self._renewed_until = 0.0
-        # The SIGTERM deadline the watchdog was last given.
+        # The SIGTERM deadline the watchdog was last given, and whether one passed while
+        # the command ran (a renewal that comes after it cannot call the SIGTERM back).
         self._term_at = math.inf
+        self._term_was_due = False
         # How late the latest renewals came after their rounds left (see _renew).
         self._lags: collections.deque[float] = collections.deque(maxlen=RENEWALS_REMEMBERED)
 
@@ -189,6 +191,7 @@ class CommandSupervisor:
         # even when the lease ended early (a hand-over) and reads as over already.
         self._renewed_until = 0.0
         self._term_at = math.inf
+        self._term_was_due = False
         try:
             async with asyncio.TaskGroup() as tasks:
                 renewer = None
@@ -215,8 +218,11 @@ class CommandSupervisor:
             until = leadership.lease_until
             if until is not None and until > self._renewed_until and leadership.exclusive:
                 self._renewed_until = until
+                now = election_clock()
+                if now >= self._term_at:
+                    self._term_was_due = True
                 # The round this lease counts from left lease_duration before its end.
-                lags.append(election_clock() - (until - lease_duration))
+                lags.append(now - (until - lease_duration))
                 grace = grace_before_renewal(self._grace, lease_duration, heartbeat, max(lags))
                 self._term_at = until - grace
                 watchdog.renew(self._term_at, until)
@@ -225,7 +231,9 @@ class CommandSupervisor:
     def _stopped_by_watchdog(self) -> bool:
         """Whether the command ended once the watchdog's SIGTERM was due: at a lease's end
         it is told to stop, and may well exit cleanly (status 0) when it is."""
-        return self._watchdog is not None and election_clock() >= self._term_at
+        return self._watchdog is not None and (
+            self._term_was_due or election_clock() >= self._term_at
+        )
 
     async def _stop(self, kill_at: float | None) -> None:
         """Stop the command now: SIGTERM, and SIGKILL at ``kill_at`` at the latest."""
