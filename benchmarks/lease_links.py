@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/lease_links.py                     # as root; about 2 minutes
     .venv/bin/python benchmarks/lease_links.py --seconds 60 --loss 0 --loss 0.01 --loss 0.05
+    .venv/bin/python benchmarks/lease_links.py --faults 25 --loss 0 --loss 0.05   # minutes
 
 Five ``almost-raft run`` processes, each in a network namespace of its own
 (``almost_raft.chaos.NamespaceNetwork``, kernel TCP), with an exclusive leader command
@@ -18,12 +19,24 @@ answers behind a lost one for about two heartbeat intervals and a round trip, so
 can run out while the node goes on leading. The watchdog then stops the command, and it
 starts again under the next lease; the leader does not change for it.
 
-Prints a table and writes ``benchmarks/results/lease_links.json``.
+With ``--faults N`` it injects N faults instead, one at a time, in turn: SIGKILL of the
+leader's node process, SIGSTOP of it, SIGTERM (a hand-over), the leader's links all cut,
+and a follower's links all cut. Each trial waits for an agreed leader and 1.5 s more,
+injects the fault, waits for a command to start on another node (up to 10 s; a cut
+follower gets 2 s, in which no other node should start one), and then undoes the fault
+(restart, SIGCONT, links as before) and waits for the cluster to agree again. It reports,
+per kind, the time from the fault to the next command's start, how many trials changed the
+term, how long agreement took after the fault was undone, and the overlaps over the run.
+
+Prints a table and writes ``benchmarks/results/lease_links.json`` (``lease_faults.json``
+for ``--faults``).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -33,12 +46,20 @@ from typing import Any
 from _common import machine, table, write_json
 
 from almost_raft.chaos import LinkState, NamespaceNetwork
-from almost_raft.chaos._stamps import STAMPING_COMMAND, lives, overlaps, read_stamps
+from almost_raft.chaos._stamps import (
+    STAMPING_COMMAND,
+    CommandLife,
+    lives,
+    overlaps,
+    read_stamps,
+)
 from almost_raft.node._process_cluster import ClusterTimings, ProcessCluster
 
 TIMINGS = ClusterTimings(
     election_timeout_ms=150, election_timeout_max_ms=300, heartbeat_interval_ms=50
 )
+FAULTS = ("kill", "stop", "term", "cut leader", "cut follower")
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
 
 def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> dict[str, Any]:
@@ -74,6 +95,120 @@ def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> d
     }
 
 
+def measure_faults(delay_ms: float, jitter_ms: float, loss: float, trials: int) -> dict[str, Any]:
+    """One cluster on links of the given kind, ``trials`` faults in turn (see above)."""
+    ids = [f"n{i}" for i in range(1, 6)]
+    links = LinkState(delay=delay_ms / 1000, jitter=jitter_ms / 1000, loss=loss)
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lease-faults-") as scratch:
+        stamps = Path(scratch) / "stamps"
+        command = [sys.executable, "-c", STAMPING_COMMAND, str(stamps)]
+        with NamespaceNetwork(ids, seed=1) as namespaces:
+            namespaces.set_all(links)
+            with ProcessCluster(
+                5,
+                timings=TIMINGS,
+                host=namespaces.address,
+                spawn_prefix=namespaces.exec_prefix,
+                command=command,
+            ) as cluster:
+                for index in range(trials):
+                    kind = FAULTS[index % len(FAULTS)]
+                    leader, term = cluster.wait_for_agreed_leader(deadline=30.0)
+                    time.sleep(1.5)
+                    seen = len(lives(read_stamps(stamps)))
+                    victim = (
+                        leader
+                        if kind != "cut follower"
+                        else next(node for node in ids if node != leader)
+                    )
+                    at = time.clock_gettime(_BOOTTIME)
+                    if kind == "kill":
+                        cluster.kill(victim)
+                    elif kind == "stop":
+                        cluster.stop(victim)
+                    elif kind == "term":
+                        cluster.kill(victim, signal.SIGTERM)
+                    else:
+                        namespaces.isolate(victim)
+                    started = _next_start(stamps, seen, leader, 2.0 if victim != leader else 10.0)
+                    time.sleep(1.0)
+                    if kind == "stop":
+                        cluster.cont(victim)
+                    elif kind in ("kill", "term"):
+                        _wait_for_exit(cluster, victim)
+                        cluster.restart(victim)
+                    else:
+                        namespaces.set_all(links)
+                    undone = time.monotonic()
+                    after = cluster.wait_for_agreed_leader(deadline=30.0)
+                    results.append(
+                        {
+                            "kind": kind,
+                            "leader_before": [leader, term],
+                            "leader_after": list(after),
+                            "next_command_after_s": None if started is None else started.start - at,
+                            "next_command_node": None if started is None else started.node,
+                            "agreed_after_undo_s": time.monotonic() - undone,
+                        }
+                    )
+                stamped = read_stamps(stamps)
+    return {
+        "delay_ms": delay_ms,
+        "jitter_ms": jitter_ms,
+        "loss": loss,
+        "trials": results,
+        "command_starts": len(lives(stamped)),
+        "overlaps": overlaps(stamped),
+    }
+
+
+def _wait_for_exit(cluster: ProcessCluster, node: str) -> None:
+    deadline = time.monotonic() + 10.0
+    while cluster.pid(node) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{node} did not exit within 10 s")
+        time.sleep(0.01)
+
+
+def _next_start(stamps: Path, seen: int, leader: str, wait: float) -> CommandLife | None:
+    """The first command started on a node other than ``leader`` since the first ``seen``
+    lives, waiting up to ``wait`` seconds for one."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for life in lives(read_stamps(stamps))[seen:]:
+            if life.node != leader:
+                return life
+        time.sleep(0.01)
+    return None
+
+
+def _fault_rows(run: dict[str, Any]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for kind in FAULTS:
+        trials = [trial for trial in run["trials"] if trial["kind"] == kind]
+        if not trials:
+            continue
+        times = [
+            t["next_command_after_s"] * 1000
+            for t in trials
+            if t["next_command_after_s"] is not None
+        ]
+        rows.append(
+            [
+                f"{run['delay_ms']:g} ± {run['jitter_ms']:g} ms, {run['loss']:.0%} loss",
+                kind,
+                len(trials),
+                f"{len(times)} of {len(trials)}",
+                f"{statistics.median(times):.0f}" if times else "-",
+                f"{max(times):.0f}" if times else "-",
+                sum(t["leader_after"][1] != t["leader_before"][1] for t in trials),
+                f"{max(t['agreed_after_undo_s'] for t in trials):.2f}",
+            ]
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -82,11 +217,28 @@ def main() -> int:
     parser.add_argument(
         "--loss", type=float, action="append", help="share of packets lost (repeatable)"
     )
+    parser.add_argument("--faults", type=int, default=0, help="inject this many faults")
     args = parser.parse_args()
     if (reason := NamespaceNetwork.unavailable_reason()) is not None:
         print(f"network namespaces are not available: {reason}")
         return 2
     losses = args.loss if args.loss else [0.0, 0.05]
+    if args.faults:
+        runs = [measure_faults(args.delay, args.jitter, loss, args.faults) for loss in losses]
+        header = [
+            "links",
+            "fault",
+            "trials",
+            "another node's command started",
+            "after, median ms",
+            "max ms",
+            "term changed",
+            "agreed after undo, max s",
+        ]
+        print(table(header, [row for run in runs for row in _fault_rows(run)]))
+        print("overlapping commands:", ", ".join(str(len(run["overlaps"])) for run in runs))
+        print(f"wrote {write_json('lease_faults', {'machine': machine(), 'runs': runs})}")
+        return 0
     results = [measure(args.delay, args.jitter, loss, args.seconds) for loss in losses]
     rows = [
         [

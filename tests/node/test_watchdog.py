@@ -13,6 +13,8 @@ import random
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,9 +66,8 @@ def test_the_watchdog_kills_a_group_that_ignores_sigterm_when_renewals_stop() ->
         await watchdog.start()
         child = _stubborn_group()
         try:
-            watchdog.watch(child.pid)
             now = election_clock()
-            watchdog.renew(now + 0.05, now + 0.2)
+            watchdog.watch(child.pid, now + 0.05, now + 0.2)
             await wait_until(lambda: child.poll() is not None, what="the SIGKILL")
             assert child.returncode == -signal.SIGKILL
             assert election_clock() >= now + 0.2
@@ -84,7 +85,8 @@ def test_renewals_keep_the_group_alive_and_release_lets_it_go() -> None:
         await watchdog.start()
         child = _stubborn_group()
         try:
-            watchdog.watch(child.pid)
+            now = election_clock()
+            watchdog.watch(child.pid, now + 0.05, now + 0.1)
             # Renewed every 20 ms, five times within each renewal's SIGKILL deadline.
             for _ in range(20):
                 now = election_clock()
@@ -122,7 +124,7 @@ def test_the_watchdog_kills_the_group_at_once_when_the_node_dies() -> None:
         assert watchdog.stdin is not None
         assert watchdog.stdout.readline() == b"ready\n"
         far = election_clock() + 600
-        watchdog.stdin.write(f"group {child.pid}\nrenew {far} {far}\n".encode())
+        watchdog.stdin.write(f"group {child.pid} {far} {far}\n".encode())
         watchdog.stdin.flush()
         watchdog.stdin.close()  # as the node's death closes it
         assert child.wait(timeout=DEADLINE) == -signal.SIGKILL
@@ -359,6 +361,75 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await command.stop(0.0)
+            await watchdog.close()
+
+    asyncio.run(main())
+
+
+class _StallingCommand(LeaderCommand):
+    """A command whose node stalls (SIGSTOP, a long pause) the moment it has started it:
+    the event loop is blocked until the command is gone, or for ``limit`` seconds."""
+
+    def __init__(self, argv: list[str], limit: float) -> None:
+        super().__init__(argv, node_id="a", grace=5.0)
+        self.limit = limit
+        self.gone_during_stall: bool | None = None
+
+    async def start(self, term: int, *, before_exec: Callable[[], None] | None = None) -> None:
+        await super().start(term, before_exec=before_exec)
+        pid = self.pid
+        assert pid is not None
+        # The stall under test: nothing the node would write after the start goes out.
+        deadline = time.monotonic() + self.limit
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 - blocking is the stall
+        self.gone_during_stall = _gone(pid)
+
+
+def test_a_command_whose_node_stalls_as_it_starts_is_still_killed_at_the_lease_end() -> None:
+    # The watchdog has the command's deadlines from the command's own process, before
+    # its program runs; had the node to send them after the start, a node stopped in
+    # between would leave the command running with no deadline at all.
+    config = ElectionConfig(election_timeout=0.3, election_timeout_max=0.6, heartbeat_interval=0.05)
+
+    async def main() -> None:
+        leadership = _LapsingLease(config)
+        lease_end = leadership.lease_until
+        assert lease_end is not None
+        command = _StallingCommand([PY, "-c", STUBBORN], limit=config.lease_duration + DEADLINE)
+        watchdog = Watchdog()
+        await watchdog.start()
+        supervisor = CommandSupervisor(_Election(config), command, watchdog=watchdog)  # type: ignore[arg-type]
+        task = asyncio.create_task(supervisor._lead(leadership))  # type: ignore[arg-type]
+        try:
+            await wait_until(lambda: command.gone_during_stall is not None, what="the stall")
+            assert command.gone_during_stall, "the command outlived its lease in the stall"
+            # It ignores SIGTERM: the SIGKILL at the lease's end, not before, ended it.
+            assert election_clock() >= lease_end
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await command.stop(0.0)
+            await watchdog.close()
+
+    asyncio.run(main())
+
+
+def test_an_announced_command_is_killed_at_its_first_deadline_with_no_word_from_the_node() -> None:
+    async def main() -> None:
+        watchdog = Watchdog()
+        await watchdog.start()
+        command = LeaderCommand([PY, "-c", STUBBORN], node_id="a", grace=5.0)
+        try:
+            now = election_clock()
+            await command.start(1, before_exec=watchdog.announcement(now + 0.05, now + 0.2))
+            pid = command.pid
+            assert pid is not None
+            await wait_until(lambda: _gone(pid), what="the SIGKILL at the first deadline")
+            assert election_clock() >= now + 0.2
+        finally:
             await command.stop(0.0)
             await watchdog.close()
 

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ._parent_death import signal_on_parent_death
 
@@ -65,8 +65,11 @@ class LeaderCommand:
         """The running command's process id, if it is running."""
         return self._process.pid if self.running and self._process is not None else None
 
-    async def start(self, term: int) -> None:
+    async def start(self, term: int, *, before_exec: Callable[[], None] | None = None) -> None:
         """Start the command for leadership of ``term``.
+
+        ``before_exec``, if given, runs in the command's process after its session is
+        made and before its program runs (a watchdog's announcement).
 
         Raises:
             OSError: the program could not be started (not found, not executable).
@@ -79,11 +82,21 @@ class LeaderCommand:
             ALMOST_RAFT_NODE_ID=self.node_id,
             ALMOST_RAFT_LEADER=self.node_id,
         )
+        hooks = [
+            hook
+            for hook in (signal_on_parent_death(signal.SIGKILL), before_exec)
+            if hook is not None
+        ]
+
+        def before_program() -> None:
+            for hook in hooks:
+                hook()
+
         self._process = await asyncio.create_subprocess_exec(
             *self.argv,
             env=env,
             start_new_session=True,
-            preexec_fn=signal_on_parent_death(signal.SIGKILL),
+            preexec_fn=before_program if hooks else None,
         )
         self.term = term
         self.starts += 1

@@ -145,9 +145,16 @@ class CommandSupervisor:
                 "holding the lease of" if self.exclusive else "leading",
                 leadership.term,
             )
+            announce = None
+            if self._watchdog is not None:
+                # The watchdog has the command's deadlines before its program runs.
+                self._term_at, self._renewed_until = self._first_deadlines(leadership)
+                announce = self._watchdog.announcement(self._term_at, self._renewed_until)
             try:
-                await self._command.start(leadership.term)
+                await self._command.start(leadership.term, before_exec=announce)
             except OSError as exc:
+                if self._watchdog is not None:
+                    self._watchdog.release()
                 self.failures += 1
                 logger.error("cannot start the leader command %r: %s", self._command.argv[0], exc)
             else:
@@ -185,18 +192,15 @@ class CommandSupervisor:
         """Wait for the command to exit, renewing the watchdog; stop it if cancelled."""
         command = self._command
         watchdog = self._watchdog
-        pid = command.pid
-        assert pid is not None, "the command was just started"
-        # The end of the latest lease the watchdog was told of: the command dies by then,
-        # even when the lease ended early (a hand-over) and reads as over already.
-        self._renewed_until = 0.0
-        self._term_at = math.inf
+        assert command.pid is not None, "the command was just started"
+        if watchdog is None:
+            self._renewed_until = 0.0
+            self._term_at = math.inf
         self._term_was_due = False
         try:
             async with asyncio.TaskGroup() as tasks:
                 renewer = None
                 if watchdog is not None:
-                    watchdog.watch(pid)
                     renewer = tasks.create_task(self._renew(leadership, watchdog))
                 code = await command.wait()
                 if renewer is not None:
@@ -209,6 +213,20 @@ class CommandSupervisor:
                 await self._stop(self._renewed_until or election_clock())
                 with contextlib.suppress(Exception):
                     watchdog.release()
+
+    def _first_deadlines(self, leadership: Leadership) -> tuple[float, float]:
+        """The SIGTERM and SIGKILL deadlines a command starts with: those of the lease it
+        starts under (past already, if that lease has run out: it is then stopped at
+        once, and starts again under the next)."""
+        config = self._election.config
+        until = leadership.lease_until
+        if until is None or not leadership.exclusive:
+            until = election_clock()
+        lag = max(self._lags, default=0.0)
+        grace = grace_before_renewal(
+            self._grace, config.lease_duration, config.heartbeat_interval, lag
+        )
+        return until - grace, until
 
     async def _renew(self, leadership: Leadership, watchdog: Watchdog) -> None:
         config = self._election.config

@@ -11,12 +11,16 @@ it, and it kills the command at once if the node dies (its pipe closes).
 Deadlines are absolute CLOCK_BOOTTIME readings (monotonic where there is none), which
 every process on the machine shares. The protocol is one line per command::
 
-    group PGID          watch this process group (the command's)
-    renew TERM KILL     SIGTERM at TERM, SIGKILL at KILL (seconds, election clock)
-    release             the command is gone: watch nothing
-    (end of input)      the node died: SIGKILL the group now, and exit
+    group PGID TERM KILL    watch this process group (the command's), with deadlines
+    renew TERM KILL         SIGTERM at TERM, SIGKILL at KILL (seconds, election clock)
+    release                 the command is gone: watch nothing
+    (end of input)          the node died: SIGKILL the group now, and exit
 
-and the watchdog answers ``ready`` once, when it runs. This file is also the watchdog's
+and the watchdog answers ``ready`` once, when it runs. A group never goes unwatched for a
+moment: its first deadlines come with it, and the command's own process writes that line
+(:meth:`Watchdog.announcement`, a pre-exec hook) before it runs the command's program.
+Were the node to write it after the start, a node stopped in between (SIGSTOP, a stall)
+would leave a command running with no deadline at all. This file is also the watchdog's
 program: it is run by path, so it imports nothing but the standard library.
 """
 
@@ -29,6 +33,7 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 __all__ = ["Watchdog", "WatchdogUnavailable"]
 
@@ -92,9 +97,44 @@ class Watchdog:
                 f"the watchdog process did not start within {START_TIMEOUT:.0f}s"
             )
 
-    def watch(self, pgid: int) -> None:
-        """Watch the process group ``pgid`` from now on."""
-        self._write(f"group {pgid}\n")
+    def watch(self, pgid: int, term_at: float, kill_at: float) -> None:
+        """Watch the process group ``pgid`` from now on: SIGTERM it at ``term_at`` and
+        SIGKILL it at ``kill_at`` unless renewed."""
+        self._write(_group_line(pgid, term_at, kill_at))
+
+    def announcement(self, term_at: float, kill_at: float) -> Callable[[], None]:
+        """A pre-exec hook that has the watchdog watch the child it runs in.
+
+        The child (between fork and exec, so before the command's program runs) writes
+        the ``group`` line for its own process group, with these deadlines, straight into
+        the watchdog's pipe: one write of a few bytes, which a pipe never interleaves
+        with the node's. The node must call :meth:`release` if the start then fails.
+
+        Raises:
+            WatchdogUnavailable: the watchdog is not running, or its pipe holds a
+                partial line of the node's (it has stopped reading), after which the
+                child's line could not be told apart.
+        """
+        process = self._process
+        if process is None or process.stdin is None or process.returncode is not None:
+            raise WatchdogUnavailable("the watchdog process is not running")
+        transport = process.stdin.transport
+        if transport.get_write_buffer_size():
+            raise WatchdogUnavailable("the watchdog process is not reading its pipe")
+        pipe = transport.get_extra_info("pipe")
+        fd = pipe.fileno()
+
+        def announce() -> None:
+            line = _group_line(os.getpgid(0), term_at, kill_at).encode()
+            try:
+                written = os.write(fd, line)
+            except OSError:
+                written = 0
+            if written != len(line):
+                # Unwatched, the command must not run at all.
+                os._exit(1)
+
+        return announce
 
     def renew(self, term_at: float, kill_at: float) -> None:
         """SIGTERM the group at ``term_at`` and SIGKILL it at ``kill_at`` unless renewed."""
@@ -127,6 +167,10 @@ class Watchdog:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+def _group_line(pgid: int, term_at: float, kill_at: float) -> str:
+    return f"group {pgid} {term_at!r} {kill_at!r}\n"
 
 
 # ----------------------------------------------------------------------- the watchdog
@@ -171,8 +215,9 @@ def main() -> None:
         for line in lines:
             words = line.split()
             try:
-                if words[:1] == [b"group"] and len(words) == 2:
+                if words[:1] == [b"group"] and len(words) == 4:
                     pgid, termed = int(words[1]), False
+                    term_at, kill_at = float(words[2]), float(words[3])
                 elif words[:1] == [b"renew"] and len(words) == 3:
                     term_at, kill_at = float(words[1]), float(words[2])
                     # One SIGTERM per stop: a renewal that is already due sends none.
