@@ -434,3 +434,40 @@ def test_an_announced_command_is_killed_at_its_first_deadline_with_no_word_from_
             await watchdog.close()
 
     asyncio.run(main())
+
+
+def test_a_sigterm_that_finds_the_command_before_its_program_runs_stays_with_the_command() -> None:
+    # The watchdog knows of the command from its pre-exec hook, so its SIGTERM can come
+    # while the command's process is still a copy of the node, with the node's handlers
+    # and their wake-up pipe: the node must not take that SIGTERM as its own.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        node_signalled = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, node_signalled.set)
+        watchdog = Watchdog()
+        await watchdog.start()
+        command = LeaderCommand([PY, "-c", STUBBORN], node_id="a", grace=5.0)
+        try:
+            now = election_clock()
+            # SIGTERM is due at once, and SIGKILL a while later.
+            announce = watchdog.announcement(now - 1.0, now + 2.0)
+
+            def announce_then_linger() -> None:
+                announce()
+                # The SIGTERM arrives while this is still the node's copy.
+                time.sleep(0.5)
+
+            await command.start(1, before_exec=announce_then_linger)
+            code = await asyncio.wait_for(command.wait(), DEADLINE)
+            # The wake-up byte, had it been written, is read on the loop's next turns.
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert not node_signalled.is_set(), "the command's SIGTERM reached the node"
+            # And it ended the command's process, as it would the command's program.
+            assert code == -signal.SIGTERM
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            await command.stop(0.0)
+            await watchdog.close()
+
+    asyncio.run(main())

@@ -219,12 +219,16 @@ class CommandSupervisor:
         starts under (past already, if that lease has run out: it is then stopped at
         once, and starts again under the next)."""
         config = self._election.config
+        now = election_clock()
         until = leadership.lease_until
         if until is None or not leadership.exclusive:
-            until = election_clock()
-        lag = max(self._lags, default=0.0)
+            # No lease: the command is stopped as soon as it starts.
+            return now, now
+        # The lease in force is as old as a renewal that came now: its grace is judged as
+        # that renewal's would be, so that its SIGTERM is not due before the next one.
+        self._lags.append(now - (until - config.lease_duration))
         grace = grace_before_renewal(
-            self._grace, config.lease_duration, config.heartbeat_interval, lag
+            self._grace, config.lease_duration, config.heartbeat_interval, max(self._lags)
         )
         return until - grace, until
 

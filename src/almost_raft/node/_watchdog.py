@@ -125,6 +125,13 @@ class Watchdog:
         fd = pipe.fileno()
 
         def announce() -> None:
+            # Until it execs, this process is a copy of the node: were a signal of the
+            # watchdog's to find the node's handlers here, they would pass it on to the
+            # node through their wake-up pipe, which the copy shares. Let it be what the
+            # command's program will see.
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
             line = _group_line(os.getpgid(0), term_at, kill_at).encode()
             try:
                 written = os.write(fd, line)
