@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/steady_state.py --sizes 3,5,7,9,15 --duration 10
     .venv/bin/python benchmarks/steady_state.py --profile        # where a node's CPU goes
     .venv/bin/python benchmarks/steady_state.py --side-by-side /tmp/old/src --duration 15
+    .venv/bin/python benchmarks/steady_state.py --against-pysyncobj --duration 15 --windows 3
     .venv/bin/pip install pysyncobj     # optional, for the comparison; not a dependency
 
 A cluster of ``almost-raft run`` processes (:class:`ProcessCluster`) on 127.0.0.1 with
@@ -1062,6 +1063,97 @@ def run_side_by_side(size: int, duration: float, windows: int, src: Path) -> Non
     _write("steady_state_side_by_side", results)
 
 
+def run_against_pysyncobj(size: int, duration: float, windows: int, src: Path | None) -> None:
+    """This tree's cluster (or one from the source tree ``src``) and PySyncObj's at once,
+    measured over the same windows from the scheduler's nanosecond count: the target's
+    comparison without the drift between one system's window and the other's."""
+    if not pysyncobj_available():
+        print("pysyncobj is not installed (.venv/bin/pip install pysyncobj)")
+        return
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "src": None if src is None else str(src),
+        "window_s": duration,
+        "windows": [],
+    }
+    rows: list[list[object]] = []
+    with contextlib.ExitStack() as stack:
+        with _nodes_from(src):
+            ours = stack.enter_context(ProcessCluster(size, timings=TIMINGS))
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pso-")))
+        theirs = stack.enter_context(_pysyncobj_cluster(size, directory))
+        addresses = list(theirs)
+        for index in range(windows):
+            leader, _ = ours.wait_for_agreed_leader(deadline=30.0)
+            deadline = time.monotonic() + 30.0
+            while (
+                their_leader := _pysyncobj_leader(_pysyncobj_states(directory, addresses))
+            ) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("PySyncObj elected no leader within 30 s")
+                time.sleep(0.1)
+            time.sleep(SETTLE_SECONDS)
+            pids = {("ours", node): ours.pid(node) for node in ours.ids} | {
+                ("pysyncobj", address): process.pid for address, process in theirs.items()
+            }
+            before = {key: scheduler_cpu_seconds(pid) for key, pid in pids.items() if pid}
+            started = time.monotonic()
+            time.sleep(duration)
+            elapsed = time.monotonic() - started
+            percent = {
+                key: (scheduler_cpu_seconds(pid) - before[key]) / elapsed * 100
+                for key, pid in pids.items()
+                if pid and key in before
+            }
+            agreed = ours.agreed_leader(ours.ids)
+            their_now = _pysyncobj_leader(_pysyncobj_states(directory, addresses))
+            held = agreed is not None and agreed[0] == leader and their_now == their_leader
+            window = {
+                "index": index,
+                "same_leaders": held,
+                "leader_cpu_percent": percent[("ours", leader)],
+                "follower_cpu_percent": statistics.median(
+                    v
+                    for (system, node), v in percent.items()
+                    if system == "ours" and node != leader
+                ),
+                "pysyncobj_leader_cpu_percent": percent[("pysyncobj", their_leader)],
+                "pysyncobj_follower_cpu_percent": statistics.median(
+                    v
+                    for (system, node), v in percent.items()
+                    if system == "pysyncobj" and node != their_leader
+                ),
+            }
+            results["windows"].append(window)
+            rows.append(
+                [
+                    index,
+                    window["leader_cpu_percent"],
+                    window["pysyncobj_leader_cpu_percent"],
+                    window["leader_cpu_percent"] / window["pysyncobj_leader_cpu_percent"],
+                    window["follower_cpu_percent"],
+                    window["pysyncobj_follower_cpu_percent"],
+                    held,
+                ]
+            )
+    load = results["machine"]["loadavg_at_start"][0]
+    print(
+        f"{'this tree' if src is None else src} and PySyncObj, {size} nodes each, side by "
+        f"side, {windows} windows of {duration:g} s; load average at start {load:.2f}"
+    )
+    header = (
+        "window",
+        "leader CPU %",
+        "PySyncObj leader %",
+        "ratio",
+        "follower CPU %",
+        "PySyncObj follower %",
+        "same leaders",
+    )
+    print(_table(rows, header))
+    _write("steady_state_against_pysyncobj", results)
+
+
 def run_profile(size: int, duration: float, top: int, src: Path | None) -> None:
     """Print where the leader's and a follower's CPU goes, per heartbeat."""
     report = profile_almost_raft(size, duration, top, src)
@@ -1116,8 +1208,16 @@ def main() -> None:
     parser.add_argument(
         "--windows", type=int, default=6, help="windows measured by --side-by-side (default 6)"
     )
+    parser.add_argument(
+        "--against-pysyncobj",
+        action="store_true",
+        help="instead run this tree's cluster (--compare-src's, if given) and PySyncObj's at "
+        "the same time, and compare their CPU over the same windows (--windows of them)",
+    )
     args = parser.parse_args()
-    if args.side_by_side is not None:
+    if args.against_pysyncobj:
+        run_against_pysyncobj(args.nodes, args.duration, args.windows, args.compare_src)
+    elif args.side_by_side is not None:
         run_side_by_side(args.nodes, args.duration, args.windows, args.side_by_side)
     elif args.profile:
         run_profile(args.nodes, args.duration, args.top, args.compare_src)
