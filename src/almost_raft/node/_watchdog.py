@@ -128,10 +128,12 @@ class Watchdog:
             # Until it execs, this process is a copy of the node: were a signal of the
             # watchdog's to find the node's handlers here, they would pass it on to the
             # node through their wake-up pipe, which the copy shares. Let it be what the
-            # command's program will see.
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
+            # command's program will see. (The signal functions refuse any thread but the
+            # main one, whose handlers these would be.)
+            with contextlib.suppress(ValueError):
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, signal.SIG_DFL)
             line = _group_line(os.getpgid(0), term_at, kill_at).encode()
             try:
                 written = os.write(fd, line)
