@@ -225,8 +225,8 @@ def main() -> None:
             words = line.split()
             try:
                 if words[:1] == [b"group"] and len(words) == 4:
-                    pgid, termed = int(words[1]), False
-                    term_at, kill_at = float(words[2]), float(words[3])
+                    group, term, kill = int(words[1]), float(words[2]), float(words[3])
+                    pgid, term_at, kill_at, termed = group, term, kill, False
                 elif words[:1] == [b"renew"] and len(words) == 3:
                     term_at, kill_at = float(words[1]), float(words[2])
                     # One SIGTERM per stop: a renewal that is already due sends none.
