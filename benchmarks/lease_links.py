@@ -35,11 +35,13 @@ for ``--faults``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +64,18 @@ FAULTS = ("kill", "stop", "term", "cut leader", "cut follower")
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
 
-def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> dict[str, Any]:
-    """One cluster, left alone for ``seconds`` on links of the given kind."""
+@contextlib.contextmanager
+def _cluster_on(
+    links: LinkState,
+) -> Iterator[tuple[ProcessCluster, NamespaceNetwork, Path]]:
+    """Five nodes in namespaces whose links all do ``links``, each with the stamping
+    command as its exclusive leader command; also the file the commands stamp."""
     ids = [f"n{i}" for i in range(1, 6)]
     with tempfile.TemporaryDirectory(prefix="lease-links-") as scratch:
         stamps = Path(scratch) / "stamps"
         command = [sys.executable, "-c", STAMPING_COMMAND, str(stamps)]
         with NamespaceNetwork(ids, seed=1) as namespaces:
-            namespaces.set_all(LinkState(delay=delay_ms / 1000, jitter=jitter_ms / 1000, loss=loss))
+            namespaces.set_all(links)
             with ProcessCluster(
                 5,
                 timings=TIMINGS,
@@ -77,11 +83,18 @@ def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> d
                 spawn_prefix=namespaces.exec_prefix,
                 command=command,
             ) as cluster:
-                first = cluster.wait_for_agreed_leader(deadline=30.0)
-                starts_before = len(lives(read_stamps(stamps)))
-                time.sleep(seconds)
-                last = cluster.agreed_leader(cluster.ids)
-                stamped = read_stamps(stamps)
+                yield cluster, namespaces, stamps
+
+
+def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> dict[str, Any]:
+    """One cluster, left alone for ``seconds`` on links of the given kind."""
+    links = LinkState(delay=delay_ms / 1000, jitter=jitter_ms / 1000, loss=loss)
+    with _cluster_on(links) as (cluster, _, stamps):
+        first = cluster.wait_for_agreed_leader(deadline=30.0)
+        starts_before = len(lives(read_stamps(stamps)))
+        time.sleep(seconds)
+        last = cluster.agreed_leader(cluster.ids)
+        stamped = read_stamps(stamps)
     return {
         "delay_ms": delay_ms,
         "jitter_ms": jitter_ms,
@@ -97,62 +110,49 @@ def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> d
 
 def measure_faults(delay_ms: float, jitter_ms: float, loss: float, trials: int) -> dict[str, Any]:
     """One cluster on links of the given kind, ``trials`` faults in turn (see above)."""
-    ids = [f"n{i}" for i in range(1, 6)]
     links = LinkState(delay=delay_ms / 1000, jitter=jitter_ms / 1000, loss=loss)
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="lease-faults-") as scratch:
-        stamps = Path(scratch) / "stamps"
-        command = [sys.executable, "-c", STAMPING_COMMAND, str(stamps)]
-        with NamespaceNetwork(ids, seed=1) as namespaces:
-            namespaces.set_all(links)
-            with ProcessCluster(
-                5,
-                timings=TIMINGS,
-                host=namespaces.address,
-                spawn_prefix=namespaces.exec_prefix,
-                command=command,
-            ) as cluster:
-                for index in range(trials):
-                    kind = FAULTS[index % len(FAULTS)]
-                    leader, term = cluster.wait_for_agreed_leader(deadline=30.0)
-                    time.sleep(1.5)
-                    seen = len(lives(read_stamps(stamps)))
-                    victim = (
-                        leader
-                        if kind != "cut follower"
-                        else next(node for node in ids if node != leader)
-                    )
-                    at = time.clock_gettime(_BOOTTIME)
-                    if kind == "kill":
-                        cluster.kill(victim)
-                    elif kind == "stop":
-                        cluster.stop(victim)
-                    elif kind == "term":
-                        cluster.kill(victim, signal.SIGTERM)
-                    else:
-                        namespaces.isolate(victim)
-                    started = _next_start(stamps, seen, leader, 2.0 if victim != leader else 10.0)
-                    time.sleep(1.0)
-                    if kind == "stop":
-                        cluster.cont(victim)
-                    elif kind in ("kill", "term"):
-                        _wait_for_exit(cluster, victim)
-                        cluster.restart(victim)
-                    else:
-                        namespaces.set_all(links)
-                    undone = time.monotonic()
-                    after = cluster.wait_for_agreed_leader(deadline=30.0)
-                    results.append(
-                        {
-                            "kind": kind,
-                            "leader_before": [leader, term],
-                            "leader_after": list(after),
-                            "next_command_after_s": None if started is None else started.start - at,
-                            "next_command_node": None if started is None else started.node,
-                            "agreed_after_undo_s": time.monotonic() - undone,
-                        }
-                    )
-                stamped = read_stamps(stamps)
+    with _cluster_on(links) as (cluster, namespaces, stamps):
+        ids = cluster.ids
+        for index in range(trials):
+            kind = FAULTS[index % len(FAULTS)]
+            leader, term = cluster.wait_for_agreed_leader(deadline=30.0)
+            time.sleep(1.5)
+            seen = len(lives(read_stamps(stamps)))
+            victim = (
+                leader if kind != "cut follower" else next(node for node in ids if node != leader)
+            )
+            at = time.clock_gettime(_BOOTTIME)
+            if kind == "kill":
+                cluster.kill(victim)
+            elif kind == "stop":
+                cluster.stop(victim)
+            elif kind == "term":
+                cluster.kill(victim, signal.SIGTERM)
+            else:
+                namespaces.isolate(victim)
+            started = _next_start(stamps, seen, leader, 2.0 if victim != leader else 10.0)
+            time.sleep(1.0)
+            if kind == "stop":
+                cluster.cont(victim)
+            elif kind in ("kill", "term"):
+                _wait_for_exit(cluster, victim)
+                cluster.restart(victim)
+            else:
+                namespaces.set_all(links)
+            undone = time.monotonic()
+            after = cluster.wait_for_agreed_leader(deadline=30.0)
+            results.append(
+                {
+                    "kind": kind,
+                    "leader_before": [leader, term],
+                    "leader_after": list(after),
+                    "next_command_after_s": None if started is None else started.start - at,
+                    "next_command_node": None if started is None else started.node,
+                    "agreed_after_undo_s": time.monotonic() - undone,
+                }
+            )
+        stamped = read_stamps(stamps)
     return {
         "delay_ms": delay_ms,
         "jitter_ms": jitter_ms,
