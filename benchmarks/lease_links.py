@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/lease_links.py                     # as root; about 2 minutes
     .venv/bin/python benchmarks/lease_links.py --seconds 60 --loss 0 --loss 0.01 --loss 0.05
     .venv/bin/python benchmarks/lease_links.py --faults 25 --loss 0 --loss 0.05   # minutes
+    .venv/bin/python benchmarks/lease_links.py --members 24 --loss 0 --loss 0.05  # minutes
 
 Five ``almost-raft run`` processes, each in a network namespace of its own
 (``almost_raft.chaos.NamespaceNetwork``, kernel TCP), with an exclusive leader command
@@ -28,16 +29,26 @@ follower gets 2 s, in which no other node should start one), and then undoes the
 per kind, the time from the fault to the next command's start, how many trials changed the
 term, how long agreement took after the fault was undone, and the overlaps over the run.
 
+With ``--members N`` it changes the membership N times instead, through ``almost-raft
+members`` (each node has an admin endpoint): in turn it removes the leader (which hands
+over) or a follower, every third time while yet another member is frozen by SIGSTOP,
+waits for the removed node to exit by itself, starts it again and adds it back. It
+reports, per kind, how many changes succeeded and how long each command took (a Python
+start-up included), and over the run the elections, the leader-per-term violations the
+chaos checker finds in the nodes' logs, and the overlaps.
+
 Prints a table and writes ``benchmarks/results/lease_links.json`` (``lease_faults.json``
-for ``--faults``).
+for ``--faults``, ``lease_members.json`` for ``--members``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +58,7 @@ from typing import Any
 
 from _common import machine, table, write_json
 
-from almost_raft.chaos import LinkState, NamespaceNetwork
+from almost_raft.chaos import LinkState, NamespaceNetwork, check, read_events
 from almost_raft.chaos._stamps import (
     STAMPING_COMMAND,
     CommandLife,
@@ -66,10 +77,11 @@ _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
 @contextlib.contextmanager
 def _cluster_on(
-    links: LinkState,
+    links: LinkState, *, admin: bool = False
 ) -> Iterator[tuple[ProcessCluster, NamespaceNetwork, Path]]:
     """Five nodes in namespaces whose links all do ``links``, each with the stamping
-    command as its exclusive leader command; also the file the commands stamp."""
+    command as its exclusive leader command (and an admin endpoint, with ``admin``);
+    also the file the commands stamp."""
     ids = [f"n{i}" for i in range(1, 6)]
     with tempfile.TemporaryDirectory(prefix="lease-links-") as scratch:
         stamps = Path(scratch) / "stamps"
@@ -82,6 +94,7 @@ def _cluster_on(
                 host=namespaces.address,
                 spawn_prefix=namespaces.exec_prefix,
                 command=command,
+                admin=admin,
             ) as cluster:
                 yield cluster, namespaces, stamps
 
@@ -163,6 +176,99 @@ def measure_faults(delay_ms: float, jitter_ms: float, loss: float, trials: int) 
     }
 
 
+def measure_members(delay_ms: float, jitter_ms: float, loss: float, rounds: int) -> dict[str, Any]:
+    """One cluster on links of the given kind, ``rounds`` removals and additions back."""
+    links = LinkState(delay=delay_ms / 1000, jitter=jitter_ms / 1000, loss=loss)
+    rng = random.Random(1)
+    changes: list[dict[str, Any]] = []
+    with _cluster_on(links, admin=True) as (cluster, _, stamps):
+        for index in range(rounds):
+            leader, _term = cluster.wait_for_agreed_leader(deadline=30.0)
+            time.sleep(1.0)
+            others = [node for node in cluster.ids if node != leader]
+            # The leader every other round (a hand-over), else a follower.
+            victim = leader if index % 2 == 0 else rng.choice(others)
+            # Every third change runs while yet another member is frozen.
+            frozen = rng.choice([n for n in others if n != victim]) if index % 3 == 1 else None
+            if frozen is not None:
+                cluster.stop(frozen)
+            removed = _members(cluster, "remove", victim)
+            if frozen is not None:
+                cluster.cont(frozen)
+            # A removed member exits by itself once it knows.
+            try:
+                _wait_for_exit(cluster, victim)
+                exited = True
+            except TimeoutError:
+                exited = False
+                cluster.kill(victim)
+                _wait_for_exit(cluster, victim)
+            cluster.restart(victim)
+            host, port = cluster.addresses[victim]
+            added = _members(cluster, "add", victim, f"{host}:{port}")
+            cluster.wait_for_agreed_leader(deadline=30.0)
+            changes.append(
+                {
+                    "victim": victim,
+                    "was_leader": victim == leader,
+                    "frozen": frozen,
+                    "removed": removed,
+                    "exited_by_itself": exited,
+                    "added": added,
+                }
+            )
+        stamped = read_stamps(stamps)
+        events = [
+            event for node in cluster.ids for event in read_events(cluster.log_path(node), node)
+        ]
+    checked = check(events)
+    return {
+        "delay_ms": delay_ms,
+        "jitter_ms": jitter_ms,
+        "loss": loss,
+        "changes": changes,
+        "elections": checked.elections,
+        "violations": [str(violation) for violation in checked.violations],
+        "command_starts": len(lives(stamped)),
+        "overlaps": overlaps(stamped),
+    }
+
+
+def _members(cluster: ProcessCluster, *action: str) -> dict[str, Any]:
+    """Run ``almost-raft members ACTION`` against the cluster; its status and duration."""
+    started = time.monotonic()
+    members = [sys.executable, "-m", "almost_raft", "members", "--timeout", "20"]
+    done = subprocess.run(
+        [*members, "--config", str(cluster.config_path), *action],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {"status": done.returncode, "seconds": time.monotonic() - started}
+
+
+def _member_rows(run: dict[str, Any]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    links = f"{run['delay_ms']:g} ± {run['jitter_ms']:g} ms, {run['loss']:.0%} loss"
+    for what, was_leader in (("remove the leader", True), ("remove a follower", False)):
+        for step in ("removed", "added"):
+            done = [c[step] for c in run["changes"] if c["was_leader"] == was_leader]
+            if not done:
+                continue
+            seconds = [d["seconds"] * 1000 for d in done if d["status"] == 0]
+            rows.append(
+                [
+                    links,
+                    what if step == "removed" else "  and add it back",
+                    f"{len(seconds)} of {len(done)}",
+                    f"{statistics.median(seconds):.0f}" if seconds else "-",
+                    f"{max(seconds):.0f}" if seconds else "-",
+                ]
+            )
+    return rows
+
+
 def _wait_for_exit(cluster: ProcessCluster, node: str) -> None:
     deadline = time.monotonic() + 10.0
     while cluster.pid(node) is not None:
@@ -218,11 +324,26 @@ def main() -> int:
         "--loss", type=float, action="append", help="share of packets lost (repeatable)"
     )
     parser.add_argument("--faults", type=int, default=0, help="inject this many faults")
+    parser.add_argument(
+        "--members", type=int, default=0, help="make this many membership changes instead"
+    )
     args = parser.parse_args()
     if (reason := NamespaceNetwork.unavailable_reason()) is not None:
         print(f"network namespaces are not available: {reason}")
         return 2
     losses = args.loss if args.loss else [0.0, 0.05]
+    if args.members:
+        runs = [measure_members(args.delay, args.jitter, loss, args.members) for loss in losses]
+        header = ["links", "change", "succeeded", "median ms", "max ms"]
+        print(table(header, [row for run in runs for row in _member_rows(run)]))
+        for run in runs:
+            print(
+                f"{run['loss']:.0%} loss: {run['elections']} elections, "
+                f"{len(run['violations'])} violations, {run['command_starts']} command starts, "
+                f"{len(run['overlaps'])} overlaps"
+            )
+        print(f"wrote {write_json('lease_members', {'machine': machine(), 'runs': runs})}")
+        return 0
     if args.faults:
         runs = [measure_faults(args.delay, args.jitter, loss, args.faults) for loss in losses]
         header = [
