@@ -109,9 +109,7 @@ def measure(delay_ms: float, jitter_ms: float, loss: float, seconds: float) -> d
         last = cluster.agreed_leader(cluster.ids)
         stamped = read_stamps(stamps)
     return {
-        "delay_ms": delay_ms,
-        "jitter_ms": jitter_ms,
-        "loss": loss,
+        **_links(delay_ms, jitter_ms, loss),
         "seconds": seconds,
         "first_leader": list(first),
         "last_leader": None if last is None else list(last),
@@ -167,9 +165,7 @@ def measure_faults(delay_ms: float, jitter_ms: float, loss: float, trials: int) 
             )
         stamped = read_stamps(stamps)
     return {
-        "delay_ms": delay_ms,
-        "jitter_ms": jitter_ms,
-        "loss": loss,
+        **_links(delay_ms, jitter_ms, loss),
         "trials": results,
         "command_starts": len(lives(stamped)),
         "overlaps": overlaps(stamped),
@@ -223,9 +219,7 @@ def measure_members(delay_ms: float, jitter_ms: float, loss: float, rounds: int)
         ]
     checked = check(events)
     return {
-        "delay_ms": delay_ms,
-        "jitter_ms": jitter_ms,
-        "loss": loss,
+        **_links(delay_ms, jitter_ms, loss),
         "changes": changes,
         "elections": checked.elections,
         "violations": [str(violation) for violation in checked.violations],
@@ -267,6 +261,11 @@ def _member_rows(run: dict[str, Any]) -> list[list[object]]:
                 ]
             )
     return rows
+
+
+def _links(delay_ms: float, jitter_ms: float, loss: float) -> dict[str, float]:
+    """What a run's links did, as its results record it."""
+    return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss": loss}
 
 
 def _wait_for_exit(cluster: ProcessCluster, node: str) -> None:
