@@ -142,9 +142,17 @@ def wait_for_heartbeats_received(cluster: ProcessCluster, node: str) -> float:
 
 
 def wait_for_status(cluster: ProcessCluster, node: str, **expected: Any) -> dict[str, Any]:
+    """Wait until ``node``'s status has the ``expected`` fields; a dict matches the
+    status's object that has (at least) the same keys and values."""
+
+    def same(value: Any, want: Any) -> bool:
+        if isinstance(want, dict):
+            return isinstance(value, dict) and all(value.get(k) == v for k, v in want.items())
+        return bool(value == want)
+
     def matches() -> dict[str, Any] | None:
         status = cluster.status(node)
-        if status is None or any(status.get(key) != value for key, value in expected.items()):
+        if status is None or not all(same(status.get(k), v) for k, v in expected.items()):
             return None
         return status
 
@@ -208,7 +216,11 @@ def test_a_stopped_leader_is_replaced_and_steps_down_when_it_runs_again(
         lambda: True if not pid_exists(old_command.pid) else None, DEADLINE, "the old command"
     )
     assert cluster.wait_for_agreed_leader(DEADLINE) == (new, new_term)
-    assert (cluster.status(new) or {})["command"]["pid"] == new_command.pid
+    command = (cluster.status(new) or {})["command"]
+    assert command["pid"] == new_command.pid
+    assert command["starts"] >= 1
+    assert command["exits"] == 0
+    assert "almost_raft_command_running 1.0" in (cluster.metrics(new) or "")
 
 
 def test_exactly_one_command_runs_at_a_time_across_the_cluster(

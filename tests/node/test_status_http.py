@@ -10,6 +10,7 @@ from almost_raft.cli._status import NodeReport, fetch_status, print_cluster_stat
 from almost_raft.node._cluster_config import NodeEntry
 from almost_raft.node._http import StatusServer, json_route
 from almost_raft.node._prometheus import metrics_text
+from almost_raft.node._supervisor import CommandCounts
 from helpers.cluster import FAST, run_async
 
 
@@ -74,6 +75,21 @@ async def test_metrics_text_reports_the_election() -> None:
     # Every counter of Election.metrics() that says how elections went is exported.
     for name in ("leader_down_reports", "early_pre_votes", "handovers_received"):
         assert f"almost_raft_{name}_total 0.0" in text
+
+
+@run_async
+async def test_metrics_text_reports_the_leader_command() -> None:
+    network = InMemoryNetwork()
+    election = Election("a", [], network.transport("a"), config=FAST)
+    counts = CommandCounts(running=True, starts=3, lease_lapses=2, exits=0)
+    async with election:
+        text = metrics_text(election, None, lambda: counts).decode()
+        without = metrics_text(election, None).decode()
+    assert "almost_raft_command_running 1.0" in text
+    assert "almost_raft_command_starts_total 3.0" in text
+    assert "almost_raft_command_lease_lapses_total 2.0" in text
+    assert "almost_raft_command_exits_total 0.0" in text
+    assert "almost_raft_command" not in without
 
 
 def _entry(node: str, port: int) -> NodeEntry:

@@ -357,6 +357,14 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
             await wait_until(lambda: started() == 2, what="the command to start again")
             assert election.step_downs == 0
             assert supervisor.failures == 0
+            # Counted as a lapse of the lease, not as the command's exit.
+            counts = supervisor.counts()
+            assert (counts.running, counts.starts, counts.lease_lapses, counts.exits) == (
+                True,
+                2,
+                1,
+                0,
+            )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -469,5 +477,29 @@ def test_a_sigterm_that_finds_the_command_before_its_program_runs_stays_with_the
             loop.remove_signal_handler(signal.SIGTERM)
             await command.stop(0.0)
             await watchdog.close()
+
+    asyncio.run(main())
+
+
+def test_a_command_that_exits_by_itself_is_counted_as_an_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_supervisor, "RESTART_BACKOFF", (0.001, 0.004))
+
+    async def main() -> None:
+        config = ElectionConfig()
+        command = LeaderCommand(["true"], node_id="a")
+        supervisor = CommandSupervisor(_Election(config), command, on_exit="restart")  # type: ignore[arg-type]
+        task = asyncio.create_task(supervisor._lead(_LapsingLease(config)))  # type: ignore[arg-type]
+        try:
+            await wait_until(lambda: supervisor.exits >= 2, what="two exits")
+            counts = supervisor.counts()
+            assert counts.lease_lapses == 0
+            assert counts.starts >= counts.exits >= 2
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await command.stop(0.0)
 
     asyncio.run(main())

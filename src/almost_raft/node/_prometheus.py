@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._state import NodeState
 from ..runtime._election import Election
 from ..transport.tcp._transport import TcpMetrics
+
+if TYPE_CHECKING:
+    from ._supervisor import CommandCounts
 
 __all__ = ["metrics_text"]
 
 _PREFIX = "almost_raft"
 
 
-def metrics_text(election: Election, transport_metrics: Callable[[], TcpMetrics] | None) -> bytes:
-    """The node's metrics in the Prometheus text format.
+def metrics_text(
+    election: Election,
+    transport_metrics: Callable[[], TcpMetrics] | None,
+    command_counts: Callable[[], CommandCounts] | None = None,
+) -> bytes:
+    """The node's metrics in the Prometheus text format (with the leader command's, if
+    the node runs one).
 
     Raises:
         ModuleNotFoundError: prometheus-client is missing from this installation (it is a
@@ -35,17 +43,21 @@ def metrics_text(election: Election, transport_metrics: Callable[[], TcpMetrics]
             "here: pip install prometheus-client"
         ) from exc
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(election, transport_metrics))
+    registry.register(_Collector(election, transport_metrics, command_counts))
     data: bytes = generate_latest(registry)
     return data
 
 
 class _Collector:
     def __init__(
-        self, election: Election, transport_metrics: Callable[[], TcpMetrics] | None
+        self,
+        election: Election,
+        transport_metrics: Callable[[], TcpMetrics] | None,
+        command_counts: Callable[[], CommandCounts] | None,
     ) -> None:
         self._election = election
         self._transport_metrics = transport_metrics
+        self._command_counts = command_counts
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -109,6 +121,33 @@ class _Collector:
         yield ignored
         if self._transport_metrics is not None:
             yield from _transport_families(self._transport_metrics())
+        if self._command_counts is not None:
+            yield from _command_families(self._command_counts())
+
+
+def _command_families(counts: CommandCounts) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    yield GaugeMetricFamily(
+        f"{_PREFIX}_command_running",
+        "1 while the leader command runs.",
+        value=float(counts.running),
+    )
+    for name, help_text, value in (
+        ("command_starts", "Times the leader command was started.", counts.starts),
+        (
+            "command_lease_lapses",
+            "Runs of the leader command that the watchdog stopped because the lease ran out "
+            "before its renewal while this node went on leading (lost packets, a stall).",
+            counts.lease_lapses,
+        ),
+        (
+            "command_exits",
+            "Runs of the leader command that ended by themselves while this node led.",
+            counts.exits,
+        ),
+    ):
+        yield CounterMetricFamily(f"{_PREFIX}_{name}", help_text, value=value)
 
 
 def _transport_families(tcp: TcpMetrics) -> Iterator[Any]:

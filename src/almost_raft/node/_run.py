@@ -175,6 +175,9 @@ class _Node:
                 "running": self.command.running,
                 "pid": self.command.pid,
                 "term": self.command.term,
+                "starts": self.command.starts,
+                "lease_lapses": 0 if self._supervisor is None else self._supervisor.lease_lapses,
+                "exits": 0 if self._supervisor is None else self._supervisor.exits,
             },
         }
 
@@ -182,7 +185,12 @@ class _Node:
         from ._prometheus import metrics_text
 
         try:
-            body = metrics_text(self.election, lambda: self.transport.metrics)
+            supervisor = self._supervisor
+            body = metrics_text(
+                self.election,
+                lambda: self.transport.metrics,
+                None if supervisor is None else supervisor.counts,
+            )
         except ModuleNotFoundError as exc:
             return 501, "text/plain; charset=utf-8", f"{exc}\n".encode()
         return 200, "text/plain; version=0.0.4; charset=utf-8", body

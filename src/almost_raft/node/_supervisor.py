@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 from typing import Literal
@@ -32,6 +33,7 @@ from ._leader_command import LeaderCommand
 from ._watchdog import Watchdog
 
 __all__ = [
+    "CommandCounts",
     "CommandSupervisor",
     "OnCommandExit",
     "effective_grace",
@@ -83,6 +85,24 @@ def grace_before_renewal(
     return max(0.0, min(grace, headroom))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommandCounts:
+    """What the leader command has done since the node started, for ``/metrics``.
+
+    Attributes:
+        running: whether it runs now.
+        starts: how many times it was started.
+        lease_lapses: how many runs the watchdog stopped because the lease ran out before
+            its renewal (lost packets, a stall) while the node went on leading.
+        exits: how many runs ended by themselves while the node led.
+    """
+
+    running: bool
+    starts: int
+    lease_lapses: int
+    exits: int
+
+
 class CommandSupervisor:
     """Runs ``command`` while ``election`` makes this node leader; see the module docstring.
 
@@ -112,6 +132,8 @@ class CommandSupervisor:
             else effective_grace(command.grace, election.config.lease_duration)
         )
         self.failures = 0
+        self.lease_lapses = 0
+        self.exits = 0
         self._renewed_until = 0.0
         # The SIGTERM deadline the watchdog was last given, and whether one passed while
         # the command ran (a renewal that comes after it cannot call the SIGTERM back).
@@ -119,6 +141,11 @@ class CommandSupervisor:
         self._term_was_due = False
         # How late the latest renewals came after their rounds left (see _renew).
         self._lags: collections.deque[float] = collections.deque(maxlen=RENEWALS_REMEMBERED)
+
+    def counts(self) -> CommandCounts:
+        """What the command has done so far."""
+        command = self._command
+        return CommandCounts(command.running, command.starts, self.lease_lapses, self.exits)
 
     @property
     def exclusive(self) -> bool:
@@ -160,6 +187,7 @@ class CommandSupervisor:
             else:
                 code = await self._run(leadership)
                 if self._stopped_by_watchdog():
+                    self.lease_lapses += 1
                     # Not the command failing: the lease ran out before a renewal came
                     # (lost packets), and the watchdog stopped it as it must. Leadership
                     # may well go on: start again under the next lease, or, if none comes
@@ -172,6 +200,7 @@ class CommandSupervisor:
                     while not leadership.exclusive:
                         await leadership.lease_changed()
                     continue
+                self.exits += 1
                 ran_for = election_clock() - started
                 self.failures = 0 if ran_for > RESTART_BACKOFF[1] else self.failures + 1
                 logger.warning(
