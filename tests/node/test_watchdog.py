@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,10 +35,11 @@ PY = sys.executable
 DEADLINE = 10.0
 # Ignores SIGTERM, so only a SIGKILL ends it.
 STUBBORN = (
-    "import signal, time\n"
+    "import signal\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "print('ready', flush=True)\n"
-    "time.sleep(600)\n"
+    "while True:\n"
+    "    signal.pause()\n"
 )
 ONE_NODE = ElectionConfig(election_timeout=0.2, heartbeat_interval=0.02)
 
@@ -254,10 +255,11 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
 ) -> None:
     started = tmp_path / "started"
     script = (
-        "import signal, time\n"
+        "import signal\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         f"open({str(started)!r}, 'w').write('x')\n"
-        "time.sleep(600)\n"
+        "while True:\n"
+        "    signal.pause()\n"
     )
 
     async def main() -> None:
@@ -330,10 +332,11 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
     starts = tmp_path / "starts"
     # It exits cleanly when told to stop, as a well-behaved command does.
     script = (
-        "import signal, sys, time\n"
+        "import signal, sys\n"
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
         f"open({str(starts)!r}, 'a').write('x')\n"
-        "time.sleep(600)\n"
+        "while True:\n"
+        "    signal.pause()\n"
     )
 
     def started() -> int:
@@ -388,10 +391,13 @@ class _StallingCommand(LeaderCommand):
         await super().start(term, before_exec=before_exec)
         pid = self.pid
         assert pid is not None
-        # The stall under test: nothing the node would write after the start goes out.
-        deadline = time.monotonic() + self.limit
-        while not _gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)  # noqa: ASYNC251 - blocking is the stall
+        # The stall under test: the loop blocks (nothing the node would write after the
+        # start goes out) until the command's process ends, or for ``limit`` seconds.
+        pidfd = os.pidfd_open(pid)
+        try:
+            select.select([pidfd], [], [], self.limit)
+        finally:
+            os.close(pidfd)
         self.gone_during_stall = _gone(pid)
 
 
@@ -460,21 +466,25 @@ def test_a_sigterm_that_finds_the_command_before_its_program_runs_stays_with_the
             # SIGTERM is due at once, and SIGKILL a while later.
             announce = watchdog.announcement(now - 1.0, now + 2.0)
 
-            def announce_then_linger() -> None:
+            def announce_then_wait() -> None:
                 announce()
-                # The SIGTERM arrives while this is still the node's copy.
-                time.sleep(0.5)
+                # Wait, still the node's copy, for the watchdog's SIGTERM.
+                signal.pause()
 
-            await command.start(1, before_exec=announce_then_linger)
+            await command.start(1, before_exec=announce_then_wait)
             code = await asyncio.wait_for(command.wait(), DEADLINE)
-            # The wake-up byte, had it been written, is read on the loop's next turns.
-            for _ in range(10):
-                await asyncio.sleep(0)
+            # Signals reach the loop's handlers in the order they came: once one sent now
+            # has been handled, a SIGTERM the copy passed on would have been too.
+            barrier = asyncio.Event()
+            loop.add_signal_handler(signal.SIGUSR1, barrier.set)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.wait_for(barrier.wait(), DEADLINE)
             assert not node_signalled.is_set(), "the command's SIGTERM reached the node"
             # And it ended the command's process, as it would the command's program.
             assert code == -signal.SIGTERM
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGUSR1)
             await command.stop(0.0)
             await watchdog.close()
 
