@@ -290,6 +290,18 @@ def test_an_exclusive_command_runs_under_the_lease_and_is_gone_when_the_node_clo
     asyncio.run(main())
 
 
+async def _end(
+    task: asyncio.Task[None], command: LeaderCommand, watchdog: Watchdog | None = None
+) -> None:
+    """Cancel a supervisor's task, then stop its command and its watchdog."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await command.stop(0.0)
+    if watchdog is not None:
+        await watchdog.close()
+
+
 class _LapsingLease:
     """A leadership of term 1 whose lease is renewed only when the test says so."""
 
@@ -369,11 +381,7 @@ def test_a_command_the_watchdog_stopped_at_a_lapsed_lease_starts_again_without_a
                 0,
             )
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await command.stop(0.0)
-            await watchdog.close()
+            await _end(task, command, watchdog)
 
     asyncio.run(main())
 
@@ -422,11 +430,7 @@ def test_a_command_whose_node_stalls_as_it_starts_is_still_killed_at_the_lease_e
             # It ignores SIGTERM: the SIGKILL at the lease's end, not before, ended it.
             assert election_clock() >= lease_end
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await command.stop(0.0)
-            await watchdog.close()
+            await _end(task, command, watchdog)
 
     asyncio.run(main())
 
@@ -507,9 +511,6 @@ def test_a_command_that_exits_by_itself_is_counted_as_an_exit(
             assert counts.lease_lapses == 0
             assert counts.starts >= counts.exits >= 2
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await command.stop(0.0)
+            await _end(task, command)
 
     asyncio.run(main())
