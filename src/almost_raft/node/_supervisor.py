@@ -222,9 +222,6 @@ class CommandSupervisor:
         command = self._command
         watchdog = self._watchdog
         assert command.pid is not None, "the command was just started"
-        if watchdog is None:
-            self._renewed_until = 0.0
-            self._term_at = math.inf
         self._term_was_due = False
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -239,32 +236,34 @@ class CommandSupervisor:
             if watchdog is None:
                 await self._stop(None)
             else:
-                await self._stop(self._renewed_until or election_clock())
+                # The end of the latest lease the watchdog was told of: the command dies
+                # by then, even when the lease ended early (a hand-over).
+                await self._stop(self._renewed_until)
                 with contextlib.suppress(Exception):
                     watchdog.release()
 
     def _first_deadlines(self, leadership: Leadership) -> tuple[float, float]:
         """The SIGTERM and SIGKILL deadlines a command starts with: those of the lease it
-        starts under (past already, if that lease has run out: it is then stopped at
-        once, and starts again under the next)."""
-        config = self._election.config
+        starts under, judged as a renewal that came now would be (the lease in force is
+        as old as one). Without a lease both are now: the command is stopped at once."""
         now = election_clock()
         until = leadership.lease_until
         if until is None or not leadership.exclusive:
-            # No lease: the command is stopped as soon as it starts.
             return now, now
-        # The lease in force is as old as a renewal that came now: its grace is judged as
-        # that renewal's would be, so that its SIGTERM is not due before the next one.
+        return self._sigterm_at(until, now), until
+
+    def _sigterm_at(self, until: float, now: float) -> float:
+        """When to SIGTERM under a lease ending at ``until`` that reached this node at
+        ``now``; remembers how late it came (the round it counts from left a lease
+        before its end), so that no SIGTERM is due before the next renewal."""
+        config = self._election.config
         self._lags.append(now - (until - config.lease_duration))
         grace = grace_before_renewal(
             self._grace, config.lease_duration, config.heartbeat_interval, max(self._lags)
         )
-        return until - grace, until
+        return until - grace
 
     async def _renew(self, leadership: Leadership, watchdog: Watchdog) -> None:
-        config = self._election.config
-        lease_duration, heartbeat = config.lease_duration, config.heartbeat_interval
-        lags = self._lags
         while True:
             until = leadership.lease_until
             if until is not None and until > self._renewed_until and leadership.exclusive:
@@ -272,10 +271,7 @@ class CommandSupervisor:
                 now = election_clock()
                 if now >= self._term_at:
                     self._term_was_due = True
-                # The round this lease counts from left lease_duration before its end.
-                lags.append(now - (until - lease_duration))
-                grace = grace_before_renewal(self._grace, lease_duration, heartbeat, max(lags))
-                self._term_at = until - grace
+                self._term_at = self._sigterm_at(until, now)
                 watchdog.renew(self._term_at, until)
             await leadership.lease_changed()
 
