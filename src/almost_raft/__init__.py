@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .core._outputs import CoreMetrics, LeaderChange, Outbound, Output
     from .core._state import HardState, NodeState
     from .core._state_machine import ElectionCore
+    from .node._collector import MetricsCollector
     from .runtime._clock import election_clock
     from .runtime._election import Election, ElectionMetrics, Leadership, LeadershipScope
     from .runtime._latest_value import Subscription
@@ -83,6 +84,7 @@ _DEFINED_IN = {
     ".core._outputs": ("CoreMetrics", "LeaderChange", "Outbound", "Output"),
     ".core._state": ("HardState", "NodeState"),
     ".core._state_machine": ("ElectionCore",),
+    ".node._collector": ("MetricsCollector",),
     ".runtime._clock": ("election_clock",),
     ".runtime._election": ("Election", "ElectionMetrics", "Leadership", "LeadershipScope"),
     ".runtime._latest_value": ("Subscription",),
@@ -146,6 +148,7 @@ __all__ = [
     "InMemoryTransport",
     "TcpTransport",
     "TcpMetrics",
+    "MetricsCollector",
     "TlsConfig",
     "NetworkFaults",
     "Store",
