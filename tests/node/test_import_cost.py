@@ -75,6 +75,9 @@ _KEPT_OUT = (
     "urllib.request",
     "http.server",
     "wsgiref",
+    # Read once, then let go: the cluster file's TOML reader.
+    "tomllib",
+    "tomllib._parser",
     # Paths are strings: pathlib with urllib.parse and ipaddress is 0.6 MiB.
     "pathlib",
     "urllib.parse",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
+
+from ..node._let_go import used_once
 
 __all__ = ["main"]
 
@@ -40,36 +41,16 @@ def _parse(argv: Sequence[str] | None) -> SimpleNamespace | None:
     Raises:
         SystemExit: as :func:`._parser.parse` does.
     """
-    # What this process loaded before (pytest, a program that calls main()) stays.
-    loaded_before = {name for name in _PARSING_ONLY if name in sys.modules}
-    try:
+    with used_once(_PARSING_ONLY):
         return _read(argv)
-    finally:
-        _forget(name for name in _PARSING_ONLY if name not in loaded_before)
 
 
 def _read(argv: Sequence[str] | None) -> SimpleNamespace | None:
     # A function of its own, so that nothing of the parser is referenced any more when
-    # _forget() collects it.
+    # used_once() collects it.
     from ._parser import parse
 
     return parse(argv)
-
-
-def _forget(modules: Iterable[str]) -> None:
-    """Let ``modules`` go: a later import loads them afresh."""
-    for name in modules:
-        _unregister(name)
-    # Their objects are in reference cycles (classes, functions and their module's
-    # dict), which the collector may not visit for hours.
-    gc.collect()
-
-
-def _unregister(name: str) -> None:
-    module = sys.modules.pop(name, None)
-    package, _, attribute = name.rpartition(".")
-    if module is not None and getattr(sys.modules.get(package), attribute, None) is module:
-        delattr(sys.modules[package], attribute)
 
 
 def _run_demo(args: SimpleNamespace) -> int:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,8 +40,13 @@ from ..core._errors import ConfigError
 from ..core._messages import MAX_ID_LENGTH
 from ._cluster_security import SECURITY_FIELDS, Security, parse_security
 from ._field_errors import MissingField, in_file
+from ._let_go import used_once
 
 __all__ = ["ClusterConfig", "NodeEntry", "format_host_port", "parse_host_port"]
+
+# The standard library's TOML reader, all of it: let go once the cluster file is read
+# (the datetime module it needs stays, msgpack uses it too).
+_TOML_READER = ("tomllib", "tomllib._parser", "tomllib._re", "tomllib._types")
 
 _ELECTION_FIELDS = {
     "election_timeout_ms": "election_timeout",
@@ -108,15 +112,20 @@ class ClusterConfig:
                 names the file and the field.
         """
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as file:
-                raw = tomllib.loads(file.read())
-        except FileNotFoundError as exc:
-            raise ConfigError("--config", path, "no such file") from exc
-        except OSError as exc:
-            raise ConfigError("--config", path, f"cannot be read: {exc.strerror}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError("--config", path, f"is not valid TOML: {exc}") from exc
+        # A node reads its cluster file once: the TOML reader is let go after it.
+        with used_once(_TOML_READER):
+            import tomllib
+
+            try:
+                with open(path, encoding="utf-8") as file:
+                    raw = tomllib.loads(file.read())
+            except FileNotFoundError as exc:
+                raise ConfigError("--config", path, "no such file") from exc
+            except OSError as exc:
+                raise ConfigError("--config", path, f"cannot be read: {exc.strerror}") from exc
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError("--config", path, f"is not valid TOML: {exc}") from exc
+            del tomllib
         try:
             return cls.from_dict(raw, source=path, base_dir=os.path.dirname(path))
         except ConfigError as exc:
