@@ -184,15 +184,12 @@ class _Node:
     def _metrics_route(self) -> tuple[int, str, bytes]:
         from ._prometheus import metrics_text
 
-        try:
-            supervisor = self._supervisor
-            body = metrics_text(
-                self.election,
-                lambda: self.transport.metrics,
-                None if supervisor is None else supervisor.counts,
-            )
-        except ModuleNotFoundError as exc:
-            return 501, "text/plain; charset=utf-8", f"{exc}\n".encode()
+        supervisor = self._supervisor
+        body = metrics_text(
+            self.election,
+            lambda: self.transport.metrics,
+            None if supervisor is None else supervisor.counts,
+        )
         return 200, "text/plain; version=0.0.4; charset=utf-8", body
 
     async def _start_watchdog(self) -> None:
