@@ -67,10 +67,17 @@ def test_special_values_and_an_empty_family_are_written_as_prometheus_reads_them
     assert empty == ("t_none", "counter", "no samples yet", [])
 
 
+def test_names_with_colons_are_metric_names() -> None:
+    assert MetricFamily.single("t:x_y", "gauge", "x", 1).sample_name == "t:x_y"
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda: MetricFamily.single("1bad", "gauge", "x", 1),
+        lambda: MetricFamily.single("", "gauge", "x", 1),
+        lambda: MetricFamily.single("t_é", "gauge", "x", 1),
+        lambda: MetricFamily("t_x", "gauge", "x", "a:b", (("v", 1),)),
         lambda: MetricFamily("t_x", "gauge", "x", "bad-label", (("v", 1),)),
         lambda: MetricFamily("t_x", "gauge", "x", "__reserved", (("v", 1),)),
         lambda: MetricFamily("t_x", "gauge", "x", "kind", ((None, 1),)),

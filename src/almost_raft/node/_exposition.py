@@ -11,21 +11,18 @@ tests read this module's text with prometheus-client's parser.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from collections.abc import Iterable
 from typing import Literal
 
 __all__ = ["MetricFamily", "render"]
 
-# What Prometheus accepts as a metric or label name.
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class MetricFamily:
     """One metric: its name, kind, help text and samples.
+
+    A plain class, not a dataclass: it is loaded by the first scrape, and a node keeps
+    what it loads for good.
 
     Attributes:
         name: the name; a counter's without the ``_total`` that its samples carry.
@@ -33,22 +30,34 @@ class MetricFamily:
         help: one line that says what it counts.
         label: the name of its one label, or None for a family of one unlabelled sample.
         samples: (label value, value) pairs; the label value is None without a label.
+
+    Raises:
+        ValueError: a name Prometheus would not read, or samples whose labels do not
+            match the family's.
     """
 
-    name: str
-    kind: Literal["counter", "gauge"]
-    help: str
-    label: str | None = None
-    samples: tuple[tuple[str | None, float], ...] = ()
+    __slots__ = ("help", "kind", "label", "name", "samples")
 
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ValueError(f"metric name {self.name!r} is not a Prometheus name")
-        if self.label is not None and (not _NAME.match(self.label) or self.label[:2] == "__"):
-            raise ValueError(f"label name {self.label!r} is not a Prometheus label name")
-        for label_value, _ in self.samples:
-            if (label_value is None) != (self.label is None):
-                raise ValueError(f"{self.name}: a sample's label does not match the family")
+    def __init__(
+        self,
+        name: str,
+        kind: Literal["counter", "gauge"],
+        help: str,
+        label: str | None = None,
+        samples: tuple[tuple[str | None, float], ...] = (),
+    ) -> None:
+        if not _is_name(name):
+            raise ValueError(f"metric name {name!r} is not a Prometheus name")
+        if label is not None and (not _is_name(label) or label.startswith("__") or ":" in label):
+            raise ValueError(f"label name {label!r} is not a Prometheus label name")
+        for label_value, _ in samples:
+            if (label_value is None) != (label is None):
+                raise ValueError(f"{name}: a sample's label does not match the family")
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.label = label
+        self.samples = samples
 
     @classmethod
     def single(
@@ -61,6 +70,16 @@ class MetricFamily:
     def sample_name(self) -> str:
         """The name its samples carry: a counter's ends in ``_total``."""
         return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+def _is_name(name: str) -> bool:
+    # [a-zA-Z_:][a-zA-Z0-9_:]*, without loading a regular expression for it.
+    return (
+        name.isascii()
+        and name[:1] != ""
+        and not name[0].isdigit()
+        and name.replace("_", "a").replace(":", "a").isalnum()
+    )
 
 
 def render(families: Iterable[MetricFamily]) -> bytes:
