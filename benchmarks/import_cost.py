@@ -20,10 +20,11 @@ table of interned strings, which grows in steps as modules load (grown before me
 and the thread that asks the node for ``/status`` (started before measuring). The
 package is byte-compiled first, as an installed package is.
 
-Then the RSS the first scrape adds is measured without tracemalloc, in a process that
-has imported what the node had: import by import (what
+Then what prometheus-client would add, were the node to render ``/metrics`` with it (as
+it did until the node wrote the text itself), is measured without tracemalloc, in a
+process that has imported what the node had: import by import (what
 ``prometheus_client.exposition`` imports at its top, then the package), the package at
-once, and the three submodules the node uses loaded without the package's
+once, and the three submodules that rendering needs loaded without the package's
 ``__init__``, which the package does not support, to see what that would spare.
 
 Writes ``benchmarks/results/import_cost.json``.
@@ -120,10 +121,11 @@ sys.exit(main(["run", "--config", config, "--id", "a", "--http", f"127.0.0.1:{po
 """
 
 
-# The RSS the first scrape adds, import by import. argv[1]: the modules a node has loaded,
-# comma-separated; argv[2:]: the imports to measure, in order. "stub:" before a list of
-# prometheus_client submodules imports them without the package's __init__ (which the
-# package does not support; measured to see what that would spare).
+# The RSS prometheus-client would add to a node, import by import. argv[1]: the modules
+# a node has loaded, comma-separated; argv[2:]: the imports to measure, in order.
+# "stub:" before a list of prometheus_client submodules imports them without the
+# package's __init__ (which the package does not support; measured to see what that
+# would spare).
 _RSS_PROBE = r"""
 import gc, importlib, importlib.util, json, sys, types
 
@@ -269,7 +271,7 @@ def main() -> None:
             f"{rss['without_the_package_init'][0][1] / 1024:.2f}",
         ]
     )
-    print("\nRSS the first scrape adds to a process holding what a node imports")
+    print("\nRSS prometheus-client would add to a process holding what a node imports")
     print(table(("import, in order", "MiB"), rows))
     print(f"wrote {write_json('import_cost', {'machine': machine(), **results})}")
 

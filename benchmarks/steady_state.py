@@ -14,7 +14,7 @@ and is then left alone for ``--duration`` seconds. Per node it reports:
 - CPU, in percent of one core: the ``utime + stime`` delta of ``/proc/PID/stat`` over
   the window, all threads included;
 - RSS (``VmRSS`` of ``/proc/PID/status``), once before anything asked for ``/metrics``
-  and once after, since the first scrape imports prometheus-client;
+  and once after, since the first scrape loads the modules that write it;
 - messages sent and received per second, from the node's ``/metrics`` counters read
   just before and just after the window, and wake-ups per second (voluntary context
   switches of all threads, ``/proc/PID/task/*/status``), which PySyncObj has too.
