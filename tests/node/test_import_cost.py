@@ -75,6 +75,9 @@ _KEPT_OUT = (
     "urllib.request",
     "http.server",
     "wsgiref",
+    # The state is loaded and saved in a thread of its own, not in asyncio's executor.
+    "concurrent.futures.thread",
+    "queue",
     # Read once, then let go: the cluster file's TOML reader.
     "tomllib",
     "tomllib._parser",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -32,6 +33,7 @@ from ..store._store import Store
 from ..transport._interface import Transport, close_transport
 from ._changes import ChangeRequest, PendingChanges
 from ._clock import read_election_clock
+from ._in_thread import in_thread
 from ._inputs import (
     AddPeer,
     Alarm,
@@ -313,7 +315,7 @@ class Runtime(OnArrival):
         try:
             try:
                 if self._store.blocking:
-                    hard_state = await asyncio.to_thread(self._store.load)
+                    hard_state = await in_thread(self._store.load, f"{self.node_id}: load")
                 else:
                     hard_state = self._store.load()
                 self._core = ElectionCore(
@@ -557,7 +559,9 @@ class Runtime(OnArrival):
         else:
             # A real store fsyncs; a worker thread keeps the loop (and its timers) running.
             # Shielded, so a cancelled driver still lets close() wait for the save to end.
-            self._saving = asyncio.ensure_future(asyncio.to_thread(self._store.save, state))
+            self._saving = asyncio.ensure_future(
+                in_thread(functools.partial(self._store.save, state), f"{self.node_id}: save")
+            )
             await asyncio.shield(self._saving)
             self._saving = None
         self.metrics.state_saves += 1
