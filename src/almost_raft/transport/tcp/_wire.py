@@ -332,7 +332,10 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     fields = _unpack(body, max_frame_bytes)
     if not isinstance(fields, list) or not fields:
         raise WireError(FrameProblem.BAD_FIELD, "a message must be a non-empty array")
-    steady = _STEADY.get(tuple(map(type, fields)))
+    # Unpacked into a display, not tuple(map(...)): a tuple grown from an iterator of
+    # unknown length is resized, not taken from the interpreter's free list, yet freed
+    # onto it, so that list filled up (2,000 tuples of each length, 0.19 MiB a node).
+    steady = _STEADY.get((*map(type, fields),))
     if steady is not None and fields[0] == steady[0]:
         # A heartbeat or its answer in the form a leader sends every round: what the
         # schema below would check, in one comparison.
@@ -370,7 +373,7 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     types += optional[: len(values) - len(types)]
     # Exact types rather than isinstance: True must not pass for an int. One comparison of
     # type tuples checks them all; the loop only finds which field to name.
-    if tuple(map(type, values)) != types:
+    if (*map(type, values),) != types:
         for index, (value, expected) in enumerate(zip(values, types, strict=True)):
             if type(value) is not expected:
                 raise WireError(
