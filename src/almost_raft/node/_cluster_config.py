@@ -125,6 +125,7 @@ class ClusterConfig:
                 raise ConfigError("--config", path, f"cannot be read: {exc.strerror}") from exc
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError("--config", path, f"is not valid TOML: {exc}") from exc
+            # This frame's reference would keep the module from being collected.
             del tomllib
         try:
             return cls.from_dict(raw, source=path, base_dir=os.path.dirname(path))
